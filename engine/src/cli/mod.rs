@@ -1,0 +1,46 @@
+//! Subcommands of the `wasmjob` binary. Exit codes: 0 success, 1 the task
+//! failed, 2 bad usage, 3 any other error (unreadable or rejected component...).
+
+mod args;
+mod bench;
+mod inspect;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The task ran and did not succeed.
+pub const EXIT_TASK_FAILED: u8 = 1;
+/// Anything else went wrong.
+pub const EXIT_ERROR: u8 = 3;
+
+/// wasmjob: a job engine whose jobs are WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one task of a job component and print its outcome.
+    Run(run::RunArgs),
+    /// Print a job component's metadata (and when a periodic job is next due).
+    Inspect(inspect::InspectArgs),
+    /// Measure the sandbox: per-task overhead and compute speed against native.
+    Bench(bench::BenchArgs),
+}
+
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run::run(args)),
+        Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
+        Command::Bench(args) => {
+            drop(runtime);
+            bench::bench(args)
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `wasmjob run`: one task of one component, printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+use wasmjob::runtime::{ChildRequest, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport};
+
+use super::args::{parse_duration, parse_size, task_args};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job component (.wasm).
+    component: PathBuf,
+    /// The task's args, a JSON object.
+    #[arg(long)]
+    args: Option<String>,
+    /// One arg as key=value (repeatable); the value is JSON if it parses, else a string.
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    arg: Vec<String>,
+    /// Fuel budget (default: the job's, else the engine's).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock deadline, such as 5s (default: the job's, else 30s).
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Memory cap, such as 64MiB (default: the job's, else 64MiB).
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Print a JSON report instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    job: &'a str,
+    version: &'a str,
+    task_id: &'a str,
+    #[serde(flatten)]
+    report: &'a TaskReport,
+    queued: Vec<Child>,
+}
+
+#[derive(Serialize)]
+struct Child {
+    id: String,
+    #[serde(flatten)]
+    request: ChildRequest,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let task_args = task_args(args.args.as_deref(), &args.arg)?;
+    let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let job = runtime.load(&bytes).await.with_context(|| format!("{} was rejected", args.component.display()))?;
+
+    let mut limits = runtime.task_limits(&job);
+    limits.fuel = args.fuel.unwrap_or(limits.fuel);
+    limits.timeout = args.timeout.unwrap_or(limits.timeout);
+    limits.memory_bytes = args.memory.unwrap_or(limits.memory_bytes);
+
+    let children = Arc::new(RecordingQueue::default());
+    let task_id = "run-1".to_owned();
+    let input = TaskInput { task_id: task_id.clone(), attempt: 1, args: task_args, limits, children: children.clone() };
+    let report = runtime.run(&job, input).await;
+    let queued: Vec<Child> = children.children().into_iter().map(|(id, request)| Child { id, request }).collect();
+
+    if args.json {
+        let report =
+            Report { job: &job.metadata().name, version: job.hash(), task_id: &task_id, report: &report, queued };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&job.metadata().name, &report, &queued);
+    }
+    Ok(if report.outcome.is_success() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_TASK_FAILED) })
+}
+
+fn print_text(job: &str, report: &TaskReport, queued: &[Child]) {
+    if let wasmjob::runtime::Outcome::Success { result } = &report.outcome {
+        println!("{result}");
+    }
+    eprintln!("job:      {job}");
+    eprintln!("outcome:  {} ({})", report.outcome.class(), report.outcome.describe());
+    eprintln!("fuel:     {}", report.fuel_consumed);
+    eprintln!("time:     {:.3} ms", report.wall_time.as_secs_f64() * 1e3);
+    if !queued.is_empty() {
+        eprintln!("queued ({}, not run):", queued.len());
+        for child in queued {
+            eprintln!(
+                "  {}  {} {}  from_task={}",
+                child.id, child.request.job, child.request.args, child.request.from_task
+            );
+        }
+    }
+    if !report.log.is_empty() {
+        eprintln!("log:");
+        for line in report.log.lines() {
+            eprintln!("  {line}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! What a job is, in the engine's own terms: its [`JobMetadata`] as declared
+//! by the component's `metadata` export and checked by the engine.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The longest job name the engine accepts.
+pub const MAX_NAME_LEN: usize = 128;
+/// The longest doc the engine keeps (64 KiB).
+pub const MAX_DOC_LEN: usize = 64 * 1024;
+
+/// A job's declaration: name, doc, kind, overlap, expiry, limits, retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMetadata {
+    /// Lower-case, unique within a tenant's registry.
+    pub name: String,
+    pub doc: String,
+    pub doc_syntax: DocSyntax,
+    pub kind: JobKind,
+    pub overlap: Overlap,
+    /// How long a queued task may wait to start (pulsar's `timeout`).
+    #[serde(with = "opt_millis")]
+    pub expiry: Option<Duration>,
+    pub limits: RequestedLimits,
+    pub retry: RetryPolicy,
+}
+
+/// The markup of a job's doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DocSyntax {
+    Markdown,
+    Plain,
+}
+
+/// Regular or periodic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum JobKind {
+    Regular,
+    Periodic(Schedule),
+}
+
+/// When a periodic job runs: every `run_every`, aligned to `anchor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    #[serde(with = "millis")]
+    pub run_every: Duration,
+    pub anchor: Option<DateTime<Utc>>,
+}
+
+/// Whether tasks of a job may overlap (pulsar's `can_overlap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    Allow,
+    Forbid,
+    /// Decided per task by the job's `overlap-key` export.
+    ByArgs,
+}
+
+/// Per-task resources a job asks for; `None` takes the engine's default, and
+/// the engine caps each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedLimits {
+    pub fuel: Option<u64>,
+    #[serde(with = "opt_millis")]
+    pub timeout: Option<Duration>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// How failed tasks are retried: before retry `n` the engine waits
+/// `min(initial_backoff * 2^(n-1), max_backoff)` plus up to half of that again
+/// as random jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    #[serde(with = "millis")]
+    pub initial_backoff: Duration,
+    #[serde(with = "millis")]
+    pub max_backoff: Duration,
+    pub retry_on_trap: bool,
+    pub retry_on_timeout: bool,
+}
+
+impl JobMetadata {
+    /// Whether the job is periodic.
+    pub fn is_periodic(&self) -> bool {
+        matches!(self.kind, JobKind::Periodic(_))
+    }
+}
+
+/// Why the engine refuses a job's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("the job's name is empty")]
+    EmptyName,
+    #[error("the job's name is longer than {MAX_NAME_LEN} bytes")]
+    NameTooLong,
+    #[error("the job's name `{0}` may only hold letters, digits, `-`, `_` and `.`")]
+    InvalidName(String),
+    #[error("the job's doc is longer than {MAX_DOC_LEN} bytes")]
+    DocTooLong,
+    #[error("a periodic job's `run-every` must be greater than zero")]
+    ZeroPeriod,
+    #[error("the periodic job's anchor is out of range")]
+    AnchorOutOfRange,
+}
+
+/// Checks a job name (already lower-cased).
+pub fn validate_name(name: &str) -> Result<(), MetadataError> {
+    if name.is_empty() {
+        return Err(MetadataError::EmptyName);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(MetadataError::NameTooLong);
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(MetadataError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod opt_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
+    }
+}

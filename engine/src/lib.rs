@@ -1,0 +1,21 @@
+//! wasmjob: a job engine whose jobs are WebAssembly components.
+//!
+//! The life of a task, module by module:
+//!
+//! - [`contract`]: the `wasmjob:job` WIT world a job implements, mapped onto
+//!   the engine's own types ([`job`]).
+//! - [`runtime`]: compiles and validates a component once ([`runtime::Runtime::load`]),
+//!   then runs each task in a fresh sandbox with a fuel budget, a wall-clock
+//!   deadline and a memory cap, and tells the outcomes apart
+//!   ([`runtime::Outcome`]).
+
+pub mod contract;
+pub mod job;
+pub mod runtime;
+pub mod task;
+
+/// Paths of the example components, built by `engine/build.rs` from
+/// `examples/` (used by the demo, the tests and the benchmarks).
+pub mod examples {
+    include!(concat!(env!("OUT_DIR"), "/examples.rs"));
+}

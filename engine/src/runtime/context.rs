@@ -1,0 +1,105 @@
+//! What a running task knows about itself (pulsar's `consumer`): its id, its
+//! attempt, where the tasks it queues go, and its log.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::log::TaskLog;
+use crate::task::{QueueError, QueueOptions, TaskId};
+
+/// A boxed future, for the object-safe [`ChildQueue`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A request from a running job to queue a task (the `queue-task` import).
+/// Every field is guest-controlled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildRequest {
+    /// The job to run, as the guest spelled it.
+    pub job: String,
+    /// The args, a JSON object (checked by the engine before this is built).
+    pub args: String,
+    pub options: QueueOptions,
+    /// The task that asked: the child's `from_task`.
+    pub from_task: TaskId,
+}
+
+/// Where the tasks a job queues go: the durable queue when serving, a list
+/// when running one task with `wasmjob run`.
+pub trait ChildQueue: Send + Sync {
+    /// Queues `child`. The outer error is a failure of the engine (it traps
+    /// the task); the inner one is the answer the job sees.
+    fn queue_child(&self, child: ChildRequest) -> BoxFuture<'_, anyhow::Result<Result<TaskId, QueueError>>>;
+}
+
+/// A [`ChildQueue`] that records requests instead of queueing them; ids are
+/// `<parent>.<n>`.
+#[derive(Debug, Default)]
+pub struct RecordingQueue {
+    children: Mutex<Vec<(TaskId, ChildRequest)>>,
+}
+
+impl RecordingQueue {
+    /// The requests recorded so far, with the ids they were given.
+    pub fn children(&self) -> Vec<(TaskId, ChildRequest)> {
+        self.children.lock().unwrap().clone()
+    }
+}
+
+impl ChildQueue for RecordingQueue {
+    fn queue_child(&self, child: ChildRequest) -> BoxFuture<'_, anyhow::Result<Result<TaskId, QueueError>>> {
+        let mut children = self.children.lock().unwrap();
+        let id = format!("{}.{}", child.from_task, children.len() + 1);
+        children.push((id.clone(), child));
+        Box::pin(async move { Ok(Ok(id)) })
+    }
+}
+
+/// The running task's identity and host-side services.
+pub struct TaskContext {
+    pub(crate) task_id: TaskId,
+    pub(crate) attempt: u32,
+    pub(crate) children: Arc<dyn ChildQueue>,
+    pub(crate) log: TaskLog,
+    max_args_bytes: usize,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        task_id: TaskId,
+        attempt: u32,
+        children: Arc<dyn ChildQueue>,
+        log: TaskLog,
+        max_args_bytes: usize,
+    ) -> Self {
+        Self { task_id, attempt, children, log, max_args_bytes }
+    }
+
+    /// Checks a guest's `queue-task` request and passes it on.
+    pub(crate) async fn queue_child(
+        &self,
+        job: String,
+        args: String,
+        options: QueueOptions,
+    ) -> anyhow::Result<Result<TaskId, QueueError>> {
+        if let Err(e) = check_args(&args, self.max_args_bytes) {
+            return Ok(Err(e));
+        }
+        let child = ChildRequest { job: job.to_lowercase(), args, options, from_task: self.task_id.clone() };
+        self.children.queue_child(child).await
+    }
+}
+
+/// Args must be a JSON object (pulsar's keyword args) within the size bound.
+pub fn check_args(args: &str, max_bytes: usize) -> Result<(), QueueError> {
+    if args.len() > max_bytes {
+        return Err(QueueError::InvalidArgs(format!("{} bytes of args; the limit is {max_bytes}", args.len())));
+    }
+    match serde_json::from_str::<serde_json::Value>(args) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(QueueError::InvalidArgs("args must be a JSON object".into())),
+        Err(e) => Err(QueueError::InvalidArgs(format!("args are not valid JSON: {e}"))),
+    }
+}

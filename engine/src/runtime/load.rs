@@ -1,0 +1,138 @@
+//! Accepting a component: validate, compile once, pre-link, read metadata.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::sandbox::TaskState;
+use super::{Outcome, RecordingQueue, Runtime, TaskContext, TaskLog};
+use crate::contract::{Answer, Export, JobPre};
+use crate::job::{JobMetadata, MetadataError};
+
+/// A validated, compiled and pre-linked job: each task pays only for
+/// instantiation. Cheap to clone.
+#[derive(Clone)]
+pub struct JobComponent {
+    hash: Arc<str>,
+    metadata: Arc<JobMetadata>,
+    pub(crate) pre: JobPre<TaskState>,
+}
+
+impl JobComponent {
+    /// The SHA-256 of the component's bytes, in hex: its version.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// What the job declared, as checked by the engine.
+    pub fn metadata(&self) -> &JobMetadata {
+        &self.metadata
+    }
+}
+
+/// Why a component was refused. Each message names what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the component is {bytes} bytes; the limit is {limit}")]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("not a WebAssembly binary (it does not start with `\\0asm`)")]
+    NotWasm,
+    #[error(
+        "this is a core WebAssembly module, not a component: build the job for `wasm32-wasip2` \
+         (or wrap the module with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error("the component imports what the engine does not provide: {0}")]
+    UnsupportedImport(String),
+    #[error("the component does not implement the `wasmjob:job/job` world: {0}")]
+    NotAJob(String),
+    #[error("the component's `metadata` export failed: {}", .0.describe())]
+    MetadataFailed(Outcome),
+    #[error("invalid metadata: {0}")]
+    InvalidMetadata(#[from] MetadataError),
+}
+
+/// The version field of a component binary (layer 1) and of a core module.
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+
+impl Runtime {
+    /// Validates `bytes` as a job component, compiles it (or loads the cached
+    /// compile) and reads its metadata in the sandbox.
+    pub async fn load(&self, bytes: &[u8]) -> Result<JobComponent, LoadError> {
+        if bytes.len() > self.limits.max_component_bytes {
+            return Err(LoadError::TooLarge { bytes: bytes.len(), limit: self.limits.max_component_bytes });
+        }
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(LoadError::NotWasm);
+        }
+        if bytes[4..8] == CORE_MODULE_VERSION {
+            return Err(LoadError::CoreModule);
+        }
+        if bytes[4..8] != COMPONENT_VERSION {
+            return Err(LoadError::Invalid(format!("unsupported binary version {:02x?}", &bytes[4..8])));
+        }
+        let hash = hex::encode(Sha256::digest(bytes));
+        let component = self.compile(bytes, &hash).await?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let pre = JobPre::new(instance_pre).map_err(|e| LoadError::NotAJob(format!("{e:#}")))?;
+
+        let ctx = TaskContext::new(
+            "metadata".into(),
+            1,
+            Arc::new(RecordingQueue::default()),
+            TaskLog::new(self.limits.max_log_bytes, self.limits.max_log_line_bytes),
+            self.limits.max_args_bytes,
+        );
+        let mut job = JobComponent { hash: hash.into(), metadata: Arc::new(placeholder_metadata()), pre };
+        let metadata = match self.sandboxed(&job, ctx, self.limits.control_call, Export::Metadata).await.0 {
+            Ok(Answer::Metadata(metadata)) => metadata?,
+            Ok(_) => unreachable!("`metadata` answers with metadata"),
+            Err(outcome) => return Err(LoadError::MetadataFailed(outcome)),
+        };
+        job.metadata = Arc::new(metadata);
+        Ok(job)
+    }
+
+    async fn compile(&self, bytes: &[u8], hash: &str) -> Result<Component, LoadError> {
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, hash)) {
+            return Ok(component);
+        }
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        // Compiling is CPU-bound: keep it off the async workers.
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, owned))
+            .await
+            .map_err(|e| LoadError::Invalid(format!("the compiler crashed: {e}")))?
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(cache) = &self.cache {
+            cache.store(hash, &component);
+        }
+        Ok(component)
+    }
+}
+
+/// Stands in until `metadata` has answered; never seen outside `load`.
+fn placeholder_metadata() -> JobMetadata {
+    use crate::job::{DocSyntax, JobKind, Overlap, RequestedLimits, RetryPolicy};
+    JobMetadata {
+        name: String::new(),
+        doc: String::new(),
+        doc_syntax: DocSyntax::Plain,
+        kind: JobKind::Regular,
+        overlap: Overlap::Allow,
+        expiry: None,
+        limits: RequestedLimits::default(),
+        retry: RetryPolicy {
+            max_retries: 0,
+            initial_backoff: std::time::Duration::ZERO,
+            max_backoff: std::time::Duration::ZERO,
+            retry_on_trap: false,
+            retry_on_timeout: false,
+        },
+    }
+}

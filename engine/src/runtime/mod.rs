@@ -1,0 +1,275 @@
+//! The sandboxed runtime: compile a job component once, run each task in a
+//! fresh instance.
+//!
+//! - [`Runtime`] owns the one wasmtime [`Engine`], configured for many short
+//!   tasks: component model, async calls, the pooling allocator, fuel, epoch
+//!   interruption for deadlines and an explicit wasm stack limit.
+//! - [`Runtime::load`] validates a component, compiles it (or loads its
+//!   cached compile), pre-links it and asks it for its metadata, giving a
+//!   [`JobComponent`].
+//! - [`Runtime::run`] runs one task of a [`JobComponent`] in a fresh store
+//!   under [`TaskLimits`] and returns a [`TaskReport`]: the [`Outcome`], the
+//!   fuel consumed, the wall time and the log.
+//! - [`Runtime::is_due`] and [`Runtime::overlap_key`] ask a job's other
+//!   exports, sandboxed and bounded in the same way.
+
+mod cache;
+mod context;
+mod epoch;
+mod limits;
+mod load;
+mod log;
+mod outcome;
+pub(crate) mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+
+pub(crate) use self::context::TaskContext;
+pub use self::context::{BoxFuture, ChildQueue, ChildRequest, RecordingQueue, check_args};
+pub use self::epoch::EPOCH_TICK;
+pub use self::limits::{EngineLimits, TaskLimits};
+pub use self::load::{JobComponent, LoadError};
+pub use self::log::{LogLevel, TaskLog};
+pub use self::outcome::{Outcome, TaskReport};
+use self::outcome::{StopCause, classify};
+use self::sandbox::{SandboxLimiter, TaskState};
+use crate::contract::{self, Answer, CallResult, Due, Export};
+use crate::task::TaskId;
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Limits and defaults of every task.
+    pub limits: EngineLimits,
+    /// Where compiled components are cached; `None` disables the cache.
+    /// Default: none.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may exist at once: the size of the pooling allocator.
+    /// Default 1,000.
+    pub max_instances: u32,
+    /// Meter fuel. Default on; turning it off is for benchmarks only, since
+    /// the fuel budget is then not enforced.
+    pub consume_fuel: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { limits: EngineLimits::default(), cache_dir: None, max_instances: 1000, consume_fuel: true }
+    }
+}
+
+/// The sandboxed runtime. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    limits: EngineLimits,
+    consume_fuel: bool,
+    cache: Option<cache::ArtifactCache>,
+    _ticker: epoch::EpochTicker,
+}
+
+/// One task to run.
+pub struct TaskInput {
+    pub task_id: TaskId,
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// A JSON object.
+    pub args: String,
+    pub limits: TaskLimits,
+    /// Where the tasks this task queues go.
+    pub children: Arc<dyn ChildQueue>,
+}
+
+/// A call to `is-due` or `overlap-key` that did not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the job's `{export}` export failed: {}", outcome.describe())]
+pub struct ControlCallError {
+    pub export: &'static str,
+    pub outcome: Outcome,
+}
+
+impl Runtime {
+    /// Builds the engine, its linker and the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = match Engine::new(&engine_config(&config, true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                // Some hosts cap virtual memory below what the pool reserves.
+                tracing::warn!(error = %e, "pooling allocator unavailable; instantiating on demand");
+                Engine::new(&engine_config(&config, false))?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        contract::add_to_linker(&mut linker)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(cache::ArtifactCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker = epoch::EpochTicker::start(engine.weak());
+        Ok(Self { engine, linker, limits: config.limits, consume_fuel: config.consume_fuel, cache, _ticker: ticker })
+    }
+
+    /// The engine's limits.
+    pub fn limits(&self) -> &EngineLimits {
+        &self.limits
+    }
+
+    /// The limits a task of `job` runs under, unless overridden.
+    pub fn task_limits(&self, job: &JobComponent) -> TaskLimits {
+        self.limits.resolve(&job.metadata().limits)
+    }
+
+    /// Runs one task of `job`. Never fails: every way a task can end is an
+    /// [`Outcome`].
+    pub async fn run(&self, job: &JobComponent, input: TaskInput) -> TaskReport {
+        let log = TaskLog::new(self.limits.max_log_bytes, self.limits.max_log_line_bytes);
+        if let Err(e) = check_args(&input.args, self.limits.max_args_bytes) {
+            return TaskReport {
+                outcome: Outcome::FatalError { message: e.to_string() },
+                fuel_consumed: 0,
+                wall_time: Duration::ZERO,
+                log: String::new(),
+            };
+        }
+        let limits = self.limits.cap(input.limits);
+        let ctx =
+            TaskContext::new(input.task_id, input.attempt, input.children, log.clone(), self.limits.max_args_bytes);
+        let (answer, fuel_consumed, wall_time) = self.sandboxed(job, ctx, limits, Export::Call(&input.args)).await;
+        let outcome = match answer {
+            Ok(Answer::Call(CallResult::Ok(json))) => self.check_result(json),
+            Ok(Answer::Call(CallResult::Retryable(message))) => Outcome::RetryableError { message },
+            Ok(Answer::Call(CallResult::Fatal(message))) => Outcome::FatalError { message },
+            Ok(_) => unreachable!("`call` answers with a call result"),
+            Err(outcome) => outcome,
+        };
+        TaskReport { outcome, fuel_consumed, wall_time, log: log.contents() }
+    }
+
+    /// Asks a periodic job whether a task is due at `now`.
+    pub async fn is_due(
+        &self,
+        job: &JobComponent,
+        last_run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Due, ControlCallError> {
+        let export = Export::IsDue { last_run_at: last_run_at.timestamp_millis(), now: now.timestamp_millis() };
+        match self.control_call(job, export).await {
+            Ok(Answer::IsDue(due)) => Ok(due),
+            Ok(_) => unreachable!("`is-due` answers with a due"),
+            Err(outcome) => Err(ControlCallError { export: "is-due", outcome }),
+        }
+    }
+
+    /// Asks an `overlap: by-args` job under which key a task with `args` must
+    /// not overlap others.
+    pub async fn overlap_key(&self, job: &JobComponent, args: &str) -> Result<Option<String>, ControlCallError> {
+        match self.control_call(job, Export::OverlapKey(args)).await {
+            Ok(Answer::OverlapKey(key)) => Ok(key),
+            Ok(_) => unreachable!("`overlap-key` answers with a key"),
+            Err(outcome) => Err(ControlCallError { export: "overlap-key", outcome }),
+        }
+    }
+
+    /// Calls one of the engine's control exports under `control_call` limits.
+    async fn control_call(&self, job: &JobComponent, export: Export<'_>) -> Result<Answer, Outcome> {
+        let log = TaskLog::new(self.limits.max_log_bytes, self.limits.max_log_line_bytes);
+        let ctx =
+            TaskContext::new("control".into(), 1, Arc::new(RecordingQueue::default()), log, self.limits.max_args_bytes);
+        self.sandboxed(job, ctx, self.limits.control_call, export).await.0
+    }
+
+    /// Instantiates `job` in a fresh store and calls `export`, under `limits`.
+    /// Returns the answer (or the outcome that stopped it), the fuel consumed
+    /// and the wall time.
+    async fn sandboxed(
+        &self,
+        job: &JobComponent,
+        ctx: TaskContext,
+        limits: TaskLimits,
+        export: Export<'_>,
+    ) -> (Result<Answer, Outcome>, u64, Duration) {
+        let start = Instant::now();
+        let deadline = start + limits.timeout;
+        let limiter = SandboxLimiter::new(limits.memory_bytes, self.limits.max_table_elements);
+        let mut store = Store::new(&self.engine, TaskState::new(ctx, limiter));
+        store.limiter(|state| &mut state.limiter);
+        if self.consume_fuel {
+            store.set_fuel(limits.fuel).expect("fuel is enabled");
+        }
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+
+        let call = async {
+            let instance = job.pre.instantiate_async(&mut store).await?;
+            contract::invoke(&instance, &mut store, export).await
+        };
+        // The epoch stops wasm at the deadline; this backstop also stops a
+        // task stuck in an async host call.
+        let result = match tokio::time::timeout(limits.timeout + 4 * EPOCH_TICK, call).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Trap::Interrupt.into()),
+        };
+        let wall_time = start.elapsed();
+        let fuel_consumed = if self.consume_fuel { limits.fuel - store.get_fuel().unwrap_or(0) } else { 0 };
+        let answer = result.map_err(|error| {
+            let cause = StopCause {
+                fuel: limits.fuel,
+                timeout: limits.timeout,
+                memory_bytes: limits.memory_bytes,
+                memory_refused: store.data().limiter.memory_refused,
+            };
+            classify(&error, &cause)
+        });
+        (answer, fuel_consumed, wall_time)
+    }
+
+    /// A result must be JSON and within the size bound; it is never cut.
+    fn check_result(&self, json: String) -> Outcome {
+        if json.len() > self.limits.max_result_bytes {
+            return Outcome::OutputTooLarge { bytes: json.len(), limit: self.limits.max_result_bytes };
+        }
+        match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+            Ok(_) => Outcome::Success { result: json },
+            Err(e) => Outcome::InvalidOutput { message: e.to_string() },
+        }
+    }
+}
+
+/// The engine configuration: one place for every setting that shapes the
+/// sandbox.
+fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
+    let limits = &config.limits;
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .consume_fuel(config.consume_fuel)
+        .epoch_interruption(true)
+        .max_wasm_stack(limits.max_wasm_stack)
+        // Room for host frames below the wasm stack limit on the fiber.
+        .async_stack_size(limits.max_wasm_stack + (1 << 20))
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 4)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances * 2)
+            .total_stacks(config.max_instances)
+            .max_memory_size(usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX))
+            // Reset small memories with memset instead of madvise+page
+            // faults: most tasks touch little memory.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 16)
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}

@@ -1,0 +1,149 @@
+//! The task's view of the engine (pulsar's `consumer`): its id, its attempt,
+//! queueing more tasks and logging.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::__private::bindings::wasmjob::job::{host, types};
+
+/// The id of a task, as the engine gives it.
+pub type TaskId = String;
+
+/// Handed to [`crate::Job::call`]: the running task's identity and the host
+/// calls it may make.
+#[derive(Debug)]
+pub struct Context {
+    task_id: TaskId,
+    attempt: u32,
+}
+
+impl Context {
+    pub(crate) fn current() -> Self {
+        Self { task_id: host::current_task_id(), attempt: host::attempt() }
+    }
+
+    /// The id of the running task.
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    /// 1 for the first run of the task, 2 for its first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Queues a task of `job` with `args` (which must serialize to a JSON
+    /// object) and the job's default options. The new task records this task
+    /// as its `from_task`.
+    pub fn queue_task<A: Serialize + ?Sized>(&self, job: &str, args: &A) -> Result<TaskId, QueueError> {
+        self.queue_task_with(job, args, QueueOptions::default())
+    }
+
+    /// Like [`Context::queue_task`], with explicit options.
+    pub fn queue_task_with<A: Serialize + ?Sized>(
+        &self,
+        job: &str,
+        args: &A,
+        options: QueueOptions,
+    ) -> Result<TaskId, QueueError> {
+        let args = serde_json::to_string(args).map_err(|e| QueueError::InvalidArgs(e.to_string()))?;
+        let options = types::QueueOptions {
+            expiry: options.expiry.map(millis),
+            delay: options.delay.map(millis),
+            priority: options.priority,
+            max_retries: options.max_retries,
+        };
+        host::queue_task(job, &args, options).map_err(QueueError::from)
+    }
+
+    /// Appends a line to the task's log.
+    pub fn log(&self, level: LogLevel, message: impl AsRef<str>) {
+        host::log(level.into(), message.as_ref());
+    }
+
+    /// Appends an `info` line to the task's log.
+    pub fn info(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Info, message);
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Options for [`Context::queue_task_with`]. `None` takes the job's default.
+#[derive(Debug, Clone, Default)]
+pub struct QueueOptions {
+    /// How long the task may wait to start before it expires.
+    pub expiry: Option<std::time::Duration>,
+    /// Do not start the task before this delay.
+    pub delay: Option<std::time::Duration>,
+    /// Higher runs first; default 0.
+    pub priority: Option<i32>,
+    /// Overrides the job's maximum number of retries.
+    pub max_retries: Option<u32>,
+}
+
+/// Why [`Context::queue_task`] queued nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueError {
+    /// No job of this name is registered.
+    UnknownJob(String),
+    /// The job does not allow overlap and this task already exists.
+    Duplicate(TaskId),
+    /// The args are not a JSON object.
+    InvalidArgs(String),
+    /// A quota would be exceeded (the message names it).
+    QuotaExceeded(String),
+    /// The task tree would exceed the engine's maximum depth.
+    DepthExceeded(u32),
+}
+
+impl From<types::QueueError> for QueueError {
+    fn from(error: types::QueueError) -> Self {
+        match error {
+            types::QueueError::UnknownJob(job) => Self::UnknownJob(job),
+            types::QueueError::Duplicate(id) => Self::Duplicate(id),
+            types::QueueError::InvalidArgs(why) => Self::InvalidArgs(why),
+            types::QueueError::QuotaExceeded(which) => Self::QuotaExceeded(which),
+            types::QueueError::DepthExceeded(max) => Self::DepthExceeded(max),
+        }
+    }
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownJob(job) => write!(f, "unknown job `{job}`"),
+            Self::Duplicate(id) => write!(f, "duplicate of running task {id}"),
+            Self::InvalidArgs(why) => write!(f, "invalid args: {why}"),
+            Self::QuotaExceeded(which) => write!(f, "quota exceeded: {which}"),
+            Self::DepthExceeded(max) => write!(f, "task tree deeper than {max}"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl From<LogLevel> for types::LogLevel {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Trace => Self::Trace,
+            LogLevel::Debug => Self::Debug,
+            LogLevel::Info => Self::Info,
+            LogLevel::Warn => Self::Warn,
+            LogLevel::Error => Self::Error,
+        }
+    }
+}

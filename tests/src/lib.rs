@@ -1,0 +1,1 @@
+//! The integration tests of wasmjob live in `tests/all/`; this crate has no library code.

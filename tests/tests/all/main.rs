@@ -1,0 +1,12 @@
+//! wasmjob's integration tests, in one binary.
+//!
+//! The example components under `examples/` are built by the engine's build
+//! script; their paths are `wasmjob::examples::*`.
+
+mod support;
+
+mod failures;
+mod metadata;
+mod results;
+mod schedule;
+mod validation;
