@@ -9,10 +9,18 @@
 //!   deadline and a memory cap, and tells the outcomes apart
 //!   ([`runtime::Outcome`]).
 
+pub mod clock;
 pub mod contract;
 pub mod job;
+pub mod node;
+pub mod queue;
+pub mod registry;
+pub mod retry;
 pub mod runtime;
+pub mod scheduler;
+pub mod store;
 pub mod task;
+pub mod worker;
 
 /// Paths of the example components, built by `engine/build.rs` from
 /// `examples/` (used by the demo, the tests and the benchmarks).

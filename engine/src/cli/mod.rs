@@ -5,6 +5,8 @@ mod args;
 mod bench;
 mod inspect;
 mod run;
+mod serve;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve: run the workers and the scheduler on the embedded SQLite store.
+    Serve(serve::ServeArgs),
+    /// Queue a task in the store (and optionally wait for it).
+    Queue(tasks::QueueArgs),
+    /// Show one task.
+    Status(tasks::StatusArgs),
+    /// List tasks, newest first.
+    Tasks(tasks::ListArgs),
     /// Run one task of a job component and print its outcome.
     Run(run::RunArgs),
     /// Print a job component's metadata (and when a periodic job is next due).
@@ -36,6 +46,10 @@ enum Command {
 pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::serve(args)),
+        Command::Queue(args) => runtime.block_on(tasks::queue(args)),
+        Command::Status(args) => runtime.block_on(tasks::status(args)),
+        Command::Tasks(args) => runtime.block_on(tasks::list(args)),
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
         Command::Bench(args) => {

@@ -1,0 +1,135 @@
+//! One engine node: the store, the registry, the queue, the workers and the
+//! scheduler, wired together. `wasmjob serve` runs one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::clock::{Clock, SystemClock};
+use crate::queue::{Queue, TreeCaps};
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::scheduler::Scheduler;
+use crate::store::Store;
+use crate::store::sqlite::{Durability, SqliteStore};
+use crate::worker::Workers;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Holds `wasmjob.db` (the SQLite store) and `cache/` (compiled
+    /// components). Default `./wasmjob-data`.
+    pub data_dir: PathBuf,
+    /// Tasks run at once. Default: 4 per core, since tasks that wait on the
+    /// host do not hold a core.
+    pub concurrency: usize,
+    pub durability: Durability,
+    pub runtime: RuntimeConfig,
+    pub caps: TreeCaps,
+    /// How long running tasks may finish after a shutdown request. Default 10 s.
+    pub grace: Duration,
+}
+
+impl NodeConfig {
+    /// The defaults, with data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            runtime: RuntimeConfig { cache_dir: Some(data_dir.join("cache")), ..RuntimeConfig::default() },
+            data_dir,
+            concurrency: 4 * cores,
+            durability: Durability::default(),
+            caps: TreeCaps::default(),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running engine node's parts.
+pub struct Node {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub queue: Arc<Queue>,
+    pub runtime: Arc<Runtime>,
+    pub clock: Arc<dyn Clock>,
+    config: NodeConfig,
+    /// Held while this process serves the data dir: only one worker node
+    /// may, so that at start every `started` task belongs to a dead one.
+    _serving: Option<std::fs::File>,
+}
+
+impl Node {
+    /// Opens the store in `config.data_dir` and loads the registry. With
+    /// `serve`, takes the data dir's lock (failing if another node serves it)
+    /// and rescues the tasks a dead predecessor left started.
+    pub async fn open(config: NodeConfig, serve: bool) -> anyhow::Result<Self> {
+        Self::open_with_clock(config, serve, Arc::new(SystemClock)).await
+    }
+
+    /// [`Node::open`] with a given clock (for tests).
+    pub async fn open_with_clock(config: NodeConfig, serve: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        let serving = if serve {
+            let file = std::fs::File::create(config.data_dir.join("serve.lock"))?;
+            file.try_lock().map_err(|_| {
+                anyhow::anyhow!("another `wasmjob serve` is already serving {}", config.data_dir.display())
+            })?;
+            Some(file)
+        } else {
+            None
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&config.data_dir.join("wasmjob.db"), config.durability)?);
+        if serve {
+            let rescued = store.rescue(clock.now_millis(), true).await?;
+            if rescued > 0 {
+                tracing::warn!(rescued, "rescued tasks left started by a node that died");
+            }
+        }
+        let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
+        let registry = Arc::new(Registry::open(runtime.clone(), store.clone(), clock.clone()).await?);
+        let queue = Arc::new(Queue::new(store.clone(), registry.clone(), runtime.clone(), clock.clone(), config.caps));
+        Ok(Self { store, registry, queue, runtime, clock, config, _serving: serving })
+    }
+
+    /// Runs the workers and the scheduler until `shutdown` turns true, then
+    /// shuts down gracefully.
+    pub async fn serve(&self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let node_id = format!("{:016x}", retry_free_random());
+        tracing::info!(node = %node_id, concurrency = self.config.concurrency, "serving");
+        let workers = Arc::new(Workers {
+            node: node_id,
+            concurrency: self.config.concurrency,
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            runtime: self.runtime.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+        });
+        let scheduler = Arc::new(self.scheduler());
+        let scheduling = tokio::spawn(scheduler.run(shutdown.clone()));
+        let result = workers.run(shutdown, self.config.grace).await;
+        scheduling.await?;
+        result
+    }
+
+    /// The node's scheduler (tests drive its `tick` by hand).
+    pub fn scheduler(&self) -> Scheduler {
+        Scheduler {
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            runtime: self.runtime.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+fn retry_free_random() -> u64 {
+    (crate::retry::jitter() * u64::MAX as f64) as u64 ^ u64::from(std::process::id())
+}

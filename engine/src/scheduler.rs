@@ -1,0 +1,120 @@
+//! The periodic scheduler: asks each periodic job's `is-due` export and
+//! queues a task when it says so, then sleeps until the soonest next run.
+//!
+//! `last_run_at` lives in the store and is updated in the same transaction
+//! that queues the task, only if it still holds the value this tick read.
+//! So a restart neither repeats a tick (the new `last_run_at` is durable with
+//! the task) nor skips one (a tick missed while down is due at once), and
+//! two schedulers on one store never both run the same tick. Before its
+//! first run a job's `last_run_at` is its registration time (pulsar starts
+//! counting when the scheduler first sees a job).
+//!
+//! A periodic job that forbids overlap gets no new task while its previous
+//! one is queued or running: that tick is recorded as skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::queue::{Queue, QueueFailure};
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::store::{Inserted, Store};
+use crate::task::QueueOptions;
+
+/// The longest the scheduler sleeps, even when nothing is due sooner: it
+/// bounds the effect of a clock jump. Default 60 s.
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// What one tick did for one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickResult {
+    /// Not due; the next run is due in this long.
+    NotDue(Duration),
+    /// Due: a task was queued.
+    Queued(String),
+    /// Due, but the job forbids overlap and this task is still live.
+    SkippedOverlap(String),
+    /// Another scheduler ran this tick first.
+    TakenElsewhere,
+    /// `is-due` or queueing failed (logged).
+    Failed(String),
+}
+
+/// Queues the tasks of periodic jobs.
+pub struct Scheduler {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Scheduler {
+    /// Looks at every periodic job once. Returns what happened per job and
+    /// how long until the soonest next run.
+    pub async fn tick(&self) -> (Vec<(String, TickResult)>, Duration) {
+        let mut results = Vec::new();
+        let mut sleep = MAX_SLEEP;
+        for (name, job) in self.registry.periodic() {
+            let result = self.tick_job(&name, &job).await;
+            if let TickResult::NotDue(next) = &result {
+                sleep = sleep.min(*next);
+            }
+            results.push((name, result));
+        }
+        (results, sleep)
+    }
+
+    async fn tick_job(&self, name: &str, job: &crate::registry::RegisteredJob) -> TickResult {
+        let stored = match self.store.last_run_at(name).await {
+            Ok(stored) => stored,
+            Err(e) => return TickResult::Failed(e.to_string()),
+        };
+        let last = stored.unwrap_or(job.registered_at);
+        let now = self.clock.now();
+        let last_dt = DateTime::from_timestamp_millis(last).unwrap_or(now);
+        let due = match self.runtime.is_due(&job.component, last_dt, now).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(job = name, error = %e, "is-due failed");
+                return TickResult::Failed(e.to_string());
+            }
+        };
+        if !due.is_due {
+            return TickResult::NotDue(due.next_run_in);
+        }
+        let task = match self.queue.prepare(name, "{}", &QueueOptions::default(), None).await {
+            Ok(task) => task,
+            Err(QueueFailure::Rejected(e)) => return TickResult::Failed(e.to_string()),
+            Err(QueueFailure::Store(e)) => return TickResult::Failed(e.to_string()),
+        };
+        match self.store.schedule_tick(name, stored, now.timestamp_millis(), Some(task)).await {
+            Ok(Some(Inserted::Task(id))) => {
+                tracing::info!(job = name, task = %id, "periodic task queued");
+                self.queue.wake.notify_one();
+                TickResult::Queued(id)
+            }
+            Ok(Some(Inserted::Duplicate(id))) => TickResult::SkippedOverlap(id),
+            Ok(None) => TickResult::TakenElsewhere,
+            Err(e) => TickResult::Failed(e.to_string()),
+        }
+    }
+
+    /// Ticks until `shutdown` turns true, sleeping until the soonest next
+    /// run (or until a job is registered).
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            let (_, sleep) = self.tick().await;
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = self.registry.changed() => {}
+                // A little past the due time, so `is-due` agrees it is due.
+                _ = tokio::time::sleep(sleep + Duration::from_millis(1)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Where jobs and tasks live: the [`Store`] interface, and its backends.
+//!
+//! - [`sqlite`]: the embedded default, one SQLite file in WAL mode.
+//!
+//! Every backend implements the same task state machine:
+//!
+//! ```text
+//!            claim                 complete
+//! queued ─────────────▶ started ─────────────▶ success | failure
+//!   │  ▲                  │  │
+//!   │  └──── (due) ───── retry ◀── complete: retryable, attempts left
+//!   │                        ◀── lease expired (worker died), attempts left
+//!   └──▶ revoked (expired: not started before its expiry; or revoked by a user)
+//! ```
+//!
+//! - `queued`: waiting for its `run_at`; `retry`: waiting for its next
+//!   attempt. Both are claimable once due, highest priority first, then
+//!   oldest `run_at`.
+//! - `started`: claimed by a worker under a lease; `attempt` counts starts.
+//! - `success`, `failure`, `revoked`: terminal; `reason` says why (the
+//!   outcome class, `expired`, `revoked`, `lease-expired`...).
+//!
+//! A job that forbids overlap stores an overlap key on its tasks; the store
+//! refuses a second queued, retrying or started task with the same job and
+//! key and answers with the id of the one that exists. The lock is the task's
+//! own state, so it is released by every terminal transition and cannot
+//! outlive a dead worker: the lease sweep moves that worker's tasks on.
+
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::TaskId;
+
+/// Milliseconds since the Unix epoch: how stores record time.
+pub type Millis = i64;
+
+/// A task's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    Queued,
+    Started,
+    Retry,
+    Success,
+    Failure,
+    Revoked,
+}
+
+impl TaskState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [TaskState; 6] =
+        [Self::Queued, Self::Started, Self::Retry, Self::Success, Self::Failure, Self::Revoked];
+
+    /// The state's name in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Started => "started",
+            Self::Retry => "retry",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Parses [`TaskState::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the task will never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Success | Self::Failure | Self::Revoked)
+    }
+}
+
+/// A registered job version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub name: String,
+    /// Content hash of the component: the version.
+    pub hash: String,
+    /// The job's metadata as JSON (`crate::job::JobMetadata`).
+    pub metadata: String,
+    pub registered_at: Millis,
+}
+
+/// A task to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub job: String,
+    /// The version the task runs: the job's current one when it was queued.
+    pub version: String,
+    pub args: String,
+    pub priority: i32,
+    /// Not before this time.
+    pub run_at: Millis,
+    /// Revoked as `expired` if not started by then.
+    pub expires_at: Option<Millis>,
+    pub max_retries: u32,
+    /// Set for jobs that forbid overlap.
+    pub overlap_key: Option<String>,
+    pub from_task: Option<TaskId>,
+    pub root_task: Option<TaskId>,
+    /// 0 for a task queued from outside; parent's depth + 1 for a child.
+    pub depth: u32,
+    pub queued_at: Millis,
+}
+
+/// Whether an insert made a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    Task(TaskId),
+    /// A task with the same job and overlap key is queued or running.
+    Duplicate(TaskId),
+}
+
+/// A task a worker has claimed and must run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedTask {
+    pub id: TaskId,
+    pub job: String,
+    pub version: String,
+    pub args: String,
+    /// 1 for the first run.
+    pub attempt: u32,
+    pub max_retries: u32,
+    pub root_task: Option<TaskId>,
+    pub depth: u32,
+    /// The lease the completion must present (fencing).
+    pub lease: String,
+}
+
+/// What a claim returned.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    pub tasks: Vec<ClaimedTask>,
+    /// When the next queued task becomes due, if one is waiting.
+    pub next_run_at: Option<Millis>,
+    /// Tasks the claim revoked because they expired before starting.
+    pub expired: Vec<TaskId>,
+}
+
+/// How a started task ended, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub id: TaskId,
+    pub lease: String,
+    /// `success`, `failure` or `retry`.
+    pub state: TaskState,
+    /// The outcome class (`success`, `fuel-exhausted`...).
+    pub reason: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub fuel: u64,
+    pub wall_time_us: u64,
+    pub log: String,
+    pub finished_at: Millis,
+    /// For `retry`: when the next attempt is due.
+    pub retry_at: Option<Millis>,
+}
+
+/// Everything recorded about a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub job: String,
+    pub version: String,
+    pub args: String,
+    pub state: TaskState,
+    pub reason: Option<String>,
+    pub priority: i32,
+    pub queued_at: Millis,
+    pub run_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub attempt: u32,
+    pub max_retries: u32,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub fuel: Option<u64>,
+    pub wall_time_us: Option<u64>,
+    pub log: Option<String>,
+    pub from_task: Option<TaskId>,
+    pub root_task: Option<TaskId>,
+    pub depth: u32,
+    pub overlap_key: Option<String>,
+}
+
+/// Filters of [`Store::list_tasks`]; `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub job: Option<String>,
+    pub state: Option<TaskState>,
+    pub from_task: Option<TaskId>,
+    /// Only tasks queued at or after this time.
+    pub queued_after: Option<Millis>,
+    /// Only tasks queued before this time.
+    pub queued_before: Option<Millis>,
+    /// Page size; default 100, at most 1000.
+    pub limit: Option<u32>,
+    /// Only tasks with an id below this one (pages go newest first).
+    pub before_id: Option<TaskId>,
+}
+
+/// A failure of the store itself (not an answer about a task).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Database(String),
+    #[error("store: the store has shut down")]
+    Closed,
+    #[error("store: corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// The interface every backend implements. Methods that change state are
+/// atomic; batches are all or nothing per item.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a component's bytes under its hash (idempotent).
+    async fn put_component(&self, hash: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// A component's bytes.
+    async fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes `job` the current version of its name.
+    async fn put_job(&self, job: JobRow) -> Result<(), StoreError>;
+    /// The current version of every job.
+    async fn jobs(&self) -> Result<Vec<JobRow>, StoreError>;
+
+    /// Inserts tasks; each is a task or a duplicate.
+    async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError>;
+    /// Revokes due-to-expire tasks, then claims up to `limit` due tasks for
+    /// `node` with leases ending at `lease_until`.
+    async fn claim(&self, node: &str, limit: usize, now: Millis, lease_until: Millis) -> Result<Claim, StoreError>;
+    /// Records how started tasks ended. A completion whose lease no longer
+    /// holds (the task was rescued) is ignored; returns how many applied.
+    async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError>;
+    /// Moves started tasks whose lease ended before `now` (or, with
+    /// `all_started`, every started task) to `retry` or `failure`.
+    async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError>;
+    /// Puts started tasks back in line without counting their attempt: they
+    /// were stopped by a shutdown, not by a failure. Returns how many.
+    async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError>;
+    /// Revokes a task that has not started. Returns its state afterwards.
+    async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError>;
+
+    /// One task.
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    /// Tasks matching `filter`, newest first.
+    async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Tasks per state.
+    async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;
+
+    /// When the scheduler last queued a task of the periodic job `job`.
+    async fn last_run_at(&self, job: &str) -> Result<Option<Millis>, StoreError>;
+    /// Atomically records a scheduler tick of `job` at `now` and inserts its
+    /// task, if any. The tick is recorded only if the last one is still
+    /// `expected_last`, so two schedulers never both run a tick.
+    async fn schedule_tick(
+        &self,
+        job: &str,
+        expected_last: Option<Millis>,
+        now: Millis,
+        task: Option<NewTask>,
+    ) -> Result<Option<Inserted>, StoreError>;
+}

@@ -1,0 +1,501 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Locking strategy: a single writer thread owns the connection and applies
+//! every operation in *group commit*: it takes all the operations waiting in
+//! its channel (up to [`MAX_BATCH`]), runs each inside a savepoint of one
+//! transaction, commits once, and only then answers the callers. Claims and
+//! completions from many workers thus share one commit. Claiming uses a
+//! partial index on due tasks, so its cost stays flat however long the
+//! history of finished tasks grows.
+//!
+//! Durability: WAL with `synchronous = NORMAL` by default survives the
+//! process being killed at any point; [`Durability::Full`] also survives
+//! power loss, at the cost of an fsync per commit (amortised by the group
+//! commit).
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
+
+use super::{
+    Claim, ClaimedTask, Completion, Inserted, JobRow, Millis, NewTask, Store, StoreError, TaskFilter, TaskRecord,
+    TaskState,
+};
+
+/// Most operations committed together.
+const MAX_BATCH: usize = 4096;
+/// Default and largest page of [`Store::list_tasks`].
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives the process dying (default).
+    #[default]
+    Process,
+    /// Also survives the machine dying.
+    Full,
+}
+
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// An operation waiting for the writer thread.
+trait PendingOp: Send {
+    /// Runs the operation; says whether it succeeded and how to answer once
+    /// the transaction has committed (or failed to, with the error).
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply);
+    /// Answers without running: the transaction could not begin.
+    fn fail(self: Box<Self>, error: &str);
+}
+
+type Op = Box<dyn PendingOp>;
+
+struct Pending<F, T> {
+    f: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> PendingOp for Pending<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply) {
+        let Pending { f, reply } = *self;
+        let result = f(conn);
+        let ok = result.is_ok();
+        let answer: Reply = Box::new(move |commit_error| {
+            let result = match commit_error {
+                Some(e) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                None => result,
+            };
+            let _ = reply.send(result);
+        });
+        (ok, answer)
+    }
+
+    fn fail(self: Box<Self>, error: &str) {
+        let _ = self.reply.send(Err(StoreError::Database(format!("cannot begin a transaction: {error}"))));
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    ops: mpsc::Sender<Op>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000; \
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
+            match durability {
+                Durability::Process => "NORMAL",
+                Durability::Full => "FULL",
+            }
+        ))?;
+        migrate(&conn)?;
+        let (ops, receiver) = mpsc::channel::<Op>();
+        std::thread::Builder::new()
+            .name("wasmjob-sqlite".into())
+            .spawn(move || writer(conn, receiver))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { ops })
+    }
+
+    /// Runs `f` on the writer thread within the next group commit, and
+    /// answers once it is committed.
+    async fn op<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.ops.send(Box::new(Pending { f, reply })).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        conn.execute_batch(&format!("BEGIN; {} PRAGMA user_version = 1; COMMIT;", include_str!("schema.sql")))?;
+    } else if version > 1 {
+        return Err(StoreError::Database(format!("the store's schema version {version} is newer than this engine")));
+    }
+    Ok(())
+}
+
+/// The writer thread: group commit until every sender is gone.
+fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = e.to_string();
+            tracing::error!(error = %message, "cannot begin a transaction");
+            batch.into_iter().for_each(|op| op.fail(&message));
+            continue;
+        }
+        for op in batch {
+            let _ = conn.execute_batch("SAVEPOINT op");
+            let (ok, reply) = op.run(&conn);
+            if ok {
+                let _ = conn.execute_batch("RELEASE op");
+            } else {
+                let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            }
+            replies.push(reply);
+        }
+        let committed = conn.execute_batch("COMMIT");
+        let error = committed.as_ref().err().map(|e| e.to_string());
+        if error.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(error.as_deref());
+        }
+    }
+}
+
+fn id_param(id: &str) -> Option<i64> {
+    id.parse().ok()
+}
+
+const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
+    started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
+    COALESCE(root_task, id), depth, overlap_key";
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let state: String = row.get(4)?;
+    Ok(TaskRecord {
+        id: row.get::<_, i64>(0)?.to_string(),
+        job: row.get(1)?,
+        version: row.get(2)?,
+        args: row.get(3)?,
+        state: TaskState::parse(&state).unwrap_or(TaskState::Failure),
+        reason: row.get(5)?,
+        priority: row.get(6)?,
+        queued_at: row.get(7)?,
+        run_at: row.get(8)?,
+        expires_at: row.get(9)?,
+        started_at: row.get(10)?,
+        finished_at: row.get(11)?,
+        attempt: row.get(12)?,
+        max_retries: row.get(13)?,
+        result: row.get(14)?,
+        error: row.get(15)?,
+        fuel: row.get::<_, Option<i64>>(16)?.map(|f| f as u64),
+        wall_time_us: row.get::<_, Option<i64>>(17)?.map(|f| f as u64),
+        log: row.get(18)?,
+        from_task: row.get::<_, Option<i64>>(19)?.map(|i| i.to_string()),
+        root_task: row.get::<_, Option<i64>>(20)?.map(|i| i.to_string()),
+        depth: row.get(21)?,
+        overlap_key: row.get(22)?,
+    })
+}
+
+fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
+         overlap_key, from_task, root_task, depth) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )?;
+    let from_task = task.from_task.as_deref().and_then(id_param);
+    let root_task = task.root_task.as_deref().and_then(id_param);
+    let id: Option<i64> = insert
+        .query_row(
+            params![
+                task.job,
+                task.version,
+                task.args,
+                task.priority,
+                task.queued_at,
+                task.run_at,
+                task.expires_at,
+                task.max_retries,
+                task.overlap_key,
+                from_task,
+                root_task,
+                task.depth
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = id {
+        return Ok(Inserted::Task(id.to_string()));
+    }
+    let existing: i64 = conn
+        .prepare_cached(
+            "SELECT id FROM tasks WHERE job = ?1 AND overlap_key = ?2 AND state IN ('queued', 'retry', 'started')",
+        )?
+        .query_row(params![task.job, task.overlap_key], |r| r.get(0))?;
+    Ok(Inserted::Duplicate(existing.to_string()))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn put_component(&self, hash: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.op(move |conn| {
+            conn.execute("INSERT OR IGNORE INTO components (hash, bytes) VALUES (?1, ?2)", params![hash, bytes])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let hash = hash.to_owned();
+        self.op(move |conn| {
+            Ok(conn.query_row("SELECT bytes FROM components WHERE hash = ?1", [hash], |r| r.get(0)).optional()?)
+        })
+        .await
+    }
+
+    async fn put_job(&self, job: JobRow) -> Result<(), StoreError> {
+        self.op(move |conn| {
+            conn.execute(
+                "INSERT INTO jobs (name, hash, metadata, registered_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, metadata = excluded.metadata, \
+                 registered_at = excluded.registered_at WHERE hash != excluded.hash",
+                params![job.name, job.hash, job.metadata, job.registered_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        self.op(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT name, hash, metadata, registered_at FROM jobs ORDER BY name")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(JobRow { name: r.get(0)?, hash: r.get(1)?, metadata: r.get(2)?, registered_at: r.get(3)? })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError> {
+        self.op(move |conn| tasks.iter().map(|t| insert_task(conn, t)).collect()).await
+    }
+
+    async fn claim(&self, node: &str, limit: usize, now: Millis, lease_until: Millis) -> Result<Claim, StoreError> {
+        let node = node.to_owned();
+        self.op(move |conn| {
+            let expired = conn
+                .prepare_cached(
+                    "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = ?1 \
+                     WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?1 RETURNING id",
+                )?
+                .query_map([now], |r| Ok(r.get::<_, i64>(0)?.to_string()))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut claim = conn.prepare_cached(
+                "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = ?1, \
+                 lease = ?2 || ':' || id || ':' || (attempt + 1), lease_expires_at = ?3, reason = NULL \
+                 WHERE id IN (SELECT id FROM tasks WHERE state IN ('queued', 'retry') AND run_at <= ?1 \
+                              ORDER BY priority DESC, run_at, id LIMIT ?4) \
+                 RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease",
+            )?;
+            let tasks = claim
+                .query_map(params![now, node, lease_until, limit as i64], |r| {
+                    Ok(ClaimedTask {
+                        id: r.get::<_, i64>(0)?.to_string(),
+                        job: r.get(1)?,
+                        version: r.get(2)?,
+                        args: r.get(3)?,
+                        attempt: r.get(4)?,
+                        max_retries: r.get(5)?,
+                        root_task: Some(r.get::<_, i64>(6)?.to_string()),
+                        depth: r.get(7)?,
+                        lease: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next_run_at = if tasks.len() < limit {
+                conn.prepare_cached("SELECT MIN(run_at) FROM tasks WHERE state IN ('queued', 'retry')")?
+                    .query_row([], |r| r.get::<_, Option<i64>>(0))?
+            } else {
+                None
+            };
+            Ok(Claim { tasks, next_run_at, expired })
+        })
+        .await
+    }
+
+    async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
+        self.op(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE tasks SET state = ?3, reason = ?4, result = ?5, error = ?6, fuel = ?7, wall_time_us = ?8, \
+                 log = ?9, finished_at = CASE WHEN ?3 = 'retry' THEN NULL ELSE ?10 END, \
+                 run_at = COALESCE(?11, run_at), lease = NULL, lease_expires_at = NULL \
+                 WHERE id = ?1 AND state = 'started' AND lease = ?2",
+            )?;
+            let mut applied = 0;
+            for c in &completions {
+                applied += stmt.execute(params![
+                    id_param(&c.id),
+                    c.lease,
+                    c.state.as_str(),
+                    c.reason,
+                    c.result,
+                    c.error,
+                    c.fuel as i64,
+                    c.wall_time_us as i64,
+                    c.log,
+                    c.finished_at,
+                    c.retry_at
+                ])?;
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError> {
+        self.op(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE tasks SET \
+                       state = CASE WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
+                       finished_at = CASE WHEN attempt <= max_retries THEN NULL ELSE ?1 END, \
+                       reason = 'lease-expired', run_at = ?1, lease = NULL, lease_expires_at = NULL \
+                     WHERE state = 'started' AND (?2 OR lease_expires_at < ?1)",
+                )?
+                .execute(params![now, all_started])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
+        self.op(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE tasks SET state = CASE WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
+                 attempt = attempt - 1, reason = 'released-at-shutdown', run_at = ?2, lease = NULL, \
+                 lease_expires_at = NULL, started_at = NULL WHERE state = 'started' AND lease = ?1",
+            )?;
+            let mut released = 0;
+            for lease in &leases {
+                released += stmt.execute(params![lease, now])? as u64;
+            }
+            Ok(released)
+        })
+        .await
+    }
+
+    async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(None) };
+        self.op(move |conn| {
+            conn.execute(
+                "UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = ?2 \
+                 WHERE id = ?1 AND state IN ('queued', 'retry')",
+                params![id, now],
+            )?;
+            let state: Option<String> =
+                conn.query_row("SELECT state FROM tasks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            Ok(state.and_then(|s| TaskState::parse(&s)))
+        })
+        .await
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(None) };
+        self.op(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
+                .query_row([id], task_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        self.op(move |conn| {
+            let limit = filter.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR state = ?2) \
+                 AND (?3 IS NULL OR from_task = ?3) AND (?4 IS NULL OR queued_at >= ?4) \
+                 AND (?5 IS NULL OR queued_at < ?5) AND (?6 IS NULL OR id < ?6) ORDER BY id DESC LIMIT ?7"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    filter.job,
+                    filter.state.map(TaskState::as_str),
+                    filter.from_task.as_deref().and_then(id_param),
+                    filter.queued_after,
+                    filter.queued_before,
+                    filter.before_id.as_deref().and_then(id_param),
+                    limit
+                ],
+                task_from_row,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
+        self.op(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (state, n) = row?;
+                let state = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?;
+                counts.push((state, n as u64));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn last_run_at(&self, job: &str) -> Result<Option<Millis>, StoreError> {
+        let job = job.to_owned();
+        self.op(move |conn| {
+            Ok(conn.query_row("SELECT last_run_at FROM schedules WHERE job = ?1", [job], |r| r.get(0)).optional()?)
+        })
+        .await
+    }
+
+    async fn schedule_tick(
+        &self,
+        job: &str,
+        expected_last: Option<Millis>,
+        now: Millis,
+        task: Option<NewTask>,
+    ) -> Result<Option<Inserted>, StoreError> {
+        let job = job.to_owned();
+        self.op(move |conn| {
+            let last: Option<Millis> =
+                conn.query_row("SELECT last_run_at FROM schedules WHERE job = ?1", [&job], |r| r.get(0)).optional()?;
+            if last != expected_last {
+                return Ok(None);
+            }
+            conn.execute(
+                "INSERT INTO schedules (job, last_run_at) VALUES (?1, ?2) \
+                 ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
+                params![job, now],
+            )?;
+            task.map(|t| insert_task(conn, &t)).transpose()
+        })
+        .await
+    }
+}

@@ -1,0 +1,212 @@
+//! The worker pool: claims due tasks in batches and runs each in its own
+//! sandbox, up to `concurrency` at once.
+//!
+//! The loop is a `select!` over shutdown, a wake-up (a task was queued or a
+//! slot freed) and a timer (the next delayed task, or the lease sweep). Each
+//! claim takes as many tasks as there are free slots, so claims batch under
+//! load; the store's group commit batches completions.
+//!
+//! Leases: a claimed task's lease lasts its deadline plus [`LEASE_GRACE`].
+//! A task's deadline bounds its run, so a live worker always completes
+//! within its lease; a task whose lease ran out belonged to a worker that
+//! died, and the sweep moves it to `retry` (or `failure` when out of
+//! attempts). A completion presents its lease: once rescued, a stale
+//! worker's completion is refused (fencing).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::queue::{Parent, Queue};
+use crate::registry::Registry;
+use crate::retry;
+use crate::runtime::{Outcome, Runtime, TaskInput};
+use crate::store::{ClaimedTask, Completion, Store, TaskState};
+
+/// How long past its deadline a lease lasts. Default 30 s.
+pub const LEASE_GRACE: Duration = Duration::from_secs(30);
+/// How often expired leases are swept. Default 5 s.
+pub const LEASE_SWEEP: Duration = Duration::from_secs(5);
+/// The longest the loop sleeps without looking at the store: a fallback for
+/// tasks queued by another process, which cannot wake this one. Default 250 ms.
+pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
+/// The most tasks one claim takes. Default 256.
+pub const MAX_CLAIM: usize = 256;
+
+/// Runs tasks from the store.
+pub struct Workers {
+    pub(crate) node: String,
+    pub(crate) concurrency: usize,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Workers {
+    /// Runs until `shutdown` turns true; then stops claiming, lets running
+    /// tasks finish within `grace`, and puts the rest back in line.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) -> anyhow::Result<()> {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut leases: std::collections::HashMap<tokio::task::Id, String> = Default::default();
+        let mut next_sweep = tokio::time::Instant::now();
+        let wake = self.queue.wake.clone();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= next_sweep {
+                if self.store.rescue(self.clock.now_millis(), false).await? > 0 {
+                    self.queue.finished_some();
+                }
+                next_sweep = now + LEASE_SWEEP;
+            }
+            let mut sleep = POLL_FALLBACK.min(next_sweep - now);
+            let free = slots.available_permits().min(MAX_CLAIM);
+            if free > 0 {
+                let claim = self.claim(free).await?;
+                if !claim.expired.is_empty() {
+                    self.queue.finished(&claim.expired);
+                }
+                if let Some(next) = claim.next_run_at {
+                    let wait = u64::try_from(next - self.clock.now_millis()).unwrap_or(0);
+                    sleep = sleep.min(Duration::from_millis(wait));
+                }
+                for task in claim.tasks {
+                    let permit = slots.clone().acquire_owned().await?;
+                    let lease = task.lease.clone();
+                    let this = self.clone();
+                    let wake = wake.clone();
+                    let handle = running.spawn(async move {
+                        this.run_task(task).await;
+                        drop(permit);
+                        wake.notify_one();
+                    });
+                    leases.insert(handle.id(), lease);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = wake.notified() => {}
+                Some(done) = running.join_next_with_id() => { leases.remove(&finished_id(done)); }
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+
+        tracing::info!(running = running.len(), "shutting down: no more claims; waiting for running tasks");
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(done) = running.join_next_with_id().await {
+                leases.remove(&finished_id(done));
+            }
+        })
+        .await;
+        if drained.is_err() {
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            let unfinished: Vec<String> = leases.into_values().collect();
+            let released = self.store.release(unfinished, self.clock.now_millis()).await?;
+            tracing::warn!(released, "grace period over: released the tasks still running");
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, limit: usize) -> anyhow::Result<crate::store::Claim> {
+        let now = self.clock.now_millis();
+        // Leases cover the longest deadline a task can have.
+        let lease_until = now + millis(self.runtime.limits().max_timeout + LEASE_GRACE);
+        Ok(self.store.claim(&self.node, limit, now, lease_until).await?)
+    }
+
+    /// Runs one claimed task and records how it ended.
+    async fn run_task(&self, task: ClaimedTask) {
+        let report = match self.registry.version(&task.version).await {
+            Ok(job) => {
+                let parent = Parent {
+                    id: task.id.clone(),
+                    root: task.root_task.clone().unwrap_or_else(|| task.id.clone()),
+                    depth: task.depth,
+                };
+                let input = TaskInput {
+                    task_id: task.id.clone(),
+                    attempt: task.attempt,
+                    args: task.args.clone(),
+                    limits: self.runtime.task_limits(&job),
+                    children: self.queue.children_of(parent),
+                };
+                let report = self.runtime.run(&job, input).await;
+                let decision = retry::decide(
+                    &job.metadata().retry,
+                    task.max_retries,
+                    task.attempt,
+                    &report.outcome,
+                    retry::jitter(),
+                );
+                Some((report, decision))
+            }
+            Err(e) => {
+                tracing::error!(task = %task.id, job = %task.job, error = %e, "cannot load the task's job version");
+                None
+            }
+        };
+        let now = self.clock.now_millis();
+        let completion = match report {
+            Some((report, decision)) => {
+                let (result, error) = match &report.outcome {
+                    Outcome::Success { result } => (Some(result.clone()), None),
+                    other => (None, Some(other.describe())),
+                };
+                Completion {
+                    id: task.id.clone(),
+                    lease: task.lease,
+                    state: decision.state,
+                    reason: report.outcome.class().to_owned(),
+                    result,
+                    error,
+                    fuel: report.fuel_consumed,
+                    wall_time_us: u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX),
+                    log: report.log,
+                    finished_at: now,
+                    retry_at: decision.retry_in.map(|d| now + millis(d)),
+                }
+            }
+            None => Completion {
+                id: task.id.clone(),
+                lease: task.lease,
+                state: TaskState::Failure,
+                reason: "job-unavailable".into(),
+                result: None,
+                error: Some(format!("the version {} of job {} cannot be loaded", task.version, task.job)),
+                fuel: 0,
+                wall_time_us: 0,
+                log: String::new(),
+                finished_at: now,
+                retry_at: None,
+            },
+        };
+        let finished = completion.state.is_terminal();
+        match self.store.complete(vec![completion]).await {
+            Ok(_) if finished => self.queue.finished(std::slice::from_ref(&task.id)),
+            Ok(_) => {}
+            // The lease will expire and the sweep will rescue the task.
+            Err(e) => tracing::error!(task = %task.id, error = %e, "cannot record a task's end"),
+        }
+    }
+}
+
+/// The id of a finished (or aborted, or panicked) worker task.
+fn finished_id(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match done {
+        Ok((id, ())) => id,
+        Err(e) => e.id(),
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
