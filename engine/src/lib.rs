@@ -9,6 +9,7 @@
 //!   deadline and a memory cap, and tells the outcomes apart
 //!   ([`runtime::Outcome`]).
 
+pub mod cli;
 pub mod clock;
 pub mod contract;
 pub mod job;

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::runtime::{JobComponent, RecordingQueue, Runtime, RuntimeConfig, TaskInput};
 use clap::Args;
-use wasmjob::runtime::{JobComponent, RecordingQueue, Runtime, RuntimeConfig, TaskInput};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -39,9 +39,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     let metered = Arc::new(Runtime::new(RuntimeConfig::default())?);
     let unmetered = Arc::new(Runtime::new(RuntimeConfig { consume_fuel: false, ..RuntimeConfig::default() })?);
-    let addition = one_thread.block_on(load(&metered, wasmjob::examples::ADDITION))?;
-    let fib_metered = one_thread.block_on(load(&metered, wasmjob::examples::FIB))?;
-    let fib_unmetered = one_thread.block_on(load(&unmetered, wasmjob::examples::FIB))?;
+    let addition = one_thread.block_on(load(&metered, crate::examples::ADDITION))?;
+    let fib_metered = one_thread.block_on(load(&metered, crate::examples::FIB))?;
+    let fib_unmetered = one_thread.block_on(load(&unmetered, crate::examples::FIB))?;
 
     println!(
         "per-task overhead of `addition` (instantiate + call + drop, fuel on), {} tasks x {} rounds",

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::job::JobKind;
+use crate::runtime::{Runtime, RuntimeConfig};
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use wasmjob::job::JobKind;
-use wasmjob::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {

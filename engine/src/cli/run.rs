@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::{ChildRequest, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport};
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
-use wasmjob::runtime::{ChildRequest, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport};
 
 use super::args::{parse_duration, parse_size, task_args};
 
@@ -81,7 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_text(job: &str, report: &TaskReport, queued: &[Child]) {
-    if let wasmjob::runtime::Outcome::Success { result } = &report.outcome {
+    if let crate::runtime::Outcome::Success { result } = &report.outcome {
         println!("{result}");
     }
     eprintln!("job:      {job}");

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::node::{Node, NodeConfig};
+use crate::task::QueueOptions;
 use clap::Args;
 use tokio::sync::watch;
-use wasmjob::node::{Node, NodeConfig};
-use wasmjob::task::QueueOptions;
 
 use super::args::parse_duration;
 
@@ -47,7 +47,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     config.grace = args.grace;
     if args.fsync {
-        config.durability = wasmjob::store::sqlite::Durability::Full;
+        config.durability = crate::store::sqlite::Durability::Full;
     }
     let node = Node::open(config, true).await?;
     tracing::info!(data = %args.data.dir.display(), "store open");
@@ -61,11 +61,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if args.demo {
         for path in [
-            wasmjob::examples::ADDITION,
-            wasmjob::examples::FAN_OUT,
-            wasmjob::examples::NIGHTLY_REPORT,
-            wasmjob::examples::EXCLUSIVE,
-            wasmjob::examples::FLAKY,
+            crate::examples::ADDITION,
+            crate::examples::FAN_OUT,
+            crate::examples::NIGHTLY_REPORT,
+            crate::examples::EXCLUSIVE,
+            crate::examples::FLAKY,
         ] {
             let job = node.registry.register(&std::fs::read(path)?).await?;
             tracing::info!(job = %job.metadata().name, version = &job.hash()[..12], "registered");

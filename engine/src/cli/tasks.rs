@@ -4,11 +4,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::node::{Node, NodeConfig};
+use crate::store::{TaskFilter, TaskRecord, TaskState};
+use crate::task::QueueOptions;
 use anyhow::bail;
 use clap::Args;
-use wasmjob::node::{Node, NodeConfig};
-use wasmjob::store::{TaskFilter, TaskRecord, TaskState};
-use wasmjob::task::QueueOptions;
 
 use super::args::{parse_duration, task_args};
 use super::serve::DataArgs;

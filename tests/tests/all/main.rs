@@ -6,7 +6,12 @@
 mod support;
 
 mod failures;
+mod kill;
 mod metadata;
+mod overlap;
+mod periodic;
+mod queueing;
 mod results;
 mod schedule;
+mod shutdown;
 mod validation;

@@ -35,3 +35,53 @@ pub async fn assert_engine_still_works() {
     let (report, _) = run(&addition, r#"{"a": 40, "b": 2}"#).await;
     assert_eq!(report.outcome, wasmjob::runtime::Outcome::Success { result: "42".into() });
 }
+
+/// A node on a fresh SQLite file in a temporary directory.
+pub struct TestNode {
+    pub node: wasmjob::node::Node,
+    /// Keeps the directory until the node is dropped.
+    _dir: tempfile::TempDir,
+}
+
+/// The config of a test node in `dir`: small pool, fast tree caps.
+pub fn node_config(dir: &std::path::Path) -> wasmjob::node::NodeConfig {
+    let mut config = wasmjob::node::NodeConfig::new(dir);
+    config.runtime.max_instances = 100;
+    config
+}
+
+/// Opens a test node with `clock`, registering the given example components.
+pub async fn test_node(clock: Arc<dyn wasmjob::clock::Clock>, jobs: &[&str]) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(dir.path(), clock, jobs).await;
+    TestNode { node, _dir: dir }
+}
+
+/// Opens a node on `dir` (not serving), registering `jobs`.
+pub async fn open_node(
+    dir: &std::path::Path,
+    clock: Arc<dyn wasmjob::clock::Clock>,
+    jobs: &[&str],
+) -> wasmjob::node::Node {
+    let node = wasmjob::node::Node::open_with_clock(node_config(dir), false, clock).await.unwrap();
+    for job in jobs {
+        node.registry.register(&std::fs::read(job).unwrap()).await.unwrap();
+    }
+    node
+}
+
+/// Runs `node`'s workers and scheduler in the background; drop the returned
+/// sender (or send `true`) to stop them.
+pub fn serve(node: &Arc<wasmjob::node::Node>) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let node = node.clone();
+    let handle = tokio::spawn(async move { node.serve(shutdown).await.unwrap() });
+    (stop, handle)
+}
+
+/// Waits (event-driven) for task `id` to finish; panics after a minute.
+pub async fn finished(node: &wasmjob::node::Node, id: &str) -> wasmjob::store::TaskRecord {
+    let task = node.queue.wait(id, std::time::Duration::from_secs(60)).await.unwrap().expect("the task exists");
+    assert!(task.state.is_terminal(), "task {id} did not finish: {task:?}");
+    task
+}

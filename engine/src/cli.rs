@@ -1,5 +1,6 @@
-//! Subcommands of the `wasmjob` binary. Exit codes: 0 success, 1 the task
-//! failed, 2 bad usage, 3 any other error (unreadable or rejected component...).
+//! The `wasmjob` command line: its subcommands, one module each. Exit codes:
+//! 0 success, 1 the task failed, 2 bad usage, 3 any other error (unreadable
+//! or rejected component...).
 
 mod args;
 mod bench;
@@ -43,6 +44,7 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Runs a parsed command line.
 pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -55,6 +57,25 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             drop(runtime);
             bench::bench(args)
+        }
+    }
+}
+
+/// Parses the process's arguments, sets up logging, runs the command and
+/// turns errors into an exit code: the whole of `wasmjob`'s `main`.
+pub fn run_from_args() -> ExitCode {
+    let args = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
