@@ -4,6 +4,7 @@
 
 mod args;
 mod bench;
+mod bench_queue;
 mod inspect;
 mod run;
 mod serve;
@@ -42,6 +43,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure the sandbox: per-task overhead and compute speed against native.
     Bench(bench::BenchArgs),
+    /// Measure the durable queue: throughput and idle latency on SQLite.
+    BenchQueue(bench_queue::BenchQueueArgs),
 }
 
 /// Runs a parsed command line.
@@ -54,6 +57,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => runtime.block_on(tasks::list(args)),
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
+        Command::BenchQueue(args) => runtime.block_on(bench_queue::bench_queue(args)),
         Command::Bench(args) => {
             drop(runtime);
             bench::bench(args)

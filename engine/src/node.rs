@@ -23,8 +23,10 @@ pub struct NodeConfig {
     /// Holds `wasmjob.db` (the SQLite store) and `cache/` (compiled
     /// components). Default `./wasmjob-data`.
     pub data_dir: PathBuf,
-    /// Tasks run at once. Default: 4 per core, since tasks that wait on the
-    /// host do not hold a core.
+    /// Tasks run at once. Default: 16 per core. Tasks are short and yield
+    /// to the executor while they wait (on the host or at each epoch tick),
+    /// so many in flight hide the store's round trips without starving
+    /// anyone; memory per task is capped by its limit.
     pub concurrency: usize,
     pub durability: Durability,
     pub runtime: RuntimeConfig,
@@ -41,7 +43,7 @@ impl NodeConfig {
         Self {
             runtime: RuntimeConfig { cache_dir: Some(data_dir.join("cache")), ..RuntimeConfig::default() },
             data_dir,
-            concurrency: 4 * cores,
+            concurrency: 16 * cores,
             durability: Durability::default(),
             caps: TreeCaps::default(),
             grace: Duration::from_secs(10),

@@ -18,7 +18,7 @@ pub struct ServeArgs {
     /// Register every component (.wasm) in this directory at start.
     #[arg(long)]
     jobs: Option<PathBuf>,
-    /// Tasks run at once (default: 4 per core).
+    /// Tasks run at once (default: 16 per core).
     #[arg(long)]
     concurrency: Option<usize>,
     /// How long running tasks may finish after Ctrl-C or SIGTERM.
