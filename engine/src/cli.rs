@@ -33,6 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Queue a task in the store (and optionally wait for it).
     Queue(tasks::QueueArgs),
+    /// List the registered jobs, regular and periodic apart.
+    Jobs(tasks::JobsArgs),
     /// Show one task.
     Status(tasks::StatusArgs),
     /// List tasks, newest first.
@@ -53,6 +55,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
         Command::Queue(args) => runtime.block_on(tasks::queue(args)),
+        Command::Jobs(args) => runtime.block_on(tasks::jobs(args)),
         Command::Status(args) => runtime.block_on(tasks::status(args)),
         Command::Tasks(args) => runtime.block_on(tasks::list(args)),
         Command::Run(args) => runtime.block_on(run::run(args)),

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::job::JobKind;
 use crate::node::{Node, NodeConfig};
 use crate::store::{TaskFilter, TaskRecord, TaskState};
 use crate::task::QueueOptions;
@@ -120,4 +121,29 @@ pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 
 fn print_task(task: &TaskRecord) {
     println!("{}", serde_json::to_string_pretty(task).expect("tasks serialize"));
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// Lists the registered jobs, regular and periodic apart.
+pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let node = open(&args.data).await?;
+    println!("regular jobs:");
+    for (name, metadata) in node.registry.regular() {
+        println!("  {name:<24} {}", metadata.doc.lines().next().unwrap_or(""));
+    }
+    println!("periodic jobs:");
+    for (name, job) in node.registry.periodic() {
+        let metadata = job.component.metadata();
+        let every = match &metadata.kind {
+            JobKind::Periodic(s) => humantime::format_duration(s.run_every).to_string(),
+            JobKind::Regular => String::new(),
+        };
+        println!("  {name:<24} every {every:<10} {}", metadata.doc.lines().next().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
 }
