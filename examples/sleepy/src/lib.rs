@@ -17,10 +17,9 @@ impl Job for Sleepy {
     type Output = u32;
 
     fn metadata() -> Metadata {
-        Metadata::regular().doc("Sleeps `ms` milliseconds").retry(RetryPolicy {
-            initial_backoff: Duration::from_millis(10),
-            ..RetryPolicy::default()
-        })
+        Metadata::regular()
+            .doc("Sleeps `ms` milliseconds")
+            .retry(RetryPolicy { initial_backoff: Duration::from_millis(10), ..RetryPolicy::default() })
     }
 
     fn call(ctx: &Context, args: Args) -> Result<u32, Error> {
