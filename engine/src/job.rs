@@ -137,7 +137,8 @@ mod millis {
     }
 }
 
-mod opt_millis {
+/// Optional durations as milliseconds in JSON.
+pub(crate) mod opt_millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

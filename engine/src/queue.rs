@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::job::Overlap;
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
-use crate::store::{Inserted, NewTask, Store, StoreError, TaskRecord};
+use crate::store::{Inserted, NewTask, Store, StoreError, TaskRecord, to_millis};
 use crate::task::{QueueError, QueueOptions, TaskId};
 
 /// Caps on what jobs may queue, against fork bombs.
@@ -160,7 +160,7 @@ impl Queue {
         };
         let now = self.clock.now_millis();
         let expiry = options.expiry.or(metadata.expiry);
-        let run_at = now + options.delay.map_or(0, millis);
+        let run_at = now + options.delay.map_or(0, to_millis);
         Ok(NewTask {
             job: metadata.name.clone(),
             version: component.hash().to_owned(),
@@ -168,7 +168,7 @@ impl Queue {
             priority: options.priority.unwrap_or(0),
             run_at,
             // Expiry counts from when the task could first start.
-            expires_at: expiry.map(|e| run_at + millis(e)),
+            expires_at: expiry.map(|e| run_at + to_millis(e)),
             max_retries: options.max_retries.unwrap_or(metadata.retry.max_retries),
             overlap_key,
             from_task: parent.map(|p| p.id.clone()),
@@ -220,10 +220,6 @@ impl Queue {
     pub(crate) fn children_of(self: &Arc<Self>, parent: Parent) -> Arc<dyn ChildQueue> {
         Arc::new(Children { queue: self.clone(), parent, queued: AtomicU32::new(0) })
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One-shot wake-ups by task id.

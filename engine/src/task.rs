@@ -12,10 +12,10 @@ pub type TaskId = String;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueOptions {
     /// How long the task may wait to start before it expires.
-    #[serde(default, with = "opt_millis")]
+    #[serde(default, with = "crate::job::opt_millis")]
     pub expiry: Option<Duration>,
     /// Do not start the task before this delay.
-    #[serde(default, with = "opt_millis")]
+    #[serde(default, with = "crate::job::opt_millis")]
     pub delay: Option<Duration>,
     /// Higher runs first; default 0.
     #[serde(default)]
@@ -41,22 +41,4 @@ pub enum QueueError {
     QuotaExceeded(String),
     #[error("the task tree would be deeper than {0}")]
     DepthExceeded(u32),
-}
-
-/// Durations as milliseconds in JSON.
-mod opt_millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
-    }
 }

@@ -24,7 +24,7 @@ use crate::queue::{Parent, Queue};
 use crate::registry::Registry;
 use crate::retry;
 use crate::runtime::{Outcome, Runtime, TaskInput};
-use crate::store::{ClaimedTask, Completion, Store, TaskState};
+use crate::store::{ClaimedTask, Completion, Store, TaskState, to_millis};
 
 /// How long past its deadline a lease lasts. Default 30 s.
 pub const LEASE_GRACE: Duration = Duration::from_secs(30);
@@ -119,7 +119,7 @@ impl Workers {
     async fn claim(&self, limit: usize) -> anyhow::Result<crate::store::Claim> {
         let now = self.clock.now_millis();
         // Leases cover the longest deadline a task can have.
-        let lease_until = now + millis(self.runtime.limits().max_timeout + LEASE_GRACE);
+        let lease_until = now + to_millis(self.runtime.limits().max_timeout + LEASE_GRACE);
         Ok(self.store.claim(&self.node, limit, now, lease_until).await?)
     }
 
@@ -172,7 +172,7 @@ impl Workers {
                     wall_time_us: u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX),
                     log: report.log,
                     finished_at: now,
-                    retry_at: decision.retry_in.map(|d| now + millis(d)),
+                    retry_at: decision.retry_in.map(|d| now + to_millis(d)),
                 }
             }
             None => Completion {
@@ -205,8 +205,4 @@ fn finished_id(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> t
         Ok((id, ())) => id,
         Err(e) => e.id(),
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -35,6 +35,11 @@ use crate::task::TaskId;
 /// Milliseconds since the Unix epoch: how stores record time.
 pub type Millis = i64;
 
+/// A duration in [`Millis`], saturating.
+pub(crate) fn to_millis(d: std::time::Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
 /// A task's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
