@@ -92,7 +92,9 @@ impl Queue {
     ) -> Result<TaskId, QueueFailure> {
         let task = self.prepare(job, args, options, parent).await?;
         let inserted = self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer");
-        self.answer(inserted)
+        let id = answer(inserted)?;
+        self.wake.notify_one();
+        Ok(id)
     }
 
     /// Queues many tasks in one write; each gets its own answer.
@@ -116,23 +118,8 @@ impl Queue {
         self.wake.notify_one();
         Ok(answers
             .into_iter()
-            .map(|a| {
-                a.unwrap_or_else(|| match inserted.next().expect("one answer per insert") {
-                    Inserted::Task(id) => Ok(id),
-                    Inserted::Duplicate(id) => Err(QueueError::Duplicate(id)),
-                })
-            })
+            .map(|a| a.unwrap_or_else(|| answer(inserted.next().expect("one answer per insert"))))
             .collect())
-    }
-
-    fn answer(&self, inserted: Inserted) -> Result<TaskId, QueueFailure> {
-        match inserted {
-            Inserted::Task(id) => {
-                self.wake.notify_one();
-                Ok(id)
-            }
-            Inserted::Duplicate(id) => Err(QueueError::Duplicate(id).into()),
-        }
     }
 
     /// Builds the row of a task, with every default applied.
@@ -219,6 +206,14 @@ impl Queue {
     /// A [`ChildQueue`] for a running task: its `queue-task` calls land here.
     pub(crate) fn children_of(self: &Arc<Self>, parent: Parent) -> Arc<dyn ChildQueue> {
         Arc::new(Children { queue: self.clone(), parent, queued: AtomicU32::new(0) })
+    }
+}
+
+/// What an insert means to the caller.
+fn answer(inserted: Inserted) -> Result<TaskId, QueueError> {
+    match inserted {
+        Inserted::Task(id) => Ok(id),
+        Inserted::Duplicate(id) => Err(QueueError::Duplicate(id)),
     }
 }
 

@@ -131,29 +131,19 @@ impl Registry {
     }
 
     /// Regular jobs, by name.
-    pub fn regular(&self) -> Vec<(String, JobMetadata)> {
-        self.filter(|m| !m.is_periodic())
+    pub fn regular(&self) -> Vec<(String, RegisteredJob)> {
+        self.current_where(|m| !m.is_periodic())
     }
 
     /// Periodic jobs, by name.
     pub fn periodic(&self) -> Vec<(String, RegisteredJob)> {
-        let current = self.current.read().unwrap();
-        let mut jobs: Vec<_> = current
-            .iter()
-            .filter(|(_, j)| j.component.metadata().is_periodic())
-            .map(|(n, j)| (n.clone(), j.clone()))
-            .collect();
-        jobs.sort_by(|a, b| a.0.cmp(&b.0));
-        jobs
+        self.current_where(JobMetadata::is_periodic)
     }
 
-    fn filter(&self, keep: impl Fn(&JobMetadata) -> bool) -> Vec<(String, JobMetadata)> {
+    fn current_where(&self, keep: impl Fn(&JobMetadata) -> bool) -> Vec<(String, RegisteredJob)> {
         let current = self.current.read().unwrap();
-        let mut jobs: Vec<_> = current
-            .iter()
-            .filter(|(_, j)| keep(j.component.metadata()))
-            .map(|(n, j)| (n.clone(), j.component.metadata().clone()))
-            .collect();
+        let mut jobs: Vec<_> =
+            current.iter().filter(|(_, j)| keep(j.component.metadata())).map(|(n, j)| (n.clone(), j.clone())).collect();
         jobs.sort_by(|a, b| a.0.cmp(&b.0));
         jobs
     }

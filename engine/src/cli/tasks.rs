@@ -1,5 +1,6 @@
-//! `wasmjob queue`, `status` and `tasks`: the task queue from the command
-//! line, against the same store a `wasmjob serve` uses.
+//! `wasmjob queue`, `status`, `tasks` and `jobs`: the task queue and the
+//! registry from the command line, against the same store a `wasmjob serve`
+//! uses.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -133,7 +134,8 @@ pub struct JobsArgs {
 pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let node = open(&args.data).await?;
     println!("regular jobs:");
-    for (name, metadata) in node.registry.regular() {
+    for (name, job) in node.registry.regular() {
+        let metadata = job.component.metadata();
         println!("  {name:<24} {}", metadata.doc.lines().next().unwrap_or(""));
     }
     println!("periodic jobs:");

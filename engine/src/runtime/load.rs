@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::sandbox::TaskState;
-use super::{Outcome, RecordingQueue, Runtime, TaskContext, TaskLog};
+use super::{Outcome, Runtime};
 use crate::contract::{Answer, Export, JobPre};
 use crate::job::{JobMetadata, MetadataError};
 
@@ -80,22 +80,12 @@ impl Runtime {
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
         let pre = JobPre::new(instance_pre).map_err(|e| LoadError::NotAJob(format!("{e:#}")))?;
-
-        let ctx = TaskContext::new(
-            "metadata".into(),
-            1,
-            Arc::new(RecordingQueue::default()),
-            TaskLog::new(self.limits.max_log_bytes, self.limits.max_log_line_bytes),
-            self.limits.max_args_bytes,
-        );
-        let mut job = JobComponent { hash: hash.into(), metadata: Arc::new(placeholder_metadata()), pre };
-        let metadata = match self.sandboxed(&job, ctx, self.limits.control_call, Export::Metadata).await.0 {
+        let metadata = match self.control_call(&pre, Export::Metadata).await {
             Ok(Answer::Metadata(metadata)) => metadata?,
             Ok(_) => unreachable!("`metadata` answers with metadata"),
             Err(outcome) => return Err(LoadError::MetadataFailed(outcome)),
         };
-        job.metadata = Arc::new(metadata);
-        Ok(job)
+        Ok(JobComponent { hash: hash.into(), metadata: Arc::new(metadata), pre })
     }
 
     async fn compile(&self, bytes: &[u8], hash: &str) -> Result<Component, LoadError> {
@@ -113,26 +103,5 @@ impl Runtime {
             cache.store(hash, &component);
         }
         Ok(component)
-    }
-}
-
-/// Stands in until `metadata` has answered; never seen outside `load`.
-fn placeholder_metadata() -> JobMetadata {
-    use crate::job::{DocSyntax, JobKind, Overlap, RequestedLimits, RetryPolicy};
-    JobMetadata {
-        name: String::new(),
-        doc: String::new(),
-        doc_syntax: DocSyntax::Plain,
-        kind: JobKind::Regular,
-        overlap: Overlap::Allow,
-        expiry: None,
-        limits: RequestedLimits::default(),
-        retry: RetryPolicy {
-            max_retries: 0,
-            initial_backoff: std::time::Duration::ZERO,
-            max_backoff: std::time::Duration::ZERO,
-            retry_on_trap: false,
-            retry_on_timeout: false,
-        },
     }
 }

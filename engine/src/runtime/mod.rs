@@ -39,7 +39,7 @@ pub use self::log::{LogLevel, TaskLog};
 pub use self::outcome::{Outcome, TaskReport};
 use self::outcome::{StopCause, classify};
 use self::sandbox::{SandboxLimiter, TaskState};
-use crate::contract::{self, Answer, CallResult, Due, Export};
+use crate::contract::{self, Answer, CallResult, Due, Export, JobPre};
 use crate::task::TaskId;
 
 /// How to build a [`Runtime`].
@@ -141,7 +141,7 @@ impl Runtime {
         let limits = self.limits.cap(input.limits);
         let ctx =
             TaskContext::new(input.task_id, input.attempt, input.children, log.clone(), self.limits.max_args_bytes);
-        let (answer, fuel_consumed, wall_time) = self.sandboxed(job, ctx, limits, Export::Call(&input.args)).await;
+        let (answer, fuel_consumed, wall_time) = self.sandboxed(&job.pre, ctx, limits, Export::Call(&input.args)).await;
         let outcome = match answer {
             Ok(Answer::Call(CallResult::Ok(json))) => self.check_result(json),
             Ok(Answer::Call(CallResult::Retryable(message))) => Outcome::RetryableError { message },
@@ -160,7 +160,7 @@ impl Runtime {
         now: DateTime<Utc>,
     ) -> Result<Due, ControlCallError> {
         let export = Export::IsDue { last_run_at: last_run_at.timestamp_millis(), now: now.timestamp_millis() };
-        match self.control_call(job, export).await {
+        match self.control_call(&job.pre, export).await {
             Ok(Answer::IsDue(due)) => Ok(due),
             Ok(_) => unreachable!("`is-due` answers with a due"),
             Err(outcome) => Err(ControlCallError { export: "is-due", outcome }),
@@ -170,27 +170,28 @@ impl Runtime {
     /// Asks an `overlap: by-args` job under which key a task with `args` must
     /// not overlap others.
     pub async fn overlap_key(&self, job: &JobComponent, args: &str) -> Result<Option<String>, ControlCallError> {
-        match self.control_call(job, Export::OverlapKey(args)).await {
+        match self.control_call(&job.pre, Export::OverlapKey(args)).await {
             Ok(Answer::OverlapKey(key)) => Ok(key),
             Ok(_) => unreachable!("`overlap-key` answers with a key"),
             Err(outcome) => Err(ControlCallError { export: "overlap-key", outcome }),
         }
     }
 
-    /// Calls one of the engine's control exports under `control_call` limits.
-    async fn control_call(&self, job: &JobComponent, export: Export<'_>) -> Result<Answer, Outcome> {
+    /// Calls one of the engine's control exports (`metadata`, `is-due`,
+    /// `overlap-key`) under `control_call` limits, with no task behind it.
+    async fn control_call(&self, pre: &JobPre<TaskState>, export: Export<'_>) -> Result<Answer, Outcome> {
         let log = TaskLog::new(self.limits.max_log_bytes, self.limits.max_log_line_bytes);
         let ctx =
             TaskContext::new("control".into(), 1, Arc::new(RecordingQueue::default()), log, self.limits.max_args_bytes);
-        self.sandboxed(job, ctx, self.limits.control_call, export).await.0
+        self.sandboxed(pre, ctx, self.limits.control_call, export).await.0
     }
 
-    /// Instantiates `job` in a fresh store and calls `export`, under `limits`.
+    /// Instantiates `pre` in a fresh store and calls `export`, under `limits`.
     /// Returns the answer (or the outcome that stopped it), the fuel consumed
     /// and the wall time.
     async fn sandboxed(
         &self,
-        job: &JobComponent,
+        pre: &JobPre<TaskState>,
         ctx: TaskContext,
         limits: TaskLimits,
         export: Export<'_>,
@@ -209,7 +210,7 @@ impl Runtime {
         });
 
         let call = async {
-            let instance = job.pre.instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
             contract::invoke(&instance, &mut store, export).await
         };
         // The epoch stops wasm at the deadline; this backstop also stops a

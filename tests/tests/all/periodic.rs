@@ -7,7 +7,6 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use wasmjob::clock::ManualClock;
 use wasmjob::scheduler::TickResult;
-use wasmjob::store::{Completion, TaskState};
 
 use crate::support::open_node;
 
@@ -42,20 +41,7 @@ async fn a_periodic_job_runs_once_per_due_time_across_restarts() {
     let now = clock.now_millis();
     let claimed = node.store.claim("n", 1, now, now + 60_000).await.unwrap().tasks.remove(0);
     assert_eq!(claimed.id, first);
-    let done = Completion {
-        id: first,
-        lease: claimed.lease,
-        state: TaskState::Success,
-        reason: "success".into(),
-        result: Some("null".into()),
-        error: None,
-        fuel: 1,
-        wall_time_us: 1,
-        log: String::new(),
-        finished_at: now,
-        retry_at: None,
-    };
-    node.store.complete(vec![done]).await.unwrap();
+    node.store.complete(vec![crate::support::success(&first, &claimed.lease, now, "null")]).await.unwrap();
 
     // Down through day 3's 03:00: the missed tick runs once when back, not skipped.
     drop(node);

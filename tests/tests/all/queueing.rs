@@ -97,17 +97,12 @@ async fn a_retry_waits_for_its_backoff() {
     let claim = store.claim("n", 10, now, now + 60_000).await.unwrap();
     assert_eq!(claim.tasks.len(), 1);
     let completion = wasmjob::store::Completion {
-        id: id.clone(),
-        lease: claim.tasks[0].lease.clone(),
         state: TaskState::Retry,
         reason: "retryable-error".into(),
         result: None,
         error: Some("busy".into()),
-        fuel: 1,
-        wall_time_us: 1,
-        log: String::new(),
-        finished_at: now,
         retry_at: Some(now + 1000),
+        ..crate::support::success(&id, &claim.tasks[0].lease, now, "null")
     };
     assert_eq!(store.complete(vec![completion]).await.unwrap(), 1);
     assert_eq!(store.task(&id).await.unwrap().unwrap().state, TaskState::Retry);
@@ -188,19 +183,7 @@ async fn a_stale_worker_cannot_complete_a_rescued_task() {
     assert_eq!((task.state, task.reason.as_deref()), (TaskState::Retry, Some("lease-expired")));
     let fresh = t.node.store.claim("alive", 1, now + 1001, now + 60_000).await.unwrap().tasks.remove(0);
     assert_eq!(fresh.attempt, 2);
-    let done = |lease: String| wasmjob::store::Completion {
-        id: id.clone(),
-        lease,
-        state: TaskState::Success,
-        reason: "success".into(),
-        result: Some("0".into()),
-        error: None,
-        fuel: 1,
-        wall_time_us: 1,
-        log: String::new(),
-        finished_at: now + 2000,
-        retry_at: None,
-    };
+    let done = |lease: String| crate::support::success(&id, &lease, now + 2000, "0");
     assert_eq!(t.node.store.complete(vec![done(stale.lease)]).await.unwrap(), 0, "the stale lease was honoured");
     assert_eq!(t.node.store.complete(vec![done(fresh.lease)]).await.unwrap(), 1);
 }

@@ -85,3 +85,21 @@ pub async fn finished(node: &wasmjob::node::Node, id: &str) -> wasmjob::store::T
     assert!(task.state.is_terminal(), "task {id} did not finish: {task:?}");
     task
 }
+
+/// The completion a worker would record for a task that succeeded with
+/// `result` at `at` (for tests that drive the store by hand).
+pub fn success(id: &str, lease: &str, at: i64, result: &str) -> wasmjob::store::Completion {
+    wasmjob::store::Completion {
+        id: id.into(),
+        lease: lease.into(),
+        state: wasmjob::store::TaskState::Success,
+        reason: "success".into(),
+        result: Some(result.into()),
+        error: None,
+        fuel: 1,
+        wall_time_us: 1,
+        log: String::new(),
+        finished_at: at,
+        retry_at: None,
+    }
+}
