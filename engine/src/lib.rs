@@ -21,6 +21,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod store;
 pub mod task;
+pub mod tenant;
 pub mod worker;
 
 /// Paths of the example components, built by `engine/build.rs` from

@@ -15,6 +15,7 @@ use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::store::sqlite::{Durability, SqliteStore};
+use crate::tenant::{Quotas, Tenants};
 use crate::worker::Workers;
 
 /// How to run a node.
@@ -31,6 +32,8 @@ pub struct NodeConfig {
     pub durability: Durability,
     pub runtime: RuntimeConfig,
     pub caps: TreeCaps,
+    /// Quotas of tenants that do not override them.
+    pub quotas: Quotas,
     /// How long running tasks may finish after a shutdown request. Default 10 s.
     pub grace: Duration,
 }
@@ -46,6 +49,7 @@ impl NodeConfig {
             concurrency: 16 * cores,
             durability: Durability::default(),
             caps: TreeCaps::default(),
+            quotas: Quotas::default(),
             grace: Duration::from_secs(10),
         }
     }
@@ -56,6 +60,7 @@ pub struct Node {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub queue: Arc<Queue>,
+    pub tenants: Arc<Tenants>,
     pub runtime: Arc<Runtime>,
     pub clock: Arc<dyn Clock>,
     config: NodeConfig,
@@ -95,8 +100,16 @@ impl Node {
         }
         let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
         let registry = Arc::new(Registry::open(runtime.clone(), store.clone(), clock.clone()).await?);
-        let queue = Arc::new(Queue::new(store.clone(), registry.clone(), runtime.clone(), clock.clone(), config.caps));
-        Ok(Self { store, registry, queue, runtime, clock, config, _serving: serving })
+        let tenants = Arc::new(Tenants::open(store.clone(), clock.clone(), config.quotas.clone()).await?);
+        let queue = Arc::new(Queue::new(
+            store.clone(),
+            registry.clone(),
+            runtime.clone(),
+            clock.clone(),
+            config.caps,
+            tenants.clone(),
+        ));
+        Ok(Self { store, registry, queue, tenants, runtime, clock, config, _serving: serving })
     }
 
     /// Runs the workers and the scheduler until `shutdown` turns true, then

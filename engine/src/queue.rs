@@ -18,8 +18,9 @@ use crate::clock::Clock;
 use crate::job::Overlap;
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
-use crate::store::{Inserted, NewTask, Store, StoreError, TaskRecord, to_millis};
+use crate::store::{Inserted, NewTask, Store, StoreError, TaskRecord, TaskState, to_millis};
 use crate::task::{QueueError, QueueOptions, TaskId};
+use crate::tenant::Tenants;
 
 /// Caps on what jobs may queue, against fork bombs.
 #[derive(Debug, Clone, Copy)]
@@ -65,9 +66,12 @@ pub struct Queue {
     runtime: Arc<Runtime>,
     clock: Arc<dyn Clock>,
     caps: TreeCaps,
+    pub(crate) tenants: Arc<Tenants>,
     /// Wakes the workers when tasks are queued.
     pub(crate) wake: Arc<Notify>,
     waiters: Waiters,
+    /// Stops running tasks that are revoked.
+    running: Mutex<HashMap<TaskId, oneshot::Sender<()>>>,
 }
 
 impl Queue {
@@ -77,35 +81,50 @@ impl Queue {
         runtime: Arc<Runtime>,
         clock: Arc<dyn Clock>,
         caps: TreeCaps,
+        tenants: Arc<Tenants>,
     ) -> Self {
-        Self { store, registry, runtime, clock, caps, wake: Arc::new(Notify::new()), waiters: Waiters::default() }
+        Self {
+            store,
+            registry,
+            runtime,
+            clock,
+            caps,
+            tenants,
+            wake: Arc::new(Notify::new()),
+            waiters: Waiters::default(),
+            running: Mutex::default(),
+        }
     }
 
-    /// Queues a task of `job` with `args` (a JSON object). Returns its id, or
-    /// [`QueueError::Duplicate`] with the id of the task it would overlap.
+    /// Queues a task of `tenant`'s `job` with `args` (a JSON object). Returns
+    /// its id, or [`QueueError::Duplicate`] with the id of the task it would
+    /// overlap.
     pub async fn queue(
         &self,
+        tenant: &str,
         job: &str,
         args: &str,
         options: &QueueOptions,
         parent: Option<&Parent>,
     ) -> Result<TaskId, QueueFailure> {
-        let task = self.prepare(job, args, options, parent).await?;
+        let task = self.prepare(tenant, job, args, options, parent).await?;
+        self.admit(tenant, 1)?;
         let inserted = self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer");
         let id = answer(inserted)?;
         self.wake.notify_one();
         Ok(id)
     }
 
-    /// Queues many tasks in one write; each gets its own answer.
+    /// Queues many tasks of `tenant` in one write; each gets its own answer.
     pub async fn queue_many(
         &self,
+        tenant: &str,
         requests: &[(String, String, QueueOptions)],
     ) -> Result<Vec<Result<TaskId, QueueError>>, StoreError> {
         let mut answers: Vec<Option<Result<TaskId, QueueError>>> = Vec::with_capacity(requests.len());
         let mut tasks = Vec::new();
         for (job, args, options) in requests {
-            match self.prepare(job, args, options, None).await {
+            match self.prepare(tenant, job, args, options, None).await {
                 Ok(task) => {
                     tasks.push(task);
                     answers.push(None);
@@ -113,6 +132,9 @@ impl Queue {
                 Err(QueueFailure::Rejected(e)) => answers.push(Some(Err(e))),
                 Err(QueueFailure::Store(e)) => return Err(e),
             }
+        }
+        if let Err(e) = self.admit(tenant, tasks.len() as u64) {
+            return Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(e.clone()))).collect());
         }
         let mut inserted = self.store.insert_tasks(tasks).await?.into_iter();
         self.wake.notify_one();
@@ -122,15 +144,20 @@ impl Queue {
             .collect())
     }
 
+    fn admit(&self, tenant: &str, n: u64) -> Result<(), QueueError> {
+        self.tenants.admit(tenant, n).map_err(|e| QueueError::QuotaExceeded(e.to_string()))
+    }
+
     /// Builds the row of a task, with every default applied.
     pub(crate) async fn prepare(
         &self,
+        tenant: &str,
         job: &str,
         args: &str,
         options: &QueueOptions,
         parent: Option<&Parent>,
     ) -> Result<NewTask, QueueFailure> {
-        let registered = self.registry.get(job).ok_or_else(|| QueueError::UnknownJob(job.to_owned()))?;
+        let registered = self.registry.get(tenant, job).ok_or_else(|| QueueError::UnknownJob(job.to_owned()))?;
         let component = registered.component;
         let metadata = component.metadata();
         check_args(args, self.runtime.limits().max_args_bytes)?;
@@ -149,6 +176,7 @@ impl Queue {
         let expiry = options.expiry.or(metadata.expiry);
         let run_at = now + options.delay.map_or(0, to_millis);
         Ok(NewTask {
+            tenant: tenant.to_owned(),
             job: metadata.name.clone(),
             version: component.hash().to_owned(),
             args: args.to_owned(),
@@ -196,16 +224,35 @@ impl Queue {
         self.waiters.wake_all();
     }
 
-    /// Revokes a task that has not started.
-    pub async fn revoke(&self, id: &str) -> Result<Option<crate::store::TaskState>, StoreError> {
+    /// Revokes a task: one that has not started never will, and a running
+    /// one is stopped (on this node) and ends `revoked`. Returns the task's
+    /// state afterwards (`started` while a running task is being stopped).
+    pub async fn revoke(&self, id: &str) -> Result<Option<TaskState>, StoreError> {
         let state = self.store.revoke(id, self.clock.now_millis()).await?;
+        if state == Some(TaskState::Started)
+            && let Some(stop) = self.running.lock().unwrap().remove(id)
+        {
+            let _ = stop.send(());
+        }
         self.waiters.wake(&[id.to_owned()]);
         Ok(state)
     }
 
+    /// Registers a task as running here; the receiver fires if it is revoked.
+    pub(crate) fn running(&self, id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.running.lock().unwrap().insert(id.to_owned(), tx);
+        rx
+    }
+
+    /// Forgets a task that stopped running here.
+    pub(crate) fn stopped(&self, id: &str) {
+        self.running.lock().unwrap().remove(id);
+    }
+
     /// A [`ChildQueue`] for a running task: its `queue-task` calls land here.
-    pub(crate) fn children_of(self: &Arc<Self>, parent: Parent) -> Arc<dyn ChildQueue> {
-        Arc::new(Children { queue: self.clone(), parent, queued: AtomicU32::new(0) })
+    pub(crate) fn children_of(self: &Arc<Self>, tenant: String, parent: Parent) -> Arc<dyn ChildQueue> {
+        Arc::new(Children { queue: self.clone(), tenant, parent, queued: AtomicU32::new(0) })
     }
 }
 
@@ -255,6 +302,8 @@ impl Waiters {
 /// Where a running task's `queue-task` calls go, with its children cap.
 struct Children {
     queue: Arc<Queue>,
+    /// A job's children stay in its tenant.
+    tenant: String,
     parent: Parent,
     queued: AtomicU32,
 }
@@ -267,7 +316,7 @@ impl ChildQueue for Children {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 return Ok(Err(QueueError::QuotaExceeded(format!("a task may queue at most {max} children"))));
             }
-            match self.queue.queue(&child.job, &child.args, &child.options, Some(&self.parent)).await {
+            match self.queue.queue(&self.tenant, &child.job, &child.args, &child.options, Some(&self.parent)).await {
                 Ok(id) => Ok(Ok(id)),
                 Err(QueueFailure::Rejected(e)) => {
                     self.queued.fetch_sub(1, Ordering::Relaxed);

@@ -54,13 +54,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Looks at every periodic job once. Returns what happened per job and
-    /// how long until the soonest next run.
+    /// Looks at every tenant's periodic jobs once. Returns what happened per
+    /// job (by name) and how long until the soonest next run.
     pub async fn tick(&self) -> (Vec<(String, TickResult)>, Duration) {
         let mut results = Vec::new();
         let mut sleep = MAX_SLEEP;
-        for (name, job) in self.registry.periodic() {
-            let result = self.tick_job(&name, &job).await;
+        for ((tenant, name), job) in self.registry.all_periodic() {
+            let result = self.tick_job(&tenant, &name, &job).await;
             if let TickResult::NotDue(next) = &result {
                 sleep = sleep.min(*next);
             }
@@ -69,8 +69,8 @@ impl Scheduler {
         (results, sleep)
     }
 
-    async fn tick_job(&self, name: &str, job: &crate::registry::RegisteredJob) -> TickResult {
-        let stored = match self.store.last_run_at(name).await {
+    async fn tick_job(&self, tenant: &str, name: &str, job: &crate::registry::RegisteredJob) -> TickResult {
+        let stored = match self.store.last_run_at(tenant, name).await {
             Ok(stored) => stored,
             Err(e) => return TickResult::Failed(e.to_string()),
         };
@@ -87,12 +87,12 @@ impl Scheduler {
         if !due.is_due {
             return TickResult::NotDue(due.next_run_in);
         }
-        let task = match self.queue.prepare(name, "{}", &QueueOptions::default(), None).await {
+        let task = match self.queue.prepare(tenant, name, "{}", &QueueOptions::default(), None).await {
             Ok(task) => task,
             Err(QueueFailure::Rejected(e)) => return TickResult::Failed(e.to_string()),
             Err(QueueFailure::Store(e)) => return TickResult::Failed(e.to_string()),
         };
-        match self.store.schedule_tick(name, stored, now.timestamp_millis(), Some(task)).await {
+        match self.store.schedule_tick(tenant, name, stored, now.timestamp_millis(), Some(task)).await {
             Ok(Some(Inserted::Task(id))) => {
                 tracing::info!(job = name, task = %id, "periodic task queued");
                 self.queue.wake.notify_one();

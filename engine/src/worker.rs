@@ -13,6 +13,7 @@
 //! attempts). A completion presents its lease: once rescued, a stale
 //! worker's completion is refused (fencing).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use crate::queue::{Parent, Queue};
 use crate::registry::Registry;
 use crate::retry;
 use crate::runtime::{Outcome, Runtime, TaskInput};
-use crate::store::{ClaimedTask, Completion, Store, TaskState, to_millis};
+use crate::store::{ClaimRequest, ClaimedTask, Completion, Store, TaskState, to_millis};
 
 /// How long past its deadline a lease lasts. Default 30 s.
 pub const LEASE_GRACE: Duration = Duration::from_secs(30);
@@ -53,7 +54,9 @@ impl Workers {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) -> anyhow::Result<()> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut leases: std::collections::HashMap<tokio::task::Id, String> = Default::default();
+        // The lease and tenant of each running task.
+        let mut leases: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+        let mut per_tenant: HashMap<String, usize> = HashMap::new();
         let mut next_sweep = tokio::time::Instant::now();
         let wake = self.queue.wake.clone();
         loop {
@@ -65,12 +68,14 @@ impl Workers {
                 if self.store.rescue(self.clock.now_millis(), false).await? > 0 {
                     self.queue.finished_some();
                 }
+                let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
+                self.queue.tenants.recount(&waiting);
                 next_sweep = now + LEASE_SWEEP;
             }
             let mut sleep = POLL_FALLBACK.min(next_sweep - now);
             let free = slots.available_permits().min(MAX_CLAIM);
             if free > 0 {
-                let claim = self.claim(free).await?;
+                let claim = self.claim(free, &per_tenant).await?;
                 if !claim.expired.is_empty() {
                     self.queue.finished(&claim.expired);
                 }
@@ -80,7 +85,9 @@ impl Workers {
                 }
                 for task in claim.tasks {
                     let permit = slots.clone().acquire_owned().await?;
-                    let lease = task.lease.clone();
+                    self.queue.tenants.claimed(&task.tenant, 1);
+                    *per_tenant.entry(task.tenant.clone()).or_default() += 1;
+                    let lease = (task.lease.clone(), task.tenant.clone());
                     let this = self.clone();
                     let wake = wake.clone();
                     let handle = running.spawn(async move {
@@ -94,7 +101,11 @@ impl Workers {
             tokio::select! {
                 _ = shutdown.changed() => {}
                 _ = wake.notified() => {}
-                Some(done) = running.join_next_with_id() => { leases.remove(&finished_id(done)); }
+                Some(done) = running.join_next_with_id() => {
+                    if let Some((_, tenant)) = leases.remove(&finished_id(done)) {
+                        *per_tenant.entry(tenant).or_default() -= 1;
+                    }
+                }
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
@@ -109,61 +120,94 @@ impl Workers {
         if drained.is_err() {
             running.abort_all();
             while running.join_next().await.is_some() {}
-            let unfinished: Vec<String> = leases.into_values().collect();
+            let unfinished: Vec<String> = leases.into_values().map(|(lease, _)| lease).collect();
             let released = self.store.release(unfinished, self.clock.now_millis()).await?;
             tracing::warn!(released, "grace period over: released the tasks still running");
         }
         Ok(())
     }
 
-    async fn claim(&self, limit: usize) -> anyhow::Result<crate::store::Claim> {
+    /// Claims up to `limit` tasks, fairly across tenants and within each
+    /// tenant's running quota (`running` counts what each runs here now).
+    async fn claim(&self, limit: usize, running: &HashMap<String, usize>) -> anyhow::Result<crate::store::Claim> {
         let now = self.clock.now_millis();
-        // Leases cover the longest deadline a task can have.
-        let lease_until = now + to_millis(self.runtime.limits().max_timeout + LEASE_GRACE);
-        Ok(self.store.claim(&self.node, limit, now, lease_until).await?)
+        let tenants = &self.queue.tenants;
+        let slots = tenants
+            .list()
+            .into_iter()
+            .map(|(name, quotas)| {
+                let busy = running.get(&name).copied().unwrap_or(0);
+                (name, quotas.max_running.saturating_sub(busy))
+            })
+            .collect();
+        let request = ClaimRequest {
+            node: self.node.clone(),
+            limit,
+            now,
+            // Leases cover the longest deadline a task can have.
+            lease_until: now + to_millis(self.runtime.limits().max_timeout + LEASE_GRACE),
+            slots,
+            default_slots: tenants.defaults().max_running,
+        };
+        Ok(self.store.claim(request).await?)
     }
 
     /// Runs one claimed task and records how it ended.
     async fn run_task(&self, task: ClaimedTask) {
-        let report = match self.registry.version(&task.version).await {
+        let ended = match self.registry.version(&task.version).await {
             Ok(job) => {
                 let parent = Parent {
                     id: task.id.clone(),
                     root: task.root_task.clone().unwrap_or_else(|| task.id.clone()),
                     depth: task.depth,
                 };
+                let quotas = self.queue.tenants.quotas(&task.tenant);
                 let input = TaskInput {
                     task_id: task.id.clone(),
                     attempt: task.attempt,
                     args: task.args.clone(),
-                    limits: self.runtime.task_limits(&job),
-                    children: self.queue.children_of(parent),
+                    limits: quotas.cap(self.runtime.task_limits(&job)),
+                    children: self.queue.children_of(task.tenant.clone(), parent),
                 };
-                let report = self.runtime.run(&job, input).await;
-                let decision = retry::decide(
-                    &job.metadata().retry,
-                    task.max_retries,
-                    task.attempt,
-                    &report.outcome,
-                    retry::jitter(),
-                );
-                Some((report, decision))
+                let revoked = self.queue.running(&task.id);
+                let ended = tokio::select! {
+                    report = self.runtime.run(&job, input) => {
+                        let policy = &job.metadata().retry;
+                        let decision =
+                            retry::decide(policy, task.max_retries, task.attempt, &report.outcome, retry::jitter());
+                        Ended::Ran(report, decision)
+                    }
+                    Ok(()) = revoked => Ended::Revoked,
+                };
+                self.queue.stopped(&task.id);
+                ended
             }
             Err(e) => {
                 tracing::error!(task = %task.id, job = %task.job, error = %e, "cannot load the task's job version");
-                None
+                Ended::Unavailable
             }
         };
-        let now = self.clock.now_millis();
-        let completion = match report {
-            Some((report, decision)) => {
+        let at = self.clock.now_millis();
+        let ended_with = |state, reason: &str, error: Option<String>| Completion {
+            id: task.id.clone(),
+            lease: task.lease.clone(),
+            state,
+            reason: reason.into(),
+            result: None,
+            error,
+            fuel: 0,
+            wall_time_us: 0,
+            log: String::new(),
+            finished_at: at,
+            retry_at: None,
+        };
+        let completion = match ended {
+            Ended::Ran(report, decision) => {
                 let (result, error) = match &report.outcome {
                     Outcome::Success { result } => (Some(result.clone()), None),
                     other => (None, Some(other.describe())),
                 };
                 Completion {
-                    id: task.id.clone(),
-                    lease: task.lease,
                     state: decision.state,
                     reason: report.outcome.class().to_owned(),
                     result,
@@ -171,23 +215,16 @@ impl Workers {
                     fuel: report.fuel_consumed,
                     wall_time_us: u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX),
                     log: report.log,
-                    finished_at: now,
-                    retry_at: decision.retry_in.map(|d| now + to_millis(d)),
+                    retry_at: decision.retry_in.map(|d| at + to_millis(d)),
+                    ..ended_with(decision.state, "", None)
                 }
             }
-            None => Completion {
-                id: task.id.clone(),
-                lease: task.lease,
-                state: TaskState::Failure,
-                reason: "job-unavailable".into(),
-                result: None,
-                error: Some(format!("the version {} of job {} cannot be loaded", task.version, task.job)),
-                fuel: 0,
-                wall_time_us: 0,
-                log: String::new(),
-                finished_at: now,
-                retry_at: None,
-            },
+            Ended::Revoked => ended_with(TaskState::Revoked, "revoked", Some("revoked while running".into())),
+            Ended::Unavailable => ended_with(
+                TaskState::Failure,
+                "job-unavailable",
+                Some(format!("the version {} of job {} cannot be loaded", task.version, task.job)),
+            ),
         };
         let finished = completion.state.is_terminal();
         match self.store.complete(vec![completion]).await {
@@ -197,6 +234,13 @@ impl Workers {
             Err(e) => tracing::error!(task = %task.id, error = %e, "cannot record a task's end"),
         }
     }
+}
+
+/// How a run ended, before it is recorded.
+enum Ended {
+    Ran(crate::runtime::TaskReport, retry::Decision),
+    Revoked,
+    Unavailable,
 }
 
 /// The id of a finished (or aborted, or panicked) worker task.

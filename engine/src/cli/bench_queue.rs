@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::node::{Node, NodeConfig};
 use crate::store::TaskState;
 use crate::task::QueueOptions;
+use crate::tenant::DEFAULT_TENANT;
 
 #[derive(Debug, Args)]
 pub struct BenchQueueArgs {
@@ -45,14 +46,14 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     }
     let concurrency = config.concurrency;
     let node = Arc::new(Node::open(config, true).await?);
-    node.registry.register(&std::fs::read(crate::examples::ADDITION)?).await?;
+    node.registry.register(DEFAULT_TENANT, &std::fs::read(crate::examples::ADDITION)?, usize::MAX).await?;
 
     println!("queueing {} addition tasks (batches of 1,000)...", args.tasks);
     let started = Instant::now();
     let request = ("addition".to_owned(), r#"{"a":1,"b":2}"#.to_owned(), QueueOptions::default());
     let mut last = String::new();
     for chunk in (0..args.tasks).collect::<Vec<_>>().chunks(1000) {
-        let answers = node.queue.queue_many(&vec![request.clone(); chunk.len()]).await?;
+        let answers = node.queue.queue_many(DEFAULT_TENANT, &vec![request.clone(); chunk.len()]).await?;
         last = answers.into_iter().last().expect("a non-empty batch")?;
     }
     let queue_time = started.elapsed();
@@ -71,8 +72,8 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
             .count_by_state()
             .await?
             .into_iter()
-            .filter(|(s, _)| *s == TaskState::Success)
-            .map(|(_, n)| n)
+            .filter(|(_, s, _)| *s == TaskState::Success)
+            .map(|(_, _, n)| n)
             .sum();
         if done as usize >= args.tasks {
             break;
@@ -90,7 +91,8 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     let mut samples = Vec::with_capacity(args.samples);
     for _ in 0..args.samples {
         let start = Instant::now();
-        let id = node.queue.queue("addition", r#"{"a":1,"b":2}"#, &QueueOptions::default(), None).await?;
+        let id =
+            node.queue.queue(DEFAULT_TENANT, "addition", r#"{"a":1,"b":2}"#, &QueueOptions::default(), None).await?;
         let task = node.queue.wait(&id, Duration::from_secs(10)).await?.expect("the task exists");
         anyhow::ensure!(task.state == TaskState::Success, "task {id} ended {:?}", task.state);
         samples.push(start.elapsed());

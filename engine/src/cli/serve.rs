@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::node::{Node, NodeConfig};
 use crate::task::QueueOptions;
+use crate::tenant::DEFAULT_TENANT;
 use clap::Args;
 use tokio::sync::watch;
 
@@ -52,7 +53,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let node = Node::open(config, true).await?;
     tracing::info!(data = %args.data.dir.display(), "store open");
     if let Some(dir) = &args.jobs {
-        for (path, result) in node.registry.register_dir(dir).await? {
+        for (path, result) in node.registry.register_dir(DEFAULT_TENANT, dir).await? {
             match result {
                 Ok(name) => tracing::info!(job = %name, path = %path.display(), "registered"),
                 Err(e) => tracing::error!(path = %path.display(), error = %e, "refused"),
@@ -67,7 +68,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             crate::examples::EXCLUSIVE,
             crate::examples::FLAKY,
         ] {
-            let job = node.registry.register(&std::fs::read(path)?).await?;
+            let job = node.registry.register(DEFAULT_TENANT, &std::fs::read(path)?, usize::MAX).await?;
             tracing::info!(job = %job.metadata().name, version = &job.hash()[..12], "registered");
         }
     }
@@ -97,14 +98,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Queues an addition and a fan-out, and prints how they went.
 async fn demo(node: &Node) -> anyhow::Result<()> {
     let options = QueueOptions::default();
-    let id = node.queue.queue("addition", r#"{"a": 1, "b": 2}"#, &options, None).await?;
+    let id = node.queue.queue(DEFAULT_TENANT, "addition", r#"{"a": 1, "b": 2}"#, &options, None).await?;
     let task = node.queue.wait(&id, Duration::from_secs(30)).await?.expect("the task exists");
     println!(
         "demo: task {id} addition(a=1, b=2) -> {} = {}",
         task.state.as_str(),
         task.result.as_deref().unwrap_or("-")
     );
-    let id = node.queue.queue("fan-out", r#"{"n": 3}"#, &options, None).await?;
+    let id = node.queue.queue(DEFAULT_TENANT, "fan-out", r#"{"n": 3}"#, &options, None).await?;
     let task = node.queue.wait(&id, Duration::from_secs(30)).await?.expect("the task exists");
     println!("demo: task {id} fan-out(n=3) -> {} = {}", task.state.as_str(), task.result.as_deref().unwrap_or("-"));
     let children: Vec<String> = serde_json::from_str(task.result.as_deref().unwrap_or("[]"))?;

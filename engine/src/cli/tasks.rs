@@ -9,6 +9,7 @@ use crate::job::JobKind;
 use crate::node::{Node, NodeConfig};
 use crate::store::{TaskFilter, TaskRecord, TaskState};
 use crate::task::QueueOptions;
+use crate::tenant::DEFAULT_TENANT;
 use anyhow::bail;
 use clap::Args;
 
@@ -76,7 +77,7 @@ pub async fn queue(args: QueueArgs) -> anyhow::Result<ExitCode> {
     let node = open(&args.data).await?;
     let options =
         QueueOptions { expiry: args.expiry, delay: args.delay, priority: args.priority, max_retries: args.max_retries };
-    let id = node.queue.queue(&args.job, &task_args, &options, None).await?;
+    let id = node.queue.queue(DEFAULT_TENANT, &args.job, &task_args, &options, None).await?;
     println!("{id}");
     if let Some(timeout) = args.wait {
         let task = node.queue.wait(&id, timeout).await?.expect("the task was just queued");
@@ -134,12 +135,12 @@ pub struct JobsArgs {
 pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let node = open(&args.data).await?;
     println!("regular jobs:");
-    for (name, job) in node.registry.regular() {
+    for (name, job) in node.registry.regular(DEFAULT_TENANT) {
         let metadata = job.component.metadata();
         println!("  {name:<24} {}", metadata.doc.lines().next().unwrap_or(""));
     }
     println!("periodic jobs:");
-    for (name, job) in node.registry.periodic() {
+    for (name, job) in node.registry.periodic(DEFAULT_TENANT) {
         let metadata = job.component.metadata();
         let every = match &metadata.kind {
             JobKind::Periodic(s) => humantime::format_duration(s.run_every).to_string(),

@@ -83,6 +83,7 @@ impl TaskState {
 /// A registered job version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRow {
+    pub tenant: String,
     pub name: String,
     /// Content hash of the component: the version.
     pub hash: String,
@@ -94,6 +95,7 @@ pub struct JobRow {
 /// A task to insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
+    pub tenant: String,
     pub job: String,
     /// The version the task runs: the job's current one when it was queued.
     pub version: String,
@@ -125,6 +127,7 @@ pub enum Inserted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedTask {
     pub id: TaskId,
+    pub tenant: String,
     pub job: String,
     pub version: String,
     pub args: String,
@@ -135,6 +138,43 @@ pub struct ClaimedTask {
     pub depth: u32,
     /// The lease the completion must present (fencing).
     pub lease: String,
+}
+
+/// A request to claim due tasks, fairly across tenants: each tenant with
+/// due tasks gets an equal share of `limit` in turn, within its remaining
+/// running slots.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub node: String,
+    pub limit: usize,
+    pub now: Millis,
+    pub lease_until: Millis,
+    /// Slots a tenant may still fill, by tenant; tenants not listed get
+    /// `default_slots`.
+    pub slots: std::collections::HashMap<String, usize>,
+    pub default_slots: usize,
+}
+
+/// A tenant and its quota overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    pub name: String,
+    /// JSON overrides of the default quotas.
+    pub quotas: String,
+    pub created_at: Millis,
+}
+
+/// A bearer token, as stored: its hash, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub hash: String,
+    /// `None` for an admin token.
+    pub tenant: Option<String>,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
 }
 
 /// What a claim returned.
@@ -170,6 +210,7 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskRecord {
     pub id: TaskId,
+    pub tenant: String,
     pub job: String,
     pub version: String,
     pub args: String,
@@ -197,6 +238,7 @@ pub struct TaskRecord {
 /// Filters of [`Store::list_tasks`]; `None` matches all.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
+    pub tenant: Option<String>,
     pub job: Option<String>,
     pub state: Option<TaskState>,
     pub from_task: Option<TaskId>,
@@ -231,14 +273,15 @@ pub trait Store: Send + Sync + 'static {
     async fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Makes `job` the current version of its name.
     async fn put_job(&self, job: JobRow) -> Result<(), StoreError>;
-    /// The current version of every job.
+    /// The current version of every job of every tenant.
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError>;
+    /// Unregisters a job (its tasks and versions stay). Whether it existed.
+    async fn delete_job(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
 
     /// Inserts tasks; each is a task or a duplicate.
     async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError>;
-    /// Revokes due-to-expire tasks, then claims up to `limit` due tasks for
-    /// `node` with leases ending at `lease_until`.
-    async fn claim(&self, node: &str, limit: usize, now: Millis, lease_until: Millis) -> Result<Claim, StoreError>;
+    /// Revokes due-to-expire tasks, then claims due tasks as `request` says.
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError>;
     /// Records how started tasks ended. A completion whose lease no longer
     /// holds (the task was rescued) is ignored; returns how many applied.
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError>;
@@ -255,19 +298,33 @@ pub trait Store: Send + Sync + 'static {
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Tasks matching `filter`, newest first.
     async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Tasks per state.
-    async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;
+    /// Tasks queued or waiting to retry, per tenant.
+    async fn waiting_by_tenant(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Tasks per tenant and state.
+    async fn count_by_state(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError>;
 
     /// When the scheduler last queued a task of the periodic job `job`.
-    async fn last_run_at(&self, job: &str) -> Result<Option<Millis>, StoreError>;
+    async fn last_run_at(&self, tenant: &str, job: &str) -> Result<Option<Millis>, StoreError>;
     /// Atomically records a scheduler tick of `job` at `now` and inserts its
     /// task, if any. The tick is recorded only if the last one is still
     /// `expected_last`, so two schedulers never both run a tick.
     async fn schedule_tick(
         &self,
+        tenant: &str,
         job: &str,
         expected_last: Option<Millis>,
         now: Millis,
         task: Option<NewTask>,
     ) -> Result<Option<Inserted>, StoreError>;
+
+    /// Creates a tenant; false if it exists.
+    async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError>;
+    /// Every tenant.
+    async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError>;
+    /// Stores a new token.
+    async fn put_token(&self, token: TokenRow) -> Result<(), StoreError>;
+    /// Every token, revoked ones included.
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+    /// Revokes a token; whether it was live.
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
 }

@@ -22,8 +22,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Claim, ClaimedTask, Completion, Inserted, JobRow, Millis, NewTask, Store, StoreError, TaskFilter, TaskRecord,
-    TaskState,
+    Claim, ClaimRequest, ClaimedTask, Completion, Inserted, JobRow, Millis, NewTask, Store, StoreError, TaskFilter,
+    TaskRecord, TaskState, TenantRow, TokenRow,
 };
 
 /// Most operations committed together.
@@ -128,12 +128,17 @@ impl SqliteStore {
     }
 }
 
+/// The schema, one migration per version; `PRAGMA user_version` records how
+/// many have run.
+const MIGRATIONS: [&str; 2] = [include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version == 0 {
-        conn.execute_batch(&format!("BEGIN; {} PRAGMA user_version = 1; COMMIT;", include_str!("schema.sql")))?;
-    } else if version > 1 {
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
         return Err(StoreError::Database(format!("the store's schema version {version} is newer than this engine")));
+    }
+    for (done, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {}; COMMIT;", done + 1))?;
     }
     Ok(())
 }
@@ -182,7 +187,7 @@ fn id_param(id: &str) -> Option<i64> {
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
-    COALESCE(root_task, id), depth, overlap_key";
+    COALESCE(root_task, id), depth, overlap_key, tenant";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let state: String = row.get(4)?;
@@ -210,13 +215,94 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         root_task: row.get::<_, Option<i64>>(20)?.map(|i| i.to_string()),
         depth: row.get(21)?,
         overlap_key: row.get(22)?,
+        tenant: row.get(23)?,
     })
+}
+
+/// Tenants with waiting tasks: a loose index scan of `tasks_claim`, one
+/// seek per tenant however many tasks wait.
+const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
+      SELECT MIN(tenant) FROM tasks INDEXED BY tasks_claim WHERE state IN ('queued', 'retry') \
+      UNION ALL \
+      SELECT (SELECT MIN(tenant) FROM tasks INDEXED BY tasks_claim \
+              WHERE state IN ('queued', 'retry') AND tenant > waiting.tenant) \
+      FROM waiting WHERE waiting.tenant IS NOT NULL) \
+    SELECT tenant FROM waiting WHERE tenant IS NOT NULL";
+
+/// Claims round by round: in each, every tenant with due tasks and free
+/// slots gets an equal share of what is left, so a tenant with a flood of
+/// tasks takes no more than its share while others wait.
+fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
+    let mut tenants: Vec<(String, usize)> = conn
+        .prepare_cached(WAITING_TENANTS)?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .map(|t| {
+            t.map(|t| {
+                let slots = request.slots.get(&t).copied().unwrap_or(request.default_slots);
+                (t, slots)
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = ?1, \
+         lease = ?2 || ':' || id || ':' || (attempt + 1), lease_expires_at = ?3, reason = NULL \
+         WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_claim \
+                      WHERE tenant = ?5 AND state IN ('queued', 'retry') AND run_at <= ?1 \
+                      ORDER BY priority DESC, run_at, id LIMIT ?4) \
+         RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease",
+    )?;
+    let mut claimed = Vec::new();
+    loop {
+        tenants.retain(|(_, slots)| *slots > 0);
+        let left = request.limit - claimed.len();
+        if tenants.is_empty() || left == 0 {
+            break;
+        }
+        let share = left.div_ceil(tenants.len());
+        let mut progress = false;
+        for (tenant, slots) in &mut tenants {
+            let want = share.min(*slots).min(request.limit - claimed.len());
+            if want == 0 {
+                continue;
+            }
+            let before = claimed.len();
+            let rows = stmt.query_map(
+                params![request.now, request.node, request.lease_until, want as i64, tenant.as_str()],
+                |r| {
+                    Ok(ClaimedTask {
+                        id: r.get::<_, i64>(0)?.to_string(),
+                        tenant: tenant.clone(),
+                        job: r.get(1)?,
+                        version: r.get(2)?,
+                        args: r.get(3)?,
+                        attempt: r.get(4)?,
+                        max_retries: r.get(5)?,
+                        root_task: Some(r.get::<_, i64>(6)?.to_string()),
+                        depth: r.get(7)?,
+                        lease: r.get(8)?,
+                    })
+                },
+            )?;
+            for row in rows {
+                claimed.push(row?);
+            }
+            let got = claimed.len() - before;
+            // A tenant that had fewer due tasks than asked is done this claim.
+            *slots = if got < want { 0 } else { *slots - got };
+            progress |= got > 0;
+        }
+        if !progress {
+            break;
+        }
+    }
+    Ok(claimed)
 }
 
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
-         overlap_key, from_task, root_task, depth) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         overlap_key, from_task, root_task, depth, tenant) \
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
          ON CONFLICT DO NOTHING RETURNING id",
     )?;
     let from_task = task.from_task.as_deref().and_then(id_param);
@@ -235,7 +321,8 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError
                 task.overlap_key,
                 from_task,
                 root_task,
-                task.depth
+                task.depth,
+                task.tenant
             ],
             |r| r.get(0),
         )
@@ -245,9 +332,10 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError
     }
     let existing: i64 = conn
         .prepare_cached(
-            "SELECT id FROM tasks WHERE job = ?1 AND overlap_key = ?2 AND state IN ('queued', 'retry', 'started')",
+            "SELECT id FROM tasks WHERE tenant = ?3 AND job = ?1 AND overlap_key = ?2 \
+             AND state IN ('queued', 'retry', 'started')",
         )?
-        .query_row(params![task.job, task.overlap_key], |r| r.get(0))?;
+        .query_row(params![task.job, task.overlap_key, task.tenant], |r| r.get(0))?;
     Ok(Inserted::Duplicate(existing.to_string()))
 }
 
@@ -273,10 +361,10 @@ impl Store for SqliteStore {
     async fn put_job(&self, job: JobRow) -> Result<(), StoreError> {
         self.op(move |conn| {
             conn.execute(
-                "INSERT INTO jobs (name, hash, metadata, registered_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, metadata = excluded.metadata, \
+                "INSERT INTO jobs (tenant, name, hash, metadata, registered_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (tenant, name) DO UPDATE SET hash = excluded.hash, metadata = excluded.metadata, \
                  registered_at = excluded.registered_at WHERE hash != excluded.hash",
-                params![job.name, job.hash, job.metadata, job.registered_at],
+                params![job.tenant, job.name, job.hash, job.metadata, job.registered_at],
             )?;
             Ok(())
         })
@@ -285,11 +373,27 @@ impl Store for SqliteStore {
 
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         self.op(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT name, hash, metadata, registered_at FROM jobs ORDER BY name")?;
+            let mut stmt = conn
+                .prepare_cached("SELECT tenant, name, hash, metadata, registered_at FROM jobs ORDER BY tenant, name")?;
             let rows = stmt.query_map([], |r| {
-                Ok(JobRow { name: r.get(0)?, hash: r.get(1)?, metadata: r.get(2)?, registered_at: r.get(3)? })
+                Ok(JobRow {
+                    tenant: r.get(0)?,
+                    name: r.get(1)?,
+                    hash: r.get(2)?,
+                    metadata: r.get(3)?,
+                    registered_at: r.get(4)?,
+                })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_job(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.op(move |conn| {
+            conn.execute("DELETE FROM schedules WHERE tenant = ?1 AND job = ?2", params![tenant, name])?;
+            Ok(conn.execute("DELETE FROM jobs WHERE tenant = ?1 AND name = ?2", params![tenant, name])? > 0)
         })
         .await
     }
@@ -298,9 +402,9 @@ impl Store for SqliteStore {
         self.op(move |conn| tasks.iter().map(|t| insert_task(conn, t)).collect()).await
     }
 
-    async fn claim(&self, node: &str, limit: usize, now: Millis, lease_until: Millis) -> Result<Claim, StoreError> {
-        let node = node.to_owned();
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.op(move |conn| {
+            let now = request.now;
             let expired = conn
                 .prepare_cached(
                     "UPDATE tasks INDEXED BY tasks_expiry SET state = 'revoked', reason = 'expired', finished_at = ?1 \
@@ -308,30 +412,8 @@ impl Store for SqliteStore {
                 )?
                 .query_map([now], |r| Ok(r.get::<_, i64>(0)?.to_string()))?
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut claim = conn.prepare_cached(
-                "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = ?1, \
-                 lease = ?2 || ':' || id || ':' || (attempt + 1), lease_expires_at = ?3, reason = NULL \
-                 WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_claim \
-                              WHERE state IN ('queued', 'retry') AND run_at <= ?1 \
-                              ORDER BY priority DESC, run_at, id LIMIT ?4) \
-                 RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease",
-            )?;
-            let tasks = claim
-                .query_map(params![now, node, lease_until, limit as i64], |r| {
-                    Ok(ClaimedTask {
-                        id: r.get::<_, i64>(0)?.to_string(),
-                        job: r.get(1)?,
-                        version: r.get(2)?,
-                        args: r.get(3)?,
-                        attempt: r.get(4)?,
-                        max_retries: r.get(5)?,
-                        root_task: Some(r.get::<_, i64>(6)?.to_string()),
-                        depth: r.get(7)?,
-                        lease: r.get(8)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            let next_run_at = if tasks.len() < limit {
+            let tasks = claim_fairly(conn, &request)?;
+            let next_run_at = if tasks.len() < request.limit {
                 conn.prepare_cached(
                     "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry')",
                 )?
@@ -439,7 +521,8 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR state = ?2) \
                  AND (?3 IS NULL OR from_task = ?3) AND (?4 IS NULL OR queued_at >= ?4) \
-                 AND (?5 IS NULL OR queued_at < ?5) AND (?6 IS NULL OR id < ?6) ORDER BY id DESC LIMIT ?7"
+                 AND (?5 IS NULL OR queued_at < ?5) AND (?6 IS NULL OR id < ?6) AND (?8 IS NULL OR tenant = ?8) \
+                 ORDER BY id DESC LIMIT ?7"
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(
@@ -450,7 +533,8 @@ impl Store for SqliteStore {
                     filter.queued_after,
                     filter.queued_before,
                     filter.before_id.as_deref().and_then(id_param),
-                    limit
+                    limit,
+                    filter.tenant
                 ],
                 task_from_row,
             )?;
@@ -459,50 +543,154 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn count_by_state(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
+    async fn waiting_by_tenant(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.op(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT tenant, COUNT(*) FROM tasks INDEXED BY tasks_claim \
+                 WHERE state IN ('queued', 'retry') GROUP BY tenant",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError> {
+        self.op(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT tenant, state, COUNT(*) FROM tasks GROUP BY tenant, state")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
             let mut counts = Vec::new();
             for row in rows {
-                let (state, n) = row?;
+                let (tenant, state, n) = row?;
                 let state = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?;
-                counts.push((state, n as u64));
+                counts.push((tenant, state, n as u64));
             }
             Ok(counts)
         })
         .await
     }
 
-    async fn last_run_at(&self, job: &str) -> Result<Option<Millis>, StoreError> {
-        let job = job.to_owned();
-        self.op(move |conn| {
-            Ok(conn.query_row("SELECT last_run_at FROM schedules WHERE job = ?1", [job], |r| r.get(0)).optional()?)
-        })
-        .await
+    async fn last_run_at(&self, tenant: &str, job: &str) -> Result<Option<Millis>, StoreError> {
+        let (tenant, job) = (tenant.to_owned(), job.to_owned());
+        self.op(move |conn| Ok(last_run_at(conn, &tenant, &job)?)).await
     }
 
     async fn schedule_tick(
         &self,
+        tenant: &str,
         job: &str,
         expected_last: Option<Millis>,
         now: Millis,
         task: Option<NewTask>,
     ) -> Result<Option<Inserted>, StoreError> {
-        let job = job.to_owned();
+        let (tenant, job) = (tenant.to_owned(), job.to_owned());
         self.op(move |conn| {
-            let last: Option<Millis> =
-                conn.query_row("SELECT last_run_at FROM schedules WHERE job = ?1", [&job], |r| r.get(0)).optional()?;
-            if last != expected_last {
+            if last_run_at(conn, &tenant, &job)? != expected_last {
                 return Ok(None);
             }
             conn.execute(
-                "INSERT INTO schedules (job, last_run_at) VALUES (?1, ?2) \
-                 ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
-                params![job, now],
+                "INSERT INTO schedules (tenant, job, last_run_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant, job) DO UPDATE SET last_run_at = excluded.last_run_at",
+                params![tenant, job, now],
             )?;
             task.map(|t| insert_task(conn, &t)).transpose()
         })
         .await
+    }
+
+    async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError> {
+        self.op(move |conn| {
+            Ok(conn.execute(
+                "INSERT INTO tenants (name, quotas, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![tenant.name, tenant.quotas, tenant.created_at],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
+        self.op(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT name, quotas, created_at FROM tenants ORDER BY name")?;
+            let rows =
+                stmt.query_map([], |r| Ok(TenantRow { name: r.get(0)?, quotas: r.get(1)?, created_at: r.get(2)? }))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: TokenRow) -> Result<(), StoreError> {
+        self.op(move |conn| {
+            conn.execute(
+                "INSERT INTO tokens (id, hash, tenant, scope, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![token.id, token.hash, token.tenant, token.scope, token.created_at, token.revoked_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        self.op(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT id, hash, tenant, scope, created_at, revoked_at FROM tokens ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    hash: r.get(1)?,
+                    tenant: r.get(2)?,
+                    scope: r.get(3)?,
+                    created_at: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.op(move |conn| {
+            Ok(conn
+                .execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])?
+                > 0)
+        })
+        .await
+    }
+}
+
+fn last_run_at(conn: &Connection, tenant: &str, job: &str) -> rusqlite::Result<Option<Millis>> {
+    conn.query_row("SELECT last_run_at FROM schedules WHERE tenant = ?1 AND job = ?2", [tenant, job], |r| r.get(0))
+        .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_store_migrates_into_the_default_tenant() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{} PRAGMA user_version = 1;", MIGRATIONS[0])).unwrap();
+        conn.execute_batch(
+            "INSERT INTO components (hash, bytes) VALUES ('h', x'00'); \
+             INSERT INTO jobs (name, hash, metadata, registered_at) VALUES ('addition', 'h', '{}', 1); \
+             INSERT INTO schedules (job, last_run_at) VALUES ('nightly', 5); \
+             INSERT INTO tasks (job, version, args, state, queued_at, run_at, max_retries) \
+             VALUES ('addition', 'h', '{}', 'queued', 1, 1, 3);",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2);
+        let tenant: String =
+            conn.query_row("SELECT tenant FROM jobs WHERE name = 'addition'", [], |r| r.get(0)).unwrap();
+        assert_eq!(tenant, "default");
+        assert_eq!(last_run_at(&conn, "default", "nightly").unwrap(), Some(5));
+        let tenant: String = conn.query_row("SELECT tenant FROM tasks", [], |r| r.get(0)).unwrap();
+        assert_eq!(tenant, "default");
+        // Migrating again changes nothing.
+        migrate(&conn).unwrap();
     }
 }

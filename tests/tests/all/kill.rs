@@ -4,6 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use wasmjob::tenant::DEFAULT_TENANT as T;
 
 use wasmjob::clock::SystemClock;
 use wasmjob::store::TaskState;
@@ -42,7 +43,7 @@ fn spawn_node(dir: &std::path::Path) -> EngineProcess {
 }
 
 async fn counts(node: &wasmjob::node::Node) -> std::collections::HashMap<TaskState, u64> {
-    node.store.count_by_state().await.unwrap().into_iter().collect()
+    node.store.count_by_state().await.unwrap().into_iter().map(|(_, state, n)| (state, n)).collect()
 }
 
 #[tokio::test]
@@ -51,7 +52,7 @@ async fn a_node_killed_mid_task_loses_no_task() {
     let node = open_node(dir.path(), Arc::new(SystemClock), &[wasmjob::examples::SLEEPY]).await;
     let requests: Vec<_> =
         (0..200).map(|_| ("sleepy".to_owned(), r#"{"ms": 20}"#.to_owned(), QueueOptions::default())).collect();
-    let ids = node.queue.queue_many(&requests).await.unwrap();
+    let ids = node.queue.queue_many(T, &requests).await.unwrap();
     assert!(ids.iter().all(Result::is_ok));
 
     let engine = spawn_node(dir.path());

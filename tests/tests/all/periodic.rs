@@ -39,7 +39,7 @@ async fn a_periodic_job_runs_once_per_due_time_across_restarts() {
 
     // Run the first task to its end, by hand.
     let now = clock.now_millis();
-    let claimed = node.store.claim("n", 1, now, now + 60_000).await.unwrap().tasks.remove(0);
+    let claimed = crate::support::claim(&node.store, "n", 1, now, now + 60_000).await.unwrap().tasks.remove(0);
     assert_eq!(claimed.id, first);
     node.store.complete(vec![crate::support::success(&first, &claimed.lease, now, "null")]).await.unwrap();
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use wasmjob::tenant::DEFAULT_TENANT as T;
 
 use chrono::Utc;
 use wasmjob::clock::{ManualClock, SystemClock};
@@ -19,7 +20,7 @@ fn opts() -> QueueOptions {
 async fn a_task_goes_from_queued_to_started_to_success() {
     let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let node = Arc::new(t.node);
-    let id = node.queue.queue("addition", r#"{"a": 2, "b": 3}"#, &opts(), None).await.unwrap();
+    let id = node.queue.queue(T, "addition", r#"{"a": 2, "b": 3}"#, &opts(), None).await.unwrap();
     let queued = node.store.task(&id).await.unwrap().unwrap();
     assert_eq!((queued.state, queued.attempt), (TaskState::Queued, 0));
     let (_stop, _serving) = serve(&node);
@@ -30,22 +31,22 @@ async fn a_task_goes_from_queued_to_started_to_success() {
     assert_eq!(task.attempt, 1);
     assert!(task.fuel.unwrap() > 0);
     assert!(task.started_at.unwrap() >= task.queued_at && task.finished_at.unwrap() >= task.started_at.unwrap());
-    assert_eq!(task.version, node.registry.get("addition").unwrap().component.hash());
+    assert_eq!(task.version, node.registry.get(T, "addition").unwrap().component.hash());
 }
 
 #[tokio::test]
 async fn an_unknown_job_is_an_error_and_names_are_case_insensitive() {
     let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
-    let err = t.node.queue.queue("subtraction", "{}", &opts(), None).await.unwrap_err();
+    let err = t.node.queue.queue(T, "subtraction", "{}", &opts(), None).await.unwrap_err();
     assert!(matches!(err, wasmjob::queue::QueueFailure::Rejected(QueueError::UnknownJob(j)) if j == "subtraction"));
-    let id = t.node.queue.queue("Addition", "{}", &opts(), None).await.unwrap();
+    let id = t.node.queue.queue(T, "Addition", "{}", &opts(), None).await.unwrap();
     assert_eq!(t.node.store.task(&id).await.unwrap().unwrap().job, "addition");
 }
 
 #[tokio::test]
 async fn args_that_are_not_an_object_are_refused_at_queue_time() {
     let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
-    let err = t.node.queue.queue("addition", "[1]", &opts(), None).await.unwrap_err();
+    let err = t.node.queue.queue(T, "addition", "[1]", &opts(), None).await.unwrap_err();
     assert!(matches!(err, wasmjob::queue::QueueFailure::Rejected(QueueError::InvalidArgs(_))));
 }
 
@@ -54,7 +55,7 @@ async fn a_fatal_error_fails_at_once() {
     let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
-    let id = node.queue.queue("flaky", r#"{"fatal": true}"#, &opts(), None).await.unwrap();
+    let id = node.queue.queue(T, "flaky", r#"{"fatal": true}"#, &opts(), None).await.unwrap();
     let task = finished(&node, &id).await;
     assert_eq!((task.state, task.attempt), (TaskState::Failure, 1));
     assert_eq!(task.reason.as_deref(), Some("fatal-error"));
@@ -67,7 +68,7 @@ async fn retryable_errors_are_retried_until_success() {
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
     // flaky: max 2 retries, backoff from 10 ms.
-    let id = node.queue.queue("flaky", r#"{"succeed_at": 3}"#, &opts(), None).await.unwrap();
+    let id = node.queue.queue(T, "flaky", r#"{"succeed_at": 3}"#, &opts(), None).await.unwrap();
     let task = finished(&node, &id).await;
     assert_eq!((task.state, task.attempt, task.result.as_deref()), (TaskState::Success, 3, Some("3")));
 }
@@ -77,13 +78,13 @@ async fn retries_stop_at_max_retries() {
     let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
-    let id = node.queue.queue("flaky", r#"{"succeed_at": 10}"#, &opts(), None).await.unwrap();
+    let id = node.queue.queue(T, "flaky", r#"{"succeed_at": 10}"#, &opts(), None).await.unwrap();
     let task = finished(&node, &id).await;
     assert_eq!((task.state, task.attempt), (TaskState::Failure, 3));
     assert_eq!(task.reason.as_deref(), Some("retryable-error"));
     // A per-task override of max_retries.
     let once = QueueOptions { max_retries: Some(0), ..opts() };
-    let id = node.queue.queue("flaky", r#"{"succeed_at": 10}"#, &once, None).await.unwrap();
+    let id = node.queue.queue(T, "flaky", r#"{"succeed_at": 10}"#, &once, None).await.unwrap();
     assert_eq!(finished(&node, &id).await.attempt, 1);
 }
 
@@ -92,9 +93,9 @@ async fn a_retry_waits_for_its_backoff() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let t = test_node(clock.clone(), &[wasmjob::examples::FLAKY]).await;
     let store = &t.node.store;
-    let id = t.node.queue.queue("flaky", r#"{"succeed_at": 2}"#, &opts(), None).await.unwrap();
+    let id = t.node.queue.queue(T, "flaky", r#"{"succeed_at": 2}"#, &opts(), None).await.unwrap();
     let now = clock.now_millis();
-    let claim = store.claim("n", 10, now, now + 60_000).await.unwrap();
+    let claim = crate::support::claim(&store, "n", 10, now, now + 60_000).await.unwrap();
     assert_eq!(claim.tasks.len(), 1);
     let completion = wasmjob::store::Completion {
         state: TaskState::Retry,
@@ -107,10 +108,10 @@ async fn a_retry_waits_for_its_backoff() {
     assert_eq!(store.complete(vec![completion]).await.unwrap(), 1);
     assert_eq!(store.task(&id).await.unwrap().unwrap().state, TaskState::Retry);
     assert!(
-        store.claim("n", 10, now + 999, now + 60_000).await.unwrap().tasks.is_empty(),
+        crate::support::claim(&store, "n", 10, now + 999, now + 60_000).await.unwrap().tasks.is_empty(),
         "claimed before its backoff"
     );
-    let again = store.claim("n", 10, now + 1000, now + 60_000).await.unwrap();
+    let again = crate::support::claim(&store, "n", 10, now + 1000, now + 60_000).await.unwrap();
     assert_eq!((again.tasks.len(), again.tasks[0].attempt), (1, 2));
 }
 
@@ -121,11 +122,11 @@ async fn a_task_that_does_not_start_before_its_expiry_is_revoked_and_never_runs(
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
     let expiring = QueueOptions { expiry: Some(Duration::from_secs(10)), ..opts() };
-    let id = t.node.queue.queue("addition", "{}", &expiring, None).await.unwrap();
-    let keeper = t.node.queue.queue("addition", "{}", &opts(), None).await.unwrap();
+    let id = t.node.queue.queue(T, "addition", "{}", &expiring, None).await.unwrap();
+    let keeper = t.node.queue.queue(T, "addition", "{}", &opts(), None).await.unwrap();
     clock.advance(Duration::from_secs(11));
     let now = clock.now_millis();
-    let claim = t.node.store.claim("n", 10, now, now + 60_000).await.unwrap();
+    let claim = crate::support::claim(&t.node.store, "n", 10, now, now + 60_000).await.unwrap();
     assert_eq!(claim.expired, vec![id.clone()]);
     assert_eq!(claim.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![keeper]);
     let task = t.node.store.task(&id).await.unwrap().unwrap();
@@ -137,12 +138,12 @@ async fn a_delayed_task_does_not_start_before_its_delay() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
     let later = QueueOptions { delay: Some(Duration::from_secs(5)), ..opts() };
-    t.node.queue.queue("addition", "{}", &later, None).await.unwrap();
+    t.node.queue.queue(T, "addition", "{}", &later, None).await.unwrap();
     let now = clock.now_millis();
-    let claim = t.node.store.claim("n", 10, now, now + 60_000).await.unwrap();
+    let claim = crate::support::claim(&t.node.store, "n", 10, now, now + 60_000).await.unwrap();
     assert!(claim.tasks.is_empty());
     assert_eq!(claim.next_run_at, Some(now + 5000));
-    let claim = t.node.store.claim("n", 10, now + 5000, now + 60_000).await.unwrap();
+    let claim = crate::support::claim(&t.node.store, "n", 10, now + 5000, now + 60_000).await.unwrap();
     assert_eq!(claim.tasks.len(), 1);
 }
 
@@ -150,13 +151,13 @@ async fn a_delayed_task_does_not_start_before_its_delay() {
 async fn higher_priority_tasks_are_claimed_first() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
-    let low = t.node.queue.queue("addition", "{}", &opts(), None).await.unwrap();
+    let low = t.node.queue.queue(T, "addition", "{}", &opts(), None).await.unwrap();
     let high = QueueOptions { priority: Some(5), ..opts() };
-    let high = t.node.queue.queue("addition", "{}", &high, None).await.unwrap();
+    let high = t.node.queue.queue(T, "addition", "{}", &high, None).await.unwrap();
     let now = clock.now_millis();
-    let claim = t.node.store.claim("n", 1, now, now + 60_000).await.unwrap();
+    let claim = crate::support::claim(&t.node.store, "n", 1, now, now + 60_000).await.unwrap();
     assert_eq!(claim.tasks[0].id, high);
-    let claim = t.node.store.claim("n", 1, now, now + 60_000).await.unwrap();
+    let claim = crate::support::claim(&t.node.store, "n", 1, now, now + 60_000).await.unwrap();
     assert_eq!(claim.tasks[0].id, low);
 }
 
@@ -164,7 +165,7 @@ async fn higher_priority_tasks_are_claimed_first() {
 async fn a_user_revokes_a_queued_task_and_it_never_runs() {
     let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let later = QueueOptions { delay: Some(Duration::from_secs(3600)), ..opts() };
-    let id = t.node.queue.queue("addition", "{}", &later, None).await.unwrap();
+    let id = t.node.queue.queue(T, "addition", "{}", &later, None).await.unwrap();
     assert_eq!(t.node.queue.revoke(&id).await.unwrap(), Some(TaskState::Revoked));
     let task = t.node.store.task(&id).await.unwrap().unwrap();
     assert_eq!((task.reason.as_deref(), task.attempt), (Some("revoked"), 0));
@@ -175,13 +176,14 @@ async fn a_user_revokes_a_queued_task_and_it_never_runs() {
 async fn a_stale_worker_cannot_complete_a_rescued_task() {
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
-    let id = t.node.queue.queue("addition", "{}", &opts(), None).await.unwrap();
+    let id = t.node.queue.queue(T, "addition", "{}", &opts(), None).await.unwrap();
     let now = clock.now_millis();
-    let stale = t.node.store.claim("dead", 1, now, now + 1000).await.unwrap().tasks.remove(0);
+    let stale = crate::support::claim(&t.node.store, "dead", 1, now, now + 1000).await.unwrap().tasks.remove(0);
     assert_eq!(t.node.store.rescue(now + 1001, false).await.unwrap(), 1);
     let task = t.node.store.task(&id).await.unwrap().unwrap();
     assert_eq!((task.state, task.reason.as_deref()), (TaskState::Retry, Some("lease-expired")));
-    let fresh = t.node.store.claim("alive", 1, now + 1001, now + 60_000).await.unwrap().tasks.remove(0);
+    let fresh =
+        crate::support::claim(&t.node.store, "alive", 1, now + 1001, now + 60_000).await.unwrap().tasks.remove(0);
     assert_eq!(fresh.attempt, 2);
     let done = |lease: String| crate::support::success(&id, &lease, now + 2000, "0");
     assert_eq!(t.node.store.complete(vec![done(stale.lease)]).await.unwrap(), 0, "the stale lease was honoured");
@@ -193,7 +195,7 @@ async fn children_record_from_task_and_root() {
     let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION, wasmjob::examples::FAN_OUT]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
-    let id = node.queue.queue("fan-out", r#"{"n": 3}"#, &opts(), None).await.unwrap();
+    let id = node.queue.queue(T, "fan-out", r#"{"n": 3}"#, &opts(), None).await.unwrap();
     let parent = finished(&node, &id).await;
     let ids: Vec<String> = serde_json::from_str(parent.result.as_deref().unwrap()).unwrap();
     assert_eq!(ids.len(), 3);
@@ -212,10 +214,10 @@ async fn a_fork_bomb_is_stopped_by_the_tree_caps() {
     let mut config = crate::support::node_config(dir.path());
     config.caps = wasmjob::queue::TreeCaps { max_depth: 2, max_children: 4 };
     let node = wasmjob::node::Node::open(config, false).await.unwrap();
-    node.registry.register(&std::fs::read(wasmjob::examples::FORK_BOMB).unwrap()).await.unwrap();
+    node.registry.register(T, &std::fs::read(wasmjob::examples::FORK_BOMB).unwrap(), usize::MAX).await.unwrap();
     let node = Arc::new(node);
     let (_stop, _serving) = serve(&node);
-    let root = node.queue.queue("fork-bomb", "{}", &opts(), None).await.unwrap();
+    let root = node.queue.queue(T, "fork-bomb", "{}", &opts(), None).await.unwrap();
     let root_task = finished(&node, &root).await;
     // Each task queues at most 4 children; depth 2 is the last level.
     assert_eq!(root_task.result.as_deref(), Some("4"));

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use wasmjob::tenant::DEFAULT_TENANT as T;
 
 use wasmjob::clock::SystemClock;
 use wasmjob::store::{TaskFilter, TaskState};
@@ -26,12 +27,12 @@ async fn shutdown_lets_running_tasks_finish_and_claims_no_more() {
     let dir = tempfile::tempdir().unwrap();
     let node = Arc::new(open_node(dir.path(), Arc::new(SystemClock), &[wasmjob::examples::SLEEPY]).await);
     let o = QueueOptions::default();
-    let running = node.queue.queue("sleepy", r#"{"ms": 300}"#, &o, None).await.unwrap();
+    let running = node.queue.queue(T, "sleepy", r#"{"ms": 300}"#, &o, None).await.unwrap();
     let (stop, serving) = crate::support::serve(&node);
     wait_until_started(&node, 1).await;
     let waiting = node
         .queue
-        .queue("sleepy", r#"{"ms": 0}"#, &QueueOptions { delay: Some(Duration::from_millis(500)), ..o }, None)
+        .queue(T, "sleepy", r#"{"ms": 0}"#, &QueueOptions { delay: Some(Duration::from_millis(500)), ..o }, None)
         .await
         .unwrap();
     stop.send(true).unwrap();
@@ -46,9 +47,9 @@ async fn tasks_still_running_after_the_grace_period_are_put_back_in_line() {
     let mut config = node_config(dir.path());
     config.grace = Duration::from_millis(50);
     let node = wasmjob::node::Node::open(config, false).await.unwrap();
-    node.registry.register(&std::fs::read(wasmjob::examples::SLEEPY).unwrap()).await.unwrap();
+    node.registry.register(T, &std::fs::read(wasmjob::examples::SLEEPY).unwrap(), usize::MAX).await.unwrap();
     let node = Arc::new(node);
-    let id = node.queue.queue("sleepy", r#"{"ms": 60000}"#, &QueueOptions::default(), None).await.unwrap();
+    let id = node.queue.queue(T, "sleepy", r#"{"ms": 60000}"#, &QueueOptions::default(), None).await.unwrap();
     let (stop, serving) = crate::support::serve(&node);
     wait_until_started(&node, 1).await;
     stop.send(true).unwrap();

@@ -2,6 +2,7 @@
 //! components, running tasks.
 
 use std::sync::{Arc, LazyLock};
+use wasmjob::tenant::DEFAULT_TENANT as T;
 
 use wasmjob::runtime::{JobComponent, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport};
 
@@ -65,7 +66,7 @@ pub async fn open_node(
 ) -> wasmjob::node::Node {
     let node = wasmjob::node::Node::open_with_clock(node_config(dir), false, clock).await.unwrap();
     for job in jobs {
-        node.registry.register(&std::fs::read(job).unwrap()).await.unwrap();
+        node.registry.register(T, &std::fs::read(job).unwrap(), usize::MAX).await.unwrap();
     }
     node
 }
@@ -102,4 +103,24 @@ pub fn success(id: &str, lease: &str, at: i64, result: &str) -> wasmjob::store::
         finished_at: at,
         retry_at: None,
     }
+}
+
+/// Claims up to `limit` due tasks for `node`, as a worker with free slots
+/// for every tenant would.
+pub async fn claim(
+    store: &Arc<dyn wasmjob::store::Store>,
+    node: &str,
+    limit: usize,
+    now: i64,
+    lease_until: i64,
+) -> Result<wasmjob::store::Claim, wasmjob::store::StoreError> {
+    let request = wasmjob::store::ClaimRequest {
+        node: node.into(),
+        limit,
+        now,
+        lease_until,
+        slots: Default::default(),
+        default_slots: usize::MAX,
+    };
+    store.claim(request).await
 }
