@@ -95,7 +95,7 @@ async fn a_retry_waits_for_its_backoff() {
     let store = &t.node.store;
     let id = t.node.queue.queue(T, "flaky", r#"{"succeed_at": 2}"#, &opts(), None).await.unwrap();
     let now = clock.now_millis();
-    let claim = crate::support::claim(&store, "n", 10, now, now + 60_000).await.unwrap();
+    let claim = crate::support::claim(store, "n", 10, now, now + 60_000).await.unwrap();
     assert_eq!(claim.tasks.len(), 1);
     let completion = wasmjob::store::Completion {
         state: TaskState::Retry,
@@ -108,10 +108,10 @@ async fn a_retry_waits_for_its_backoff() {
     assert_eq!(store.complete(vec![completion]).await.unwrap(), 1);
     assert_eq!(store.task(&id).await.unwrap().unwrap().state, TaskState::Retry);
     assert!(
-        crate::support::claim(&store, "n", 10, now + 999, now + 60_000).await.unwrap().tasks.is_empty(),
+        crate::support::claim(store, "n", 10, now + 999, now + 60_000).await.unwrap().tasks.is_empty(),
         "claimed before its backoff"
     );
-    let again = crate::support::claim(&store, "n", 10, now + 1000, now + 60_000).await.unwrap();
+    let again = crate::support::claim(store, "n", 10, now + 1000, now + 60_000).await.unwrap();
     assert_eq!((again.tasks.len(), again.tasks[0].attempt), (1, 2));
 }
 
