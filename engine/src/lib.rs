@@ -9,10 +9,13 @@
 //!   deadline and a memory cap, and tells the outcomes apart
 //!   ([`runtime::Outcome`]).
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod contract;
 pub mod job;
+pub mod metrics;
 pub mod node;
 pub mod queue;
 pub mod registry;

@@ -67,6 +67,8 @@ pub struct Queue {
     clock: Arc<dyn Clock>,
     caps: TreeCaps,
     pub(crate) tenants: Arc<Tenants>,
+    /// This node's task counters.
+    pub metrics: crate::metrics::Metrics,
     /// Wakes the workers when tasks are queued.
     pub(crate) wake: Arc<Notify>,
     waiters: Waiters,
@@ -90,6 +92,7 @@ impl Queue {
             clock,
             caps,
             tenants,
+            metrics: Default::default(),
             wake: Arc::new(Notify::new()),
             waiters: Waiters::default(),
             running: Mutex::default(),

@@ -226,6 +226,13 @@ impl Workers {
                 Some(format!("the version {} of job {} cannot be loaded", task.version, task.job)),
             ),
         };
+        self.queue.metrics.ended(
+            &task.tenant,
+            &task.job,
+            completion.state.as_str(),
+            completion.fuel,
+            Duration::from_micros(completion.wall_time_us),
+        );
         let finished = completion.state.is_terminal();
         match self.store.complete(vec![completion]).await {
             Ok(_) if finished => self.queue.finished(std::slice::from_ref(&task.id)),

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::node::{Node, NodeConfig};
@@ -9,6 +10,9 @@ use crate::task::QueueOptions;
 use crate::tenant::DEFAULT_TENANT;
 use clap::Args;
 use tokio::sync::watch;
+
+use crate::api::{ApiState, router};
+use crate::auth::Auth;
 
 use super::args::parse_duration;
 
@@ -31,6 +35,12 @@ pub struct ServeArgs {
     /// Register the example jobs and run a few tasks to show the engine working.
     #[arg(long)]
     demo: bool,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "WASMJOB_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The admin token (default: created at first start and printed once).
+    #[arg(long, env = "WASMJOB_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 /// Where the engine keeps its data.
@@ -73,7 +83,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let node = Arc::new(node);
+    let (auth, created) = Auth::open(node.store.clone(), node.clock.clone(), args.admin_token.as_deref()).await?;
+    if let Some(admin) = created {
+        println!("Created the admin token (shown once; keep it): {}", admin.token);
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(address = %args.listen, "HTTP API listening");
+
     let (stop, shutdown) = watch::channel(false);
+    let api = router(ApiState { node: node.clone(), auth: Arc::new(auth) });
+    let mut api_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, api)
+            .with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
@@ -87,11 +116,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             result = &mut serving => return result.map(|()| ExitCode::SUCCESS),
             result = demo => result?,
         }
-        println!("The engine keeps serving (Ctrl-C to stop).");
+        println!("The engine keeps serving on http://{} (Ctrl-C to stop).", args.listen);
         serving.await?;
     } else {
         serving.await?;
     }
+    http.await??;
     Ok(ExitCode::SUCCESS)
 }
 

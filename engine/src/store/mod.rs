@@ -275,6 +275,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_job(&self, job: JobRow) -> Result<(), StoreError>;
     /// The current version of every job of every tenant.
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError>;
+    /// Every version `tenant`'s job `name` has had: hash and registration time, oldest first.
+    async fn job_versions(&self, tenant: &str, name: &str) -> Result<Vec<(String, Millis)>, StoreError>;
     /// Unregisters a job (its tasks and versions stay). Whether it existed.
     async fn delete_job(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
 

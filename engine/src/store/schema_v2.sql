@@ -31,6 +31,16 @@ INSERT INTO jobs_v2 SELECT 'default', name, hash, metadata, registered_at FROM j
 DROP TABLE jobs;
 ALTER TABLE jobs_v2 RENAME TO jobs;
 
+-- Every version each job has had.
+CREATE TABLE job_versions (
+    tenant        TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    hash          TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name, hash)
+);
+INSERT INTO job_versions SELECT tenant, name, hash, registered_at FROM jobs;
+
 CREATE TABLE schedules_v2 (
     tenant      TEXT NOT NULL,
     job         TEXT NOT NULL,

@@ -366,6 +366,10 @@ impl Store for SqliteStore {
                  registered_at = excluded.registered_at WHERE hash != excluded.hash",
                 params![job.tenant, job.name, job.hash, job.metadata, job.registered_at],
             )?;
+            conn.execute(
+                "INSERT OR IGNORE INTO job_versions (tenant, name, hash, registered_at) VALUES (?1, ?2, ?3, ?4)",
+                params![job.tenant, job.name, job.hash, job.registered_at],
+            )?;
             Ok(())
         })
         .await
@@ -384,6 +388,18 @@ impl Store for SqliteStore {
                     registered_at: r.get(4)?,
                 })
             })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn job_versions(&self, tenant: &str, name: &str) -> Result<Vec<(String, Millis)>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.op(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT hash, registered_at FROM job_versions WHERE tenant = ?1 AND name = ?2 ORDER BY registered_at",
+            )?;
+            let rows = stmt.query_map([tenant, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await

@@ -1,0 +1,111 @@
+//! API errors: a stable code, a message for people, the right status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::queue::QueueFailure;
+use crate::registry::RegisterError;
+use crate::runtime::LoadError;
+use crate::store::StoreError;
+use crate::task::QueueError;
+
+/// An error answer: `{"error": {"code": ..., "message": ..., ...}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// More fields of the error object (such as `existing_task`).
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// Also the answer for another tenant's objects: nothing leaks about
+    /// what exists.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{} not found", what.into()))
+    }
+
+    fn with(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(Value::Object(extra)), Some(object)) = (self.details, error.as_object_mut()) {
+            object.extend(extra);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure behind an API request");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the engine could not reach its store")
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        let message = e.to_string();
+        match e {
+            QueueError::UnknownJob(job) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_job", format!("job `{job}` not found"))
+            }
+            QueueError::Duplicate(id) => {
+                Self::new(StatusCode::CONFLICT, "duplicate", message).with(json!({ "existing_task": id }))
+            }
+            QueueError::InvalidArgs(_) | QueueError::DepthExceeded(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_args", message)
+            }
+            QueueError::QuotaExceeded(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message),
+        }
+    }
+}
+
+impl From<QueueFailure> for ApiError {
+    fn from(e: QueueFailure) -> Self {
+        match e {
+            QueueFailure::Rejected(e) => e.into(),
+            QueueFailure::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::Rejected(e @ LoadError::TooLarge { .. }) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
+            }
+            RegisterError::Rejected(e) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string())
+            }
+            RegisterError::Quota(e) => Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string())
+                .with(json!({ "quota": e.quota })),
+            RegisterError::Store(e) => e.into(),
+        }
+    }
+}

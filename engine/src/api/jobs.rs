@@ -1,0 +1,123 @@
+//! `/v1/jobs`: upload, list, show and delete a tenant's jobs.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState, Caller};
+use crate::job::JobMetadata;
+use crate::registry::RegisteredJob;
+
+#[derive(Serialize)]
+struct JobSummary<'a> {
+    name: &'a str,
+    version: &'a str,
+    registered_at: Option<DateTime<Utc>>,
+    doc: &'a str,
+}
+
+fn summary<'a>(name: &'a str, job: &'a RegisteredJob) -> JobSummary<'a> {
+    JobSummary {
+        name,
+        version: job.component.hash(),
+        registered_at: DateTime::from_timestamp_millis(job.registered_at),
+        doc: &job.component.metadata().doc,
+    }
+}
+
+/// `POST /v1/jobs`: the body is the component.
+pub async fn upload(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = caller.writer()?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    let quotas = state.node.tenants.quotas(tenant);
+    if body.len() > quotas.max_component_bytes {
+        let message = format!(
+            "quota `max_component_bytes` exceeded: the component is {} bytes, the limit {}",
+            body.len(),
+            quotas.max_component_bytes
+        );
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", message));
+    }
+    let component = state.node.registry.register(tenant, &body, quotas.max_components).await?;
+    let metadata: &JobMetadata = component.metadata();
+    Ok((StatusCode::CREATED, Json(json!({ "name": metadata.name, "version": component.hash(), "metadata": metadata }))))
+}
+
+/// `GET /v1/jobs`: regular and periodic jobs, apart.
+pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.reader()?;
+    let regular = state.node.registry.regular(tenant);
+    let periodic = state.node.registry.periodic(tenant);
+    let regular: Vec<_> = regular.iter().map(|(n, j)| summary(n, j)).collect();
+    let periodic: Vec<_> = periodic.iter().map(|(n, j)| summary(n, j)).collect();
+    Ok(Json(json!({ "regular": regular, "periodic": periodic })))
+}
+
+/// `GET /v1/jobs/{name}`: metadata, versions and, for a periodic job, when
+/// it is next due.
+pub async fn show(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.reader()?;
+    let job = state.node.registry.get(tenant, &name).ok_or_else(|| ApiError::not_found(format!("job `{name}`")))?;
+    let metadata = job.component.metadata();
+    let versions: Vec<Value> = state
+        .node
+        .store
+        .job_versions(tenant, &metadata.name)
+        .await?
+        .into_iter()
+        .map(|(hash, at)| json!({ "version": hash, "registered_at": DateTime::from_timestamp_millis(at) }))
+        .collect();
+    let next_due = if metadata.is_periodic() {
+        let last = state.node.store.last_run_at(tenant, &metadata.name).await?.unwrap_or(job.registered_at);
+        let now = state.node.clock.now();
+        let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
+        match state.node.runtime.is_due(&job.component, last, now).await {
+            Ok(due) if due.is_due => Some(now),
+            Ok(due) => chrono::Duration::from_std(due.next_run_in).ok().map(|d| now + d),
+            Err(e) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "is_due_failed", e.to_string())),
+        }
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "name": metadata.name,
+        "version": job.component.hash(),
+        "registered_at": DateTime::from_timestamp_millis(job.registered_at),
+        "metadata": metadata,
+        "versions": versions,
+        "next_due": next_due,
+    })))
+}
+
+/// `DELETE /v1/jobs/{name}`: queued tasks keep their version and still run.
+pub async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = caller.writer()?;
+    if state.node.registry.get(tenant, &name).is_none() {
+        return Err(ApiError::not_found(format!("job `{name}`")));
+    }
+    state.node.registry.delete(tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,61 @@
+//! The HTTP API, served by `wasmjob serve`: JSON under `/v1`, bearer tokens,
+//! one namespace per tenant.
+//!
+//! - [`router`] builds the whole API over an [`ApiState`]; tests call it
+//!   with `oneshot`, no socket needed.
+//! - Every handler takes the [`Caller`] and acts only inside the caller's
+//!   tenant: another tenant's objects answer 404, as if they did not exist.
+//! - Errors are [`ApiError`]s: `{"error": {"code", "message"}}` under the
+//!   status that fits (400, 401, 403, 404, 409, 413, 422, 429).
+
+mod admin;
+mod caller;
+mod error;
+mod health;
+mod jobs;
+mod tasks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+
+pub use self::caller::Caller;
+pub use self::error::ApiError;
+use crate::auth::Auth;
+use crate::node::Node;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub node: Arc<Node>,
+    pub auth: Arc<Auth>,
+}
+
+/// Every route of the API.
+pub fn router(state: ApiState) -> Router {
+    // Uploads may be as large as the engine accepts (tenant quotas are
+    // checked by the handler); other bodies are small.
+    let max_upload = state.node.runtime.limits().max_component_bytes;
+    let v1 = Router::new()
+        .route("/jobs", post(jobs::upload).get(jobs::list).layer(DefaultBodyLimit::max(max_upload)))
+        .route("/jobs/{name}", get(jobs::show).delete(jobs::delete))
+        .route("/tasks", post(tasks::queue).get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get))
+        .route("/tasks/{id}/wait", get(tasks::wait))
+        .route("/tasks/{id}/revoke", post(tasks::revoke))
+        .route("/tasks/{id}/logs", get(tasks::logs))
+        .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/tenants/{name}/tokens", post(admin::create_token))
+        .route("/tokens/{id}", delete(admin::revoke_token))
+        .route("/openapi.json", get(health::openapi))
+        .fallback(|| async { ApiError::not_found("route") });
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(2 << 20))
+        .with_state(state)
+}

@@ -1,0 +1,158 @@
+//! `/v1/tasks`: queue, read, list, wait for, revoke a tenant's tasks, and
+//! read their logs.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState, Caller};
+use crate::store::{TaskFilter, TaskRecord, TaskState};
+use crate::task::QueueOptions;
+
+/// The longest a wait request holds. Default 60 s.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The body of `POST /v1/tasks`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueRequest {
+    job: String,
+    #[serde(default = "empty_object")]
+    args: Value,
+    #[serde(default)]
+    options: QueueOptions,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// `POST /v1/tasks`: 201 with the id, or 409 `duplicate` with the task it
+/// would overlap.
+pub async fn queue(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Json<QueueRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = caller.writer()?;
+    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = state.node.queue.queue(tenant, &request.job, &request.args.to_string(), &request.options, None).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+/// The caller's task `id`; another tenant's is "not found".
+async fn own_task(state: &ApiState, tenant: &str, id: &str) -> Result<TaskRecord, ApiError> {
+    match state.node.store.task(id).await? {
+        Some(task) if task.tenant == tenant => Ok(task),
+        _ => Err(ApiError::not_found(format!("task {id}"))),
+    }
+}
+
+/// `GET /v1/tasks/{id}`: the task and its children.
+pub async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.reader()?;
+    let task = own_task(&state, tenant, &id).await?;
+    let filter =
+        TaskFilter { tenant: Some(tenant.to_owned()), from_task: Some(id), limit: Some(1000), ..TaskFilter::default() };
+    let children: Vec<String> = state.node.store.list_tasks(filter).await?.into_iter().rev().map(|t| t.id).collect();
+    let mut value = serde_json::to_value(&task).expect("tasks serialize");
+    value["children"] = json!(children);
+    Ok(Json(value))
+}
+
+/// Query of `GET /v1/tasks`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    job: Option<String>,
+    state: Option<String>,
+    /// Milliseconds since the epoch.
+    queued_after: Option<i64>,
+    queued_before: Option<i64>,
+    limit: Option<u32>,
+    /// The `next` of the previous page.
+    before: Option<String>,
+}
+
+/// `GET /v1/tasks`: newest first, one page; `next` fetches the following one.
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.reader()?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let task_state = match q.state.as_deref() {
+        Some(s) => Some(TaskState::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown state `{s}`")))?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = TaskFilter {
+        tenant: Some(tenant.to_owned()),
+        job: q.job.map(|j| j.to_lowercase()),
+        state: task_state,
+        from_task: None,
+        queued_after: q.queued_after,
+        queued_before: q.queued_before,
+        limit: Some(limit),
+        before_id: q.before,
+    };
+    let tasks = state.node.store.list_tasks(filter).await?;
+    let next = if tasks.len() == limit as usize { tasks.last().map(|t| t.id.clone()) } else { None };
+    Ok(Json(json!({ "tasks": tasks, "next": next })))
+}
+
+/// Query of the wait endpoint.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Such as `30s`; at most [`MAX_WAIT`]. Default 30 s.
+    timeout: Option<String>,
+}
+
+/// `GET /v1/tasks/{id}/wait?timeout=30s`: answers when the task ends, or
+/// at the timeout with the task as it is then (long poll).
+pub async fn wait(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TaskRecord>, ApiError> {
+    let tenant = caller.reader()?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let timeout = match q.timeout.as_deref() {
+        Some(t) => humantime::parse_duration(t).map_err(|e| ApiError::bad_request(format!("timeout `{t}`: {e}")))?,
+        None => Duration::from_secs(30),
+    };
+    own_task(&state, tenant, &id).await?;
+    let task = state.node.queue.wait(&id, timeout.min(MAX_WAIT)).await?;
+    task.map(Json).ok_or_else(|| ApiError::not_found(format!("task {id}")))
+}
+
+/// `POST /v1/tasks/{id}/revoke`: a queued task never runs; a running one is
+/// stopped.
+pub async fn revoke(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.writer()?;
+    own_task(&state, tenant, &id).await?;
+    let task_state = state.node.queue.revoke(&id).await?;
+    Ok(Json(json!({ "id": id, "state": task_state })))
+}
+
+/// `GET /v1/tasks/{id}/logs`: the task's log, as text.
+pub async fn logs(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<String, ApiError> {
+    let tenant = caller.reader()?;
+    Ok(own_task(&state, tenant, &id).await?.log.unwrap_or_default())
+}

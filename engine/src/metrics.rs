@@ -1,0 +1,88 @@
+//! Counters for `/metrics`, in the Prometheus text format: tasks ended per
+//! tenant, job and state, their fuel and their durations (a histogram),
+//! kept by this node as its workers record endings.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the duration histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0];
+
+#[derive(Default)]
+struct Series {
+    count: u64,
+    fuel: u64,
+    seconds: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// This node's task counters.
+#[derive(Default)]
+pub struct Metrics {
+    ended: Mutex<BTreeMap<(String, String, &'static str), Series>>,
+}
+
+impl Metrics {
+    /// Counts a task of `tenant`'s `job` that ended (this attempt) in `state`.
+    pub fn ended(&self, tenant: &str, job: &str, state: &'static str, fuel: u64, wall_time: Duration) {
+        let mut ended = self.ended.lock().unwrap();
+        let series = ended.entry((tenant.to_owned(), job.to_owned(), state)).or_default();
+        let seconds = wall_time.as_secs_f64();
+        series.count += 1;
+        series.fuel += fuel;
+        series.seconds += seconds;
+        for (bucket, bound) in series.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// The text exposition, with queue depth per tenant and tasks per
+    /// tenant and state from the store.
+    pub fn render(&self, waiting: &[(String, u64)], states: &[(String, String, u64)]) -> String {
+        let mut out = String::new();
+        let labels = |tenant: &str, job: &str, state: &str| {
+            format!("tenant=\"{}\",job=\"{}\",state=\"{}\"", escape(tenant), escape(job), state)
+        };
+        out.push_str("# HELP wasmjob_tasks_ended_total Task attempts ended on this node.\n");
+        out.push_str("# TYPE wasmjob_tasks_ended_total counter\n");
+        let ended = self.ended.lock().unwrap();
+        for ((tenant, job, state), s) in ended.iter() {
+            let _ = writeln!(out, "wasmjob_tasks_ended_total{{{}}} {}", labels(tenant, job, state), s.count);
+        }
+        out.push_str("# HELP wasmjob_fuel_consumed_total Fuel consumed by ended task attempts.\n");
+        out.push_str("# TYPE wasmjob_fuel_consumed_total counter\n");
+        for ((tenant, job, state), s) in ended.iter() {
+            let _ = writeln!(out, "wasmjob_fuel_consumed_total{{{}}} {}", labels(tenant, job, state), s.fuel);
+        }
+        out.push_str("# HELP wasmjob_task_duration_seconds Wall time of ended task attempts.\n");
+        out.push_str("# TYPE wasmjob_task_duration_seconds histogram\n");
+        for ((tenant, job, state), s) in ended.iter() {
+            let l = labels(tenant, job, state);
+            for (bucket, bound) in s.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(out, "wasmjob_task_duration_seconds_bucket{{{l},le=\"{bound}\"}} {bucket}");
+            }
+            let _ = writeln!(out, "wasmjob_task_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", s.count);
+            let _ = writeln!(out, "wasmjob_task_duration_seconds_sum{{{l}}} {}", s.seconds);
+            let _ = writeln!(out, "wasmjob_task_duration_seconds_count{{{l}}} {}", s.count);
+        }
+        out.push_str("# HELP wasmjob_queue_depth Tasks queued or waiting to retry.\n");
+        out.push_str("# TYPE wasmjob_queue_depth gauge\n");
+        for (tenant, n) in waiting {
+            let _ = writeln!(out, "wasmjob_queue_depth{{tenant=\"{}\"}} {n}", escape(tenant));
+        }
+        out.push_str("# HELP wasmjob_tasks Tasks in the store by state.\n");
+        out.push_str("# TYPE wasmjob_tasks gauge\n");
+        for (tenant, state, n) in states {
+            let _ = writeln!(out, "wasmjob_tasks{{tenant=\"{}\",state=\"{state}\"}} {n}", escape(tenant));
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
