@@ -113,6 +113,10 @@ impl Queue {
         let task = self.prepare(tenant, job, args, options, parent).await?;
         self.admit(tenant, 1)?;
         let inserted = self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer");
+        if matches!(inserted, Inserted::Duplicate(_)) {
+            // Nothing was queued: give back what the door counted.
+            self.tenants.claimed(tenant, 1);
+        }
         let id = answer(inserted)?;
         self.wake.notify_one();
         Ok(id)
@@ -139,7 +143,10 @@ impl Queue {
         if let Err(e) = self.admit(tenant, tasks.len() as u64) {
             return Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(e.clone()))).collect());
         }
-        let mut inserted = self.store.insert_tasks(tasks).await?.into_iter();
+        let inserted = self.store.insert_tasks(tasks).await?;
+        let duplicates = inserted.iter().filter(|i| matches!(i, Inserted::Duplicate(_))).count();
+        self.tenants.claimed(tenant, duplicates as u64);
+        let mut inserted = inserted.into_iter();
         self.wake.notify_one();
         Ok(answers
             .into_iter()

@@ -214,7 +214,8 @@ impl Tenants {
         Ok(())
     }
 
-    /// Notes that `n` waiting tasks of `tenant` were claimed.
+    /// Notes that `n` waiting tasks of `tenant` stopped waiting (claimed, or
+    /// never queued after all).
     pub fn claimed(&self, tenant: &str, n: u64) {
         if let Some(t) = self.tenants.read().unwrap().get(tenant) {
             let mut t = t.lock().unwrap();

@@ -3,9 +3,13 @@
 //! The example components under `examples/` are built by the engine's build
 //! script; their paths are `wasmjob::examples::*`.
 
+mod api_support;
 mod support;
 
+mod api;
+
 mod failures;
+mod isolation;
 mod kill;
 mod metadata;
 mod overlap;

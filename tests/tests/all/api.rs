@@ -1,0 +1,184 @@
+//! Every endpoint, and every error status with its code.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::api_support::{ADMIN, Api};
+
+#[tokio::test]
+async fn every_endpoint_serves_its_tenant() {
+    let api = Api::start(8).await;
+    let (write, read) = api.tenant("acme", json!({})).await;
+
+    let up = api.upload(&write, wasmjob::examples::ADDITION).await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.body);
+    assert_eq!(up.body["name"], "addition");
+    let version = up.body["version"].as_str().unwrap().to_owned();
+    assert_eq!(api.upload(&write, wasmjob::examples::NIGHTLY_REPORT).await.status, StatusCode::CREATED);
+
+    let jobs = api.get("/v1/jobs", &read).await;
+    assert_eq!(jobs.status, StatusCode::OK);
+    assert_eq!(jobs.body["regular"][0]["name"], "addition");
+    assert_eq!(jobs.body["periodic"][0]["name"], "nightlyreport");
+
+    let job = api.get("/v1/jobs/addition", &read).await;
+    assert_eq!(job.status, StatusCode::OK);
+    assert_eq!(job.body["metadata"]["doc"], "Add two numbers");
+    assert_eq!(job.body["versions"][0]["version"], version.as_str());
+    assert!(job.body["next_due"].is_null());
+    let periodic = api.get("/v1/jobs/nightlyreport", &read).await;
+    assert!(periodic.body["next_due"].is_string(), "{}", periodic.body);
+
+    let id = api.queue(&write, "addition", json!({ "a": 2, "b": 3 })).await;
+    let done = api.wait(&read, &id).await;
+    assert_eq!((done["state"].as_str(), done["result"].as_str()), (Some("success"), Some("5")));
+
+    let task = api.get(&format!("/v1/tasks/{id}"), &read).await;
+    assert_eq!(task.status, StatusCode::OK);
+    assert_eq!(task.body["children"], json!([]));
+    assert!(task.body["fuel"].as_u64().unwrap() > 0);
+
+    let list = api.get("/v1/tasks?job=addition&state=success&limit=10", &read).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["tasks"][0]["id"], id.as_str());
+
+    let logs = api.get(&format!("/v1/tasks/{id}/logs"), &read).await;
+    assert_eq!(logs.status, StatusCode::OK);
+
+    let later = api.post("/v1/tasks", &write, json!({ "job": "addition", "options": { "delay": 3_600_000 } })).await;
+    let later = later.body["id"].as_str().unwrap().to_owned();
+    let revoked = api.post(&format!("/v1/tasks/{later}/revoke"), &write, json!({})).await;
+    assert_eq!((revoked.status, revoked.body["state"].as_str()), (StatusCode::OK, Some("revoked")));
+
+    let deleted = api.send(Method::DELETE, "/v1/jobs/addition", Some(&write), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.get("/v1/jobs/addition", &read).await.status, StatusCode::NOT_FOUND);
+
+    assert_eq!(api.send(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+    assert_eq!(api.send(Method::GET, "/readyz", None, None).await.status, StatusCode::OK);
+    let openapi = api.send(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(openapi.body["openapi"], "3.0.3");
+    let metrics = api.get("/metrics", ADMIN).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains(r#"wasmjob_tasks_ended_total{tenant="acme",job="addition",state="success"} 1"#), "{text}");
+    assert!(text.contains("wasmjob_queue_depth"), "{text}");
+}
+
+#[tokio::test]
+async fn a_running_task_is_stopped_when_revoked() {
+    let api = Api::start(4).await;
+    let (write, _) = api.tenant("acme", json!({})).await;
+    api.upload(&write, wasmjob::examples::SLEEPY).await;
+    let id = api.queue(&write, "sleepy", json!({ "ms": 60_000 })).await;
+    for _ in 0..2000 {
+        if api.get(&format!("/v1/tasks/{id}"), &write).await.body["state"] == "started" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let revoked = api.post(&format!("/v1/tasks/{id}/revoke"), &write, json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    let task = api.wait(&write, &id).await;
+    assert_eq!((task["state"].as_str(), task["reason"].as_str()), (Some("revoked"), Some("revoked")));
+}
+
+#[tokio::test]
+async fn every_error_status_has_its_code() {
+    let api = Api::start(2).await;
+    let (write, read) = api.tenant("acme", json!({ "max_queued": 1, "max_component_bytes": 1000 })).await;
+    // 413 (quota) comes first: this tenant may not upload real components.
+    let big = api.upload(&write, wasmjob::examples::ADDITION).await;
+    assert_eq!((big.status, big.code()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
+    assert!(big.body["error"]["message"].as_str().unwrap().contains("max_component_bytes"));
+    let (other, _) = api.tenant("globex", json!({ "max_queued": 2 })).await;
+    assert_eq!(api.upload(&other, wasmjob::examples::NIGHTLY_REPORT).await.status, StatusCode::CREATED);
+
+    // 400
+    let bad =
+        api.send_bytes(Method::POST, "/v1/tasks", Some(&other), Some(b"{not json".to_vec()), "application/json").await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "bad_request"));
+    let bad = api.get("/v1/tasks?state=sleeping", &other).await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "bad_request"));
+    // 401
+    let none = api.send(Method::GET, "/v1/jobs", None, None).await;
+    assert_eq!((none.status, none.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let wrong = api.get("/v1/jobs", "wj_nope_nope").await;
+    assert_eq!((wrong.status, wrong.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    // 403
+    let ro = api.post("/v1/tasks", &read, json!({ "job": "nightlyreport" })).await;
+    assert_eq!((ro.status, ro.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    let admin_on_jobs = api.get("/v1/jobs", ADMIN).await;
+    assert_eq!((admin_on_jobs.status, admin_on_jobs.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    let tenant_on_admin = api.get("/v1/tenants", &write).await;
+    assert_eq!((tenant_on_admin.status, tenant_on_admin.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    assert_eq!(api.get("/metrics", &write).await.status, StatusCode::FORBIDDEN);
+    // 404
+    let missing = api.get("/v1/tasks/424242", &other).await;
+    assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let unknown = api.post("/v1/tasks", &other, json!({ "job": "subtraction" })).await;
+    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "unknown_job"));
+    // 409: nightlyreport forbids overlap.
+    let first = api.queue(&other, "nightlyreport", json!({})).await;
+    let dup = api.post("/v1/tasks", &other, json!({ "job": "nightlyreport" })).await;
+    assert_eq!((dup.status, dup.code()), (StatusCode::CONFLICT, "duplicate"));
+    let again = api.post("/v1/tenants", ADMIN, json!({ "name": "acme" })).await;
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "conflict"));
+    api.wait(&other, &first).await;
+    // 422
+    let invalid = api
+        .send_bytes(Method::POST, "/v1/jobs", Some(&other), Some(b"\0asm\x01\0\0\0".to_vec()), "application/wasm")
+        .await;
+    assert_eq!((invalid.status, invalid.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_component"));
+    let args = api.post("/v1/tasks", &other, json!({ "job": "nightlyreport", "args": [1, 2] })).await;
+    assert_eq!((args.status, args.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_args"));
+    let bad_tenant = api.post("/v1/tenants", ADMIN, json!({ "name": "no spaces" })).await;
+    assert_eq!(bad_tenant.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // 429: globex may have two tasks queued; delayed ones stay queued.
+    assert_eq!(api.upload(&other, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    let later = json!({ "job": "addition", "options": { "delay": 3_600_000 } });
+    assert_eq!(api.post("/v1/tasks", &other, later.clone()).await.status, StatusCode::CREATED);
+    assert_eq!(api.post("/v1/tasks", &other, later.clone()).await.status, StatusCode::CREATED);
+    let over = api.post("/v1/tasks", &other, later).await;
+    assert_eq!((over.status, over.code()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"));
+    assert!(over.body["error"]["message"].as_str().unwrap().contains("max_queued"), "{}", over.body);
+}
+
+#[tokio::test]
+async fn malformed_uploads_are_refused_with_a_reason() {
+    let api = Api::start(2).await;
+    let (write, _) = api.tenant("acme", json!({})).await;
+    let cases: [(&str, Vec<u8>, StatusCode); 5] = [
+        ("random bytes", b"random bytes, not wasm".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("core module", b"\0asm\x01\0\0\0".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("missing export", std::fs::read(wasmjob::examples::NOT_A_JOB).unwrap(), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "forbidden import",
+            std::fs::read(wasmjob::examples::FORBIDDEN_IMPORT).unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("oversized body", vec![0u8; 40 << 20], StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (what, bytes, status) in cases {
+        let answer = api.send_bytes(Method::POST, "/v1/jobs", Some(&write), Some(bytes), "application/wasm").await;
+        assert_eq!(answer.status, status, "{what}: {}", answer.body);
+        assert!(!answer.body["error"]["message"].as_str().unwrap_or("").is_empty(), "{what}: no message");
+    }
+    let jobs = api.get("/v1/jobs", &write).await;
+    assert_eq!(jobs.body, json!({ "regular": [], "periodic": [] }));
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once() {
+    let api = Api::start(2).await;
+    api.tenant("acme", json!({})).await;
+    let created = api.post("/v1/tenants/acme/tokens", ADMIN, json!({ "scope": "read" })).await;
+    let (id, token) = (created.body["id"].as_str().unwrap(), created.body["token"].as_str().unwrap());
+    assert_eq!(api.get("/v1/jobs", token).await.status, StatusCode::OK);
+    let revoked = api.send(Method::DELETE, &format!("/v1/tokens/{id}"), Some(ADMIN), None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let refused = api.get("/v1/jobs", token).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let twice = api.send(Method::DELETE, &format!("/v1/tokens/{id}"), Some(ADMIN), None).await;
+    assert_eq!(twice.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,117 @@
+//! Driving the real router in-process (`oneshot`, no socket) over a real
+//! node and store.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wasmjob::api::{ApiState, router};
+use wasmjob::auth::Auth;
+use wasmjob::clock::SystemClock;
+
+pub const ADMIN: &str = "wj_admin_test-admin-secret";
+
+/// A node serving tasks, its router, and tokens for two tenants.
+pub struct Api {
+    pub node: Arc<wasmjob::node::Node>,
+    pub state: ApiState,
+    pub _stop: tokio::sync::watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+/// An answer: status and body (JSON, or a JSON string for text).
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    /// A fresh node with `concurrency` workers, serving.
+    pub async fn start(concurrency: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::support::node_config(dir.path());
+        config.concurrency = concurrency;
+        let node = Arc::new(wasmjob::node::Node::open(config, false).await.unwrap());
+        let (auth, _) = Auth::open(node.store.clone(), Arc::new(SystemClock), Some(ADMIN)).await.unwrap();
+        let state = ApiState { node: node.clone(), auth: Arc::new(auth) };
+        let (stop, _) = crate::support::serve(&node);
+        Self { node, state, _stop: stop, _dir: dir }
+    }
+
+    /// Sends a request; `body` is JSON unless `raw` bytes are given.
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.send_bytes(method, path, token, bytes, "application/json").await
+    }
+
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path).header("content-type", content_type);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer { status, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Creates tenant `name` with quota overrides; returns a write and a read token.
+    pub async fn tenant(&self, name: &str, quotas: Value) -> (String, String) {
+        let created = self.post("/v1/tenants", ADMIN, json!({ "name": name, "quotas": quotas })).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let token = |scope: &'static str| async move {
+            let answer = self.post(&format!("/v1/tenants/{name}/tokens"), ADMIN, json!({ "scope": scope })).await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+            answer.body["token"].as_str().unwrap().to_owned()
+        };
+        (token("write").await, token("read").await)
+    }
+
+    /// Uploads an example component as `token`'s tenant.
+    pub async fn upload(&self, token: &str, path: &str) -> Answer {
+        let bytes = std::fs::read(path).unwrap();
+        self.send_bytes(Method::POST, "/v1/jobs", Some(token), Some(bytes), "application/wasm").await
+    }
+
+    /// Queues a task and returns its id.
+    pub async fn queue(&self, token: &str, job: &str, args: Value) -> String {
+        let answer = self.post("/v1/tasks", token, json!({ "job": job, "args": args })).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits for a task to end.
+    pub async fn wait(&self, token: &str, id: &str) -> Value {
+        let answer = self.get(&format!("/v1/tasks/{id}/wait?timeout=60s"), token).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body
+    }
+}
