@@ -5,10 +5,11 @@
 mod args;
 mod bench;
 mod bench_queue;
+mod client;
 mod inspect;
+mod remote;
 mod run;
 mod serve;
-mod tasks;
 
 use std::process::ExitCode;
 
@@ -25,20 +26,36 @@ pub const EXIT_ERROR: u8 = 3;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    server: client::ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve: run the workers and the scheduler on the embedded SQLite store.
+    /// Serve: the workers, the scheduler and the HTTP API on the embedded SQLite store.
     Serve(serve::ServeArgs),
-    /// Queue a task in the store (and optionally wait for it).
-    Queue(tasks::QueueArgs),
-    /// List the registered jobs, regular and periodic apart.
-    Jobs(tasks::JobsArgs),
+    /// Upload a job component to the server.
+    Upload(remote::UploadArgs),
+    /// List the tenant's jobs, regular and periodic apart.
+    Jobs,
+    /// Queue a task (and optionally wait for it).
+    Queue(remote::QueueArgs),
     /// Show one task.
-    Status(tasks::StatusArgs),
+    Status(remote::TaskArgs),
+    /// Wait for a task to end, then show it.
+    Wait(remote::WaitArgs),
     /// List tasks, newest first.
-    Tasks(tasks::ListArgs),
+    Tasks(remote::TasksArgs),
+    /// Revoke a task: a queued one never runs, a running one is stopped.
+    Revoke(remote::TaskArgs),
+    /// Print a task's log.
+    Logs(remote::TaskArgs),
+    /// Manage tenants (admin).
+    #[command(subcommand)]
+    Tenant(remote::TenantCommand),
+    /// Manage tokens (admin).
+    #[command(subcommand)]
+    Token(remote::TokenCommand),
     /// Run one task of a job component and print its outcome.
     Run(run::RunArgs),
     /// Print a job component's metadata (and when a periodic job is next due).
@@ -54,10 +71,16 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
-        Command::Queue(args) => runtime.block_on(tasks::queue(args)),
-        Command::Jobs(args) => runtime.block_on(tasks::jobs(args)),
-        Command::Status(args) => runtime.block_on(tasks::status(args)),
-        Command::Tasks(args) => runtime.block_on(tasks::list(args)),
+        Command::Upload(args) => remote::upload(&cli.server, args),
+        Command::Jobs => remote::jobs(&cli.server),
+        Command::Queue(args) => remote::queue(&cli.server, args),
+        Command::Status(args) => remote::status(&cli.server, args),
+        Command::Wait(args) => remote::wait(&cli.server, args),
+        Command::Tasks(args) => remote::tasks(&cli.server, args),
+        Command::Revoke(args) => remote::revoke(&cli.server, args),
+        Command::Logs(args) => remote::logs(&cli.server, args),
+        Command::Tenant(command) => remote::tenant(&cli.server, command),
+        Command::Token(command) => remote::token(&cli.server, command),
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
         Command::BenchQueue(args) => runtime.block_on(bench_queue::bench_queue(args)),

@@ -8,6 +8,7 @@ mod support;
 
 mod api;
 
+mod client;
 mod failures;
 mod isolation;
 mod kill;

@@ -1,0 +1,293 @@
+//! The client subcommands: `upload`, `jobs`, `queue`, `status`, `wait`,
+//! `tasks`, `revoke`, `logs`, `tenant` and `token`, against a server's API.
+//! Tables for people by default; `--json` for scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::args::{parse_duration, task_args};
+use super::client::{Client, ServerArgs, with_progress};
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The job component (.wasm).
+    component: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The job's name.
+    job: String,
+    /// The task's args, a JSON object.
+    #[arg(long)]
+    args: Option<String>,
+    /// One arg as key=value (repeatable).
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    arg: Vec<String>,
+    /// Do not start before this delay, such as 10s.
+    #[arg(long, value_parser = parse_duration)]
+    delay: Option<Duration>,
+    /// Revoke the task if it has not started this long after it could.
+    #[arg(long, value_parser = parse_duration)]
+    expiry: Option<Duration>,
+    /// Higher runs first.
+    #[arg(long)]
+    priority: Option<i32>,
+    /// Overrides the job's maximum number of retries.
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// Wait for the task to end and print it.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// The task's id.
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The task's id.
+    id: String,
+    /// Give up after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only tasks of this job.
+    #[arg(long)]
+    job: Option<String>,
+    /// Only tasks in this state (queued, started, retry, success, failure, revoked).
+    #[arg(long)]
+    state: Option<String>,
+    /// How many (newest first).
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// The `next` cursor of a previous page.
+    #[arg(long)]
+    before: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (admin), with quota overrides as JSON.
+    Create {
+        name: String,
+        #[arg(long)]
+        quotas: Option<String>,
+    },
+    /// List tenants and their quotas (admin).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a tenant (admin); its secret is shown once.
+    Create {
+        tenant: String,
+        /// `read` or `write`.
+        #[arg(long, default_value = "write")]
+        scope: String,
+    },
+    /// Revoke a token (admin), effective at once.
+    Revoke { id: String },
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON prints"));
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn upload(server: &ServerArgs, args: UploadArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
+    let answer = with_progress(&format!("uploading {} KiB", bytes.len() >> 10), || {
+        client.post_bytes("/v1/jobs", &bytes, "application/wasm")
+    })?;
+    if server.json {
+        print_json(&answer);
+    } else {
+        println!("registered {} version {}", text(&answer["name"]), text(&answer["version"]));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn jobs(server: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let answer = Client::new(server)?.get("/v1/jobs")?;
+    if server.json {
+        print_json(&answer);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for kind in ["regular", "periodic"] {
+        println!("{kind} jobs:");
+        for job in answer[kind].as_array().into_iter().flatten() {
+            let version = text(&job["version"]);
+            println!("  {:<24} {:<14} {}", text(&job["name"]), &version[..version.len().min(12)], text(&job["doc"]));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn queue(server: &ServerArgs, args: QueueArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    let task_args: Value = serde_json::from_str(&task_args(args.args.as_deref(), &args.arg)?)?;
+    let millis = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    let options = json!({
+        "delay": millis(args.delay),
+        "expiry": millis(args.expiry),
+        "priority": args.priority,
+        "max_retries": args.max_retries,
+    });
+    let answer = client.post("/v1/tasks", &json!({ "job": args.job, "args": task_args, "options": options }))?;
+    let id = text(&answer["id"]);
+    if !args.wait {
+        if server.json {
+            print_json(&answer)
+        } else {
+            println!("{id}")
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_and_print(&client, server, &id, Duration::from_secs(300))
+}
+
+fn wait_and_print(client: &Client, server: &ServerArgs, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let deadline = std::time::Instant::now() + timeout;
+    let task = with_progress(&format!("waiting for task {id}"), || -> anyhow::Result<Value> {
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now()).min(Duration::from_secs(60));
+            let task = client.get(&format!("/v1/tasks/{id}/wait?timeout={}ms", left.as_millis()))?;
+            let finished = matches!(task["state"].as_str(), Some("success" | "failure" | "revoked"));
+            if finished || left.is_zero() {
+                return Ok(task);
+            }
+        }
+    })?;
+    print_task(server, &task);
+    Ok(if task["state"] == "success" { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_TASK_FAILED) })
+}
+
+fn print_task(server: &ServerArgs, task: &Value) {
+    if server.json {
+        return print_json(task);
+    }
+    for field in ["id", "job", "state", "reason", "attempt", "result", "error", "fuel", "wall_time_us", "from_task"] {
+        println!("{field:<13} {}", text(&task[field]));
+    }
+    if let Some(children) = task["children"].as_array().filter(|c| !c.is_empty()) {
+        println!("{:<13} {}", "children", children.iter().map(text).collect::<Vec<_>>().join(" "));
+    }
+}
+
+pub fn status(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let task = Client::new(server)?.get(&format!("/v1/tasks/{}", args.id))?;
+    print_task(server, &task);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn wait(server: &ServerArgs, args: WaitArgs) -> anyhow::Result<ExitCode> {
+    wait_and_print(&Client::new(server)?, server, &args.id, args.timeout)
+}
+
+pub fn tasks(server: &ServerArgs, args: TasksArgs) -> anyhow::Result<ExitCode> {
+    let mut query = vec![format!("limit={}", args.limit)];
+    query.extend(args.job.map(|j| format!("job={j}")));
+    query.extend(args.state.map(|s| format!("state={s}")));
+    query.extend(args.before.map(|b| format!("before={b}")));
+    let answer = Client::new(server)?.get(&format!("/v1/tasks?{}", query.join("&")))?;
+    if server.json {
+        print_json(&answer);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:>8}  {:<16} {:<8} {:>7}  {:<18} result/error", "id", "job", "state", "attempt", "reason");
+    for t in answer["tasks"].as_array().into_iter().flatten() {
+        let outcome = if t["result"].is_null() { text(&t["error"]) } else { text(&t["result"]) };
+        println!(
+            "{:>8}  {:<16} {:<8} {:>7}  {:<18} {}",
+            text(&t["id"]),
+            text(&t["job"]),
+            text(&t["state"]),
+            text(&t["attempt"]),
+            text(&t["reason"]),
+            outcome.chars().take(60).collect::<String>()
+        );
+    }
+    if !answer["next"].is_null() {
+        println!("more: --before {}", text(&answer["next"]));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn revoke(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let answer = Client::new(server)?.post(&format!("/v1/tasks/{}/revoke", args.id), &json!({}))?;
+    if server.json {
+        print_json(&answer)
+    } else {
+        println!("task {} is {}", args.id, text(&answer["state"]))
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logs(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let answer = Client::new(server)?.get(&format!("/v1/tasks/{}/logs", args.id))?;
+    print!("{}", text(&answer));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tenant(server: &ServerArgs, command: TenantCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    let answer = match command {
+        TenantCommand::Create { name, quotas } => {
+            let quotas: Value = match quotas {
+                Some(q) => serde_json::from_str(&q).context("--quotas is not valid JSON")?,
+                None => json!({}),
+            };
+            client.post("/v1/tenants", &json!({ "name": name, "quotas": quotas }))?
+        }
+        TenantCommand::List => client.get("/v1/tenants")?,
+    };
+    if server.json || answer["tenants"].is_null() {
+        print_json(&answer);
+    } else {
+        for t in answer["tenants"].as_array().into_iter().flatten() {
+            println!("{:<24} {}", text(&t["name"]), t["quotas"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn token(server: &ServerArgs, command: TokenCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    match command {
+        TokenCommand::Create { tenant, scope } => {
+            let answer = client.post(&format!("/v1/tenants/{tenant}/tokens"), &json!({ "scope": scope }))?;
+            if server.json {
+                print_json(&answer);
+            } else {
+                println!("token {} for {tenant} ({scope}); shown once:", text(&answer["id"]));
+                println!("{}", text(&answer["token"]));
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            client.delete(&format!("/v1/tokens/{id}"))?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

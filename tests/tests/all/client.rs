@@ -1,0 +1,102 @@
+//! The command-line client against a real server process, as a user would
+//! drive it.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// A `wasmjob serve` process on a free port, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ADMIN: &str = "wj_cli_admin-secret";
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path())
+        .env("WASMJOB_ADMIN_TOKEN", ADMIN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+    for _ in 0..3000 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the server did not start");
+}
+
+/// Runs the client; returns its exit code and stdout.
+fn client(server: &Server, token: &str, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
+        .args(args)
+        .env("WASMJOB_URL", &server.url)
+        .env("WASMJOB_TOKEN", token)
+        .env("XDG_CONFIG_HOME", server._dir.path())
+        .output()
+        .unwrap();
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[test]
+fn the_client_drives_a_server_from_tenant_to_task() {
+    let server = start();
+    assert_eq!(client(&server, ADMIN, &["tenant", "create", "acme"]).0, 0);
+    let (code, out) = client(&server, ADMIN, &["token", "create", "acme", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let token = json(&out)["token"].as_str().unwrap().to_owned();
+    let token_id = json(&out)["id"].as_str().unwrap().to_owned();
+
+    let (code, out) = client(&server, &token, &["upload", wasmjob::examples::FAN_OUT]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("registered fan-out"), "{out}");
+    client(&server, &token, &["upload", wasmjob::examples::ADDITION]);
+    let (_, out) = client(&server, &token, &["jobs", "--json"]);
+    assert_eq!(json(&out)["regular"].as_array().unwrap().len(), 2);
+
+    let (code, out) = client(&server, &token, &["queue", "fan-out", "--arg", "n=2", "--wait", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let task = json(&out);
+    assert_eq!(task["state"], "success");
+    let id = task["id"].as_str().unwrap().to_owned();
+
+    let (_, out) = client(&server, &token, &["status", &id, "--json"]);
+    assert_eq!(json(&out)["children"].as_array().unwrap().len(), 2);
+    let (_, out) = client(&server, &token, &["tasks", "--job", "addition", "--json"]);
+    assert_eq!(json(&out)["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(client(&server, &token, &["logs", &id]).0, 0);
+
+    let (code, out) = client(&server, &token, &["queue", "addition", "--delay", "1h"]);
+    assert_eq!(code, 0);
+    let later = out.trim().to_owned();
+    let (_, out) = client(&server, &token, &["revoke", &later, "--json"]);
+    assert_eq!(json(&out)["state"], "revoked");
+
+    // A failing task exits 1; a refused request exits 3.
+    assert_eq!(client(&server, &token, &["queue", "addition", "--arg", "a=\"x\"", "--wait"]).0, 1);
+    assert_eq!(client(&server, &token, &["queue", "subtraction"]).0, 3);
+
+    assert_eq!(client(&server, ADMIN, &["token", "revoke", &token_id]).0, 0);
+    assert_eq!(client(&server, &token, &["jobs"]).0, 3);
+}
