@@ -4,6 +4,7 @@
 
 mod args;
 mod bench;
+mod bench_api;
 mod bench_queue;
 mod client;
 mod inspect;
@@ -62,6 +63,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure the sandbox: per-task overhead and compute speed against native.
     Bench(bench::BenchArgs),
+    /// Measure the HTTP API: two tenants' throughput, and fairness under a flood.
+    BenchApi(bench_api::BenchApiArgs),
     /// Measure the durable queue: throughput and idle latency on SQLite.
     BenchQueue(bench_queue::BenchQueueArgs),
 }
@@ -83,6 +86,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(command) => remote::token(&cli.server, command),
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
+        Command::BenchApi(args) => runtime.block_on(bench_api::bench_api(args)),
         Command::BenchQueue(args) => runtime.block_on(bench_queue::bench_queue(args)),
         Command::Bench(args) => {
             drop(runtime);

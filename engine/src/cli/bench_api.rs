@@ -1,0 +1,158 @@
+//! `wasmjob bench-api`: the HTTP API end to end, over loopback, on a fresh
+//! store.
+//!
+//! 1. Throughput: `--clients` threads, half for each of two tenants, each
+//!    queueing a trivial `addition` task and waiting for it over HTTP, for
+//!    `--tasks` tasks in all.
+//! 2. Fairness: a heavy tenant floods the queue with `--flood` tasks; a
+//!    light tenant then queues tasks one by one and waits for each. Its
+//!    queue→success latency (p50, p99) is compared with the same on an idle
+//!    engine.
+//!
+//! Run it on a release build: `cargo run --release -- bench-api`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::api::{ApiState, router};
+use crate::auth::{Auth, Scope};
+use crate::node::{Node, NodeConfig};
+use crate::task::QueueOptions;
+
+#[derive(Debug, Args)]
+pub struct BenchApiArgs {
+    /// Tasks in the throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: usize,
+    /// Client threads in the throughput run.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Tasks the heavy tenant floods the queue with.
+    #[arg(long, default_value_t = 20_000)]
+    flood: usize,
+    /// Tasks the light tenant times.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+}
+
+pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run `cargo run --release -- bench-api` for real figures");
+    }
+    let dir = std::env::temp_dir().join(format!("wasmjob-bench-api-{}", std::process::id()));
+    let node = Arc::new(Node::open(NodeConfig::new(&dir), true).await?);
+    let (auth, _) = Auth::open(node.store.clone(), node.clock.clone(), Some("wj_bench_admin")).await?;
+    let mut tokens = Vec::new();
+    let addition = std::fs::read(crate::examples::ADDITION)?;
+    // High quotas: this measures the engine, not the door.
+    let quotas = json!({ "max_queued": 10_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 1000 });
+    for tenant in ["heavy", "light"] {
+        node.tenants.create(tenant, quotas.as_object().unwrap().clone()).await?;
+        tokens.push(auth.create(Some(tenant), Scope::Write).await?.token);
+        node.registry.register(tenant, &addition, 10).await?;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, shutdown) = watch::channel(false);
+    let api = router(ApiState { node: node.clone(), auth: Arc::new(auth) });
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let serving = tokio::spawn({
+        let node = node.clone();
+        async move { node.serve(shutdown).await }
+    });
+
+    // 1. Throughput with two tenants.
+    let per_client = args.tasks / args.clients.max(1);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..args.clients)
+        .map(|i| {
+            let (url, token) = (url.clone(), tokens[i % 2].clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let agent = ureq::Agent::new_with_defaults();
+                for _ in 0..per_client {
+                    queue_and_wait(&agent, &url, &token)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread panicked")?;
+    }
+    let elapsed = start.elapsed();
+    let done = per_client * args.clients;
+    println!(
+        "HTTP queue-and-wait, 2 tenants, {} clients: {done} tasks in {:.2} s = {:.0} tasks/s",
+        args.clients,
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2. The light tenant, idle, then under the heavy tenant's flood.
+    let idle = light_latencies(&url, &tokens[1], args.samples).await?;
+    let flood = vec![("addition".to_owned(), r#"{"a":1,"b":2}"#.to_owned(), QueueOptions::default()); args.flood];
+    for chunk in flood.chunks(1000) {
+        node.queue.queue_many("heavy", chunk).await?;
+    }
+    let flooded = light_latencies(&url, &tokens[1], args.samples).await?;
+    let waiting: u64 = node.store.waiting_by_tenant().await?.into_iter().map(|(_, n)| n).sum();
+    println!(
+        "light tenant queue→success: idle p50 {:.0} µs, p99 {:.0} µs; during a {}-task flood p50 {:.0} µs, p99 {:.0} µs \
+         ({waiting} flood tasks still waiting at the end)",
+        pct(&idle, 0.5),
+        pct(&idle, 0.99),
+        args.flood,
+        pct(&flooded, 0.5),
+        pct(&flooded, 0.99),
+    );
+    let _ = stop.send(true);
+    serving.await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn queue_and_wait(agent: &ureq::Agent, url: &str, token: &str) -> anyhow::Result<()> {
+    let auth = format!("Bearer {token}");
+    let queued: Value = agent
+        .post(format!("{url}/v1/tasks"))
+        .header("Authorization", &auth)
+        .send_json(json!({ "job": "addition", "args": { "a": 1, "b": 2 } }))?
+        .body_mut()
+        .read_json()?;
+    let id = queued["id"].as_str().ok_or_else(|| anyhow::anyhow!("no id in {queued}"))?;
+    let task: Value = agent
+        .get(format!("{url}/v1/tasks/{id}/wait?timeout=30s"))
+        .header("Authorization", &auth)
+        .call()?
+        .body_mut()
+        .read_json()?;
+    anyhow::ensure!(task["state"] == "success", "task {id} ended {}", task["state"]);
+    Ok(())
+}
+
+/// Queue→success round trips of one client, in µs, sorted.
+async fn light_latencies(url: &str, token: &str, samples: usize) -> anyhow::Result<Vec<f64>> {
+    let (url, token) = (url.to_owned(), token.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::new_with_defaults();
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            queue_and_wait(&agent, &url, &token)?;
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times)
+    })
+    .await?
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
