@@ -139,11 +139,6 @@ impl Auth {
         self.by_hash.write().unwrap().retain(|_, p| p.token_id != id);
         Ok(revoked)
     }
-
-    /// The tenant of token `id`, if it is a live tenant token.
-    pub fn tenant_of(&self, id: &str) -> Option<Option<String>> {
-        self.by_hash.read().unwrap().values().find(|p| p.token_id == id).map(|p| p.tenant.clone())
-    }
 }
 
 /// The id part of a `wj_<id>_<secret>` token.

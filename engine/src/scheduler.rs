@@ -19,6 +19,7 @@ use chrono::DateTime;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::contract::Due;
 use crate::queue::{Queue, QueueFailure};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -69,21 +70,31 @@ impl Scheduler {
         (results, sleep)
     }
 
-    async fn tick_job(&self, tenant: &str, name: &str, job: &crate::registry::RegisteredJob) -> TickResult {
-        let stored = match self.store.last_run_at(tenant, name).await {
-            Ok(stored) => stored,
-            Err(e) => return TickResult::Failed(e.to_string()),
-        };
-        let last = stored.unwrap_or(job.registered_at);
+    /// What `is-due` says of `tenant`'s periodic job now, with the stored
+    /// `last_run_at` it was asked about (`None` before the first run, when
+    /// the registration time stands in).
+    pub async fn due(
+        &self,
+        tenant: &str,
+        name: &str,
+        job: &crate::registry::RegisteredJob,
+    ) -> Result<(Due, Option<i64>), String> {
+        let stored = self.store.last_run_at(tenant, name).await.map_err(|e| e.to_string())?;
         let now = self.clock.now();
-        let last_dt = DateTime::from_timestamp_millis(last).unwrap_or(now);
-        let due = match self.runtime.is_due(&job.component, last_dt, now).await {
-            Ok(due) => due,
+        let last = DateTime::from_timestamp_millis(stored.unwrap_or(job.registered_at)).unwrap_or(now);
+        let due = self.runtime.is_due(&job.component, last, now).await.map_err(|e| e.to_string())?;
+        Ok((due, stored))
+    }
+
+    async fn tick_job(&self, tenant: &str, name: &str, job: &crate::registry::RegisteredJob) -> TickResult {
+        let (due, stored) = match self.due(tenant, name, job).await {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!(job = name, error = %e, "is-due failed");
-                return TickResult::Failed(e.to_string());
+                return TickResult::Failed(e);
             }
         };
+        let now = self.clock.now();
         if !due.is_due {
             return TickResult::NotDue(due.next_run_in);
         }

@@ -87,13 +87,11 @@ pub async fn show(
         .map(|(hash, at)| json!({ "version": hash, "registered_at": DateTime::from_timestamp_millis(at) }))
         .collect();
     let next_due = if metadata.is_periodic() {
-        let last = state.node.store.last_run_at(tenant, &metadata.name).await?.unwrap_or(job.registered_at);
         let now = state.node.clock.now();
-        let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
-        match state.node.runtime.is_due(&job.component, last, now).await {
-            Ok(due) if due.is_due => Some(now),
-            Ok(due) => chrono::Duration::from_std(due.next_run_in).ok().map(|d| now + d),
-            Err(e) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "is_due_failed", e.to_string())),
+        match state.node.scheduler().due(tenant, &metadata.name, &job).await {
+            Ok((due, _)) if due.is_due => Some(now),
+            Ok((due, _)) => chrono::Duration::from_std(due.next_run_in).ok().map(|d| now + d),
+            Err(e) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "is_due_failed", e)),
         }
     } else {
         None
