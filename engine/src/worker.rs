@@ -6,12 +6,12 @@
 //! claim takes as many tasks as there are free slots, so claims batch under
 //! load; the store's group commit batches completions.
 //!
-//! Leases: a claimed task's lease lasts its deadline plus [`LEASE_GRACE`].
-//! A task's deadline bounds its run, so a live worker always completes
-//! within its lease; a task whose lease ran out belonged to a worker that
-//! died, and the sweep moves it to `retry` (or `failure` when out of
-//! attempts). A completion presents its lease: once rescued, a stale
-//! worker's completion is refused (fencing).
+//! Leases: a claimed task's lease lasts [`LEASE`], and the worker renews
+//! the leases of its running tasks every [`HEARTBEAT`]. A task whose lease
+//! ran out belonged to a worker that died (or lost its store), and any
+//! node's sweep moves it to `retry` (or `failure` when out of attempts). A
+//! completion presents its lease: once rescued, a stale worker's
+//! completion is refused (fencing).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,10 +27,11 @@ use crate::retry;
 use crate::runtime::{Outcome, Runtime, TaskInput};
 use crate::store::{ClaimRequest, ClaimedTask, Completion, Store, TaskState, to_millis};
 
-/// How long past its deadline a lease lasts. Default 30 s.
-pub const LEASE_GRACE: Duration = Duration::from_secs(30);
-/// How often expired leases are swept. Default 5 s.
-pub const LEASE_SWEEP: Duration = Duration::from_secs(5);
+/// How long a lease lasts without a heartbeat. Default 10 s.
+pub const LEASE: Duration = Duration::from_secs(10);
+/// How often a worker renews its running tasks' leases, sweeps expired
+/// ones and recounts waiting tasks. Default 2 s.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The longest the loop sleeps without looking at the store: a fallback for
 /// tasks queued by another process, which cannot wake this one. Default 250 ms.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
@@ -65,17 +66,22 @@ impl Workers {
             }
             let now = tokio::time::Instant::now();
             if now >= next_sweep {
-                if self.store.rescue(self.clock.now_millis(), false).await? > 0 {
-                    self.queue.finished_some();
+                // A store failure must not stop the workers: log it and go on.
+                if let Err(e) = self.heartbeat(&leases).await {
+                    tracing::error!(error = %e, "heartbeat failed");
                 }
-                let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
-                self.queue.tenants.recount(&waiting);
-                next_sweep = now + LEASE_SWEEP;
+                next_sweep = now + HEARTBEAT;
             }
             let mut sleep = POLL_FALLBACK.min(next_sweep - now);
             let free = slots.available_permits().min(MAX_CLAIM);
             if free > 0 {
-                let claim = self.claim(free, &per_tenant).await?;
+                let claim = match self.claim(free, &per_tenant).await {
+                    Ok(claim) => claim,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim tasks");
+                        crate::store::Claim::default()
+                    }
+                };
                 if !claim.expired.is_empty() {
                     self.queue.finished(&claim.expired);
                 }
@@ -127,6 +133,21 @@ impl Workers {
         Ok(())
     }
 
+    /// Renews this worker's leases, rescues tasks whose lease ran out
+    /// (theirs died), and recounts waiting tasks for the quotas.
+    async fn heartbeat(&self, leases: &HashMap<tokio::task::Id, (String, String)>) -> anyhow::Result<()> {
+        if !leases.is_empty() {
+            let live: Vec<String> = leases.values().map(|(lease, _)| lease.clone()).collect();
+            self.store.extend_leases(live, self.clock.now_millis() + to_millis(LEASE)).await?;
+        }
+        if self.store.rescue(self.clock.now_millis(), false).await? > 0 {
+            self.queue.finished_some();
+        }
+        let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
+        self.queue.tenants.recount(&waiting);
+        Ok(())
+    }
+
     /// Claims up to `limit` tasks, fairly across tenants and within each
     /// tenant's running quota (`running` counts what each runs here now).
     async fn claim(&self, limit: usize, running: &HashMap<String, usize>) -> anyhow::Result<crate::store::Claim> {
@@ -144,8 +165,7 @@ impl Workers {
             node: self.node.clone(),
             limit,
             now,
-            // Leases cover the longest deadline a task can have.
-            lease_until: now + to_millis(self.runtime.limits().max_timeout + LEASE_GRACE),
+            lease_until: now + to_millis(LEASE),
             slots,
             default_slots: tenants.defaults().max_running,
         };

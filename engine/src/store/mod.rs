@@ -287,6 +287,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records how started tasks ended. A completion whose lease no longer
     /// holds (the task was rescued) is ignored; returns how many applied.
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError>;
+    /// Extends the leases of running tasks to `until` (the worker's
+    /// heartbeat). Returns how many still held.
+    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<u64, StoreError>;
     /// Moves started tasks whose lease ended before `now` (or, with
     /// `all_started`, every started task) to `retry` or `failure`.
     async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError>;

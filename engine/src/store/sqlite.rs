@@ -489,6 +489,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<u64, StoreError> {
+        self.op(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("UPDATE tasks SET lease_expires_at = ?2 WHERE state = 'started' AND lease = ?1")?;
+            let mut held = 0;
+            for lease in &leases {
+                held += stmt.execute(params![lease, until])? as u64;
+            }
+            Ok(held)
+        })
+        .await
+    }
+
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
