@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::clock::{Clock, SystemClock};
 use crate::queue::{Queue, TreeCaps};
@@ -14,6 +14,7 @@ use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::Scheduler;
 use crate::store::Store;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::tenant::{Quotas, Tenants};
 use crate::worker::Workers;
@@ -30,6 +31,9 @@ pub struct NodeConfig {
     /// anyone; memory per task is capped by its limit.
     pub concurrency: usize,
     pub durability: Durability,
+    /// `postgres://...` to use a PostgreSQL store instead of SQLite in the
+    /// data dir. Default: none (SQLite).
+    pub store_url: Option<String>,
     pub runtime: RuntimeConfig,
     pub caps: TreeCaps,
     /// Quotas of tenants that do not override them.
@@ -48,6 +52,7 @@ impl NodeConfig {
             data_dir,
             concurrency: 16 * cores,
             durability: Durability::default(),
+            store_url: None,
             caps: TreeCaps::default(),
             quotas: Quotas::default(),
             grace: Duration::from_secs(10),
@@ -64,40 +69,57 @@ pub struct Node {
     pub runtime: Arc<Runtime>,
     pub clock: Arc<dyn Clock>,
     config: NodeConfig,
-    /// Held while this process serves the data dir: only one worker node
-    /// may, so that at start every `started` task belongs to a dead one.
+    /// With SQLite, held while this process serves the data dir: only one
+    /// worker node may, so that at start every `started` task belongs to a
+    /// dead one.
     _serving: Option<std::fs::File>,
 }
 
 impl Node {
-    /// Opens the store in `config.data_dir` and loads the registry. With
-    /// `serve`, takes the data dir's lock (failing if another node serves it)
-    /// and rescues the tasks a dead predecessor left started.
+    /// Opens the store and loads the registry, with the store's clock: the
+    /// database's for PostgreSQL, the system's for SQLite.
+    ///
+    /// With SQLite and `serve`, takes the data dir's lock (failing if another
+    /// node serves it) and rescues the tasks a dead predecessor left started.
+    /// With PostgreSQL other nodes may be alive: their tasks are rescued only
+    /// when their leases run out.
     pub async fn open(config: NodeConfig, serve: bool) -> anyhow::Result<Self> {
-        Self::open_with_clock(config, serve, Arc::new(SystemClock)).await
+        Self::open_inner(config, serve, None).await
     }
 
     /// [`Node::open`] with a given clock (for tests).
     pub async fn open_with_clock(config: NodeConfig, serve: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::open_inner(config, serve, Some(clock)).await
+    }
+
+    async fn open_inner(config: NodeConfig, serve: bool, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        let serving = if serve {
-            let file = std::fs::File::create(config.data_dir.join("serve.lock"))?;
-            file.try_lock().map_err(|_| {
-                anyhow::anyhow!("another `wasmjob serve` is already serving {}", config.data_dir.display())
-            })?;
-            Some(file)
-        } else {
-            None
-        };
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&config.data_dir.join("wasmjob.db"), config.durability)?);
-        if serve {
-            let rescued = store.rescue(clock.now_millis(), true).await?;
-            if rescued > 0 {
-                tracing::warn!(rescued, "rescued tasks left started by a node that died");
+        let wake = Arc::new(Notify::new());
+        let (store, clock, serving): (Arc<dyn Store>, Arc<dyn Clock>, _) = match &config.store_url {
+            Some(url) if !url.starts_with("postgres://") && !url.starts_with("postgresql://") => {
+                anyhow::bail!("unsupported store `{url}`: use postgres://... (or no --store for SQLite)")
             }
-        }
+            Some(url) => {
+                let store = PostgresStore::connect(url, wake.clone())
+                    .await
+                    .with_context(|| "cannot open the PostgreSQL store".to_owned())?;
+                let clock = clock.unwrap_or_else(|| store.clock());
+                (Arc::new(store), clock, None)
+            }
+            None => {
+                let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+                let serving = if serve { Some(lock_data_dir(&config.data_dir)?) } else { None };
+                let store = Arc::new(SqliteStore::open(&config.data_dir.join("wasmjob.db"), config.durability)?);
+                if serve {
+                    let rescued = store.rescue(clock.now_millis(), true).await?;
+                    if rescued > 0 {
+                        tracing::warn!(rescued, "rescued tasks left started by a node that died");
+                    }
+                }
+                (store, clock, serving)
+            }
+        };
         let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
         let registry = Arc::new(Registry::open(runtime.clone(), store.clone(), clock.clone()).await?);
         let tenants = Arc::new(Tenants::open(store.clone(), clock.clone(), config.quotas.clone()).await?);
@@ -108,6 +130,7 @@ impl Node {
             clock.clone(),
             config.caps,
             tenants.clone(),
+            wake,
         ));
         Ok(Self { store, registry, queue, tenants, runtime, clock, config, _serving: serving })
     }
@@ -143,6 +166,14 @@ impl Node {
             clock: self.clock.clone(),
         }
     }
+}
+
+/// Only one node may serve a SQLite data dir: the lock is held while the
+/// returned file is open.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::File::create(dir.join("serve.lock"))?;
+    file.try_lock().map_err(|_| anyhow::anyhow!("another `wasmjob serve` is already serving {}", dir.display()))?;
+    Ok(file)
 }
 
 fn retry_free_random() -> u64 {

@@ -84,6 +84,7 @@ impl Queue {
         clock: Arc<dyn Clock>,
         caps: TreeCaps,
         tenants: Arc<Tenants>,
+        wake: Arc<Notify>,
     ) -> Self {
         Self {
             store,
@@ -93,7 +94,7 @@ impl Queue {
             caps,
             tenants,
             metrics: Default::default(),
-            wake: Arc::new(Notify::new()),
+            wake,
             waiters: Waiters::default(),
             running: Mutex::default(),
         }

@@ -29,7 +29,11 @@ pub struct ServeArgs {
     /// How long running tasks may finish after Ctrl-C or SIGTERM.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     grace: Duration,
-    /// Also survive power loss (an fsync per group commit).
+    /// The store: `postgres://...` for several nodes on one PostgreSQL
+    /// (default: SQLite in the data dir).
+    #[arg(long, env = "WASMJOB_STORE")]
+    store: Option<String>,
+    /// Also survive power loss (an fsync per group commit; SQLite).
     #[arg(long)]
     fsync: bool,
     /// Register the example jobs and run a few tasks to show the engine working.
@@ -57,6 +61,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.concurrency = concurrency.max(1);
     }
     config.grace = args.grace;
+    config.store_url = args.store.clone();
     if args.fsync {
         config.durability = crate::store::sqlite::Durability::Full;
     }

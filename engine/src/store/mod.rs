@@ -1,6 +1,7 @@
 //! Where jobs and tasks live: the [`Store`] interface, and its backends.
 //!
 //! - [`sqlite`]: the embedded default, one SQLite file in WAL mode.
+//! - [`postgres`]: several nodes on one PostgreSQL database.
 //!
 //! Every backend implements the same task state machine:
 //!
@@ -26,6 +27,7 @@
 //! own state, so it is released by every terminal transition and cannot
 //! outlive a dead worker: the lease sweep moves that worker's tasks on.
 
+pub mod postgres;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,630 @@
+//! The scale-out store: several engine nodes on one PostgreSQL database.
+//!
+//! Locking strategy: claims take due tasks with `FOR UPDATE SKIP LOCKED`,
+//! in batches, so nodes never wait on each other's claims; every change is
+//! one statement (atomic on its own), except the scheduler's tick, whose
+//! compare-and-set and insert share one statement too. Inserts `NOTIFY`
+//! `wasmjob_tasks`, and each node `LISTEN`s on a connection of its own, so
+//! idle nodes wake as soon as tasks are queued; polling is only a fallback.
+//! Time comes from the database ([`DbClock`]), so nodes with skewed clocks
+//! agree on leases, expiry and schedules.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use super::{
+    Claim, ClaimRequest, ClaimedTask, Completion, Inserted, JobRow, Millis, NewTask, Store, StoreError, TaskFilter,
+    TaskRecord, TaskState, TenantRow, TokenRow,
+};
+use crate::clock::Clock;
+
+/// Connections per node. Default 16.
+const POOL_SIZE: usize = 16;
+/// The channel inserts notify.
+const CHANNEL: &str = "wasmjob_tasks";
+/// The schema version this engine writes.
+const SCHEMA_VERSION: i32 = 1;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        })
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(format!("no connection: {e}"))
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    clock: Arc<DbClock>,
+    _listener: tokio_postgres::Client,
+}
+
+impl PostgresStore {
+    /// Connects to `url`, migrates the schema, and listens for queued tasks:
+    /// each notification wakes `wake`.
+    pub async fn connect(url: &str, wake: Arc<Notify>) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
+        migrate(&pool).await?;
+
+        let (listener, mut connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "lost the LISTEN connection; polling only");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        });
+        listener.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        let clock = Arc::new(DbClock::default());
+        clock.sync(&pool).await?;
+        let syncing = clock.clone();
+        let sync_pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DbClock::SYNC).await;
+                if let Err(e) = syncing.sync(&sync_pool).await {
+                    tracing::warn!(error = %e, "cannot read the database's clock");
+                }
+            }
+        });
+        Ok(Self { pool, clock, _listener: listener })
+    }
+
+    /// The database's clock, as this node sees it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.execute(&statement, params).await?)
+    }
+}
+
+/// Runs the schema once, under an advisory lock so that nodes starting
+/// together do not race.
+async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7140233); \
+         CREATE TABLE IF NOT EXISTS wasmjob_schema (version INTEGER NOT NULL)",
+    )
+    .await?;
+    let version: Option<i32> =
+        tx.query_opt("SELECT max(version) FROM wasmjob_schema", &[]).await?.and_then(|r| r.get(0));
+    match version {
+        None => {
+            tx.batch_execute(include_str!("postgres_schema.sql")).await?;
+            tx.execute("INSERT INTO wasmjob_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).await?;
+        }
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(StoreError::Database(format!("the database's schema version {v} is newer than this engine")));
+        }
+        Some(_) => {}
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The database's time: the offset between it and this node's clock,
+/// measured at connect and every [`DbClock::SYNC`].
+#[derive(Default)]
+pub struct DbClock {
+    offset_ms: AtomicI64,
+}
+
+impl DbClock {
+    const SYNC: Duration = Duration::from_secs(30);
+
+    async fn sync(&self, pool: &Pool) -> Result<(), StoreError> {
+        let client = pool.get().await?;
+        let before = Utc::now().timestamp_millis();
+        let row = client.query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", &[]).await?;
+        let after = Utc::now().timestamp_millis();
+        let db: i64 = row.get(0);
+        self.offset_ms.store(db - (before + after) / 2, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Clock for DbClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+}
+
+fn id_param(id: &str) -> Option<i64> {
+    id.parse().ok()
+}
+
+const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
+    started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
+    COALESCE(root_task, id), depth, overlap_key, tenant";
+
+fn task_from_row(row: &Row) -> TaskRecord {
+    let state: String = row.get(4);
+    TaskRecord {
+        id: row.get::<_, i64>(0).to_string(),
+        job: row.get(1),
+        version: row.get(2),
+        args: row.get(3),
+        state: TaskState::parse(&state).unwrap_or(TaskState::Failure),
+        reason: row.get(5),
+        priority: row.get(6),
+        queued_at: row.get(7),
+        run_at: row.get(8),
+        expires_at: row.get(9),
+        started_at: row.get(10),
+        finished_at: row.get(11),
+        attempt: row.get::<_, i32>(12) as u32,
+        max_retries: row.get::<_, i32>(13) as u32,
+        result: row.get(14),
+        error: row.get(15),
+        fuel: row.get::<_, Option<i64>>(16).map(|f| f as u64),
+        wall_time_us: row.get::<_, Option<i64>>(17).map(|f| f as u64),
+        log: row.get(18),
+        from_task: row.get::<_, Option<i64>>(19).map(|i| i.to_string()),
+        root_task: row.get::<_, Option<i64>>(20).map(|i| i.to_string()),
+        depth: row.get::<_, i32>(21) as u32,
+        overlap_key: row.get(22),
+        tenant: row.get(23),
+    }
+}
+
+const INSERT_TASK: &str = "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, \
+    max_retries, overlap_key, from_task, root_task, depth, tenant) \
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING id";
+
+const FIND_DUPLICATE: &str = "SELECT id FROM tasks WHERE tenant = $3 AND job = $1 AND overlap_key = $2 \
+    AND state IN ('queued', 'retry', 'started')";
+
+impl PostgresStore {
+    async fn insert_one<C: GenericClient + Sync>(&self, client: &C, task: &NewTask) -> Result<Inserted, StoreError> {
+        let insert = client.prepare_cached(INSERT_TASK).await?;
+        let from_task = task.from_task.as_deref().and_then(id_param);
+        let root_task = task.root_task.as_deref().and_then(id_param);
+        let (max_retries, depth) = (task.max_retries as i32, task.depth as i32);
+        let row = client
+            .query_opt(
+                &insert,
+                &[
+                    &task.job,
+                    &task.version,
+                    &task.args,
+                    &task.priority,
+                    &task.queued_at,
+                    &task.run_at,
+                    &task.expires_at,
+                    &max_retries,
+                    &task.overlap_key,
+                    &from_task,
+                    &root_task,
+                    &depth,
+                    &task.tenant,
+                ],
+            )
+            .await?;
+        if let Some(row) = row {
+            return Ok(Inserted::Task(row.get::<_, i64>(0).to_string()));
+        }
+        let find = client.prepare_cached(FIND_DUPLICATE).await?;
+        match client.query_opt(&find, &[&task.job, &task.overlap_key, &task.tenant]).await? {
+            Some(row) => Ok(Inserted::Duplicate(row.get::<_, i64>(0).to_string())),
+            // The conflicting task ended in between: try once more.
+            None => Box::pin(self.insert_one(client, task)).await,
+        }
+    }
+}
+
+const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
+      SELECT min(tenant) FROM tasks WHERE state IN ('queued', 'retry') \
+      UNION ALL \
+      SELECT (SELECT min(tenant) FROM tasks WHERE state IN ('queued', 'retry') AND tenant > waiting.tenant) \
+      FROM waiting WHERE waiting.tenant IS NOT NULL) \
+    SELECT tenant FROM waiting WHERE tenant IS NOT NULL";
+
+const CLAIM_FROM_TENANT: &str = "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = $1, \
+      lease = $2 || ':' || id || ':' || (attempt + 1), lease_expires_at = $3, reason = NULL \
+    WHERE id IN (SELECT id FROM tasks WHERE tenant = $5 AND state IN ('queued', 'retry') AND run_at <= $1 \
+                 ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+    RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease";
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn put_component(&self, hash: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.execute("INSERT INTO components (hash, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&hash, &bytes])
+            .await?;
+        Ok(())
+    }
+
+    async fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self.query("SELECT bytes FROM components WHERE hash = $1", &[&hash]).await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn put_job(&self, job: JobRow) -> Result<(), StoreError> {
+        self.execute(
+            "WITH version AS (INSERT INTO job_versions (tenant, name, hash, registered_at) \
+                              VALUES ($1, $2, $3, $5) ON CONFLICT DO NOTHING) \
+             INSERT INTO jobs (tenant, name, hash, metadata, registered_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant, name) DO UPDATE SET hash = excluded.hash, metadata = excluded.metadata, \
+             registered_at = excluded.registered_at WHERE jobs.hash != excluded.hash",
+            &[&job.tenant, &job.name, &job.hash, &job.metadata, &job.registered_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        let rows = self
+            .query("SELECT tenant, name, hash, metadata, registered_at FROM jobs ORDER BY tenant, name", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| JobRow {
+                tenant: r.get(0),
+                name: r.get(1),
+                hash: r.get(2),
+                metadata: r.get(3),
+                registered_at: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn job_versions(&self, tenant: &str, name: &str) -> Result<Vec<(String, Millis)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT hash, registered_at FROM job_versions WHERE tenant = $1 AND name = $2 ORDER BY registered_at",
+                &[&tenant, &name],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn delete_job(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "WITH s AS (DELETE FROM schedules WHERE tenant = $1 AND job = $2) \
+                 DELETE FROM jobs WHERE tenant = $1 AND name = $2 RETURNING name",
+                &[&tenant, &name],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError> {
+        let mut client = self.pool.get().await?;
+        // One transaction per batch: one commit for many inserts.
+        let tx = client.transaction().await?;
+        let mut answers = Vec::with_capacity(tasks.len());
+        for task in &tasks {
+            answers.push(self.insert_one(&tx, task).await?);
+        }
+        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        tx.commit().await?;
+        Ok(answers)
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
+        let client = self.pool.get().await?;
+        let expire = client
+            .prepare_cached(
+                "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = $1 \
+                 WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id",
+            )
+            .await?;
+        let expired =
+            client.query(&expire, &[&request.now]).await?.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
+
+        let waiting = client.prepare_cached(WAITING_TENANTS).await?;
+        let mut tenants: Vec<(String, usize)> = client
+            .query(&waiting, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                let tenant: String = r.get(0);
+                let slots = request.slots.get(&tenant).copied().unwrap_or(request.default_slots);
+                (tenant, slots)
+            })
+            .collect();
+        let claim = client.prepare_cached(CLAIM_FROM_TENANT).await?;
+        let mut tasks = Vec::new();
+        // Round by round, as in the SQLite store: equal shares per tenant.
+        loop {
+            tenants.retain(|(_, slots)| *slots > 0);
+            let left = request.limit - tasks.len();
+            if tenants.is_empty() || left == 0 {
+                break;
+            }
+            let share = left.div_ceil(tenants.len());
+            let mut progress = false;
+            for (tenant, slots) in &mut tenants {
+                let want = share.min(*slots).min(request.limit - tasks.len());
+                if want == 0 {
+                    continue;
+                }
+                let rows = client
+                    .query(&claim, &[&request.now, &request.node, &request.lease_until, &(want as i64), tenant])
+                    .await?;
+                let got = rows.len();
+                tasks.extend(rows.iter().map(|r| ClaimedTask {
+                    id: r.get::<_, i64>(0).to_string(),
+                    tenant: tenant.clone(),
+                    job: r.get(1),
+                    version: r.get(2),
+                    args: r.get(3),
+                    attempt: r.get::<_, i32>(4) as u32,
+                    max_retries: r.get::<_, i32>(5) as u32,
+                    root_task: Some(r.get::<_, i64>(6).to_string()),
+                    depth: r.get::<_, i32>(7) as u32,
+                    lease: r.get(8),
+                }));
+                *slots = if got < want { 0 } else { *slots - got };
+                progress |= got > 0;
+            }
+            if !progress {
+                break;
+            }
+        }
+        let next_run_at = if tasks.len() < request.limit {
+            let next =
+                client.prepare_cached("SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')").await?;
+            client.query_one(&next, &[]).await?.get(0)
+        } else {
+            None
+        };
+        Ok(Claim { tasks, next_run_at, expired })
+    }
+
+    async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
+        let ids: Vec<i64> = completions.iter().map(|c| id_param(&c.id).unwrap_or(-1)).collect();
+        let leases: Vec<&str> = completions.iter().map(|c| c.lease.as_str()).collect();
+        let states: Vec<&str> = completions.iter().map(|c| c.state.as_str()).collect();
+        let reasons: Vec<&str> = completions.iter().map(|c| c.reason.as_str()).collect();
+        let results: Vec<Option<&str>> = completions.iter().map(|c| c.result.as_deref()).collect();
+        let errors: Vec<Option<&str>> = completions.iter().map(|c| c.error.as_deref()).collect();
+        let fuel: Vec<i64> = completions.iter().map(|c| c.fuel as i64).collect();
+        let wall: Vec<i64> = completions.iter().map(|c| c.wall_time_us as i64).collect();
+        let logs: Vec<&str> = completions.iter().map(|c| c.log.as_str()).collect();
+        let finished: Vec<i64> = completions.iter().map(|c| c.finished_at).collect();
+        let retry_at: Vec<Option<i64>> = completions.iter().map(|c| c.retry_at).collect();
+        let n = self
+            .execute(
+                "UPDATE tasks t SET state = c.state, reason = c.reason, result = c.result, error = c.error, \
+                   fuel = c.fuel, wall_time_us = c.wall, log = c.log, \
+                   finished_at = CASE WHEN c.state = 'retry' THEN NULL ELSE c.finished END, \
+                   run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL \
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                             $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) \
+                   AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at) \
+                 WHERE t.id = c.id AND t.state = 'started' AND t.lease = c.lease",
+                &[&ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at],
+            )
+            .await?;
+        Ok(n as usize)
+    }
+
+    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE tasks SET lease_expires_at = $2 WHERE state = 'started' AND lease = ANY($1)",
+            &[&leases, &until],
+        )
+        .await
+    }
+
+    async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError> {
+        let now_or_forever = if all_started { Millis::MAX } else { now };
+        self.execute(
+            "UPDATE tasks SET \
+               state = CASE WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
+               finished_at = CASE WHEN attempt <= max_retries THEN NULL ELSE $1::bigint END, \
+               reason = 'lease-expired', run_at = $1::bigint, lease = NULL, lease_expires_at = NULL \
+             WHERE state = 'started' AND lease_expires_at < $2::bigint",
+            &[&now, &now_or_forever],
+        )
+        .await
+    }
+
+    async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE tasks SET state = CASE WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
+             attempt = attempt - 1, reason = 'released-at-shutdown', run_at = $2, lease = NULL, \
+             lease_expires_at = NULL, started_at = NULL WHERE state = 'started' AND lease = ANY($1)",
+            &[&leases, &now],
+        )
+        .await
+    }
+
+    async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(None) };
+        self.execute(
+            "UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = $2 \
+             WHERE id = $1 AND state IN ('queued', 'retry')",
+            &[&id, &now],
+        )
+        .await?;
+        let rows = self.query("SELECT state FROM tasks WHERE id = $1", &[&id]).await?;
+        Ok(rows.first().and_then(|r| TaskState::parse(r.get(0))))
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(None) };
+        let rows = self.query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"), &[&id]).await?;
+        Ok(rows.first().map(task_from_row))
+    }
+
+    async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let limit = i64::from(filter.limit.unwrap_or(100).min(1000));
+        let state = filter.state.map(TaskState::as_str);
+        let from_task = filter.from_task.as_deref().and_then(id_param);
+        let before = filter.before_id.as_deref().and_then(id_param);
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE ($1::text IS NULL OR job = $1) \
+                     AND ($2::text IS NULL OR state = $2) AND ($3::bigint IS NULL OR from_task = $3) \
+                     AND ($4::bigint IS NULL OR queued_at >= $4) AND ($5::bigint IS NULL OR queued_at < $5) \
+                     AND ($6::bigint IS NULL OR id < $6) AND ($8::text IS NULL OR tenant = $8) \
+                     ORDER BY id DESC LIMIT $7"
+                ),
+                &[
+                    &filter.job,
+                    &state,
+                    &from_task,
+                    &filter.queued_after,
+                    &filter.queued_before,
+                    &before,
+                    &limit,
+                    &filter.tenant,
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(task_from_row).collect())
+    }
+
+    async fn waiting_by_tenant(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self
+            .query("SELECT tenant, count(*) FROM tasks WHERE state IN ('queued', 'retry') GROUP BY tenant", &[])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError> {
+        let rows = self.query("SELECT tenant, state, count(*) FROM tasks GROUP BY tenant, state", &[]).await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.get(1);
+                let parsed = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?;
+                Ok((r.get(0), parsed, r.get::<_, i64>(2) as u64))
+            })
+            .collect()
+    }
+
+    async fn last_run_at(&self, tenant: &str, job: &str) -> Result<Option<Millis>, StoreError> {
+        let rows =
+            self.query("SELECT last_run_at FROM schedules WHERE tenant = $1 AND job = $2", &[&tenant, &job]).await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn schedule_tick(
+        &self,
+        tenant: &str,
+        job: &str,
+        expected_last: Option<Millis>,
+        now: Millis,
+        task: Option<NewTask>,
+    ) -> Result<Option<Inserted>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The compare-and-set: the row lock serialises schedulers of all nodes.
+        let ticked = match expected_last {
+            None => {
+                tx.execute(
+                    "INSERT INTO schedules (tenant, job, last_run_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&tenant, &job, &now],
+                )
+                .await?
+            }
+            Some(last) => {
+                tx.execute(
+                    "UPDATE schedules SET last_run_at = $3 WHERE tenant = $1 AND job = $2 AND last_run_at = $4",
+                    &[&tenant, &job, &now, &last],
+                )
+                .await?
+            }
+        };
+        if ticked == 0 {
+            return Ok(None);
+        }
+        let inserted = match task {
+            Some(task) => Some(self.insert_one(&tx, &task).await?),
+            None => None,
+        };
+        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "INSERT INTO tenants (name, quotas, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&tenant.name, &tenant.quotas, &tenant.created_at],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
+        let rows = self.query("SELECT name, quotas, created_at FROM tenants ORDER BY name", &[]).await?;
+        Ok(rows.iter().map(|r| TenantRow { name: r.get(0), quotas: r.get(1), created_at: r.get(2) }).collect())
+    }
+
+    async fn put_token(&self, token: TokenRow) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO tokens (id, hash, tenant, scope, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&token.id, &token.hash, &token.tenant, &token.scope, &token.created_at, &token.revoked_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows =
+            self.query("SELECT id, hash, tenant, scope, created_at, revoked_at FROM tokens ORDER BY id", &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| TokenRow {
+                id: r.get(0),
+                hash: r.get(1),
+                tenant: r.get(2),
+                scope: r.get(3),
+                created_at: r.get(4),
+                revoked_at: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+        let n = self
+            .execute("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &now])
+            .await?;
+        Ok(n > 0)
+    }
+}
