@@ -19,7 +19,7 @@ pub struct Api {
     pub node: Arc<wasmjob::node::Node>,
     pub state: ApiState,
     pub _stop: tokio::sync::watch::Sender<bool>,
-    _dir: tempfile::TempDir,
+    _dir: crate::support::Place,
 }
 
 /// An answer: status and body (JSON, or a JSON string for text).
@@ -38,8 +38,8 @@ impl Answer {
 impl Api {
     /// A fresh node with `concurrency` workers, serving.
     pub async fn start(concurrency: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::support::node_config(dir.path());
+        let dir = crate::support::place(crate::support::Backend::Sqlite).await;
+        let mut config = crate::support::node_config(&dir);
         config.concurrency = concurrency;
         let node = Arc::new(wasmjob::node::Node::open(config, false).await.unwrap());
         let (auth, _) = Auth::open(node.store.clone(), Arc::new(SystemClock), Some(ADMIN)).await.unwrap();

@@ -48,14 +48,14 @@ async fn counts(node: &wasmjob::node::Node) -> std::collections::HashMap<TaskSta
 
 #[tokio::test]
 async fn a_node_killed_mid_task_loses_no_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = open_node(dir.path(), Arc::new(SystemClock), &[wasmjob::examples::SLEEPY]).await;
+    let dir = crate::support::place(crate::support::Backend::Sqlite).await;
+    let node = open_node(&dir, Arc::new(SystemClock), &[wasmjob::examples::SLEEPY]).await;
     let requests: Vec<_> =
         (0..200).map(|_| ("sleepy".to_owned(), r#"{"ms": 20}"#.to_owned(), QueueOptions::default())).collect();
     let ids = node.queue.queue_many(T, &requests).await.unwrap();
     assert!(ids.iter().all(Result::is_ok));
 
-    let engine = spawn_node(dir.path());
+    let engine = spawn_node(dir.dir.path());
     // Kill it once some tasks are done and others are running.
     let mut killed_mid_task = false;
     for _ in 0..3000 {
@@ -73,7 +73,7 @@ async fn a_node_killed_mid_task_loses_no_task() {
     let after_kill = counts(&node).await;
     assert!(after_kill.get(&TaskState::Started).copied().unwrap_or(0) > 0, "{after_kill:?}");
 
-    let engine = spawn_node(dir.path());
+    let engine = spawn_node(dir.dir.path());
     let mut done = false;
     for _ in 0..6000 {
         let c = counts(&node).await;

@@ -1,6 +1,7 @@
 //! Non-overlapping jobs: duplicates are reported with the existing task's id,
 //! per job or per args, and the lock goes with the task's end.
 
+use crate::support::Backend;
 use std::sync::Arc;
 use wasmjob::tenant::DEFAULT_TENANT as T;
 
@@ -17,19 +18,17 @@ fn duplicate_of(result: Result<String, QueueFailure>) -> String {
     }
 }
 
-#[tokio::test]
-async fn non_overlapping_job_reports_duplicate_with_existing_id() {
+async fn non_overlapping_job_reports_duplicate_with_existing_id(backend: Backend) {
     // nightly-report forbids overlap.
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::NIGHTLY_REPORT]).await;
     let o = QueueOptions::default();
     let first = t.node.queue.queue(T, "nightlyreport", "{}", &o, None).await.unwrap();
     let again = t.node.queue.queue(T, "nightlyreport", "{}", &o, None).await;
     assert_eq!(duplicate_of(again), first);
 }
 
-#[tokio::test]
-async fn overlap_decided_by_args_locks_per_key() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::EXCLUSIVE]).await;
+async fn overlap_decided_by_args_locks_per_key(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::EXCLUSIVE]).await;
     let o = QueueOptions::default();
     let q = &t.node.queue;
     let acme = q.queue(T, "settle", r#"{"account": "acme"}"#, &o, None).await.unwrap();
@@ -40,9 +39,8 @@ async fn overlap_decided_by_args_locks_per_key() {
     q.queue(T, "settle", "{}", &o, None).await.unwrap();
 }
 
-#[tokio::test]
-async fn the_overlap_lock_is_released_when_the_task_ends() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::EXCLUSIVE]).await;
+async fn the_overlap_lock_is_released_when_the_task_ends(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::EXCLUSIVE]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
     let o = QueueOptions::default();
@@ -52,9 +50,8 @@ async fn the_overlap_lock_is_released_when_the_task_ends() {
     assert_ne!(first, second);
 }
 
-#[tokio::test]
-async fn revoking_a_task_releases_its_overlap_lock() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+async fn revoking_a_task_releases_its_overlap_lock(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::NIGHTLY_REPORT]).await;
     let o = QueueOptions::default();
     let first = t.node.queue.queue(T, "nightlyreport", "{}", &o, None).await.unwrap();
     t.node.queue.revoke(&first).await.unwrap();
@@ -62,9 +59,8 @@ async fn revoking_a_task_releases_its_overlap_lock() {
     assert_ne!(first, second);
 }
 
-#[tokio::test]
-async fn a_dead_workers_lock_does_not_outlive_its_lease() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+async fn a_dead_workers_lock_does_not_outlive_its_lease(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::NIGHTLY_REPORT]).await;
     let o = QueueOptions::default();
     let store = &t.node.store;
     let first = t.node.queue.queue(T, "nightlyreport", "{}", &o, None).await.unwrap();
@@ -83,3 +79,11 @@ async fn a_dead_workers_lock_does_not_outlive_its_lease() {
     assert_eq!((task.state, task.reason.as_deref()), (wasmjob::store::TaskState::Failure, Some("lease-expired")));
     t.node.queue.queue(T, "nightlyreport", "{}", &o, None).await.unwrap();
 }
+
+crate::conformance!(
+    non_overlapping_job_reports_duplicate_with_existing_id,
+    overlap_decided_by_args_locks_per_key,
+    the_overlap_lock_is_released_when_the_task_ends,
+    revoking_a_task_releases_its_overlap_lock,
+    a_dead_workers_lock_does_not_outlive_its_lease,
+);

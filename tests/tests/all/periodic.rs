@@ -2,6 +2,7 @@
 //! queue one task, `last_run_at` survives a restart, and a job that forbids
 //! overlap never has two live runs.
 
+use crate::support::Backend;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -20,12 +21,11 @@ async fn tick(node: &wasmjob::node::Node) -> TickResult {
     results.remove(0).1
 }
 
-#[tokio::test]
-async fn a_periodic_job_runs_once_per_due_time_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_periodic_job_runs_once_per_due_time_across_restarts(backend: Backend) {
+    let dir = crate::support::place(backend).await;
     // nightly-report: daily at 03:00 UTC, no overlap. Registered at 10:00.
     let clock = Arc::new(ManualClock::new(at(1, 10)));
-    let node = open_node(dir.path(), clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+    let node = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
     assert_eq!(tick(&node).await, TickResult::NotDue(std::time::Duration::from_secs(17 * 3600)));
 
     clock.set(at(2, 3));
@@ -34,7 +34,7 @@ async fn a_periodic_job_runs_once_per_due_time_across_restarts() {
 
     // Restart: a new node on the same store remembers the tick.
     drop(node);
-    let node = open_node(dir.path(), clock.clone(), &[]).await;
+    let node = open_node(&dir, clock.clone(), &[]).await;
     assert!(matches!(tick(&node).await, TickResult::NotDue(_)), "a restart repeated the tick");
 
     // Run the first task to its end, by hand.
@@ -46,16 +46,15 @@ async fn a_periodic_job_runs_once_per_due_time_across_restarts() {
     // Down through day 3's 03:00: the missed tick runs once when back, not skipped.
     drop(node);
     clock.set(at(3, 9));
-    let node = open_node(dir.path(), clock.clone(), &[]).await;
+    let node = open_node(&dir, clock.clone(), &[]).await;
     assert!(matches!(tick(&node).await, TickResult::Queued(_)));
     assert!(matches!(tick(&node).await, TickResult::NotDue(_)));
 }
 
-#[tokio::test]
-async fn a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live(backend: Backend) {
+    let dir = crate::support::place(backend).await;
     let clock = Arc::new(ManualClock::new(at(1, 10)));
-    let node = open_node(dir.path(), clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+    let node = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
     clock.set(at(2, 3));
     let TickResult::Queued(first) = tick(&node).await else { panic!("not queued") };
     clock.set(at(3, 3));
@@ -66,12 +65,11 @@ async fn a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live(
 
 use wasmjob::clock::Clock as _;
 
-#[tokio::test]
-async fn two_schedulers_on_one_store_never_both_run_a_tick() {
-    let dir = tempfile::tempdir().unwrap();
+async fn two_schedulers_on_one_store_never_both_run_a_tick(backend: Backend) {
+    let dir = crate::support::place(backend).await;
     let clock = Arc::new(ManualClock::new(at(1, 10)));
-    let a = open_node(dir.path(), clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
-    let b = open_node(dir.path(), clock.clone(), &[]).await;
+    let a = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+    let b = open_node(&dir, clock.clone(), &[]).await;
     clock.set(at(2, 3));
     let (sa, sb) = (a.scheduler(), b.scheduler());
     let ((ra, _), (rb, _)) = tokio::join!(sa.tick(), sb.tick());
@@ -79,3 +77,9 @@ async fn two_schedulers_on_one_store_never_both_run_a_tick() {
     assert_eq!(queued, 1, "{ra:?} {rb:?}");
     assert_eq!(a.store.list_tasks(Default::default()).await.unwrap().len(), 1);
 }
+
+crate::conformance!(
+    a_periodic_job_runs_once_per_due_time_across_restarts,
+    a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live,
+    two_schedulers_on_one_store_never_both_run_a_tick,
+);

@@ -1,6 +1,7 @@
 //! The task state machine on a real SQLite file: queue, run, retry, fail,
 //! revoke, expire; children and their caps.
 
+use crate::support::Backend;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmjob::tenant::DEFAULT_TENANT as T;
@@ -16,9 +17,8 @@ fn opts() -> QueueOptions {
     QueueOptions::default()
 }
 
-#[tokio::test]
-async fn a_task_goes_from_queued_to_started_to_success() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
+async fn a_task_goes_from_queued_to_started_to_success(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let node = Arc::new(t.node);
     let id = node.queue.queue(T, "addition", r#"{"a": 2, "b": 3}"#, &opts(), None).await.unwrap();
     let queued = node.store.task(&id).await.unwrap().unwrap();
@@ -34,25 +34,22 @@ async fn a_task_goes_from_queued_to_started_to_success() {
     assert_eq!(task.version, node.registry.get(T, "addition").unwrap().component.hash());
 }
 
-#[tokio::test]
-async fn an_unknown_job_is_an_error_and_names_are_case_insensitive() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
+async fn an_unknown_job_is_an_error_and_names_are_case_insensitive(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let err = t.node.queue.queue(T, "subtraction", "{}", &opts(), None).await.unwrap_err();
     assert!(matches!(err, wasmjob::queue::QueueFailure::Rejected(QueueError::UnknownJob(j)) if j == "subtraction"));
     let id = t.node.queue.queue(T, "Addition", "{}", &opts(), None).await.unwrap();
     assert_eq!(t.node.store.task(&id).await.unwrap().unwrap().job, "addition");
 }
 
-#[tokio::test]
-async fn args_that_are_not_an_object_are_refused_at_queue_time() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
+async fn args_that_are_not_an_object_are_refused_at_queue_time(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let err = t.node.queue.queue(T, "addition", "[1]", &opts(), None).await.unwrap_err();
     assert!(matches!(err, wasmjob::queue::QueueFailure::Rejected(QueueError::InvalidArgs(_))));
 }
 
-#[tokio::test]
-async fn a_fatal_error_fails_at_once() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
+async fn a_fatal_error_fails_at_once(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
     let id = node.queue.queue(T, "flaky", r#"{"fatal": true}"#, &opts(), None).await.unwrap();
@@ -62,9 +59,8 @@ async fn a_fatal_error_fails_at_once() {
     assert!(task.error.unwrap().contains("told to fail"));
 }
 
-#[tokio::test]
-async fn retryable_errors_are_retried_until_success() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
+async fn retryable_errors_are_retried_until_success(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
     // flaky: max 2 retries, backoff from 10 ms.
@@ -73,9 +69,8 @@ async fn retryable_errors_are_retried_until_success() {
     assert_eq!((task.state, task.attempt, task.result.as_deref()), (TaskState::Success, 3, Some("3")));
 }
 
-#[tokio::test]
-async fn retries_stop_at_max_retries() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
+async fn retries_stop_at_max_retries(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
     let id = node.queue.queue(T, "flaky", r#"{"succeed_at": 10}"#, &opts(), None).await.unwrap();
@@ -88,10 +83,9 @@ async fn retries_stop_at_max_retries() {
     assert_eq!(finished(&node, &id).await.attempt, 1);
 }
 
-#[tokio::test]
-async fn a_retry_waits_for_its_backoff() {
+async fn a_retry_waits_for_its_backoff(backend: Backend) {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let t = test_node(clock.clone(), &[wasmjob::examples::FLAKY]).await;
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::FLAKY]).await;
     let store = &t.node.store;
     let id = t.node.queue.queue(T, "flaky", r#"{"succeed_at": 2}"#, &opts(), None).await.unwrap();
     let now = clock.now_millis();
@@ -117,10 +111,9 @@ async fn a_retry_waits_for_its_backoff() {
 
 use wasmjob::clock::Clock as _;
 
-#[tokio::test]
-async fn a_task_that_does_not_start_before_its_expiry_is_revoked_and_never_runs() {
+async fn a_task_that_does_not_start_before_its_expiry_is_revoked_and_never_runs(backend: Backend) {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
     let expiring = QueueOptions { expiry: Some(Duration::from_secs(10)), ..opts() };
     let id = t.node.queue.queue(T, "addition", "{}", &expiring, None).await.unwrap();
     let keeper = t.node.queue.queue(T, "addition", "{}", &opts(), None).await.unwrap();
@@ -133,10 +126,9 @@ async fn a_task_that_does_not_start_before_its_expiry_is_revoked_and_never_runs(
     assert_eq!((task.state, task.reason.as_deref(), task.attempt), (TaskState::Revoked, Some("expired"), 0));
 }
 
-#[tokio::test]
-async fn a_delayed_task_does_not_start_before_its_delay() {
+async fn a_delayed_task_does_not_start_before_its_delay(backend: Backend) {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
     let later = QueueOptions { delay: Some(Duration::from_secs(5)), ..opts() };
     t.node.queue.queue(T, "addition", "{}", &later, None).await.unwrap();
     let now = clock.now_millis();
@@ -147,10 +139,9 @@ async fn a_delayed_task_does_not_start_before_its_delay() {
     assert_eq!(claim.tasks.len(), 1);
 }
 
-#[tokio::test]
-async fn higher_priority_tasks_are_claimed_first() {
+async fn higher_priority_tasks_are_claimed_first(backend: Backend) {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
     let low = t.node.queue.queue(T, "addition", "{}", &opts(), None).await.unwrap();
     let high = QueueOptions { priority: Some(5), ..opts() };
     let high = t.node.queue.queue(T, "addition", "{}", &high, None).await.unwrap();
@@ -161,9 +152,8 @@ async fn higher_priority_tasks_are_claimed_first() {
     assert_eq!(claim.tasks[0].id, low);
 }
 
-#[tokio::test]
-async fn a_user_revokes_a_queued_task_and_it_never_runs() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
+async fn a_user_revokes_a_queued_task_and_it_never_runs(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let later = QueueOptions { delay: Some(Duration::from_secs(3600)), ..opts() };
     let id = t.node.queue.queue(T, "addition", "{}", &later, None).await.unwrap();
     assert_eq!(t.node.queue.revoke(&id).await.unwrap(), Some(TaskState::Revoked));
@@ -172,10 +162,9 @@ async fn a_user_revokes_a_queued_task_and_it_never_runs() {
     assert_eq!(t.node.queue.revoke("999999").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_stale_worker_cannot_complete_a_rescued_task() {
+async fn a_stale_worker_cannot_complete_a_rescued_task(backend: Backend) {
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let t = test_node(clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
     let id = t.node.queue.queue(T, "addition", "{}", &opts(), None).await.unwrap();
     let now = clock.now_millis();
     let stale = crate::support::claim(&t.node.store, "dead", 1, now, now + 1000).await.unwrap().tasks.remove(0);
@@ -190,9 +179,8 @@ async fn a_stale_worker_cannot_complete_a_rescued_task() {
     assert_eq!(t.node.store.complete(vec![done(fresh.lease)]).await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn children_record_from_task_and_root() {
-    let t = test_node(Arc::new(SystemClock), &[wasmjob::examples::ADDITION, wasmjob::examples::FAN_OUT]).await;
+async fn children_record_from_task_and_root(backend: Backend) {
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION, wasmjob::examples::FAN_OUT]).await;
     let node = Arc::new(t.node);
     let (_stop, _serving) = serve(&node);
     let id = node.queue.queue(T, "fan-out", r#"{"n": 3}"#, &opts(), None).await.unwrap();
@@ -208,10 +196,9 @@ async fn children_record_from_task_and_root() {
     }
 }
 
-#[tokio::test]
-async fn a_fork_bomb_is_stopped_by_the_tree_caps() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = crate::support::node_config(dir.path());
+async fn a_fork_bomb_is_stopped_by_the_tree_caps(backend: Backend) {
+    let dir = crate::support::place(backend).await;
+    let mut config = crate::support::node_config(&dir);
     config.caps = wasmjob::queue::TreeCaps { max_depth: 2, max_children: 4 };
     let node = wasmjob::node::Node::open(config, false).await.unwrap();
     node.registry.register(T, &std::fs::read(wasmjob::examples::FORK_BOMB).unwrap(), usize::MAX).await.unwrap();
@@ -235,3 +222,20 @@ async fn a_fork_bomb_is_stopped_by_the_tree_caps() {
     assert_eq!(leaf.result.as_deref(), Some("0"));
     assert!(leaf.log.as_deref().unwrap().contains("deeper than 2"), "{:?}", leaf.log);
 }
+
+crate::conformance!(
+    a_task_goes_from_queued_to_started_to_success,
+    an_unknown_job_is_an_error_and_names_are_case_insensitive,
+    args_that_are_not_an_object_are_refused_at_queue_time,
+    a_fatal_error_fails_at_once,
+    retryable_errors_are_retried_until_success,
+    retries_stop_at_max_retries,
+    a_retry_waits_for_its_backoff,
+    a_task_that_does_not_start_before_its_expiry_is_revoked_and_never_runs,
+    a_delayed_task_does_not_start_before_its_delay,
+    higher_priority_tasks_are_claimed_first,
+    a_user_revokes_a_queued_task_and_it_never_runs,
+    a_stale_worker_cannot_complete_a_rescued_task,
+    children_record_from_task_and_root,
+    a_fork_bomb_is_stopped_by_the_tree_caps,
+);

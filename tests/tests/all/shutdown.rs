@@ -24,8 +24,8 @@ async fn wait_until_started(node: &wasmjob::node::Node, n: usize) {
 
 #[tokio::test]
 async fn shutdown_lets_running_tasks_finish_and_claims_no_more() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Arc::new(open_node(dir.path(), Arc::new(SystemClock), &[wasmjob::examples::SLEEPY]).await);
+    let dir = crate::support::place(crate::support::Backend::Sqlite).await;
+    let node = Arc::new(open_node(&dir, Arc::new(SystemClock), &[wasmjob::examples::SLEEPY]).await);
     let o = QueueOptions::default();
     let running = node.queue.queue(T, "sleepy", r#"{"ms": 300}"#, &o, None).await.unwrap();
     let (stop, serving) = crate::support::serve(&node);
@@ -43,8 +43,8 @@ async fn shutdown_lets_running_tasks_finish_and_claims_no_more() {
 
 #[tokio::test]
 async fn tasks_still_running_after_the_grace_period_are_put_back_in_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = node_config(dir.path());
+    let dir = crate::support::place(crate::support::Backend::Sqlite).await;
+    let mut config = node_config(&dir);
     config.grace = Duration::from_millis(50);
     let node = wasmjob::node::Node::open(config, false).await.unwrap();
     node.registry.register(T, &std::fs::read(wasmjob::examples::SLEEPY).unwrap(), usize::MAX).await.unwrap();

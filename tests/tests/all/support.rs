@@ -37,38 +37,104 @@ pub async fn assert_engine_still_works() {
     assert_eq!(report.outcome, wasmjob::runtime::Outcome::Success { result: "42".into() });
 }
 
-/// A node on a fresh SQLite file in a temporary directory.
-pub struct TestNode {
-    pub node: wasmjob::node::Node,
-    /// Keeps the directory until the node is dropped.
-    _dir: tempfile::TempDir,
+/// The stores the conformance tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-/// The config of a test node in `dir`: small pool, fast tree caps.
-pub fn node_config(dir: &std::path::Path) -> wasmjob::node::NodeConfig {
-    let mut config = wasmjob::node::NodeConfig::new(dir);
+/// The PostgreSQL server of the tests: `WASMJOB_TEST_POSTGRES_URL`, by
+/// default the local server's `test` database.
+pub fn postgres_url() -> String {
+    std::env::var("WASMJOB_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Where a test's store lives, so that it can be opened again (a restart):
+/// a temporary directory, and for PostgreSQL a fresh schema of its own.
+pub struct Place {
+    pub dir: tempfile::TempDir,
+    pub url: Option<String>,
+}
+
+/// A fresh place for `backend`.
+pub async fn place(backend: Backend) -> Place {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let schema = format!("wjt_{}_{n}", std::process::id());
+            let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {} (set WASMJOB_TEST_POSTGRES_URL): {e}", postgres_url()));
+            tokio::spawn(connection);
+            // Once per test process, drop what earlier runs left behind.
+            static CLEANED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !CLEANED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let mine = format!("wjt_{}_%", std::process::id());
+                let sql = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'wjt%' AND nspname NOT LIKE $1";
+                for row in client.query(sql, &[&mine]).await.unwrap() {
+                    let name: String = row.get(0);
+                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await.unwrap();
+                }
+            }
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+            let sep = if postgres_url().contains('?') { '&' } else { '?' };
+            Some(format!("{}{sep}options=-c%20search_path%3D{schema}", postgres_url()))
+        }
+    };
+    Place { dir, url }
+}
+
+/// A test node and where its store lives.
+pub struct TestNode {
+    pub node: wasmjob::node::Node,
+    /// Keeps the store until the node is dropped.
+    _place: Place,
+}
+
+/// The config of a test node at `place`: a small pool.
+pub fn node_config(place: &Place) -> wasmjob::node::NodeConfig {
+    let mut config = wasmjob::node::NodeConfig::new(place.dir.path());
     config.runtime.max_instances = 100;
+    config.store_url = place.url.clone();
     config
 }
 
-/// Opens a test node with `clock`, registering the given example components.
-pub async fn test_node(clock: Arc<dyn wasmjob::clock::Clock>, jobs: &[&str]) -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    let node = open_node(dir.path(), clock, jobs).await;
-    TestNode { node, _dir: dir }
+/// Opens a test node on a fresh `backend` store with `clock`, registering
+/// the given example components.
+pub async fn test_node(backend: Backend, clock: Arc<dyn wasmjob::clock::Clock>, jobs: &[&str]) -> TestNode {
+    let place = place(backend).await;
+    let node = open_node(&place, clock, jobs).await;
+    TestNode { node, _place: place }
 }
 
-/// Opens a node on `dir` (not serving), registering `jobs`.
-pub async fn open_node(
-    dir: &std::path::Path,
-    clock: Arc<dyn wasmjob::clock::Clock>,
-    jobs: &[&str],
-) -> wasmjob::node::Node {
-    let node = wasmjob::node::Node::open_with_clock(node_config(dir), false, clock).await.unwrap();
+/// Opens a node at `place` (not serving), registering `jobs`.
+pub async fn open_node(place: &Place, clock: Arc<dyn wasmjob::clock::Clock>, jobs: &[&str]) -> wasmjob::node::Node {
+    let node = wasmjob::node::Node::open_with_clock(node_config(place), false, clock).await.unwrap();
     for job in jobs {
         node.registry.register(T, &std::fs::read(job).unwrap(), usize::MAX).await.unwrap();
     }
     node
+}
+
+/// Instantiates conformance tests, `async fn name(backend: Backend)`, once
+/// per store.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::Backend::Postgres).await })*
+        }
+    };
 }
 
 /// Runs `node`'s workers and scheduler in the background; drop the returned
