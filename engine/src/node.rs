@@ -34,6 +34,8 @@ pub struct NodeConfig {
     /// `postgres://...` to use a PostgreSQL store instead of SQLite in the
     /// data dir. Default: none (SQLite).
     pub store_url: Option<String>,
+    /// This node's name in leases. Default: random.
+    pub node_id: Option<String>,
     pub runtime: RuntimeConfig,
     pub caps: TreeCaps,
     /// Quotas of tenants that do not override them.
@@ -53,6 +55,7 @@ impl NodeConfig {
             concurrency: 16 * cores,
             durability: Durability::default(),
             store_url: None,
+            node_id: None,
             caps: TreeCaps::default(),
             quotas: Quotas::default(),
             grace: Duration::from_secs(10),
@@ -138,7 +141,7 @@ impl Node {
     /// Runs the workers and the scheduler until `shutdown` turns true, then
     /// shuts down gracefully.
     pub async fn serve(&self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let node_id = format!("{:016x}", retry_free_random());
+        let node_id = self.config.node_id.clone().unwrap_or_else(|| format!("{:016x}", retry_free_random()));
         tracing::info!(node = %node_id, concurrency = self.config.concurrency, "serving");
         let workers = Arc::new(Workers {
             node: node_id,

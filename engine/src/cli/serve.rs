@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// (default: SQLite in the data dir).
     #[arg(long, env = "WASMJOB_STORE")]
     store: Option<String>,
+    /// This node's name in leases (default: random).
+    #[arg(long)]
+    node_id: Option<String>,
     /// Also survive power loss (an fsync per group commit; SQLite).
     #[arg(long)]
     fsync: bool,
@@ -62,6 +65,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     config.grace = args.grace;
     config.store_url = args.store.clone();
+    config.node_id = args.node_id.clone();
     if args.fsync {
         config.durability = crate::store::sqlite::Durability::Full;
     }

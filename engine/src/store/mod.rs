@@ -235,6 +235,9 @@ pub struct TaskRecord {
     pub root_task: Option<TaskId>,
     pub depth: u32,
     pub overlap_key: Option<String>,
+    /// The lease (`node:task:attempt`) of the last attempt that was rescued
+    /// because its worker died.
+    pub rescued_lease: Option<String>,
 }
 
 /// Filters of [`Store::list_tasks`]; `None` matches all.

@@ -175,7 +175,7 @@ fn id_param(id: &str) -> Option<i64> {
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
-    COALESCE(root_task, id), depth, overlap_key, tenant";
+    COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease";
 
 fn task_from_row(row: &Row) -> TaskRecord {
     let state: String = row.get(4);
@@ -204,6 +204,7 @@ fn task_from_row(row: &Row) -> TaskRecord {
         depth: row.get::<_, i32>(21) as u32,
         overlap_key: row.get(22),
         tenant: row.get(23),
+        rescued_lease: row.get(24),
     }
 }
 
@@ -454,7 +455,8 @@ impl Store for PostgresStore {
             "UPDATE tasks SET \
                state = CASE WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
                finished_at = CASE WHEN attempt <= max_retries THEN NULL ELSE $1::bigint END, \
-               reason = 'lease-expired', run_at = $1::bigint, lease = NULL, lease_expires_at = NULL \
+               reason = 'lease-expired', run_at = $1::bigint, rescued_lease = lease, lease = NULL, \
+               lease_expires_at = NULL \
              WHERE state = 'started' AND lease_expires_at < $2::bigint",
             &[&now, &now_or_forever],
         )

@@ -72,7 +72,9 @@ CREATE TABLE tasks (
     from_task        BIGINT,
     root_task        BIGINT,
     depth            INTEGER NOT NULL DEFAULT 0,
-    overlap_key      TEXT
+    overlap_key      TEXT,
+    -- The lease of the last attempt that was rescued (its worker died).
+    rescued_lease    TEXT
 );
 
 CREATE INDEX tasks_claim ON tasks (tenant, priority DESC, run_at, id) WHERE state IN ('queued', 'retry');

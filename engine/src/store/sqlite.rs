@@ -130,7 +130,8 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 2] = [include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: [&str; 3] =
+    [include_str!("schema_v1.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
@@ -187,7 +188,7 @@ fn id_param(id: &str) -> Option<i64> {
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
-    COALESCE(root_task, id), depth, overlap_key, tenant";
+    COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let state: String = row.get(4)?;
@@ -216,6 +217,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         depth: row.get(21)?,
         overlap_key: row.get(22)?,
         tenant: row.get(23)?,
+        rescued_lease: row.get(24)?,
     })
 }
 
@@ -480,7 +482,8 @@ impl Store for SqliteStore {
                     "UPDATE tasks INDEXED BY tasks_lease SET \
                        state = CASE WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
                        finished_at = CASE WHEN attempt <= max_retries THEN NULL ELSE ?1 END, \
-                       reason = 'lease-expired', run_at = ?1, lease = NULL, lease_expires_at = NULL \
+                       reason = 'lease-expired', run_at = ?1, rescued_lease = lease, lease = NULL, \
+                       lease_expires_at = NULL \
                      WHERE state = 'started' AND lease_expires_at < ?2",
                 )?
                 .execute(params![now, now_or_forever])?;
@@ -712,7 +715,7 @@ mod tests {
         .unwrap();
         migrate(&conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         let tenant: String =
             conn.query_row("SELECT tenant FROM jobs WHERE name = 'addition'", [], |r| r.get(0)).unwrap();
         assert_eq!(tenant, "default");

@@ -13,6 +13,7 @@ mod failures;
 mod isolation;
 mod kill;
 mod metadata;
+mod multinode;
 mod overlap;
 mod periodic;
 mod queueing;
