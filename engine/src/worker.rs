@@ -85,9 +85,14 @@ impl Workers {
                 if !claim.expired.is_empty() {
                     self.queue.finished(&claim.expired);
                 }
+                // A task due later: wake for it. One due now but not claimed
+                // (its tenant has no free slot) waits for a slot to free up,
+                // not in a busy loop.
                 if let Some(next) = claim.next_run_at {
-                    let wait = u64::try_from(next - self.clock.now_millis()).unwrap_or(0);
-                    sleep = sleep.min(Duration::from_millis(wait));
+                    let wait = next - self.clock.now_millis();
+                    if wait > 0 {
+                        sleep = sleep.min(Duration::from_millis(wait as u64));
+                    }
                 }
                 for task in claim.tasks {
                     let permit = slots.clone().acquire_owned().await?;

@@ -52,7 +52,15 @@ pub struct PostgresStore {
     pool: Pool,
     clock: Arc<DbClock>,
     _listener: tokio_postgres::Client,
+    /// Completions wait here to be written together (group commit).
+    completions: tokio::sync::mpsc::UnboundedSender<PendingCompletion>,
 }
+
+/// Completions from one caller, and where to send how many applied.
+type PendingCompletion = (Vec<Completion>, tokio::sync::oneshot::Sender<Result<usize, StoreError>>);
+
+/// Most completions written by one statement. Default 1,000.
+const MAX_COMPLETION_BATCH: usize = 1000;
 
 impl PostgresStore {
     /// Connects to `url`, migrates the schema, and listens for queued tasks:
@@ -95,7 +103,9 @@ impl PostgresStore {
                 }
             }
         });
-        Ok(Self { pool, clock, _listener: listener })
+        let (completions, pending) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_completions(pool.clone(), pending));
+        Ok(Self { pool, clock, _listener: listener, completions })
     }
 
     /// The database's clock, as this node sees it.
@@ -251,6 +261,80 @@ impl PostgresStore {
             None => Box::pin(self.insert_one(client, task)).await,
         }
     }
+}
+
+/// Group commit of completions: whatever has queued up while the previous
+/// statement ran is written by the next one, so many tasks' endings share
+/// one transaction and one WAL flush.
+async fn write_completions(pool: Pool, mut pending: tokio::sync::mpsc::UnboundedReceiver<PendingCompletion>) {
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        let mut count = batch[0].0.len();
+        while count < MAX_COMPLETION_BATCH {
+            match pending.try_recv() {
+                Ok(more) => {
+                    count += more.0.len();
+                    batch.push(more);
+                }
+                Err(_) => break,
+            }
+        }
+        let all: Vec<&Completion> = batch.iter().flat_map(|(c, _)| c).collect();
+        match apply_completions(&pool, &all).await {
+            Ok(applied) => {
+                for (completions, reply) in batch {
+                    let n = completions.iter().filter(|c| applied.contains(&(c.id.clone(), c.lease.clone()))).count();
+                    let _ = reply.send(Ok(n));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Database(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Writes completions in one statement; returns the (id, lease) pairs that
+/// applied (a stale lease does not).
+async fn apply_completions(
+    pool: &Pool,
+    completions: &[&Completion],
+) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    let ids: Vec<i64> = completions.iter().map(|c| id_param(&c.id).unwrap_or(-1)).collect();
+    let leases: Vec<&str> = completions.iter().map(|c| c.lease.as_str()).collect();
+    let states: Vec<&str> = completions.iter().map(|c| c.state.as_str()).collect();
+    let reasons: Vec<&str> = completions.iter().map(|c| c.reason.as_str()).collect();
+    let results: Vec<Option<&str>> = completions.iter().map(|c| c.result.as_deref()).collect();
+    let errors: Vec<Option<&str>> = completions.iter().map(|c| c.error.as_deref()).collect();
+    let fuel: Vec<i64> = completions.iter().map(|c| c.fuel as i64).collect();
+    let wall: Vec<i64> = completions.iter().map(|c| c.wall_time_us as i64).collect();
+    let logs: Vec<&str> = completions.iter().map(|c| c.log.as_str()).collect();
+    let finished: Vec<i64> = completions.iter().map(|c| c.finished_at).collect();
+    let retry_at: Vec<Option<i64>> = completions.iter().map(|c| c.retry_at).collect();
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "UPDATE tasks t SET state = c.state, reason = c.reason, result = c.result, error = c.error, \
+               fuel = c.fuel, wall_time_us = c.wall, log = c.log, \
+               finished_at = CASE WHEN c.state = 'retry' THEN NULL ELSE c.finished END, \
+               run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) \
+               AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at) \
+             WHERE t.id = c.id AND t.state = 'started' AND t.lease = c.lease \
+             RETURNING t.id, c.lease",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), r.get::<_, String>(1))).collect())
 }
 
 const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
@@ -414,31 +498,9 @@ impl Store for PostgresStore {
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
-        let ids: Vec<i64> = completions.iter().map(|c| id_param(&c.id).unwrap_or(-1)).collect();
-        let leases: Vec<&str> = completions.iter().map(|c| c.lease.as_str()).collect();
-        let states: Vec<&str> = completions.iter().map(|c| c.state.as_str()).collect();
-        let reasons: Vec<&str> = completions.iter().map(|c| c.reason.as_str()).collect();
-        let results: Vec<Option<&str>> = completions.iter().map(|c| c.result.as_deref()).collect();
-        let errors: Vec<Option<&str>> = completions.iter().map(|c| c.error.as_deref()).collect();
-        let fuel: Vec<i64> = completions.iter().map(|c| c.fuel as i64).collect();
-        let wall: Vec<i64> = completions.iter().map(|c| c.wall_time_us as i64).collect();
-        let logs: Vec<&str> = completions.iter().map(|c| c.log.as_str()).collect();
-        let finished: Vec<i64> = completions.iter().map(|c| c.finished_at).collect();
-        let retry_at: Vec<Option<i64>> = completions.iter().map(|c| c.retry_at).collect();
-        let n = self
-            .execute(
-                "UPDATE tasks t SET state = c.state, reason = c.reason, result = c.result, error = c.error, \
-                   fuel = c.fuel, wall_time_us = c.wall, log = c.log, \
-                   finished_at = CASE WHEN c.state = 'retry' THEN NULL ELSE c.finished END, \
-                   run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL \
-                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                             $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) \
-                   AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at) \
-                 WHERE t.id = c.id AND t.state = 'started' AND t.lease = c.lease",
-                &[&ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at],
-            )
-            .await?;
-        Ok(n as usize)
+        let (reply, applied) = tokio::sync::oneshot::channel();
+        self.completions.send((completions, reply)).map_err(|_| StoreError::Closed)?;
+        applied.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<u64, StoreError> {
