@@ -27,6 +27,7 @@
 //! own state, so it is released by every terminal transition and cannot
 //! outlive a dead worker: the lease sweep moves that worker's tasks on.
 
+mod fair;
 pub mod postgres;
 pub mod sqlite;
 

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
+use super::fair::FairShares;
 use super::{
     Claim, ClaimRequest, ClaimedTask, Completion, Inserted, JobRow, Millis, NewTask, Store, StoreError, TaskFilter,
     TaskRecord, TaskState, TenantRow, TokenRow,
@@ -438,7 +439,7 @@ impl Store for PostgresStore {
             client.query(&expire, &[&request.now]).await?.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
 
         let waiting = client.prepare_cached(WAITING_TENANTS).await?;
-        let mut tenants: Vec<(String, usize)> = client
+        let tenants: Vec<(String, usize)> = client
             .query(&waiting, &[])
             .await?
             .iter()
@@ -450,24 +451,14 @@ impl Store for PostgresStore {
             .collect();
         let claim = client.prepare_cached(CLAIM_FROM_TENANT).await?;
         let mut tasks = Vec::new();
-        // Round by round, as in the SQLite store: equal shares per tenant.
-        loop {
-            tenants.retain(|(_, slots)| *slots > 0);
-            let left = request.limit - tasks.len();
-            if tenants.is_empty() || left == 0 {
-                break;
-            }
-            let share = left.div_ceil(tenants.len());
-            let mut progress = false;
-            for (tenant, slots) in &mut tenants {
-                let want = share.min(*slots).min(request.limit - tasks.len());
-                if want == 0 {
-                    continue;
-                }
-                let rows = client
-                    .query(&claim, &[&request.now, &request.node, &request.lease_until, &(want as i64), tenant])
-                    .await?;
-                let got = rows.len();
+        let mut plan = FairShares::new(tenants, request.limit);
+        while let Some(asks) = plan.round() {
+            for (i, want) in asks {
+                let tenant = plan.tenant(i).to_owned();
+                let params: [&(dyn ToSql + Sync); 5] =
+                    [&request.now, &request.node, &request.lease_until, &(want as i64), &tenant];
+                let rows = client.query(&claim, &params).await?;
+                plan.got(i, want, rows.len());
                 tasks.extend(rows.iter().map(|r| ClaimedTask {
                     id: r.get::<_, i64>(0).to_string(),
                     tenant: tenant.clone(),
@@ -480,11 +471,6 @@ impl Store for PostgresStore {
                     depth: r.get::<_, i32>(7) as u32,
                     lease: r.get(8),
                 }));
-                *slots = if got < want { 0 } else { *slots - got };
-                progress |= got > 0;
-            }
-            if !progress {
-                break;
             }
         }
         let next_run_at = if tasks.len() < request.limit {

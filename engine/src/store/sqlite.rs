@@ -19,6 +19,8 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::fair::FairShares;
 use tokio::sync::oneshot;
 
 use super::{
@@ -231,11 +233,10 @@ const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
       FROM waiting WHERE waiting.tenant IS NOT NULL) \
     SELECT tenant FROM waiting WHERE tenant IS NOT NULL";
 
-/// Claims round by round: in each, every tenant with due tasks and free
-/// slots gets an equal share of what is left, so a tenant with a flood of
+/// Claims fairly across tenants ([`FairShares`]): a tenant with a flood of
 /// tasks takes no more than its share while others wait.
 fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
-    let mut tenants: Vec<(String, usize)> = conn
+    let tenants: Vec<(String, usize)> = conn
         .prepare_cached(WAITING_TENANTS)?
         .query_map([], |r| r.get::<_, String>(0))?
         .map(|t| {
@@ -254,19 +255,10 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
          RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease",
     )?;
     let mut claimed = Vec::new();
-    loop {
-        tenants.retain(|(_, slots)| *slots > 0);
-        let left = request.limit - claimed.len();
-        if tenants.is_empty() || left == 0 {
-            break;
-        }
-        let share = left.div_ceil(tenants.len());
-        let mut progress = false;
-        for (tenant, slots) in &mut tenants {
-            let want = share.min(*slots).min(request.limit - claimed.len());
-            if want == 0 {
-                continue;
-            }
+    let mut plan = FairShares::new(tenants, request.limit);
+    while let Some(asks) = plan.round() {
+        for (i, want) in asks {
+            let tenant = plan.tenant(i).to_owned();
             let before = claimed.len();
             let rows = stmt.query_map(
                 params![request.now, request.node, request.lease_until, want as i64, tenant.as_str()],
@@ -288,13 +280,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
             for row in rows {
                 claimed.push(row?);
             }
-            let got = claimed.len() - before;
-            // A tenant that had fewer due tasks than asked is done this claim.
-            *slots = if got < want { 0 } else { *slots - got };
-            progress |= got > 0;
-        }
-        if !progress {
-            break;
+            plan.got(i, want, claimed.len() - before);
         }
     }
     Ok(claimed)
