@@ -1,13 +1,21 @@
 //! Bearer tokens: who is calling, for which tenant, allowed to do what.
 //!
-//! A token is `wj_<id>_<secret>`; the store keeps only its SHA-256, and
-//! this node keeps the live ones in memory, so checking a request costs a
-//! hash and a map lookup, and revoking a token takes effect at once. An
+//! A token is `wj_<id>_<secret>`; the store keeps only its SHA-256. An
 //! admin token manages tenants and tokens; it comes from the config, or is
 //! created at first start and printed once.
+//!
+//! Freshness: this node caches the live tokens, so checking a request
+//! usually costs a hash and a map lookup. The cache is trusted only while
+//! the catalog ([`crate::catalog`]) has confirmed it against the store's
+//! token generation within [`FRESH`]; otherwise, and for every token the
+//! cache does not know, the token is looked up in the store. So a token
+//! created on any node works at once everywhere, and a token revoked on any
+//! node is refused everywhere within [`FRESH`] (at once where it was
+//! revoked, and as soon as the notification arrives elsewhere).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -56,11 +64,19 @@ pub struct NewToken {
     pub token: String,
 }
 
+/// How long a confirmation of the token cache holds: past it, every
+/// request is checked against the store. Default 1 s.
+pub const FRESH: Duration = Duration::from_secs(1);
+
 /// The live tokens.
 pub struct Auth {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     by_hash: RwLock<HashMap<String, Principal>>,
+    /// The store's token generation the cache was built from.
+    generation: Mutex<Option<i64>>,
+    /// When the cache was last known to match the store.
+    confirmed: Mutex<Option<Instant>>,
 }
 
 fn hash(token: &str) -> String {
@@ -74,40 +90,85 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl Auth {
-    /// Loads the live tokens. With `admin_token`, makes sure that token is a
-    /// live admin token; without one, creates an admin token if there is
-    /// none and returns it (to be shown once).
-    pub async fn open(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        admin_token: Option<&str>,
-    ) -> Result<(Self, Option<NewToken>), StoreError> {
-        let auth = Self { store, clock, by_hash: RwLock::default() };
-        for row in auth.store.tokens().await? {
-            if row.revoked_at.is_some() {
-                continue;
-            }
-            let Some(scope) = Scope::parse(&row.scope) else { continue };
-            let principal = Principal { token_id: row.id, tenant: row.tenant, scope };
-            auth.by_hash.write().unwrap().insert(row.hash, principal);
-        }
-        let has_admin = auth.by_hash.read().unwrap().values().any(|p| p.scope == Scope::Admin);
-        let created = match admin_token {
-            Some(token) if auth.authenticate(token).is_none() => {
-                auth.store_token(token_id(token).unwrap_or("admin-config").to_owned(), token, None, Scope::Admin)
-                    .await?;
+    /// Loads the live tokens.
+    pub async fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let auth = Self {
+            store,
+            clock,
+            by_hash: RwLock::default(),
+            generation: Mutex::new(None),
+            confirmed: Mutex::new(None),
+        };
+        let checked = Instant::now();
+        let generation = auth.store.generations().await?.tokens;
+        auth.refresh(generation, checked).await?;
+        Ok(auth)
+    }
+
+    /// With `admin_token`, makes sure that token is a live admin token;
+    /// without one, creates an admin token if there is none and returns it
+    /// (to be shown once).
+    pub async fn ensure_admin(&self, admin_token: Option<&str>) -> Result<Option<NewToken>, StoreError> {
+        let has_admin = self.by_hash.read().unwrap().values().any(|p| p.scope == Scope::Admin);
+        Ok(match admin_token {
+            Some(token) if self.authenticate(token).await?.is_none() => {
+                let id = token_id(token).unwrap_or("admin-config").to_owned();
+                if let Err(e) = self.store_token(id, token, None, Scope::Admin).await {
+                    // Nodes starting together race to store the same token:
+                    // losing that race is fine.
+                    if self.authenticate(token).await?.is_none() {
+                        return Err(e);
+                    }
+                }
                 None
             }
             Some(_) => None,
-            None if !has_admin => Some(auth.create(None, Scope::Admin).await?),
+            None if !has_admin => Some(self.create(None, Scope::Admin).await?),
             None => None,
-        };
-        Ok((auth, created))
+        })
     }
 
-    /// Who `token` is, if it is live.
-    pub fn authenticate(&self, token: &str) -> Option<Principal> {
-        self.by_hash.read().unwrap().get(&hash(token)).cloned()
+    /// Rebuilds the cache if the store's token generation is no longer
+    /// `generation`'s, and records that it matched the store as of
+    /// `checked` (when `generation` was read).
+    pub async fn refresh(&self, generation: i64, checked: Instant) -> Result<(), StoreError> {
+        if *self.generation.lock().unwrap() != Some(generation) {
+            let mut live = HashMap::new();
+            for row in self.store.tokens().await? {
+                if let Some(principal) = principal(&row) {
+                    live.insert(row.hash, principal);
+                }
+            }
+            *self.by_hash.write().unwrap() = live;
+            *self.generation.lock().unwrap() = Some(generation);
+        }
+        let mut confirmed = self.confirmed.lock().unwrap();
+        if confirmed.is_none_or(|c| c < checked) {
+            *confirmed = Some(checked);
+        }
+        Ok(())
+    }
+
+    fn fresh(&self) -> bool {
+        self.confirmed.lock().unwrap().is_some_and(|c| c.elapsed() < FRESH)
+    }
+
+    /// Who `token` is, if it is live: from the cache while it is fresh,
+    /// from the store otherwise.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        let hash = hash(token);
+        if self.fresh()
+            && let Some(principal) = self.by_hash.read().unwrap().get(&hash)
+        {
+            return Ok(Some(principal.clone()));
+        }
+        let found = self.store.token(&hash).await?.and_then(|row| principal(&row));
+        let mut cache = self.by_hash.write().unwrap();
+        match &found {
+            Some(principal) => cache.insert(hash, principal.clone()),
+            None => cache.remove(&hash),
+        };
+        Ok(found)
     }
 
     /// Creates a token for `tenant` (`None`: admin) with `scope`.
@@ -139,6 +200,15 @@ impl Auth {
         self.by_hash.write().unwrap().retain(|_, p| p.token_id != id);
         Ok(revoked)
     }
+}
+
+/// Who a stored token stands for, if it is live.
+fn principal(row: &TokenRow) -> Option<Principal> {
+    if row.revoked_at.is_some() {
+        return None;
+    }
+    let scope = Scope::parse(&row.scope)?;
+    Some(Principal { token_id: row.id.clone(), tenant: row.tenant.clone(), scope })
 }
 
 /// The id part of a `wj_<id>_<secret>` token.

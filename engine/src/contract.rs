@@ -79,6 +79,8 @@ impl host::Host for TaskState {
             QueueError::UnknownJob(job) => types::QueueError::UnknownJob(job),
             QueueError::Duplicate(id) => types::QueueError::Duplicate(id),
             QueueError::InvalidArgs(why) => types::QueueError::InvalidArgs(why),
+            // The WIT has no case of its own for options; the message names the option.
+            e @ QueueError::InvalidOption { .. } => types::QueueError::InvalidArgs(e.to_string()),
             QueueError::QuotaExceeded(which) => types::QueueError::QuotaExceeded(which),
             QueueError::DepthExceeded(max) => types::QueueError::DepthExceeded(max),
         }))

@@ -128,19 +128,25 @@ mod millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    use super::opt_millis::Ms;
+
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
+        Ms::deserialize(d).map(|Ms(ms)| Duration::from_millis(ms))
     }
 }
 
-/// Optional durations as milliseconds in JSON.
+/// Optional durations as milliseconds in JSON: whole numbers from 0 to
+/// `u64::MAX`. Anything else (negative, fractional, larger, not a number) is
+/// an error saying so; bounds that depend on the use are checked by the user.
 pub(crate) mod opt_millis {
+    use std::fmt;
     use std::time::Duration;
 
+    use serde::de::{self, Unexpected, Visitor};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -151,6 +157,33 @@ pub(crate) mod opt_millis {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
+        Option::<Ms>::deserialize(d).map(|o| o.map(|Ms(ms)| Duration::from_millis(ms)))
+    }
+
+    /// A duration in whole milliseconds, with an error that says what is expected.
+    pub(super) struct Ms(pub u64);
+
+    impl<'de> Deserialize<'de> for Ms {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_u64(MsVisitor)
+        }
+    }
+
+    struct MsVisitor;
+
+    impl Visitor<'_> for MsVisitor {
+        type Value = Ms;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a whole number of milliseconds, 0 or more")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ms, E> {
+            Ok(Ms(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ms, E> {
+            u64::try_from(v).map(Ms).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
     }
 }

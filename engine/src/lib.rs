@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod contract;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scheduler;
+pub mod signals;
 pub mod store;
 pub mod task;
 pub mod tenant;

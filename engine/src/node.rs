@@ -1,18 +1,23 @@
-//! One engine node: the store, the registry, the queue, the workers and the
-//! scheduler, wired together. `wasmjob serve` runs one.
+//! One engine node: the store, the catalog (registry, tenants, tokens), the
+//! queue, the workers and the scheduler, wired together. `wasmjob serve`
+//! runs one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
+use crate::auth::Auth;
+use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
+use crate::metrics::Metrics;
 use crate::queue::{Queue, TreeCaps};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::Scheduler;
+use crate::signals::Signals;
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
@@ -69,8 +74,15 @@ pub struct Node {
     pub registry: Arc<Registry>,
     pub queue: Arc<Queue>,
     pub tenants: Arc<Tenants>,
+    pub auth: Arc<Auth>,
     pub runtime: Arc<Runtime>,
     pub clock: Arc<dyn Clock>,
+    pub signals: Arc<Signals>,
+    /// This node's task counters.
+    pub metrics: Arc<Metrics>,
+    /// This node's name in leases and schedule claims.
+    pub id: String,
+    catalog: Arc<Catalog>,
     config: NodeConfig,
     /// With SQLite, held while this process serves the data dir: only one
     /// worker node may, so that at start every `started` task belongs to a
@@ -98,13 +110,13 @@ impl Node {
     async fn open_inner(config: NodeConfig, serve: bool, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        let wake = Arc::new(Notify::new());
+        let signals = Arc::new(Signals::default());
         let (store, clock, serving): (Arc<dyn Store>, Arc<dyn Clock>, _) = match &config.store_url {
             Some(url) if !url.starts_with("postgres://") && !url.starts_with("postgresql://") => {
                 anyhow::bail!("unsupported store `{url}`: use postgres://... (or no --store for SQLite)")
             }
             Some(url) => {
-                let store = PostgresStore::connect(url, wake.clone())
+                let store = PostgresStore::connect(url, signals.clone())
                     .await
                     .with_context(|| "cannot open the PostgreSQL store".to_owned())?;
                 let clock = clock.unwrap_or_else(|| store.clock());
@@ -124,8 +136,9 @@ impl Node {
             }
         };
         let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
-        let registry = Arc::new(Registry::open(runtime.clone(), store.clone(), clock.clone()).await?);
+        let registry = Arc::new(Registry::open(runtime.clone(), store.clone(), clock.clone(), signals.clone()).await?);
         let tenants = Arc::new(Tenants::open(store.clone(), clock.clone(), config.quotas.clone()).await?);
+        let auth = Arc::new(Auth::open(store.clone(), clock.clone()).await?);
         let queue = Arc::new(Queue::new(
             store.clone(),
             registry.clone(),
@@ -133,41 +146,74 @@ impl Node {
             clock.clone(),
             config.caps,
             tenants.clone(),
-            wake,
+            signals.clone(),
         ));
-        Ok(Self { store, registry, queue, tenants, runtime, clock, config, _serving: serving })
+        let catalog = Arc::new(Catalog {
+            store: store.clone(),
+            registry: registry.clone(),
+            tenants: tenants.clone(),
+            auth: auth.clone(),
+            signals: signals.clone(),
+        });
+        let id = config.node_id.clone().unwrap_or_else(|| format!("{:016x}", retry_free_random()));
+        Ok(Self {
+            store,
+            registry,
+            queue,
+            tenants,
+            auth,
+            runtime,
+            clock,
+            signals,
+            metrics: Arc::default(),
+            id,
+            catalog,
+            config,
+            _serving: serving,
+        })
     }
 
-    /// Runs the workers and the scheduler until `shutdown` turns true, then
-    /// shuts down gracefully.
+    /// Runs the catalog, the workers and the scheduler until `shutdown`
+    /// turns true, then shuts down gracefully.
     pub async fn serve(&self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let node_id = self.config.node_id.clone().unwrap_or_else(|| format!("{:016x}", retry_free_random()));
-        tracing::info!(node = %node_id, concurrency = self.config.concurrency, "serving");
-        let workers = Arc::new(Workers {
-            node: node_id,
-            concurrency: self.config.concurrency,
-            store: self.store.clone(),
-            registry: self.registry.clone(),
-            runtime: self.runtime.clone(),
-            queue: self.queue.clone(),
-            clock: self.clock.clone(),
-        });
-        let scheduler = Arc::new(self.scheduler());
-        let scheduling = tokio::spawn(scheduler.run(shutdown.clone()));
+        tracing::info!(node = %self.id, concurrency = self.config.concurrency, "serving");
+        let workers = Arc::new(Workers::new(
+            self.id.clone(),
+            self.config.concurrency,
+            self.store.clone(),
+            self.registry.clone(),
+            self.runtime.clone(),
+            self.queue.clone(),
+            self.tenants.clone(),
+            self.metrics.clone(),
+            self.signals.clone(),
+            self.clock.clone(),
+        ));
+        let cataloging = tokio::spawn(self.catalog.clone().run(shutdown.clone()));
+        let scheduling = tokio::spawn(Arc::new(self.scheduler()).run(shutdown.clone()));
         let result = workers.run(shutdown, self.config.grace).await;
         scheduling.await?;
+        cataloging.await?;
         result
+    }
+
+    /// Brings this node's caches of jobs, tenants and tokens up to date
+    /// with the store now (serving does so continuously).
+    pub async fn refresh(&self) -> Result<(), crate::store::StoreError> {
+        self.catalog.refresh().await.map(|_| ())
     }
 
     /// The node's scheduler (tests drive its `tick` by hand).
     pub fn scheduler(&self) -> Scheduler {
-        Scheduler {
-            store: self.store.clone(),
-            registry: self.registry.clone(),
-            runtime: self.runtime.clone(),
-            queue: self.queue.clone(),
-            clock: self.clock.clone(),
-        }
+        Scheduler::new(
+            self.store.clone(),
+            self.registry.clone(),
+            self.runtime.clone(),
+            self.queue.clone(),
+            self.clock.clone(),
+            self.signals.clone(),
+            self.id.clone(),
+        )
     }
 }
 

@@ -4,23 +4,26 @@
 //! [`Queue::queue`] resolves the job (unknown jobs are an error), checks the
 //! args, derives the overlap key (static, or from the job's `overlap-key`
 //! export), applies the options' defaults from the job's metadata and the
-//! caps on task trees, inserts, and wakes the workers. [`Queue::wait`] waits
-//! for a task to finish without polling: completions wake their waiters.
+//! caps on task trees, admits the tasks within the tenant's quotas,
+//! inserts, and wakes the workers. The scheduler's ticks come in through
+//! [`Queue::write_ticks`]. [`Queue::wait`] waits for a task to finish
+//! without polling: endings on any node wake their waiters
+//! ([`Signals::finished`]). [`Queue::revoke`] revokes a task wherever it runs.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot};
+use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::job::Overlap;
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
-use crate::store::{Inserted, NewTask, Store, StoreError, TaskRecord, TaskState, to_millis};
+use crate::signals::Signals;
+use crate::store::{Inserted, NewTask, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState, TickWrite};
 use crate::task::{QueueError, QueueOptions, TaskId};
-use crate::tenant::Tenants;
+use crate::tenant::{AdmitError, Tenants};
 
 /// Caps on what jobs may queue, against fork bombs.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +42,25 @@ impl Default for TreeCaps {
 }
 
 /// How often a waiter re-reads its task even if not woken: the fallback for
-/// tasks that another process finishes. Default 250 ms.
-const WAIT_RECHECK: Duration = Duration::from_millis(250);
+/// a notification of its ending that was lost. Default 2 s.
+const WAIT_RECHECK: Duration = Duration::from_secs(2);
+
+/// How long a revoke of a running task waits for the task to stop before
+/// answering `revoking`. Default 5 s: the node running it is told at once,
+/// or at its next heartbeat ([`crate::worker::HEARTBEAT`]).
+pub const REVOKE_WAIT: Duration = Duration::from_secs(5);
+
+/// What a revoke request found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Revoked {
+    /// The task is in this state now (`revoked`, or the state it had already
+    /// ended in).
+    Ended(TaskState),
+    /// The task is running, and the node running it has been asked to stop
+    /// it; it will end `revoked` (or in the state its run reaches first).
+    Revoking,
+}
 
 /// The task that queues another, for `from_task` and the tree caps.
 #[derive(Debug, Clone)]
@@ -66,14 +86,8 @@ pub struct Queue {
     runtime: Arc<Runtime>,
     clock: Arc<dyn Clock>,
     caps: TreeCaps,
-    pub(crate) tenants: Arc<Tenants>,
-    /// This node's task counters.
-    pub metrics: crate::metrics::Metrics,
-    /// Wakes the workers when tasks are queued.
-    pub(crate) wake: Arc<Notify>,
-    waiters: Waiters,
-    /// Stops running tasks that are revoked.
-    running: Mutex<HashMap<TaskId, oneshot::Sender<()>>>,
+    tenants: Arc<Tenants>,
+    signals: Arc<Signals>,
 }
 
 impl Queue {
@@ -84,20 +98,9 @@ impl Queue {
         clock: Arc<dyn Clock>,
         caps: TreeCaps,
         tenants: Arc<Tenants>,
-        wake: Arc<Notify>,
+        signals: Arc<Signals>,
     ) -> Self {
-        Self {
-            store,
-            registry,
-            runtime,
-            clock,
-            caps,
-            tenants,
-            metrics: Default::default(),
-            wake,
-            waiters: Waiters::default(),
-            running: Mutex::default(),
-        }
+        Self { store, registry, runtime, clock, caps, tenants, signals }
     }
 
     /// Queues a task of `tenant`'s `job` with `args` (a JSON object). Returns
@@ -112,14 +115,14 @@ impl Queue {
         parent: Option<&Parent>,
     ) -> Result<TaskId, QueueFailure> {
         let task = self.prepare(tenant, job, args, options, parent).await?;
-        self.admit(tenant, 1)?;
+        self.admit(tenant, 1).await?;
         let inserted = self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer");
         if matches!(inserted, Inserted::Duplicate(_)) {
             // Nothing was queued: give back what the door counted.
             self.tenants.claimed(tenant, 1);
         }
         let id = answer(inserted)?;
-        self.wake.notify_one();
+        self.signals.queued.notify_one();
         Ok(id)
     }
 
@@ -141,22 +144,40 @@ impl Queue {
                 Err(QueueFailure::Store(e)) => return Err(e),
             }
         }
-        if let Err(e) = self.admit(tenant, tasks.len() as u64) {
-            return Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(e.clone()))).collect());
+        match self.admit(tenant, tasks.len() as u64).await {
+            Ok(()) => {}
+            Err(QueueFailure::Rejected(e)) => {
+                return Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(e.clone()))).collect());
+            }
+            Err(QueueFailure::Store(e)) => return Err(e),
         }
         let inserted = self.store.insert_tasks(tasks).await?;
         let duplicates = inserted.iter().filter(|i| matches!(i, Inserted::Duplicate(_))).count();
         self.tenants.claimed(tenant, duplicates as u64);
         let mut inserted = inserted.into_iter();
-        self.wake.notify_one();
+        self.signals.queued.notify_one();
         Ok(answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| answer(inserted.next().expect("one answer per insert"))))
             .collect())
     }
 
-    fn admit(&self, tenant: &str, n: u64) -> Result<(), QueueError> {
-        self.tenants.admit(tenant, n).map_err(|e| QueueError::QuotaExceeded(e.to_string()))
+    async fn admit(&self, tenant: &str, n: u64) -> Result<(), QueueFailure> {
+        match self.tenants.admit(tenant, n).await {
+            Ok(()) => Ok(()),
+            Err(AdmitError::Store(e)) => Err(e.into()),
+            Err(e) => Err(QueueError::QuotaExceeded(e.to_string()).into()),
+        }
+    }
+
+    /// Writes the scheduler's ticks, each with the task it queues (built by
+    /// [`Queue::prepare`]), and wakes the workers.
+    pub(crate) async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError> {
+        let written = self.store.write_ticks(ticks).await?;
+        if written.iter().any(|w| matches!(w, TickWrite::Written(Some(Inserted::Task(_))))) {
+            self.signals.queued.notify_one();
+        }
+        Ok(written)
     }
 
     /// Builds the row of a task, with every default applied.
@@ -184,8 +205,8 @@ impl Queue {
             }
         };
         let now = self.clock.now_millis();
-        let expiry = options.expiry.or(metadata.expiry);
-        let run_at = now + options.delay.map_or(0, to_millis);
+        // Expiry counts from when the task could first start.
+        let (run_at, expires_at) = options.times(now, metadata.expiry)?;
         Ok(NewTask {
             tenant: tenant.to_owned(),
             job: metadata.name.clone(),
@@ -193,8 +214,7 @@ impl Queue {
             args: args.to_owned(),
             priority: options.priority.unwrap_or(0),
             run_at,
-            // Expiry counts from when the task could first start.
-            expires_at: expiry.map(|e| run_at + to_millis(e)),
+            expires_at,
             max_retries: options.max_retries.unwrap_or(metadata.retry.max_retries),
             overlap_key,
             from_task: parent.map(|p| p.id.clone()),
@@ -209,15 +229,15 @@ impl Queue {
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<TaskRecord>, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            // Register before reading, so a completion in between still wakes us.
-            let woken = self.waiters.register(id);
+            // Register before reading, so an ending in between still wakes us.
+            let woken = self.signals.on_finish(id);
             let task = self.store.task(id).await?;
             match &task {
                 Some(t) if !t.state.is_terminal() => {}
                 _ => return Ok(task),
             }
-            // Completions in this process wake us at once; the bound on each
-            // wait also catches tasks finished by another process.
+            // Endings on any node wake us; the bound on each wait is the
+            // fallback for a lost notification.
             let bound = deadline.min(tokio::time::Instant::now() + WAIT_RECHECK);
             if tokio::time::timeout_at(bound, woken).await.is_err() && bound == deadline {
                 return self.store.task(id).await;
@@ -225,40 +245,39 @@ impl Queue {
         }
     }
 
-    /// Wakes whoever waits for these tasks.
-    pub(crate) fn finished(&self, ids: &[TaskId]) {
-        self.waiters.wake(ids);
-    }
-
-    /// Wakes every waiter (after transitions the store did not itemise).
-    pub(crate) fn finished_some(&self) {
-        self.waiters.wake_all();
-    }
-
-    /// Revokes a task: one that has not started never will, and a running
-    /// one is stopped (on this node) and ends `revoked`. Returns the task's
-    /// state afterwards (`started` while a running task is being stopped).
-    pub async fn revoke(&self, id: &str) -> Result<Option<TaskState>, StoreError> {
+    /// Revokes a task: one that has not started never will; a running one is
+    /// stopped by whichever node runs it, and this waits up to
+    /// [`REVOKE_WAIT`] for it to end. `None` if there is no such task.
+    pub async fn revoke(&self, id: &str) -> Result<Option<Revoked>, StoreError> {
         let state = self.store.revoke(id, self.clock.now_millis()).await?;
-        if state == Some(TaskState::Started)
-            && let Some(stop) = self.running.lock().unwrap().remove(id)
-        {
-            let _ = stop.send(());
+        match state {
+            None => Ok(None),
+            Some(TaskState::Started) => {
+                // If it runs here, stop it now; elsewhere the store told its node.
+                self.signals.stop(id.to_owned());
+                Ok(match self.wait(id, REVOKE_WAIT).await? {
+                    Some(task) if task.state.is_terminal() => Some(Revoked::Ended(task.state)),
+                    Some(_) => Some(Revoked::Revoking),
+                    None => None,
+                })
+            }
+            Some(state) => {
+                if state == TaskState::Revoked {
+                    self.signals.finished(&[id.to_owned()]);
+                }
+                Ok(Some(Revoked::Ended(state)))
+            }
         }
-        self.waiters.wake(&[id.to_owned()]);
-        Ok(state)
     }
 
-    /// Registers a task as running here; the receiver fires if it is revoked.
-    pub(crate) fn running(&self, id: &str) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        self.running.lock().unwrap().insert(id.to_owned(), tx);
-        rx
+    /// One task.
+    pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.store.task(id).await
     }
 
-    /// Forgets a task that stopped running here.
-    pub(crate) fn stopped(&self, id: &str) {
-        self.running.lock().unwrap().remove(id);
+    /// Tasks matching `filter`, newest first.
+    pub async fn list(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        self.store.list_tasks(filter).await
     }
 
     /// A [`ChildQueue`] for a running task: its `queue-task` calls land here.
@@ -272,41 +291,6 @@ fn answer(inserted: Inserted) -> Result<TaskId, QueueError> {
     match inserted {
         Inserted::Task(id) => Ok(id),
         Inserted::Duplicate(id) => Err(QueueError::Duplicate(id)),
-    }
-}
-
-/// One-shot wake-ups by task id.
-#[derive(Default)]
-struct Waiters(Mutex<HashMap<TaskId, Vec<oneshot::Sender<()>>>>);
-
-impl Waiters {
-    fn register(&self, id: &str) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let mut waiters = self.0.lock().unwrap();
-        let list = waiters.entry(id.to_owned()).or_default();
-        list.retain(|w| !w.is_closed());
-        list.push(tx);
-        rx
-    }
-
-    fn wake(&self, ids: &[TaskId]) {
-        let mut waiters = self.0.lock().unwrap();
-        if waiters.is_empty() {
-            return;
-        }
-        for id in ids {
-            for waiter in waiters.remove(id).into_iter().flatten() {
-                let _ = waiter.send(());
-            }
-        }
-    }
-
-    fn wake_all(&self) {
-        for (_, list) in self.0.lock().unwrap().drain() {
-            for waiter in list {
-                let _ = waiter.send(());
-            }
-        }
     }
 }
 

@@ -5,17 +5,22 @@
 //! Versioning: a task runs the version that was current when it was
 //! *queued*. Its args were written for that version, and a retry reruns the
 //! same code; uploading a new version affects only tasks queued afterwards.
+//!
+//! The registry is a cache of the store's `jobs`: a change made through
+//! this node is in it at once; one made through another node arrives when
+//! the catalog ([`crate::catalog`]) sees the store's job generation move
+//! and calls [`Registry::refresh`] (at once on a notification, within
+//! [`crate::catalog::CHECK`] otherwise).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-
-use tokio::sync::Notify;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::clock::Clock;
 use crate::job::JobMetadata;
 use crate::runtime::{JobComponent, LoadError, Runtime};
-use crate::store::{JobRow, Millis, Store, StoreError};
+use crate::signals::Signals;
+use crate::store::{JobRow, Millis, ScheduleRow, Store, StoreError};
 use crate::tenant::QuotaExceeded;
 
 /// A registered job: its current version and when that was registered.
@@ -44,36 +49,77 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    signals: Arc<Signals>,
     current: RwLock<HashMap<JobKey, RegisteredJob>>,
     /// Every version loaded so far, by hash (the same bytes are the same
     /// code whichever tenant uploaded them).
     versions: RwLock<HashMap<String, JobComponent>>,
-    changed: Notify,
+    /// Held while this node changes jobs, and while a refresh replaces the
+    /// cache, so that a refresh never undoes a change made here.
+    writes: tokio::sync::Mutex<()>,
+    /// The store's job generation the cache was built from.
+    generation: Mutex<Option<i64>>,
 }
 
 impl Registry {
-    /// Loads every job the store knows.
-    pub async fn open(runtime: Arc<Runtime>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// Loads every job the store knows, and gives periodic jobs from
+    /// stores of earlier versions their schedules.
+    pub async fn open(
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        signals: Arc<Signals>,
+    ) -> anyhow::Result<Self> {
         let registry = Self {
             runtime,
             store,
             clock,
+            signals,
             current: RwLock::default(),
             versions: RwLock::default(),
-            changed: Notify::new(),
+            writes: tokio::sync::Mutex::new(()),
+            generation: Mutex::new(None),
         };
-        for row in registry.store.jobs().await? {
-            match registry.version(&row.hash).await {
-                Ok(component) => {
-                    let job = RegisteredJob { component, registered_at: row.registered_at };
-                    registry.current.write().unwrap().insert((row.tenant, row.name), job);
-                }
-                Err(e) => {
-                    tracing::error!(tenant = %row.tenant, job = %row.name, error = %e, "cannot load a stored job")
-                }
-            }
+        let generation = registry.store.generations().await?.jobs;
+        registry.refresh(generation).await?;
+        for ((tenant, name), job) in registry.current_where(|_, m| m.is_periodic()) {
+            registry.store.ensure_schedule(&tenant, &name, job.component.hash(), job.registered_at).await?;
         }
         Ok(registry)
+    }
+
+    /// Rebuilds the cache from the store if its job generation is no longer
+    /// `generation`'s. Components already compiled are reused.
+    pub async fn refresh(&self, mut generation: i64) -> Result<(), StoreError> {
+        loop {
+            if *self.generation.lock().unwrap() == Some(generation) {
+                return Ok(());
+            }
+            let mut current = HashMap::new();
+            for row in self.store.jobs().await? {
+                match self.version(&row.hash).await {
+                    Ok(component) => {
+                        current.insert(
+                            (row.tenant, row.name),
+                            RegisteredJob { component, registered_at: row.registered_at },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(tenant = %row.tenant, job = %row.name, error = %e, "cannot load a stored job")
+                    }
+                }
+            }
+            let _writing = self.writes.lock().await;
+            // A change since `generation` was read may be missing from the
+            // rows: read again rather than install them.
+            let now = self.store.generations().await?.jobs;
+            if now == generation {
+                *self.current.write().unwrap() = current;
+                *self.generation.lock().unwrap() = Some(generation);
+                return Ok(());
+            }
+            generation = now;
+        }
     }
 
     /// Validates `bytes` and registers them for `tenant` under the job's
@@ -82,6 +128,7 @@ impl Registry {
     pub async fn register(&self, tenant: &str, bytes: &[u8], max_jobs: usize) -> Result<JobComponent, RegisterError> {
         let component = self.runtime.load(bytes).await?;
         let name = component.metadata().name.clone();
+        let _writing = self.writes.lock().await;
         let existing = self.get(tenant, &name);
         if existing.as_ref().is_some_and(|job| job.component.hash() == component.hash()) {
             return Ok(component);
@@ -99,11 +146,14 @@ impl Registry {
             metadata,
             registered_at,
         };
-        self.store.put_job(row).await?;
+        let periodic = component.metadata().is_periodic();
+        self.store.put_job(row, periodic).await?;
         let job = RegisteredJob { component: component.clone(), registered_at };
         self.current.write().unwrap().insert((tenant.into(), name), job);
         self.versions.write().unwrap().insert(component.hash().into(), component.clone());
-        self.changed.notify_waiters();
+        // A new or replaced schedule is due at once; one that stopped being
+        // periodic must not be asked again.
+        self.signals.schedules.notify_one();
         Ok(component)
     }
 
@@ -133,10 +183,22 @@ impl Registry {
 
     /// Unregisters `tenant`'s job `name`. Its tasks keep their version.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let _writing = self.writes.lock().await;
         let deleted = self.store.delete_job(tenant, &name.to_lowercase()).await?;
         self.current.write().unwrap().remove(&(tenant.to_owned(), name.to_lowercase()));
-        self.changed.notify_waiters();
         Ok(deleted)
+    }
+
+    /// Every version `tenant`'s job `name` has had: hash and registration
+    /// time, oldest first.
+    pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<(String, Millis)>, StoreError> {
+        self.store.job_versions(tenant, &name.to_lowercase()).await
+    }
+
+    /// The schedule of `tenant`'s periodic job `name`: when it last ran and
+    /// when the scheduler asks it next.
+    pub async fn schedule(&self, tenant: &str, name: &str) -> Result<Option<ScheduleRow>, StoreError> {
+        self.store.schedule(tenant, &name.to_lowercase()).await
     }
 
     /// The current version of `tenant`'s job `name` (case-insensitive).
@@ -169,11 +231,6 @@ impl Registry {
         self.current_where(|t, m| t == tenant && m.is_periodic()).into_iter().map(|((_, n), j)| (n, j)).collect()
     }
 
-    /// Every tenant's periodic jobs, for the scheduler.
-    pub fn all_periodic(&self) -> Vec<(JobKey, RegisteredJob)> {
-        self.current_where(|_, m| m.is_periodic())
-    }
-
     fn names(&self, tenant: &str) -> Vec<String> {
         self.current_where(|t, _| t == tenant).into_iter().map(|((_, n), _)| n).collect()
     }
@@ -187,10 +244,5 @@ impl Registry {
             .collect();
         jobs.sort_by(|a, b| a.0.cmp(&b.0));
         jobs
-    }
-
-    /// Resolves when a job is registered, replaced or deleted.
-    pub async fn changed(&self) {
-        self.changed.notified().await
     }
 }

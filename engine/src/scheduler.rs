@@ -1,34 +1,72 @@
-//! The periodic scheduler: asks each periodic job's `is-due` export and
-//! queues a task when it says so, then sleeps until the soonest next run.
+//! The periodic scheduler: queues the tasks of periodic jobs when their own
+//! `is-due` export says so, for the whole cluster from the store.
 //!
-//! `last_run_at` lives in the store and is updated in the same transaction
-//! that queues the task, only if it still holds the value this tick read.
-//! So a restart neither repeats a tick (the new `last_run_at` is durable with
-//! the task) nor skips one (a tick missed while down is due at once), and
-//! two schedulers on one store never both run the same tick. Before its
-//! first run a job's `last_run_at` is its registration time (pulsar starts
-//! counting when the scheduler first sees a job).
+//! Each periodic job has a schedule in the store, made when the job is
+//! uploaded (through any node) and deleted with it: `last_run_at`, and
+//! `next_due_at`, when its `is-due` is asked next. A scheduler claims the
+//! schedules that are due (on PostgreSQL with `SKIP LOCKED`; a claim lasts
+//! [`CLAIM_LEASE`], so one held by a node that died is taken over after
+//! that), asks each job's `is-due` about `last_run_at` (before the first
+//! run, the registration time: pulsar starts counting when the scheduler
+//! first sees a job), and writes the answer: the new `next_due_at`, and when
+//! due, the new `last_run_at` with the task, in one transaction. The write
+//! applies only if the schedule is still this claim's and `last_run_at` is
+//! still what the claim read, so no tick runs twice, across nodes and
+//! restarts, and a deleted or replaced job's schedule is never revived. A
+//! tick missed while every node was down is due at once when one is back.
+//!
+//! The work per wake-up is proportional to the schedules that are due; the
+//! scheduler sleeps until the soonest `next_due_at` (or until a schedule
+//! changes anywhere, [`Signals::schedules`]), so a job due every second runs
+//! every second.
+//!
+//! No tenant can starve or spin it: asks run concurrently, at most
+//! [`ASKS_PER_TENANT`] of one tenant's at once (a slow `is-due` delays only
+//! its own tenant), and a job is asked again no sooner than [`MIN_RECHECK`]
+//! after an answer of "not due", and [`MIN_PERIOD`] after one that queued a
+//! task, however small a `next-run-in` it answers. `next-run-in` is capped
+//! at [`MAX_NEXT`].
 //!
 //! A periodic job that forbids overlap gets no new task while its previous
 //! one is queued or running: that tick is recorded as skipped.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::DateTime;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::clock::Clock;
-use crate::contract::Due;
 use crate::queue::{Queue, QueueFailure};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::store::{Inserted, Store};
+use crate::signals::Signals;
+use crate::store::{Inserted, Millis, ScheduleClaim, ScheduleRow, ScheduleTick, Store, TickWrite, to_millis};
 use crate::task::QueueOptions;
 
 /// The longest the scheduler sleeps, even when nothing is due sooner: it
 /// bounds the effect of a clock jump. Default 60 s.
 pub const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How long a claim on due schedules lasts: another node takes over the
+/// schedules of a node that died mid-tick after this. Default 10 s.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(10);
+/// The most schedules one claim takes. Default 256.
+pub const MAX_CLAIM: usize = 256;
+/// Asks of one tenant's jobs that run at once. Default 2.
+pub const ASKS_PER_TENANT: usize = 2;
+/// Asks that run at once in all. Default 32.
+pub const MAX_ASKS: usize = 32;
+/// The soonest a job is asked again after an answer of "not due". Default 100 ms.
+pub const MIN_RECHECK: Duration = Duration::from_millis(100);
+/// The soonest a job is asked again after a tick that ran it: a job runs at
+/// most once per this period. Default 1 s.
+pub const MIN_PERIOD: Duration = Duration::from_secs(1);
+/// The latest a job is asked again, whatever `next-run-in` it answered (a
+/// regular job's "never" included). Default 366 days.
+pub const MAX_NEXT: Duration = Duration::from_secs(366 * 24 * 3600);
+/// When a job's `is-due` failed, how long before it is asked again. Default 10 s.
+pub const RETRY_FAILED: Duration = Duration::from_secs(10);
 
 /// What one tick did for one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +77,18 @@ pub enum TickResult {
     Queued(String),
     /// Due, but the job forbids overlap and this task is still live.
     SkippedOverlap(String),
-    /// Another scheduler ran this tick first.
+    /// The schedule stopped being this scheduler's (the job was deleted or
+    /// replaced, or another scheduler took it over): nothing was written.
     TakenElsewhere,
-    /// `is-due` or queueing failed (logged).
+    /// `is-due` or queueing failed (logged); asked again after [`RETRY_FAILED`].
     Failed(String),
+}
+
+/// A tick decided, not yet written.
+struct Decided {
+    tick: ScheduleTick,
+    /// What the tick means if it is written.
+    result: TickResult,
 }
 
 /// Queues the tasks of periodic jobs.
@@ -52,80 +98,214 @@ pub struct Scheduler {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) queue: Arc<Queue>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) signals: Arc<Signals>,
+    /// This node's name, in claims.
+    pub(crate) node: String,
+    claims: AtomicU64,
+    asks: Arc<Semaphore>,
+    per_tenant: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Scheduler {
-    /// Looks at every tenant's periodic jobs once. Returns what happened per
-    /// job (by name) and how long until the soonest next run.
-    pub async fn tick(&self) -> (Vec<(String, TickResult)>, Duration) {
-        let mut results = Vec::new();
-        let mut sleep = MAX_SLEEP;
-        for ((tenant, name), job) in self.registry.all_periodic() {
-            let result = self.tick_job(&tenant, &name, &job).await;
-            if let TickResult::NotDue(next) = &result {
-                sleep = sleep.min(*next);
-            }
-            results.push((name, result));
+    /// The scheduler of `node`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        runtime: Arc<Runtime>,
+        queue: Arc<Queue>,
+        clock: Arc<dyn Clock>,
+        signals: Arc<Signals>,
+        node: String,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            runtime,
+            queue,
+            clock,
+            signals,
+            node,
+            claims: AtomicU64::new(0),
+            asks: Arc::new(Semaphore::new(MAX_ASKS)),
+            per_tenant: Mutex::default(),
         }
-        (results, sleep)
     }
 
-    /// What `is-due` says of `tenant`'s periodic job now, with the stored
-    /// `last_run_at` it was asked about (`None` before the first run, when
-    /// the registration time stands in).
-    pub async fn due(
-        &self,
-        tenant: &str,
-        name: &str,
-        job: &crate::registry::RegisteredJob,
-    ) -> Result<(Due, Option<i64>), String> {
-        let stored = self.store.last_run_at(tenant, name).await.map_err(|e| e.to_string())?;
-        let now = self.clock.now();
-        let last = DateTime::from_timestamp_millis(stored.unwrap_or(job.registered_at)).unwrap_or(now);
-        let due = self.runtime.is_due(&job.component, last, now).await.map_err(|e| e.to_string())?;
-        Ok((due, stored))
+    /// Claims the schedules due now (up to [`MAX_CLAIM`]); returns them and
+    /// when the next one is due.
+    async fn claim(&self) -> Result<(Vec<ScheduleRow>, Option<Millis>, String), crate::store::StoreError> {
+        let now = self.clock.now_millis();
+        let claim = format!("{}:{}", self.node, self.claims.fetch_add(1, Ordering::Relaxed));
+        let request = ScheduleClaim {
+            claim: claim.clone(),
+            now,
+            limit: MAX_CLAIM,
+            lease_until: now.saturating_add(to_millis(CLAIM_LEASE)),
+        };
+        let claimed = self.store.claim_schedules(request).await?;
+        Ok((claimed.due, claimed.next_due_at, claim))
     }
 
-    async fn tick_job(&self, tenant: &str, name: &str, job: &crate::registry::RegisteredJob) -> TickResult {
-        let (due, stored) = match self.due(tenant, name, job).await {
-            Ok(answer) => answer,
+    /// Runs one tick of every schedule due now, and waits for all of them.
+    /// Returns what happened per job, by name (the loop in [`Scheduler::run`]
+    /// does the same without waiting for slow asks; tests drive this).
+    pub async fn tick(&self) -> Vec<(String, TickResult)> {
+        let (due, _, claim) = match self.claim().await {
+            Ok(claimed) => claimed,
             Err(e) => {
-                tracing::warn!(job = name, error = %e, "is-due failed");
-                return TickResult::Failed(e);
+                tracing::warn!(error = %e, "cannot claim schedules");
+                return Vec::new();
             }
         };
+        let asks = due.into_iter().map(|schedule| self.ask(schedule, &claim));
+        let decided = futures_util::future::join_all(asks).await;
+        let names: Vec<String> = decided.iter().map(|d| d.tick.job.clone()).collect();
+        names.into_iter().zip(self.write(decided).await).collect()
+    }
+
+    /// Asks one claimed schedule's `is-due`, within its tenant's bound, and
+    /// decides its tick.
+    async fn ask(&self, schedule: ScheduleRow, claim: &str) -> Decided {
+        let tenant_bound = self
+            .per_tenant
+            .lock()
+            .unwrap()
+            .entry(schedule.tenant.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(ASKS_PER_TENANT)))
+            .clone();
+        let _tenant = tenant_bound.acquire_owned().await.expect("never closed");
+        let _any = self.asks.clone().acquire_owned().await.expect("never closed");
         let now = self.clock.now();
-        if !due.is_due {
-            return TickResult::NotDue(due.next_run_in);
-        }
-        let task = match self.queue.prepare(tenant, name, "{}", &QueueOptions::default(), None).await {
-            Ok(task) => task,
-            Err(QueueFailure::Rejected(e)) => return TickResult::Failed(e.to_string()),
-            Err(QueueFailure::Store(e)) => return TickResult::Failed(e.to_string()),
+        let now_ms = now.timestamp_millis();
+        let mut tick = ScheduleTick {
+            tenant: schedule.tenant.clone(),
+            job: schedule.job.clone(),
+            claim: claim.to_owned(),
+            expected_last: schedule.last_run_at,
+            ran_at: None,
+            next_due_at: after(now_ms, RETRY_FAILED),
+            task: None,
         };
-        match self.store.schedule_tick(tenant, name, stored, now.timestamp_millis(), Some(task)).await {
-            Ok(Some(Inserted::Task(id))) => {
-                tracing::info!(job = name, task = %id, "periodic task queued");
-                self.queue.wake.notify_one();
-                TickResult::Queued(id)
+        let Some(job) = self.registry.get(&schedule.tenant, &schedule.job) else {
+            // Deleted (the write will find the schedule gone), or uploaded
+            // through another node and not in this node's registry yet.
+            tick.next_due_at = after(now_ms, MIN_RECHECK);
+            return Decided { tick, result: TickResult::Failed("the job is not in this node's registry yet".into()) };
+        };
+        let last = schedule.last_run_at.unwrap_or(schedule.since);
+        let last = chrono::DateTime::from_timestamp_millis(last).unwrap_or(now);
+        let due = match self.runtime.is_due(&job.component, last, now).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(tenant = %schedule.tenant, job = %schedule.job, error = %e, "is-due failed");
+                return Decided { tick, result: TickResult::Failed(e.to_string()) };
             }
-            Ok(Some(Inserted::Duplicate(id))) => TickResult::SkippedOverlap(id),
-            Ok(None) => TickResult::TakenElsewhere,
-            Err(e) => TickResult::Failed(e.to_string()),
+        };
+        let next_run_in = due.next_run_in.min(MAX_NEXT);
+        if !due.is_due {
+            tick.next_due_at = after(now_ms, next_run_in.max(MIN_RECHECK));
+            return Decided { tick, result: TickResult::NotDue(next_run_in) };
+        }
+        match self.queue.prepare(&schedule.tenant, &schedule.job, "{}", &QueueOptions::default(), None).await {
+            Ok(task) => {
+                tick.ran_at = Some(now_ms);
+                tick.next_due_at = after(now_ms, next_run_in.max(MIN_PERIOD));
+                tick.task = Some(task);
+                // The result is known once written.
+                Decided { tick, result: TickResult::TakenElsewhere }
+            }
+            Err(QueueFailure::Rejected(e)) => Decided { tick, result: TickResult::Failed(e.to_string()) },
+            Err(QueueFailure::Store(e)) => Decided { tick, result: TickResult::Failed(e.to_string()) },
         }
     }
 
-    /// Ticks until `shutdown` turns true, sleeping until the soonest next
-    /// run (or until a job is registered).
+    /// Writes decided ticks in one transaction; returns what each did.
+    async fn write(&self, decided: Vec<Decided>) -> Vec<TickResult> {
+        let (ticks, results): (Vec<_>, Vec<_>) = decided.into_iter().map(|d| (d.tick, d.result)).unzip();
+        let names: Vec<(String, String)> = ticks.iter().map(|t| (t.tenant.clone(), t.job.clone())).collect();
+        let written = match self.queue.write_ticks(ticks).await {
+            Ok(written) => written,
+            Err(e) => {
+                // The claims run out and the schedules are asked again.
+                tracing::warn!(error = %e, "cannot write scheduler ticks");
+                return results.into_iter().map(|_| TickResult::Failed(e.to_string())).collect();
+            }
+        };
+        let results: Vec<TickResult> = written
+            .into_iter()
+            .zip(results)
+            .map(|(written, decided)| match written {
+                TickWrite::Lost => TickResult::TakenElsewhere,
+                TickWrite::Written(Some(Inserted::Task(id))) => TickResult::Queued(id),
+                TickWrite::Written(Some(Inserted::Duplicate(id))) => TickResult::SkippedOverlap(id),
+                TickWrite::Written(None) => decided,
+            })
+            .collect();
+        for ((tenant, job), result) in names.iter().zip(&results) {
+            if let TickResult::Queued(id) = result {
+                tracing::info!(tenant = %tenant, job = %job, task = %id, "periodic task queued");
+            }
+        }
+        results
+    }
+
+    /// Ticks until `shutdown` turns true: claims what is due, asks each
+    /// concurrently and writes the answers as they come (a slow tenant's
+    /// ask holds up no other's write), then sleeps until the soonest next
+    /// due time, a schedule change, or [`MAX_SLEEP`].
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
-            let (_, sleep) = self.tick().await;
+        let (decided_tx, decided_rx) = mpsc::unbounded_channel::<Decided>();
+        let writer = tokio::spawn(self.clone().write_as_they_come(decided_rx));
+        while !crate::signals::stopping(&shutdown) {
+            let (due, next, claim) = match self.claim().await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim schedules");
+                    (Vec::new(), None, String::new())
+                }
+            };
+            let full = due.len() >= MAX_CLAIM;
+            for schedule in due {
+                let (this, claim, decided_tx) = (self.clone(), claim.clone(), decided_tx.clone());
+                tokio::spawn(async move {
+                    let _ = decided_tx.send(this.ask(schedule, &claim).await);
+                });
+            }
+            if full {
+                continue;
+            }
+            let now = self.clock.now_millis();
+            let sleep = next.map_or(MAX_SLEEP, |at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = self.registry.changed() => {}
-                // A little past the due time, so `is-due` agrees it is due.
-                _ = tokio::time::sleep(sleep + Duration::from_millis(1)) => {}
+                _ = self.signals.schedules.notified() => {}
+                _ = tokio::time::sleep(sleep.min(MAX_SLEEP)) => {}
             }
         }
+        drop(decided_tx);
+        // Asks in flight finish and are written; their claims end otherwise.
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     }
+
+    /// Writes decided ticks in batches, as they come; after each batch the
+    /// loop looks again, since a written tick may be due before it planned
+    /// to wake.
+    async fn write_as_they_come(self: Arc<Self>, mut decided: mpsc::UnboundedReceiver<Decided>) {
+        while let Some(first) = decided.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_CLAIM {
+                match decided.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+            self.write(batch).await;
+            self.signals.schedules.notify_one();
+        }
+    }
+}
+
+/// `at` plus `by`, saturating.
+fn after(at: Millis, by: Duration) -> Millis {
+    at.saturating_add(to_millis(by))
 }

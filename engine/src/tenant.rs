@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,28 +20,37 @@ use crate::store::{Store, StoreError, TenantRow};
 /// stores from before tenants).
 pub const DEFAULT_TENANT: &str = "default";
 
-/// What a tenant may use. Every field says its default.
+/// What a tenant may use. Every field says its default and, when it has one,
+/// its lower bound ([`Quotas::validate`]): a quota under it would leave the
+/// tenant unable to work at all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quotas {
-    /// Most fuel per task. Default 1e10.
+    /// Most fuel per task. Default 1e10; at least 1.
     pub max_fuel: u64,
-    /// Longest wall time per task, in ms. Default 60 s.
+    /// Longest wall time per task, in ms. Default 60 s; at least 1 ms.
     pub max_timeout_ms: u64,
-    /// Most linear memory per instance. Default 128 MiB.
+    /// Most linear memory per instance. Default 128 MiB; at least one Wasm
+    /// page ([`MIN_MEMORY_BYTES`]).
     pub max_memory_bytes: u64,
-    /// Most tasks running at once on a node. Default 16.
+    /// Most tasks running at once, across every node of the cluster.
+    /// Default 16; at least 1.
     pub max_running: usize,
-    /// Most tasks queued or waiting to retry. Default 100,000.
+    /// Most tasks queued or waiting to retry. Default 100,000; at least 1.
     pub max_queued: u64,
-    /// Largest component. Default 16 MiB.
+    /// Largest component. Default 16 MiB; at least 1 byte.
     pub max_component_bytes: usize,
-    /// Most registered jobs. Default 100.
+    /// Most registered jobs. Default 100; at least 1.
     pub max_components: usize,
-    /// Tasks queued per second, sustained. Default 10,000.
+    /// Tasks queued per second, sustained. Default 10,000; finite and
+    /// greater than 0.
     pub queue_rate: f64,
-    /// Tasks that may be queued in a burst above the rate. Default 20,000.
+    /// Tasks that may be queued in a burst above the rate. Default 20,000;
+    /// finite and at least 1 (the door admits a task with one whole token).
     pub queue_burst: f64,
 }
+
+/// The smallest `max_memory_bytes`: one WebAssembly page, 64 KiB.
+pub const MIN_MEMORY_BYTES: u64 = 64 * 1024;
 
 impl Default for Quotas {
     fn default() -> Self {
@@ -62,19 +71,77 @@ impl Default for Quotas {
 /// Overrides of some quotas, as a tenant stores them.
 pub type QuotaOverrides = serde_json::Map<String, serde_json::Value>;
 
+/// Why quotas were refused; each names the quota.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    #[error("unknown quota `{0}`")]
+    Unknown(String),
+    /// The override is not a value of the quota's type (such as `-1` for a
+    /// count).
+    #[error("invalid quota `{quota}`: {message}")]
+    Malformed { quota: String, message: String },
+    /// The value would leave the tenant unable to work.
+    #[error("invalid quota `{quota}`: {message}")]
+    OutOfRange { quota: &'static str, message: &'static str },
+}
+
 impl Quotas {
-    /// These quotas with `overrides` applied. Unknown or ill-typed
-    /// overrides are an error naming them.
-    pub fn with(&self, overrides: &QuotaOverrides) -> Result<Quotas, String> {
-        let mut merged = serde_json::to_value(self).expect("quotas serialize");
-        let fields = merged.as_object_mut().expect("quotas are an object");
+    /// These quotas with `overrides` applied, then [validated](Self::validate).
+    /// Unknown, ill-typed or out-of-range overrides are an error naming them.
+    pub fn with(&self, overrides: &QuotaOverrides) -> Result<Quotas, QuotaError> {
+        let mut quotas = self.clone();
+        // One at a time, so that a value of the wrong type is named.
         for (key, value) in overrides {
+            let mut merged = serde_json::to_value(&quotas).expect("quotas serialize");
+            let fields = merged.as_object_mut().expect("quotas are an object");
             if !fields.contains_key(key) {
-                return Err(format!("unknown quota `{key}`"));
+                return Err(QuotaError::Unknown(key.clone()));
             }
             fields.insert(key.clone(), value.clone());
+            quotas = serde_json::from_value(merged)
+                .map_err(|e| QuotaError::Malformed { quota: key.clone(), message: e.to_string() })?;
         }
-        serde_json::from_value(merged).map_err(|e| format!("invalid quota: {e}"))
+        quotas.validate()?;
+        Ok(quotas)
+    }
+
+    /// Checks every quota against its lower bound (see the fields): zero
+    /// running tasks, fuel or components, a rate that is not a positive
+    /// finite number, and the like are refused rather than leaving a tenant
+    /// whose tasks can never run.
+    pub fn validate(&self) -> Result<(), QuotaError> {
+        let out_of_range = |quota, message| Err(QuotaError::OutOfRange { quota, message });
+        if self.max_fuel == 0 {
+            return out_of_range("max_fuel", "must be at least 1: no task can run without fuel");
+        }
+        if self.max_timeout_ms == 0 {
+            return out_of_range("max_timeout_ms", "must be at least 1 ms: no task can run in no time");
+        }
+        if self.max_memory_bytes < MIN_MEMORY_BYTES {
+            return out_of_range("max_memory_bytes", "must be at least 65536, one WebAssembly page");
+        }
+        if self.max_running == 0 {
+            return out_of_range(
+                "max_running",
+                "must be at least 1: a tenant that may run no task never runs its tasks",
+            );
+        }
+        if self.max_queued == 0 {
+            return out_of_range("max_queued", "must be at least 1: a tenant that may queue no task can do nothing");
+        }
+        if self.max_component_bytes == 0 {
+            return out_of_range("max_component_bytes", "must be at least 1: no component is empty");
+        }
+        if self.max_components == 0 {
+            return out_of_range("max_components", "must be at least 1: a tenant without jobs can do nothing");
+        }
+        if !(self.queue_rate.is_finite() && self.queue_rate > 0.0) {
+            return out_of_range("queue_rate", "must be a finite number of tasks per second greater than 0");
+        }
+        if !(self.queue_burst.is_finite() && self.queue_burst >= 1.0) {
+            return out_of_range("queue_burst", "must be a finite number of tasks, at least 1");
+        }
+        Ok(())
     }
 
     /// `limits` capped by these quotas.
@@ -102,47 +169,72 @@ pub enum TenantError {
     Exists(String),
     #[error("invalid tenant name `{0}`: use 1-64 letters, digits, `-` and `_`")]
     InvalidName(String),
-    #[error("{0}")]
-    InvalidQuotas(String),
+    #[error(transparent)]
+    InvalidQuotas(QuotaError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-struct Tenant {
-    quotas: Quotas,
-    /// Queued or retrying tasks, as last counted plus those queued since.
-    waiting: u64,
-    /// The queueing-rate token bucket.
-    tokens: f64,
-    refilled: Instant,
-}
-
-/// The tenants this node knows, with their quotas and door-keeping counters.
+/// The tenants, as a cache of the store, with their quotas and the door's
+/// count of their waiting tasks.
+///
+/// Freshness: a tenant created here is cached at once; one created through
+/// another node is read from the store the first time it is asked for
+/// ([`Tenants::get`]), and [`Tenants::refresh`] (called by the catalog when
+/// the store's tenant generation moves) reloads them all. A tenant this
+/// node does not know is never given default quotas.
 pub struct Tenants {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     defaults: Quotas,
-    tenants: RwLock<HashMap<String, Mutex<Tenant>>>,
+    quotas: RwLock<HashMap<String, Quotas>>,
+    /// Queued or retrying tasks per tenant, as last counted (every
+    /// heartbeat) plus those this node queued since.
+    waiting: Mutex<HashMap<String, u64>>,
+    /// The store's tenant generation the cache was built from.
+    generation: Mutex<Option<i64>>,
 }
 
 impl Tenants {
     /// Loads every tenant from the store.
     pub async fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, defaults: Quotas) -> Result<Self, StoreError> {
-        let tenants = Self { store, clock, defaults, tenants: RwLock::default() };
-        for row in tenants.store.tenants().await? {
-            let overrides: QuotaOverrides = serde_json::from_str(&row.quotas).unwrap_or_default();
-            let quotas = tenants.defaults.with(&overrides).unwrap_or_else(|e| {
-                tracing::warn!(tenant = %row.name, error = %e, "ignoring invalid quota overrides");
-                tenants.defaults.clone()
-            });
-            tenants.insert(row.name, quotas);
-        }
+        let tenants = Self {
+            store,
+            clock,
+            defaults,
+            quotas: RwLock::default(),
+            waiting: Mutex::default(),
+            generation: Mutex::new(None),
+        };
+        let generation = tenants.store.generations().await?.tenants;
+        tenants.refresh(generation).await?;
         Ok(tenants)
     }
 
-    fn insert(&self, name: String, quotas: Quotas) {
-        let tenant = Tenant { tokens: quotas.queue_burst, quotas, waiting: 0, refilled: Instant::now() };
-        self.tenants.write().unwrap().insert(name, Mutex::new(tenant));
+    /// Reloads every tenant if the store's tenant generation is no longer
+    /// `generation`'s. Tenants are only ever added, so a reload can never
+    /// undo a creation made here meanwhile.
+    pub async fn refresh(&self, generation: i64) -> Result<(), StoreError> {
+        if *self.generation.lock().unwrap() == Some(generation) {
+            return Ok(());
+        }
+        let rows = self.store.tenants().await?;
+        let mut quotas = self.quotas.write().unwrap();
+        for row in rows {
+            let parsed = self.parse(&row);
+            quotas.insert(row.name, parsed);
+        }
+        *self.generation.lock().unwrap() = Some(generation);
+        Ok(())
+    }
+
+    /// A stored tenant's quotas: the defaults with its overrides.
+    fn parse(&self, row: &TenantRow) -> Quotas {
+        let overrides: QuotaOverrides = serde_json::from_str(&row.quotas).unwrap_or_default();
+        self.defaults.with(&overrides).unwrap_or_else(|e| {
+            tracing::warn!(tenant = %row.name, error = %e, "ignoring invalid quota overrides");
+            self.defaults.clone()
+        })
     }
 
     /// Creates a tenant with quota `overrides`.
@@ -162,30 +254,33 @@ impl Tenants {
         if !self.store.create_tenant(row).await? {
             return Err(TenantError::Exists(name.to_owned()));
         }
-        self.insert(name.to_owned(), quotas.clone());
+        self.quotas.write().unwrap().insert(name.to_owned(), quotas.clone());
         Ok(quotas)
     }
 
-    /// Whether `name` exists.
-    pub fn exists(&self, name: &str) -> bool {
-        self.tenants.read().unwrap().contains_key(name)
+    /// The quotas of `tenant`, read from the store if this node does not
+    /// know it yet; `None` if there is no such tenant.
+    pub async fn get(&self, tenant: &str) -> Result<Option<Quotas>, StoreError> {
+        if let Some(quotas) = self.quotas.read().unwrap().get(tenant) {
+            return Ok(Some(quotas.clone()));
+        }
+        let Some(row) = self.store.tenant(tenant).await? else { return Ok(None) };
+        let quotas = self.parse(&row);
+        self.quotas.write().unwrap().insert(row.name, quotas.clone());
+        Ok(Some(quotas))
     }
 
-    /// Every tenant with its quotas, by name.
+    /// Every tenant this node knows, with its quotas, by name.
     pub fn list(&self) -> Vec<(String, Quotas)> {
-        let tenants = self.tenants.read().unwrap();
-        let mut list: Vec<_> = tenants.iter().map(|(n, t)| (n.clone(), t.lock().unwrap().quotas.clone())).collect();
+        let quotas = self.quotas.read().unwrap();
+        let mut list: Vec<_> = quotas.iter().map(|(n, q)| (n.clone(), q.clone())).collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         list
     }
 
-    /// The quotas of `tenant` (the defaults for a tenant this node does not
-    /// know yet).
-    pub fn quotas(&self, tenant: &str) -> Quotas {
-        match self.tenants.read().unwrap().get(tenant) {
-            Some(t) => t.lock().unwrap().quotas.clone(),
-            None => self.defaults.clone(),
-        }
+    /// Each known tenant's `max_running`, for a claim.
+    pub fn max_running(&self) -> HashMap<String, usize> {
+        self.quotas.read().unwrap().iter().map(|(n, q)| (n.clone(), q.max_running)).collect()
     }
 
     /// The default quotas.
@@ -193,40 +288,49 @@ impl Tenants {
         &self.defaults
     }
 
-    /// Admits `n` new tasks of `tenant` at the door: within its queueing rate
-    /// and its queued-task quota. Counts them as waiting.
-    pub fn admit(&self, tenant: &str, n: u64) -> Result<(), QuotaExceeded> {
-        let tenants = self.tenants.read().unwrap();
-        let Some(t) = tenants.get(tenant) else { return Ok(()) };
-        let mut t = t.lock().unwrap();
-        let now = Instant::now();
-        let elapsed = now.duration_since(t.refilled).as_secs_f64();
-        t.tokens = (t.tokens + elapsed * t.quotas.queue_rate).min(t.quotas.queue_burst);
-        t.refilled = now;
-        if t.waiting + n > t.quotas.max_queued {
-            return Err(QuotaExceeded { quota: "max_queued", limit: t.quotas.max_queued.to_string() });
+    /// Admits `n` new tasks of `tenant` at the door: within its queued-task
+    /// quota and its queueing rate. Counts them as waiting.
+    ///
+    /// The rate's bucket is in the store, one per tenant for the whole
+    /// cluster, so it holds exactly however many nodes queue. The queued
+    /// count is this node's: recounted from the store at every heartbeat,
+    /// plus what this node admitted since, so across `k` nodes a tenant may
+    /// pass `max_queued` by what the other nodes admit within one heartbeat.
+    pub async fn admit(&self, tenant: &str, n: u64) -> Result<(), AdmitError> {
+        let quotas = self.get(tenant).await?.ok_or_else(|| AdmitError::UnknownTenant(tenant.to_owned()))?;
+        let waiting = self.waiting.lock().unwrap().get(tenant).copied().unwrap_or(0);
+        if waiting.saturating_add(n) > quotas.max_queued {
+            return Err(QuotaExceeded { quota: "max_queued", limit: quotas.max_queued.to_string() }.into());
         }
-        if t.tokens < n as f64 {
-            return Err(QuotaExceeded { quota: "queue_rate", limit: format!("{}/s", t.quotas.queue_rate) });
+        let now = self.clock.now_millis();
+        if !self.store.take_tokens(tenant, n, quotas.queue_rate, quotas.queue_burst, now).await? {
+            return Err(QuotaExceeded { quota: "queue_rate", limit: format!("{}/s", quotas.queue_rate) }.into());
         }
-        t.tokens -= n as f64;
-        t.waiting += n;
+        *self.waiting.lock().unwrap().entry(tenant.to_owned()).or_default() += n;
         Ok(())
     }
 
     /// Notes that `n` waiting tasks of `tenant` stopped waiting (claimed, or
     /// never queued after all).
     pub fn claimed(&self, tenant: &str, n: u64) {
-        if let Some(t) = self.tenants.read().unwrap().get(tenant) {
-            let mut t = t.lock().unwrap();
-            t.waiting = t.waiting.saturating_sub(n);
+        if let Some(waiting) = self.waiting.lock().unwrap().get_mut(tenant) {
+            *waiting = waiting.saturating_sub(n);
         }
     }
 
     /// Resets the waiting counts from a fresh count of the store.
-    pub fn recount(&self, waiting: &HashMap<String, u64>) {
-        for (name, t) in self.tenants.read().unwrap().iter() {
-            t.lock().unwrap().waiting = waiting.get(name).copied().unwrap_or(0);
-        }
+    pub fn recount(&self, waiting: HashMap<String, u64>) {
+        *self.waiting.lock().unwrap() = waiting;
     }
+}
+
+/// Why the door refused tasks.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    #[error("unknown tenant `{0}`")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

@@ -11,32 +11,89 @@
 //! ran out belonged to a worker that died (or lost its store), and any
 //! node's sweep moves it to `retry` (or `failure` when out of attempts). A
 //! completion presents its lease: once rescued, a stale worker's
-//! completion is refused (fencing).
+//! completion is refused (fencing), and a worker whose heartbeat finds a
+//! lease gone stops that task at once rather than run it to an ending
+//! nobody will record.
+//!
+//! Revoking a running task: the node that takes the request records it in
+//! the store and signals [`Signals::stop`]; the worker running the task
+//! hears it at once (through PostgreSQL's `NOTIFY` when it is another node)
+//! or at its next heartbeat, which reads revoke requests with the leases.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::queue::{Parent, Queue};
 use crate::registry::Registry;
 use crate::retry;
 use crate::runtime::{Outcome, Runtime, TaskInput};
+use crate::signals::Signals;
 use crate::store::{ClaimRequest, ClaimedTask, Completion, Store, TaskState, to_millis};
+use crate::task::TaskId;
+use crate::tenant::Tenants;
 
 /// How long a lease lasts without a heartbeat. Default 10 s.
 pub const LEASE: Duration = Duration::from_secs(10);
-/// How often a worker renews its running tasks' leases, sweeps expired
-/// ones and recounts waiting tasks. Default 2 s.
+/// How often a worker renews its running tasks' leases (stopping those it
+/// lost and those someone asked to revoke), sweeps expired ones and
+/// recounts waiting tasks. Default 2 s.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The longest the loop sleeps without looking at the store: a fallback for
-/// tasks queued by another process, which cannot wake this one. Default 250 ms.
+/// a lost notification of queued tasks. Default 250 ms.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
 /// The most tasks one claim takes. Default 256.
 pub const MAX_CLAIM: usize = 256;
+
+/// Why a running task is stopped before it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Someone revoked it: it ends `revoked`.
+    Revoked,
+    /// Its lease is gone (rescued by another node after this one lost the
+    /// store for too long): its ending would be refused, so it stops now.
+    LeaseLost,
+}
+
+/// The tasks running on this node, by id, with their leases and a way to
+/// stop each.
+#[derive(Default)]
+struct Running(Mutex<HashMap<TaskId, (String, oneshot::Sender<Stop>)>>);
+
+impl Running {
+    fn add(&self, id: &str, lease: &str) -> oneshot::Receiver<Stop> {
+        let (tx, rx) = oneshot::channel();
+        self.0.lock().unwrap().insert(id.to_owned(), (lease.to_owned(), tx));
+        rx
+    }
+
+    fn remove(&self, id: &str) {
+        self.0.lock().unwrap().remove(id);
+    }
+
+    fn stop(&self, id: &str, why: Stop) {
+        if let Some((_, stop)) = self.0.lock().unwrap().remove(id) {
+            let _ = stop.send(why);
+        }
+    }
+
+    fn stop_lease(&self, lease: &str, why: Stop) {
+        let mut running = self.0.lock().unwrap();
+        let id = running.iter().find(|(_, (l, _))| l == lease).map(|(id, _)| id.clone());
+        if let Some((_, stop)) = id.and_then(|id| running.remove(&id)) {
+            let _ = stop.send(why);
+        }
+    }
+
+    fn leases(&self) -> Vec<String> {
+        self.0.lock().unwrap().values().map(|(lease, _)| lease.clone()).collect()
+    }
+}
 
 /// Runs tasks from the store.
 pub struct Workers {
@@ -45,29 +102,60 @@ pub struct Workers {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) runtime: Arc<Runtime>,
+    /// Where running tasks' `queue-task` calls go.
     pub(crate) queue: Arc<Queue>,
+    pub(crate) tenants: Arc<Tenants>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) signals: Arc<Signals>,
     pub(crate) clock: Arc<dyn Clock>,
+    running: Running,
 }
 
 impl Workers {
+    /// Workers of `node` with `concurrency` slots.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: String,
+        concurrency: usize,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        runtime: Arc<Runtime>,
+        queue: Arc<Queue>,
+        tenants: Arc<Tenants>,
+        metrics: Arc<Metrics>,
+        signals: Arc<Signals>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            node,
+            concurrency,
+            store,
+            registry,
+            runtime,
+            queue,
+            tenants,
+            metrics,
+            signals,
+            clock,
+            running: Running::default(),
+        }
+    }
+
     /// Runs until `shutdown` turns true; then stops claiming, lets running
     /// tasks finish within `grace`, and puts the rest back in line.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) -> anyhow::Result<()> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
-        let mut running: JoinSet<()> = JoinSet::new();
-        // The lease and tenant of each running task.
-        let mut leases: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
-        let mut per_tenant: HashMap<String, usize> = HashMap::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut stops = self.signals.stops();
         let mut next_sweep = tokio::time::Instant::now();
-        let wake = self.queue.wake.clone();
         loop {
-            if *shutdown.borrow() {
+            if crate::signals::stopping(&shutdown) {
                 break;
             }
             let now = tokio::time::Instant::now();
             if now >= next_sweep {
                 // A store failure must not stop the workers: log it and go on.
-                if let Err(e) = self.heartbeat(&leases).await {
+                if let Err(e) = self.heartbeat().await {
                     tracing::error!(error = %e, "heartbeat failed");
                 }
                 next_sweep = now + HEARTBEAT;
@@ -75,7 +163,7 @@ impl Workers {
             let mut sleep = POLL_FALLBACK.min(next_sweep - now);
             let free = slots.available_permits().min(MAX_CLAIM);
             if free > 0 {
-                let claim = match self.claim(free, &per_tenant).await {
+                let claim = match self.claim(free).await {
                     Ok(claim) => claim,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot claim tasks");
@@ -83,7 +171,7 @@ impl Workers {
                     }
                 };
                 if !claim.expired.is_empty() {
-                    self.queue.finished(&claim.expired);
+                    self.signals.finished(&claim.expired);
                 }
                 // A task due later: wake for it. One due now but not claimed
                 // (its tenant has no free slot) waits for a slot to free up,
@@ -96,97 +184,98 @@ impl Workers {
                 }
                 for task in claim.tasks {
                     let permit = slots.clone().acquire_owned().await?;
-                    self.queue.tenants.claimed(&task.tenant, 1);
-                    *per_tenant.entry(task.tenant.clone()).or_default() += 1;
-                    let lease = (task.lease.clone(), task.tenant.clone());
+                    self.tenants.claimed(&task.tenant, 1);
                     let this = self.clone();
-                    let wake = wake.clone();
-                    let handle = running.spawn(async move {
+                    tasks.spawn(async move {
                         this.run_task(task).await;
                         drop(permit);
-                        wake.notify_one();
+                        this.signals.queued.notify_one();
                     });
-                    leases.insert(handle.id(), lease);
                 }
             }
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = wake.notified() => {}
-                Some(done) = running.join_next_with_id() => {
-                    if let Some((_, tenant)) = leases.remove(&finished_id(done)) {
-                        *per_tenant.entry(tenant).or_default() -= 1;
-                    }
+                _ = self.signals.queued.notified() => {}
+                Some(_) = tasks.join_next() => {
+                    // Reap every task that has finished, not just one.
+                    while tasks.try_join_next().is_some() {}
                 }
+                stop = stops.recv() => match stop {
+                    Ok(id) => self.running.stop(&id, Stop::Revoked),
+                    // Missed some: the next heartbeat reads them from the store.
+                    Err(broadcast::error::RecvError::Lagged(_)) => next_sweep = tokio::time::Instant::now(),
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
 
-        tracing::info!(running = running.len(), "shutting down: no more claims; waiting for running tasks");
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(done) = running.join_next_with_id().await {
-                leases.remove(&finished_id(done));
-            }
-        })
-        .await;
+        tracing::info!(running = tasks.len(), "shutting down: no more claims; waiting for running tasks");
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            running.abort_all();
-            while running.join_next().await.is_some() {}
-            let unfinished: Vec<String> = leases.into_values().map(|(lease, _)| lease).collect();
+            let unfinished = self.running.leases();
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
             let released = self.store.release(unfinished, self.clock.now_millis()).await?;
             tracing::warn!(released, "grace period over: released the tasks still running");
         }
         Ok(())
     }
 
-    /// Renews this worker's leases, rescues tasks whose lease ran out
-    /// (theirs died), and recounts waiting tasks for the quotas.
-    async fn heartbeat(&self, leases: &HashMap<tokio::task::Id, (String, String)>) -> anyhow::Result<()> {
-        if !leases.is_empty() {
-            let live: Vec<String> = leases.values().map(|(lease, _)| lease.clone()).collect();
-            self.store.extend_leases(live, self.clock.now_millis() + to_millis(LEASE)).await?;
+    /// Renews this worker's leases, stopping the tasks whose lease was lost
+    /// and those someone asked to revoke; rescues tasks whose lease ran out
+    /// (theirs died); recounts waiting tasks for the quotas.
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        let live = self.running.leases();
+        if !live.is_empty() {
+            let held = self.store.extend_leases(live.clone(), self.clock.now_millis() + to_millis(LEASE)).await?;
+            for lease in &live {
+                match held.iter().find(|h| &h.lease == lease) {
+                    None => {
+                        tracing::warn!(lease = %lease, "lost a task's lease: stopping it");
+                        self.running.stop_lease(lease, Stop::LeaseLost);
+                    }
+                    Some(h) if h.revoke_requested => self.running.stop_lease(lease, Stop::Revoked),
+                    Some(_) => {}
+                }
+            }
         }
         if self.store.rescue(self.clock.now_millis(), false).await? > 0 {
-            self.queue.finished_some();
+            self.signals.finished_some();
         }
         let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
-        self.queue.tenants.recount(&waiting);
+        self.tenants.recount(waiting);
         Ok(())
     }
 
     /// Claims up to `limit` tasks, fairly across tenants and within each
-    /// tenant's running quota (`running` counts what each runs here now).
-    async fn claim(&self, limit: usize, running: &HashMap<String, usize>) -> anyhow::Result<crate::store::Claim> {
+    /// tenant's `max_running` across the cluster (the store counts).
+    async fn claim(&self, limit: usize) -> anyhow::Result<crate::store::Claim> {
         let now = self.clock.now_millis();
-        let tenants = &self.queue.tenants;
-        let slots = tenants
-            .list()
-            .into_iter()
-            .map(|(name, quotas)| {
-                let busy = running.get(&name).copied().unwrap_or(0);
-                (name, quotas.max_running.saturating_sub(busy))
-            })
-            .collect();
         let request = ClaimRequest {
             node: self.node.clone(),
             limit,
             now,
             lease_until: now + to_millis(LEASE),
-            slots,
-            default_slots: tenants.defaults().max_running,
+            max_running: self.tenants.max_running(),
         };
         Ok(self.store.claim(request).await?)
     }
 
     /// Runs one claimed task and records how it ended.
     async fn run_task(&self, task: ClaimedTask) {
-        let ended = match self.registry.version(&task.version).await {
-            Ok(job) => {
+        let quotas = match self.tenants.get(&task.tenant).await {
+            Ok(Some(quotas)) => Ok(quotas),
+            Ok(None) => Err(format!("the task's tenant `{}` does not exist", task.tenant)),
+            Err(e) => Err(e.to_string()),
+        };
+        let ended = match (self.registry.version(&task.version).await, quotas) {
+            (Ok(job), Ok(quotas)) => {
                 let parent = Parent {
                     id: task.id.clone(),
                     root: task.root_task.clone().unwrap_or_else(|| task.id.clone()),
                     depth: task.depth,
                 };
-                let quotas = self.queue.tenants.quotas(&task.tenant);
                 let input = TaskInput {
                     task_id: task.id.clone(),
                     attempt: task.attempt,
@@ -194,7 +283,7 @@ impl Workers {
                     limits: quotas.cap(self.runtime.task_limits(&job)),
                     children: self.queue.children_of(task.tenant.clone(), parent),
                 };
-                let revoked = self.queue.running(&task.id);
+                let stop = self.running.add(&task.id, &task.lease);
                 let ended = tokio::select! {
                     report = self.runtime.run(&job, input) => {
                         let policy = &job.metadata().retry;
@@ -202,14 +291,22 @@ impl Workers {
                             retry::decide(policy, task.max_retries, task.attempt, &report.outcome, retry::jitter());
                         Ended::Ran(report, decision)
                     }
-                    Ok(()) = revoked => Ended::Revoked,
+                    Ok(why) = stop => match why {
+                        Stop::Revoked => Ended::Revoked,
+                        // Another node has the task now: record nothing.
+                        Stop::LeaseLost => return,
+                    },
                 };
-                self.queue.stopped(&task.id);
+                self.running.remove(&task.id);
                 ended
             }
-            Err(e) => {
+            (Err(e), _) => {
                 tracing::error!(task = %task.id, job = %task.job, error = %e, "cannot load the task's job version");
-                Ended::Unavailable
+                Ended::Unavailable(format!("the version {} of job {} cannot be loaded", task.version, task.job))
+            }
+            (_, Err(e)) => {
+                tracing::error!(task = %task.id, error = %e, "cannot read the task's tenant");
+                Ended::Unavailable(e)
             }
         };
         let at = self.clock.now_millis();
@@ -245,13 +342,9 @@ impl Workers {
                 }
             }
             Ended::Revoked => ended_with(TaskState::Revoked, "revoked", Some("revoked while running".into())),
-            Ended::Unavailable => ended_with(
-                TaskState::Failure,
-                "job-unavailable",
-                Some(format!("the version {} of job {} cannot be loaded", task.version, task.job)),
-            ),
+            Ended::Unavailable(why) => ended_with(TaskState::Failure, "job-unavailable", Some(why)),
         };
-        self.queue.metrics.ended(
+        self.metrics.ended(
             &task.tenant,
             &task.job,
             completion.state.as_str(),
@@ -260,7 +353,7 @@ impl Workers {
         );
         let finished = completion.state.is_terminal();
         match self.store.complete(vec![completion]).await {
-            Ok(_) if finished => self.queue.finished(std::slice::from_ref(&task.id)),
+            Ok(_) if finished => self.signals.finished(std::slice::from_ref(&task.id)),
             Ok(_) => {}
             // The lease will expire and the sweep will rescue the task.
             Err(e) => tracing::error!(task = %task.id, error = %e, "cannot record a task's end"),
@@ -272,13 +365,6 @@ impl Workers {
 enum Ended {
     Ran(crate::runtime::TaskReport, retry::Decision),
     Revoked,
-    Unavailable,
-}
-
-/// The id of a finished (or aborted, or panicked) worker task.
-fn finished_id(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
-    match done {
-        Ok((id, ())) => id,
-        Err(e) => e.id(),
-    }
+    /// The job's version or the task's tenant could not be read: why.
+    Unavailable(String),
 }

@@ -28,7 +28,7 @@ pub async fn create_tenant(
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin()?;
-    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(request) = body?;
     let quotas = state.node.tenants.create(&request.name, request.quotas).await.map_err(|e| match e {
         TenantError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         TenantError::InvalidName(_) | TenantError::InvalidQuotas(_) => {
@@ -64,15 +64,15 @@ pub async fn create_token(
     body: Result<Json<NewTokenRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin()?;
-    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(request) = body?;
     let scope = match Scope::parse(&request.scope) {
         Some(scope @ (Scope::Read | Scope::Write)) => scope,
         _ => return Err(ApiError::bad_request("scope must be `read` or `write`")),
     };
-    if !state.node.tenants.exists(&tenant) {
+    if state.node.tenants.get(&tenant).await?.is_none() {
         return Err(ApiError::not_found(format!("tenant `{tenant}`")));
     }
-    let token = state.auth.create(Some(&tenant), scope).await?;
+    let token = state.node.auth.create(Some(&tenant), scope).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": token.id, "token": token.token, "tenant": tenant }))))
 }
 
@@ -86,7 +86,7 @@ pub async fn revoke_token(
     if id == caller.0.token_id {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "a token cannot revoke itself"));
     }
-    if state.auth.revoke(&id).await? {
+    if state.node.auth.revoke(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("token {id}")))

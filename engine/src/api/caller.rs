@@ -23,8 +23,12 @@ impl FromRequestParts<ApiState> for Caller {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let principal =
-            state.auth.authenticate(token.trim()).ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+        let principal = state
+            .node
+            .auth
+            .authenticate(token.trim())
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
         Ok(Caller(principal))
     }
 }

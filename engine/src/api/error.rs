@@ -1,6 +1,7 @@
 //! API errors: a stable code, a message for people, the right status.
 
 use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -44,6 +45,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{} not found", what.into()))
     }
 
+    /// A request whose body or query the extractor refused: 413
+    /// `payload_too_large` for a body over the limit, else 400 naming what
+    /// is wrong (for JSON, the path of the offending field).
+    fn rejected(status: StatusCode, text: String) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(status, "payload_too_large", text)
+        } else {
+            Self::bad_request(text)
+        }
+    }
+
     fn with(mut self, details: Value) -> Self {
         self.details = Some(details);
         self
@@ -80,8 +92,29 @@ impl From<QueueError> for ApiError {
             QueueError::InvalidArgs(_) | QueueError::DepthExceeded(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_args", message)
             }
+            QueueError::InvalidOption { field, .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_option", message).with(json!({ "field": field }))
+            }
             QueueError::QuotaExceeded(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message),
         }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self::rejected(e.status(), e.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        Self::rejected(e.status(), e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::rejected(e.status(), e.body_text())
     }
 }
 

@@ -34,7 +34,7 @@ pub async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<im
         .into_iter()
         .map(|(tenant, s, n)| (tenant, s.as_str().to_owned(), n))
         .collect();
-    let body = state.node.queue.metrics.render(&waiting, &states);
+    let body = state.node.metrics.render(&waiting, &states);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 

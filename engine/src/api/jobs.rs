@@ -37,14 +37,9 @@ pub async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.writer()?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
-        } else {
-            ApiError::bad_request(e.body_text())
-        }
-    })?;
-    let quotas = state.node.tenants.quotas(tenant);
+    let body = body?;
+    let quotas =
+        state.node.tenants.get(tenant).await?.ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}`")))?;
     if body.len() > quotas.max_component_bytes {
         let message = format!(
             "quota `max_component_bytes` exceeded: the component is {} bytes, the limit {}",
@@ -80,22 +75,16 @@ pub async fn show(
     let metadata = job.component.metadata();
     let versions: Vec<Value> = state
         .node
-        .store
-        .job_versions(tenant, &metadata.name)
+        .registry
+        .versions(tenant, &metadata.name)
         .await?
         .into_iter()
         .map(|(hash, at)| json!({ "version": hash, "registered_at": DateTime::from_timestamp_millis(at) }))
         .collect();
-    let next_due = if metadata.is_periodic() {
-        let now = state.node.clock.now();
-        match state.node.scheduler().due(tenant, &metadata.name, &job).await {
-            Ok((due, _)) if due.is_due => Some(now),
-            Ok((due, _)) => chrono::Duration::from_std(due.next_run_in).ok().map(|d| now + d),
-            Err(e) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "is_due_failed", e)),
-        }
-    } else {
-        None
-    };
+    // When the scheduler next asks the job's `is-due`, and when it last ran.
+    let schedule = state.node.registry.schedule(tenant, &metadata.name).await?;
+    let next_due = schedule.as_ref().and_then(|s| DateTime::from_timestamp_millis(s.next_due_at));
+    let last_run = schedule.as_ref().and_then(|s| s.last_run_at).and_then(DateTime::from_timestamp_millis);
     Ok(Json(json!({
         "name": metadata.name,
         "version": job.component.hash(),
@@ -103,6 +92,7 @@ pub async fn show(
         "metadata": metadata,
         "versions": versions,
         "next_due": next_due,
+        "last_run": last_run,
     })))
 }
 

@@ -23,14 +23,12 @@ use axum::routing::{delete, get, post};
 
 pub use self::caller::Caller;
 pub use self::error::ApiError;
-use crate::auth::Auth;
 use crate::node::Node;
 
-/// What the handlers share.
+/// What the handlers share: the node they serve.
 #[derive(Clone)]
 pub struct ApiState {
     pub node: Arc<Node>,
-    pub auth: Arc<Auth>,
 }
 
 /// Every route of the API.

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, Caller};
+use crate::queue::Revoked;
 use crate::store::{TaskFilter, TaskRecord, TaskState};
-use crate::task::QueueOptions;
+use crate::task::{QueueOptions, parse_id};
 
 /// The longest a wait request holds. Default 60 s.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -40,14 +41,18 @@ pub async fn queue(
     body: Result<Json<QueueRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.writer()?;
-    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(request) = body?;
     let id = state.node.queue.queue(tenant, &request.job, &request.args.to_string(), &request.options, None).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
-/// The caller's task `id`; another tenant's is "not found".
+/// The caller's task `id`; another tenant's is "not found", and so is an id
+/// that is not canonical ([`parse_id`]): `01` is not an alias of `1`.
 async fn own_task(state: &ApiState, tenant: &str, id: &str) -> Result<TaskRecord, ApiError> {
-    match state.node.store.task(id).await? {
+    if parse_id(id).is_none() {
+        return Err(ApiError::not_found(format!("task {id}")));
+    }
+    match state.node.queue.task(id).await? {
         Some(task) if task.tenant == tenant => Ok(task),
         _ => Err(ApiError::not_found(format!("task {id}"))),
     }
@@ -63,7 +68,7 @@ pub async fn get(
     let task = own_task(&state, tenant, &id).await?;
     let filter =
         TaskFilter { tenant: Some(tenant.to_owned()), from_task: Some(id), limit: Some(1000), ..TaskFilter::default() };
-    let children: Vec<String> = state.node.store.list_tasks(filter).await?.into_iter().rev().map(|t| t.id).collect();
+    let children: Vec<String> = state.node.queue.list(filter).await?.into_iter().rev().map(|t| t.id).collect();
     let mut value = serde_json::to_value(&task).expect("tasks serialize");
     value["children"] = json!(children);
     Ok(Json(value))
@@ -79,7 +84,7 @@ pub struct ListQuery {
     queued_after: Option<i64>,
     queued_before: Option<i64>,
     limit: Option<u32>,
-    /// The `next` of the previous page.
+    /// The `next` of the previous page: a task id.
     before: Option<String>,
 }
 
@@ -90,11 +95,16 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.reader()?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query?;
     let task_state = match q.state.as_deref() {
         Some(s) => Some(TaskState::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown state `{s}`")))?),
         None => None,
     };
+    if let Some(before) = q.before.as_deref().filter(|b| parse_id(b).is_none()) {
+        return Err(ApiError::bad_request(format!(
+            "`before` must be the `next` of a previous page (a task id), not `{before}`"
+        )));
+    }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let filter = TaskFilter {
         tenant: Some(tenant.to_owned()),
@@ -106,7 +116,7 @@ pub async fn list(
         limit: Some(limit),
         before_id: q.before,
     };
-    let tasks = state.node.store.list_tasks(filter).await?;
+    let tasks = state.node.queue.list(filter).await?;
     let next = if tasks.len() == limit as usize { tasks.last().map(|t| t.id.clone()) } else { None };
     Ok(Json(json!({ "tasks": tasks, "next": next })))
 }
@@ -128,7 +138,7 @@ pub async fn wait(
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskRecord>, ApiError> {
     let tenant = caller.reader()?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query?;
     let timeout = match q.timeout.as_deref() {
         Some(t) => humantime::parse_duration(t).map_err(|e| ApiError::bad_request(format!("timeout `{t}`: {e}")))?,
         None => Duration::from_secs(30),
@@ -147,8 +157,14 @@ pub async fn revoke(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.writer()?;
     own_task(&state, tenant, &id).await?;
-    let task_state = state.node.queue.revoke(&id).await?;
-    Ok(Json(json!({ "id": id, "state": task_state })))
+    // A running task is stopped by its node; this answers with the state it
+    // ends in, or `revoking` if it has not stopped within `REVOKE_WAIT`.
+    let state = match state.node.queue.revoke(&id).await? {
+        Some(Revoked::Ended(s)) => s.as_str(),
+        Some(Revoked::Revoking) => "revoking",
+        None => return Err(ApiError::not_found(format!("task {id}"))),
+    };
+    Ok(Json(json!({ "id": id, "state": state })))
 }
 
 /// `GET /v1/tasks/{id}/logs`: the task's log, as text.

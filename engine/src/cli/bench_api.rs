@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api::{ApiState, router};
-use crate::auth::{Auth, Scope};
+use crate::auth::Scope;
 use crate::node::{Node, NodeConfig};
 use crate::task::QueueOptions;
 
@@ -46,7 +46,8 @@ pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
     }
     let dir = std::env::temp_dir().join(format!("wasmjob-bench-api-{}", std::process::id()));
     let node = Arc::new(Node::open(NodeConfig::new(&dir), true).await?);
-    let (auth, _) = Auth::open(node.store.clone(), node.clock.clone(), Some("wj_bench_admin")).await?;
+    node.auth.ensure_admin(Some("wj_bench_admin")).await?;
+    let auth = node.auth.clone();
     let mut tokens = Vec::new();
     let addition = std::fs::read(crate::examples::ADDITION)?;
     // High quotas: this measures the engine, not the door.
@@ -59,7 +60,7 @@ pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, shutdown) = watch::channel(false);
-    let api = router(ApiState { node: node.clone(), auth: Arc::new(auth) });
+    let api = router(ApiState { node: node.clone() });
     tokio::spawn(async move { axum::serve(listener, api).await });
     let serving = tokio::spawn({
         let node = node.clone();

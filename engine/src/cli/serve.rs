@@ -12,7 +12,6 @@ use clap::Args;
 use tokio::sync::watch;
 
 use crate::api::{ApiState, router};
-use crate::auth::Auth;
 
 use super::args::parse_duration;
 
@@ -93,8 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let node = Arc::new(node);
-    let (auth, created) = Auth::open(node.store.clone(), node.clock.clone(), args.admin_token.as_deref()).await?;
-    if let Some(admin) = created {
+    if let Some(admin) = node.auth.ensure_admin(args.admin_token.as_deref()).await? {
         println!("Created the admin token (shown once; keep it): {}", admin.token);
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -103,7 +101,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(address = %args.listen, "HTTP API listening");
 
     let (stop, shutdown) = watch::channel(false);
-    let api = router(ApiState { node: node.clone(), auth: Arc::new(auth) });
+    let api = router(ApiState { node: node.clone() });
     let mut api_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, api)

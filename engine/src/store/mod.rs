@@ -152,10 +152,88 @@ pub struct ClaimRequest {
     pub limit: usize,
     pub now: Millis,
     pub lease_until: Millis,
-    /// Slots a tenant may still fill, by tenant; tenants not listed get
-    /// `default_slots`.
-    pub slots: std::collections::HashMap<String, usize>,
-    pub default_slots: usize,
+    /// Each tenant's `max_running`: how many of its tasks may be started at
+    /// once across every node. The store counts the tenant's started tasks
+    /// in the claim itself and claims at most the difference. A tenant not
+    /// listed (not yet known to this node) gets nothing from this claim.
+    pub max_running: std::collections::HashMap<String, usize>,
+}
+
+/// A lease a heartbeat renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLease {
+    pub lease: String,
+    /// Someone asked to revoke the task: its worker must stop it.
+    pub revoke_requested: bool,
+}
+
+/// A counter per kind of catalog row, bumped by every change of that kind
+/// on any node: a node whose cache was built from the same generations is
+/// up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generations {
+    pub jobs: i64,
+    pub tenants: i64,
+    pub tokens: i64,
+}
+
+/// A request to claim the schedules that are due.
+#[derive(Debug, Clone)]
+pub struct ScheduleClaim {
+    /// Names this claim; the tick's write must present it.
+    pub claim: String,
+    pub now: Millis,
+    pub limit: usize,
+    /// Until when no other scheduler may claim these schedules.
+    pub lease_until: Millis,
+}
+
+/// A periodic job's schedule, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRow {
+    pub tenant: String,
+    pub job: String,
+    /// When the scheduler last queued a task of it.
+    pub last_run_at: Option<Millis>,
+    /// When the job was registered: `is-due`'s last run before the first.
+    pub since: Millis,
+    /// When the scheduler next asks the job's `is-due`.
+    pub next_due_at: Millis,
+}
+
+/// What a schedule claim returned.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimedSchedules {
+    pub due: Vec<ScheduleRow>,
+    /// When the next unclaimed schedule is due, if there is one.
+    pub next_due_at: Option<Millis>,
+}
+
+/// One scheduler tick of a claimed schedule, to write.
+#[derive(Debug, Clone)]
+pub struct ScheduleTick {
+    pub tenant: String,
+    pub job: String,
+    /// The claim that took the schedule.
+    pub claim: String,
+    /// `last_run_at` as claimed: the write applies only if it still holds.
+    pub expected_last: Option<Millis>,
+    /// The new `last_run_at`, when the tick ran the job.
+    pub ran_at: Option<Millis>,
+    pub next_due_at: Millis,
+    /// The task this tick queues.
+    pub task: Option<NewTask>,
+}
+
+/// What became of a tick's write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickWrite {
+    /// Written, with the task's insert if it queued one.
+    Written(Option<Inserted>),
+    /// The schedule is no longer this claim's: the job was deleted or
+    /// replaced, or another scheduler took it after this claim's lease
+    /// ended. Nothing was written.
+    Lost,
 }
 
 /// A tenant and its quota overrides.
@@ -277,14 +355,19 @@ pub trait Store: Send + Sync + 'static {
     async fn put_component(&self, hash: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     /// A component's bytes.
     async fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Makes `job` the current version of its name.
-    async fn put_job(&self, job: JobRow) -> Result<(), StoreError>;
+    /// Makes `job` the current version of its name. A periodic job gets a
+    /// schedule, due at once, keeping its `last_run_at` if it had one; a
+    /// regular job loses any schedule.
+    async fn put_job(&self, job: JobRow, periodic: bool) -> Result<(), StoreError>;
     /// The current version of every job of every tenant.
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError>;
     /// Every version `tenant`'s job `name` has had: hash and registration time, oldest first.
     async fn job_versions(&self, tenant: &str, name: &str) -> Result<Vec<(String, Millis)>, StoreError>;
-    /// Unregisters a job (its tasks and versions stay). Whether it existed.
+    /// Unregisters a job and its schedule (its tasks and versions stay).
+    /// Whether it existed.
     async fn delete_job(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+    /// The generation of every kind of catalog row.
+    async fn generations(&self) -> Result<Generations, StoreError>;
 
     /// Inserts tasks; each is a task or a duplicate.
     async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError>;
@@ -294,15 +377,17 @@ pub trait Store: Send + Sync + 'static {
     /// holds (the task was rescued) is ignored; returns how many applied.
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError>;
     /// Extends the leases of running tasks to `until` (the worker's
-    /// heartbeat). Returns how many still held.
-    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<u64, StoreError>;
+    /// heartbeat). Returns those that still held; the others were lost.
+    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError>;
     /// Moves started tasks whose lease ended before `now` (or, with
     /// `all_started`, every started task) to `retry` or `failure`.
     async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError>;
     /// Puts started tasks back in line without counting their attempt: they
     /// were stopped by a shutdown, not by a failure. Returns how many.
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError>;
-    /// Revokes a task that has not started. Returns its state afterwards.
+    /// Revokes a task that has not started; for a started one, records a
+    /// revoke request that its worker's heartbeat reads (and, on
+    /// PostgreSQL, notifies it at once). Returns its state afterwards.
     async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError>;
 
     /// One task.
@@ -314,28 +399,34 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks per tenant and state.
     async fn count_by_state(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError>;
 
-    /// When the scheduler last queued a task of the periodic job `job`.
-    async fn last_run_at(&self, tenant: &str, job: &str) -> Result<Option<Millis>, StoreError>;
-    /// Atomically records a scheduler tick of `job` at `now` and inserts its
-    /// task, if any. The tick is recorded only if the last one is still
-    /// `expected_last`, so two schedulers never both run a tick.
-    async fn schedule_tick(
-        &self,
-        tenant: &str,
-        job: &str,
-        expected_last: Option<Millis>,
-        now: Millis,
-        task: Option<NewTask>,
-    ) -> Result<Option<Inserted>, StoreError>;
+    /// Makes sure the periodic job `job` (version `hash`, registered at
+    /// `since`) has a schedule, if it is still that job's current version
+    /// (for stores from before schedules kept their due time).
+    async fn ensure_schedule(&self, tenant: &str, job: &str, hash: &str, since: Millis) -> Result<(), StoreError>;
+    /// Claims up to `limit` schedules due at `now` that no other scheduler
+    /// holds, soonest first, until `lease_until`.
+    async fn claim_schedules(&self, claim: ScheduleClaim) -> Result<ClaimedSchedules, StoreError>;
+    /// Writes ticks of claimed schedules, each atomically with its task.
+    async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError>;
+    /// `tenant`'s schedule of job `job`.
+    async fn schedule(&self, tenant: &str, job: &str) -> Result<Option<ScheduleRow>, StoreError>;
 
     /// Creates a tenant; false if it exists.
     async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError>;
     /// Every tenant.
     async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError>;
+    /// One tenant.
+    async fn tenant(&self, name: &str) -> Result<Option<TenantRow>, StoreError>;
+    /// Takes `n` tokens from `tenant`'s queueing-rate bucket, which holds
+    /// up to `burst` and refills at `rate` per second; false (taking
+    /// nothing) if it holds fewer. One bucket per tenant for the cluster.
+    async fn take_tokens(&self, tenant: &str, n: u64, rate: f64, burst: f64, now: Millis) -> Result<bool, StoreError>;
     /// Stores a new token.
     async fn put_token(&self, token: TokenRow) -> Result<(), StoreError>;
     /// Every token, revoked ones included.
     async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+    /// The token whose hash is `hash`, revoked or not.
+    async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
     /// Revokes a token; whether it was live.
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
 }

@@ -1,13 +1,23 @@
 //! The scale-out store: several engine nodes on one PostgreSQL database.
 //!
 //! Locking strategy: claims take due tasks with `FOR UPDATE SKIP LOCKED`,
-//! in batches, so nodes never wait on each other's claims; every change is
-//! one statement (atomic on its own), except the scheduler's tick, whose
-//! compare-and-set and insert share one statement too. Inserts `NOTIFY`
-//! `wasmjob_tasks`, and each node `LISTEN`s on a connection of its own, so
-//! idle nodes wake as soon as tasks are queued; polling is only a fallback.
-//! Time comes from the database ([`DbClock`]), so nodes with skewed clocks
-//! agree on leases, expiry and schedules.
+//! in batches, so nodes never wait on each other's claims. `max_running`
+//! holds across nodes because a claim takes a transaction-scoped advisory
+//! lock per tenant (`pg_try_advisory_xact_lock`; a tenant another node is
+//! claiming for is skipped, not waited for) and counts the tenant's started
+//! tasks under it. Schedules are claimed the same way (`SKIP LOCKED`, then
+//! a claim that lasts a lease), and a tick's write is a compare-and-set
+//! with its task's insert in one transaction. Other changes are one
+//! statement each.
+//!
+//! Notifications: each node `LISTEN`s on a connection of its own,
+//! reconnecting when it drops, and turns notifications into [`Signals`]:
+//! `wasmjob_tasks` (tasks queued), `wasmjob_catalog` (jobs, tenants, tokens
+//! or schedules changed), `wasmjob_finished` (the ids of tasks that ended)
+//! and `wasmjob_revoke` (the id of a running task to stop). After a
+//! reconnect every consumer re-reads the store, since notifications sent
+//! meanwhile are lost. Time comes from the database ([`DbClock`]), so nodes
+//! with skewed clocks agree on leases, expiry and schedules.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,23 +25,34 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::fair::FairShares;
 use super::{
-    Claim, ClaimRequest, ClaimedTask, Completion, Inserted, JobRow, Millis, NewTask, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState, TenantRow, TokenRow,
+    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
+    NewTask, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
+    TickWrite, TokenRow,
 };
 use crate::clock::Clock;
+use crate::signals::Signals;
 
 /// Connections per node. Default 16.
 const POOL_SIZE: usize = 16;
 /// The channel inserts notify.
 const CHANNEL: &str = "wasmjob_tasks";
-/// The schema version this engine writes.
-const SCHEMA_VERSION: i32 = 1;
+/// The channel catalog changes notify.
+const CATALOG: &str = "wasmjob_catalog";
+/// The channel endings notify, with the ended tasks' ids.
+const FINISHED: &str = "wasmjob_finished";
+/// The channel revoke requests of running tasks notify, with the task's id.
+const REVOKE: &str = "wasmjob_revoke";
+/// Longest payload of one notification: PostgreSQL's limit is 8,000 bytes.
+const MAX_PAYLOAD: usize = 7900;
+/// How long the listener waits before reconnecting. Default 500 ms.
+const RECONNECT: Duration = Duration::from_millis(500);
+/// The migrations, in order; `wasmjob_schema` records the last one run.
+const MIGRATIONS: [&str; 2] = [include_str!("postgres_schema.sql"), include_str!("postgres_schema_v2.sql")];
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -52,7 +73,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub struct PostgresStore {
     pool: Pool,
     clock: Arc<DbClock>,
-    _listener: tokio_postgres::Client,
     /// Completions wait here to be written together (group commit).
     completions: tokio::sync::mpsc::UnboundedSender<PendingCompletion>,
 }
@@ -64,9 +84,9 @@ type PendingCompletion = (Vec<Completion>, tokio::sync::oneshot::Sender<Result<u
 const MAX_COMPLETION_BATCH: usize = 1000;
 
 impl PostgresStore {
-    /// Connects to `url`, migrates the schema, and listens for queued tasks:
-    /// each notification wakes `wake`.
-    pub async fn connect(url: &str, wake: Arc<Notify>) -> Result<Self, StoreError> {
+    /// Connects to `url`, migrates the schema, and listens for other nodes'
+    /// changes, firing `signals`.
+    pub async fn connect(url: &str, signals: Arc<Signals>) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
         let manager =
@@ -77,21 +97,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
         migrate(&pool).await?;
 
-        let (listener, mut connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            loop {
-                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "lost the LISTEN connection; polling only");
-                        break;
-                    }
-                    None => break,
-                }
-            }
-        });
-        listener.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        tokio::spawn(listen(config.clone(), signals));
         let clock = Arc::new(DbClock::default());
         clock.sync(&pool).await?;
         let syncing = clock.clone();
@@ -106,7 +112,7 @@ impl PostgresStore {
         });
         let (completions, pending) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(write_completions(pool.clone(), pending));
-        Ok(Self { pool, clock, _listener: listener, completions })
+        Ok(Self { pool, clock, completions })
     }
 
     /// The database's clock, as this node sees it.
@@ -127,8 +133,79 @@ impl PostgresStore {
     }
 }
 
-/// Runs the schema once, under an advisory lock so that nodes starting
-/// together do not race.
+/// Listens for notifications until the process ends, reconnecting when the
+/// connection drops; after each (re)connect every consumer re-reads the
+/// store, since what was notified meanwhile is lost.
+async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>) {
+    let channels = format!("LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {FINISHED}; LISTEN {REVOKE}");
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                // The connection must be polled for `LISTEN` to complete: drive both.
+                let mut listening = std::pin::pin!(client.batch_execute(&channels));
+                let mut listened = false;
+                loop {
+                    tokio::select! {
+                        result = &mut listening, if !listened => {
+                            listened = true;
+                            match result {
+                                Ok(()) => signals.resync(),
+                                Err(e) => break tracing::warn!(error = %e, "cannot LISTEN"),
+                            }
+                        }
+                        message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                            Some(Ok(AsyncMessage::Notification(n))) => dispatch(&signals, n.channel(), n.payload()),
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => break tracing::warn!(error = %e, "lost the LISTEN connection"),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect to listen for notifications"),
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// Turns one notification into the signal it stands for.
+fn dispatch(signals: &Signals, channel: &str, payload: &str) {
+    match channel {
+        CHANNEL => signals.queued.notify_one(),
+        CATALOG => {
+            signals.catalog.notify_one();
+            signals.schedules.notify_one();
+        }
+        FINISHED if payload.is_empty() => signals.finished_some(),
+        FINISHED => signals.finished(&payload.split(',').map(str::to_owned).collect::<Vec<_>>()),
+        REVOKE => signals.stop(payload.to_owned()),
+        _ => {}
+    }
+}
+
+/// Notifies `channel` that these tasks ended, as few notifications as
+/// their ids fit in.
+async fn notify_finished<C: GenericClient + Sync>(client: &C, ids: &[String]) -> Result<(), StoreError> {
+    let mut payload = String::new();
+    let notify = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    for id in ids {
+        if payload.len() + id.len() + 1 > MAX_PAYLOAD {
+            client.execute(&notify, &[&FINISHED, &payload]).await?;
+            payload.clear();
+        }
+        if !payload.is_empty() {
+            payload.push(',');
+        }
+        payload.push_str(id);
+    }
+    if !payload.is_empty() {
+        client.execute(&notify, &[&FINISHED, &payload]).await?;
+    }
+    Ok(())
+}
+
+/// Runs the migrations not yet run, under an advisory lock so that nodes
+/// starting together do not race.
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -139,15 +216,13 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     .await?;
     let version: Option<i32> =
         tx.query_opt("SELECT max(version) FROM wasmjob_schema", &[]).await?.and_then(|r| r.get(0));
-    match version {
-        None => {
-            tx.batch_execute(include_str!("postgres_schema.sql")).await?;
-            tx.execute("INSERT INTO wasmjob_schema (version) VALUES ($1)", &[&SCHEMA_VERSION]).await?;
-        }
-        Some(v) if v > SCHEMA_VERSION => {
-            return Err(StoreError::Database(format!("the database's schema version {v} is newer than this engine")));
-        }
-        Some(_) => {}
+    let done = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!("the database's schema version {done} is newer than this engine")));
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.batch_execute(migration).await?;
+        tx.execute("INSERT INTO wasmjob_schema (version) VALUES ($1)", &[&(i as i32 + 1)]).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -318,15 +393,19 @@ async fn apply_completions(
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "UPDATE tasks t SET state = c.state, reason = c.reason, result = c.result, error = c.error, \
+            "UPDATE tasks t SET \
+               state = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NOT NULL THEN 'revoked' \
+                 ELSE c.state END, \
+               reason = c.reason, result = c.result, error = c.error, \
                fuel = c.fuel, wall_time_us = c.wall, log = c.log, \
-               finished_at = CASE WHEN c.state = 'retry' THEN NULL ELSE c.finished END, \
+               finished_at = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NULL THEN NULL \
+                 ELSE c.finished END, \
                run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL \
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                          $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) \
                AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at) \
              WHERE t.id = c.id AND t.state = 'started' AND t.lease = c.lease \
-             RETURNING t.id, c.lease",
+             RETURNING t.id, c.lease, t.state",
         )
         .await?;
     let rows = client
@@ -335,6 +414,15 @@ async fn apply_completions(
             &[&ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at],
         )
         .await?;
+    let ended: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<_, &str>(2) != TaskState::Retry.as_str())
+        .map(|r| r.get::<_, i64>(0).to_string())
+        .collect();
+    // Waiters on other nodes: a failure to notify only delays them until their recheck.
+    if let Err(e) = notify_finished(&client, &ended).await {
+        tracing::warn!(error = %e, "cannot notify task endings");
+    }
     Ok(rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), r.get::<_, String>(1))).collect())
 }
 
@@ -364,16 +452,39 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
-    async fn put_job(&self, job: JobRow) -> Result<(), StoreError> {
-        self.execute(
-            "WITH version AS (INSERT INTO job_versions (tenant, name, hash, registered_at) \
-                              VALUES ($1, $2, $3, $5) ON CONFLICT DO NOTHING) \
-             INSERT INTO jobs (tenant, name, hash, metadata, registered_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant, name) DO UPDATE SET hash = excluded.hash, metadata = excluded.metadata, \
-             registered_at = excluded.registered_at WHERE jobs.hash != excluded.hash",
-            &[&job.tenant, &job.name, &job.hash, &job.metadata, &job.registered_at],
+    async fn put_job(&self, job: JobRow, periodic: bool) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO job_versions (tenant, name, hash, registered_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+            &[&job.tenant, &job.name, &job.hash, &job.registered_at],
         )
         .await?;
+        let changed = tx
+            .execute(
+                "INSERT INTO jobs (tenant, name, hash, metadata, registered_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant, name) DO UPDATE SET hash = excluded.hash, metadata = excluded.metadata, \
+                 registered_at = excluded.registered_at WHERE jobs.hash != excluded.hash",
+                &[&job.tenant, &job.name, &job.hash, &job.metadata, &job.registered_at],
+            )
+            .await?;
+        if changed > 0 {
+            if periodic {
+                // A new version is asked at once; a claim on the old one is void.
+                tx.execute(
+                    "INSERT INTO schedules (tenant, job, since, next_due_at) VALUES ($1, $2, $3, $3) \
+                     ON CONFLICT (tenant, job) DO UPDATE SET since = excluded.since, \
+                     next_due_at = excluded.next_due_at, claimed_by = NULL, claimed_until = NULL",
+                    &[&job.tenant, &job.name, &job.registered_at],
+                )
+                .await?;
+            } else {
+                tx.execute("DELETE FROM schedules WHERE tenant = $1 AND job = $2", &[&job.tenant, &job.name]).await?;
+            }
+            bump(&tx, "jobs").await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -404,14 +515,27 @@ impl Store for PostgresStore {
     }
 
     async fn delete_job(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        let rows = self
-            .query(
-                "WITH s AS (DELETE FROM schedules WHERE tenant = $1 AND job = $2) \
-                 DELETE FROM jobs WHERE tenant = $1 AND name = $2 RETURNING name",
-                &[&tenant, &name],
-            )
-            .await?;
-        Ok(!rows.is_empty())
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM schedules WHERE tenant = $1 AND job = $2", &[&tenant, &name]).await?;
+        let deleted = tx.execute("DELETE FROM jobs WHERE tenant = $1 AND name = $2", &[&tenant, &name]).await? > 0;
+        bump(&tx, "jobs").await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn generations(&self) -> Result<Generations, StoreError> {
+        let mut generations = Generations::default();
+        for row in self.query("SELECT kind, generation FROM generations", &[]).await? {
+            let generation: i64 = row.get(1);
+            match row.get::<_, &str>(0) {
+                "jobs" => generations.jobs = generation,
+                "tenants" => generations.tenants = generation,
+                "tokens" => generations.tokens = generation,
+                _ => {}
+            }
+        }
+        Ok(generations)
     }
 
     async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError> {
@@ -428,28 +552,37 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        // Expiry first, on its own: it must not wait for the claim's locks.
         let expire = client
             .prepare_cached(
                 "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = $1 \
                  WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id",
             )
             .await?;
-        let expired =
+        let expired: Vec<String> =
             client.query(&expire, &[&request.now]).await?.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
 
-        let waiting = client.prepare_cached(WAITING_TENANTS).await?;
-        let tenants: Vec<(String, usize)> = client
-            .query(&waiting, &[])
-            .await?
-            .iter()
-            .map(|r| {
-                let tenant: String = r.get(0);
-                let slots = request.slots.get(&tenant).copied().unwrap_or(request.default_slots);
-                (tenant, slots)
-            })
-            .collect();
-        let claim = client.prepare_cached(CLAIM_FROM_TENANT).await?;
+        let tx = client.transaction().await?;
+        let waiting = tx.prepare_cached(WAITING_TENANTS).await?;
+        // Keyed by schema too: clusters in schemas of one database are apart.
+        let lock = tx
+            .prepare_cached("SELECT pg_try_advisory_xact_lock(7140234, hashtext(current_schema() || '/' || $1))")
+            .await?;
+        let running = tx.prepare_cached("SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'started'").await?;
+        let mut tenants: Vec<(String, usize)> = Vec::new();
+        for row in tx.query(&waiting, &[]).await? {
+            let tenant: String = row.get(0);
+            let Some(&max) = request.max_running.get(&tenant) else { continue };
+            // Whoever holds the tenant's lock is claiming for it: skip it
+            // rather than wait. Under the lock, the count is exact until commit.
+            if !tx.query_one(&lock, &[&tenant]).await?.get::<_, bool>(0) {
+                continue;
+            }
+            let busy: i64 = tx.query_one(&running, &[&tenant]).await?.get(0);
+            tenants.push((tenant, max.saturating_sub(usize::try_from(busy).unwrap_or(usize::MAX))));
+        }
+        let claim = tx.prepare_cached(CLAIM_FROM_TENANT).await?;
         let mut tasks = Vec::new();
         let mut plan = FairShares::new(tenants, request.limit);
         while let Some(asks) = plan.round() {
@@ -457,7 +590,7 @@ impl Store for PostgresStore {
                 let tenant = plan.tenant(i).to_owned();
                 let params: [&(dyn ToSql + Sync); 5] =
                     [&request.now, &request.node, &request.lease_until, &(want as i64), &tenant];
-                let rows = client.query(&claim, &params).await?;
+                let rows = tx.query(&claim, &params).await?;
                 plan.got(i, want, rows.len());
                 tasks.extend(rows.iter().map(|r| ClaimedTask {
                     id: r.get::<_, i64>(0).to_string(),
@@ -473,6 +606,7 @@ impl Store for PostgresStore {
                 }));
             }
         }
+        tx.commit().await?;
         let next_run_at = if tasks.len() < request.limit {
             let next =
                 client.prepare_cached("SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')").await?;
@@ -480,6 +614,9 @@ impl Store for PostgresStore {
         } else {
             None
         };
+        if !expired.is_empty() {
+            notify_finished(&client, &expired).await?;
+        }
         Ok(Claim { tasks, next_run_at, expired })
     }
 
@@ -489,32 +626,46 @@ impl Store for PostgresStore {
         applied.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<u64, StoreError> {
-        self.execute(
-            "UPDATE tasks SET lease_expires_at = $2 WHERE state = 'started' AND lease = ANY($1)",
-            &[&leases, &until],
-        )
-        .await
+    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError> {
+        let rows = self
+            .query(
+                "UPDATE tasks SET lease_expires_at = $2 WHERE state = 'started' AND lease = ANY($1) \
+                 RETURNING lease, revoke_requested_at IS NOT NULL",
+                &[&leases, &until],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| HeldLease { lease: r.get(0), revoke_requested: r.get(1) }).collect())
     }
 
     async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError> {
         let now_or_forever = if all_started { Millis::MAX } else { now };
-        self.execute(
-            "UPDATE tasks SET \
-               state = CASE WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
-               finished_at = CASE WHEN attempt <= max_retries THEN NULL ELSE $1::bigint END, \
-               reason = 'lease-expired', run_at = $1::bigint, rescued_lease = lease, lease = NULL, \
-               lease_expires_at = NULL \
+        let rescued = self
+            .execute(
+                "UPDATE tasks SET \
+               state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                 WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
+               finished_at = CASE WHEN attempt <= max_retries AND revoke_requested_at IS NULL \
+                 THEN NULL ELSE $1::bigint END, \
+               reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' ELSE 'lease-expired' END, \
+               run_at = $1::bigint, rescued_lease = lease, lease = NULL, lease_expires_at = NULL \
              WHERE state = 'started' AND lease_expires_at < $2::bigint",
-            &[&now, &now_or_forever],
-        )
-        .await
+                &[&now, &now_or_forever],
+            )
+            .await?;
+        if rescued > 0 {
+            // Some may have ended (out of attempts, or revoked): waiters re-read.
+            self.execute("SELECT pg_notify($1, '')", &[&FINISHED]).await?;
+        }
+        Ok(rescued)
     }
 
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
         self.execute(
-            "UPDATE tasks SET state = CASE WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
-             attempt = attempt - 1, reason = 'released-at-shutdown', run_at = $2, lease = NULL, \
+            "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+               WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
+             finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN $2 END, \
+             attempt = attempt - 1, reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+               ELSE 'released-at-shutdown' END, run_at = $2, lease = NULL, \
              lease_expires_at = NULL, started_at = NULL WHERE state = 'started' AND lease = ANY($1)",
             &[&leases, &now],
         )
@@ -523,14 +674,28 @@ impl Store for PostgresStore {
 
     async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError> {
         let Some(id) = id_param(id) else { return Ok(None) };
-        self.execute(
-            "UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = $2 \
-             WHERE id = $1 AND state IN ('queued', 'retry')",
-            &[&id, &now],
-        )
-        .await?;
-        let rows = self.query("SELECT state FROM tasks WHERE id = $1", &[&id]).await?;
-        Ok(rows.first().and_then(|r| TaskState::parse(r.get(0))))
+        // One statement: a task not started is revoked; a started one gets
+        // a revoke request, and its worker is notified.
+        let rows = self
+            .query(
+                "WITH revoked AS (UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = $2 \
+                   WHERE id = $1 AND state IN ('queued', 'retry') RETURNING id), \
+                 requested AS (UPDATE tasks SET revoke_requested_at = $2 \
+                   WHERE id = $1 AND state = 'started' AND revoke_requested_at IS NULL RETURNING id) \
+                 SELECT state, (SELECT count(*) FROM revoked), \
+                   (SELECT count(*) FROM requested) FROM tasks WHERE id = $1",
+                &[&id, &now],
+            )
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let state = TaskState::parse(row.get(0));
+        if row.get::<_, i64>(1) > 0 {
+            return Ok(Some(TaskState::Revoked));
+        }
+        if row.get::<_, i64>(2) > 0 || state == Some(TaskState::Started) {
+            self.execute("SELECT pg_notify($1, $2)", &[&REVOKE, &id.to_string()]).await?;
+        }
+        Ok(state)
     }
 
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
@@ -586,59 +751,122 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn last_run_at(&self, tenant: &str, job: &str) -> Result<Option<Millis>, StoreError> {
-        let rows =
-            self.query("SELECT last_run_at FROM schedules WHERE tenant = $1 AND job = $2", &[&tenant, &job]).await?;
-        Ok(rows.first().map(|r| r.get(0)))
+    async fn ensure_schedule(&self, tenant: &str, job: &str, hash: &str, since: Millis) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO schedules (tenant, job, since, next_due_at) SELECT $1, $2, $4, $4 \
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE tenant = $1 AND name = $2 AND hash = $3) \
+             ON CONFLICT DO NOTHING",
+            &[&tenant, &job, &hash, &since],
+        )
+        .await?;
+        Ok(())
     }
 
-    async fn schedule_tick(
-        &self,
-        tenant: &str,
-        job: &str,
-        expected_last: Option<Millis>,
-        now: Millis,
-        task: Option<NewTask>,
-    ) -> Result<Option<Inserted>, StoreError> {
+    async fn claim_schedules(&self, claim: ScheduleClaim) -> Result<ClaimedSchedules, StoreError> {
+        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        let due = self
+            .query(
+                "UPDATE schedules s SET claimed_by = $1, claimed_until = $3 FROM ( \
+                   SELECT tenant, job FROM schedules \
+                   WHERE next_due_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
+                   ORDER BY next_due_at LIMIT $4 FOR UPDATE SKIP LOCKED) d \
+                 WHERE s.tenant = d.tenant AND s.job = d.job \
+                 RETURNING s.tenant, s.job, s.last_run_at, s.since, s.next_due_at",
+                &[&claim.claim, &claim.now, &claim.lease_until, &limit],
+            )
+            .await?
+            .iter()
+            .map(schedule_from_row)
+            .collect();
+        let next = self
+            .query(
+                "SELECT least((SELECT min(next_due_at) FROM schedules WHERE claimed_until IS NULL), \
+                   (SELECT min(claimed_until) FROM schedules WHERE claimed_until IS NOT NULL))",
+                &[],
+            )
+            .await?;
+        Ok(ClaimedSchedules { due, next_due_at: next.first().and_then(|r| r.get(0)) })
+    }
+
+    async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // The compare-and-set: the row lock serialises schedulers of all nodes.
-        let ticked = match expected_last {
-            None => {
-                tx.execute(
-                    "INSERT INTO schedules (tenant, job, last_run_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[&tenant, &job, &now],
-                )
-                .await?
+        let update = tx
+            .prepare_cached(
+                "UPDATE schedules SET last_run_at = COALESCE($5, last_run_at), next_due_at = $6, \
+                 claimed_by = NULL, claimed_until = NULL \
+                 WHERE tenant = $1 AND job = $2 AND claimed_by = $3 AND last_run_at IS NOT DISTINCT FROM $4",
+            )
+            .await?;
+        let mut written = Vec::with_capacity(ticks.len());
+        let mut queued = false;
+        for tick in &ticks {
+            let params: [&(dyn ToSql + Sync); 6] =
+                [&tick.tenant, &tick.job, &tick.claim, &tick.expected_last, &tick.ran_at, &tick.next_due_at];
+            if tx.execute(&update, &params).await? == 0 {
+                written.push(TickWrite::Lost);
+                continue;
             }
-            Some(last) => {
-                tx.execute(
-                    "UPDATE schedules SET last_run_at = $3 WHERE tenant = $1 AND job = $2 AND last_run_at = $4",
-                    &[&tenant, &job, &now, &last],
-                )
-                .await?
-            }
-        };
-        if ticked == 0 {
-            return Ok(None);
+            let inserted = match &tick.task {
+                Some(task) => Some(self.insert_one(&tx, task).await?),
+                None => None,
+            };
+            queued |= matches!(inserted, Some(Inserted::Task(_)));
+            written.push(TickWrite::Written(inserted));
         }
-        let inserted = match task {
-            Some(task) => Some(self.insert_one(&tx, &task).await?),
-            None => None,
-        };
-        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        if queued {
+            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(written)
+    }
+
+    async fn schedule(&self, tenant: &str, job: &str) -> Result<Option<ScheduleRow>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT tenant, job, last_run_at, since, next_due_at FROM schedules WHERE tenant = $1 AND job = $2",
+                &[&tenant, &job],
+            )
+            .await?;
+        Ok(rows.first().map(schedule_from_row))
     }
 
     async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError> {
-        let n = self
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let n = tx
             .execute(
                 "INSERT INTO tenants (name, quotas, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&tenant.name, &tenant.quotas, &tenant.created_at],
             )
             .await?;
+        if n > 0 {
+            bump(&tx, "tenants").await?;
+        }
+        tx.commit().await?;
         Ok(n > 0)
+    }
+
+    async fn tenant(&self, name: &str) -> Result<Option<TenantRow>, StoreError> {
+        let rows = self.query("SELECT name, quotas, created_at FROM tenants WHERE name = $1", &[&name]).await?;
+        Ok(rows.first().map(|r| TenantRow { name: r.get(0), quotas: r.get(1), created_at: r.get(2) }))
+    }
+
+    async fn take_tokens(&self, tenant: &str, n: u64, rate: f64, burst: f64, now: Millis) -> Result<bool, StoreError> {
+        let n = n as f64;
+        let rows = self
+            .query(
+                "INSERT INTO rates (tenant, tokens, refilled_at) \
+                   SELECT $1::text, $4::float8 - $2::float8, $5::bigint WHERE $4::float8 >= $2::float8 \
+                 ON CONFLICT (tenant) DO UPDATE SET \
+                   tokens = least($4, rates.tokens + greatest(0, $5 - rates.refilled_at) * $3::float8 / 1000.0) - $2, \
+                   refilled_at = greatest(rates.refilled_at, $5) \
+                 WHERE least($4, rates.tokens + greatest(0, $5 - rates.refilled_at) * $3 / 1000.0) >= $2 \
+                 RETURNING 1",
+                &[&tenant, &n, &rate, &burst, &now],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
@@ -647,34 +875,61 @@ impl Store for PostgresStore {
     }
 
     async fn put_token(&self, token: TokenRow) -> Result<(), StoreError> {
-        self.execute(
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
             "INSERT INTO tokens (id, hash, tenant, scope, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
             &[&token.id, &token.hash, &token.tenant, &token.scope, &token.created_at, &token.revoked_at],
         )
         .await?;
+        bump(&tx, "tokens").await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let rows = self
+            .query("SELECT id, hash, tenant, scope, created_at, revoked_at FROM tokens WHERE hash = $1", &[&hash])
+            .await?;
+        Ok(rows.first().map(token_from_row))
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         let rows =
             self.query("SELECT id, hash, tenant, scope, created_at, revoked_at FROM tokens ORDER BY id", &[]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| TokenRow {
-                id: r.get(0),
-                hash: r.get(1),
-                tenant: r.get(2),
-                scope: r.get(3),
-                created_at: r.get(4),
-                revoked_at: r.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(token_from_row).collect())
     }
 
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
-        let n = self
-            .execute("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &now])
-            .await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let n =
+            tx.execute("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &now]).await?;
+        bump(&tx, "tokens").await?;
+        tx.commit().await?;
         Ok(n > 0)
+    }
+}
+
+/// Records a change of the catalog's `kind` rows and tells every node.
+async fn bump<C: GenericClient + Sync>(client: &C, kind: &str) -> Result<(), StoreError> {
+    let statement = client.prepare_cached("UPDATE generations SET generation = generation + 1 WHERE kind = $1").await?;
+    client.execute(&statement, &[&kind]).await?;
+    client.batch_execute(&format!("NOTIFY {CATALOG}")).await?;
+    Ok(())
+}
+
+fn schedule_from_row(r: &Row) -> ScheduleRow {
+    ScheduleRow { tenant: r.get(0), job: r.get(1), last_run_at: r.get(2), since: r.get(3), next_due_at: r.get(4) }
+}
+
+fn token_from_row(r: &Row) -> TokenRow {
+    TokenRow {
+        id: r.get(0),
+        hash: r.get(1),
+        tenant: r.get(2),
+        scope: r.get(3),
+        created_at: r.get(4),
+        revoked_at: r.get(5),
     }
 }

@@ -24,8 +24,9 @@ use super::fair::FairShares;
 use tokio::sync::oneshot;
 
 use super::{
-    Claim, ClaimRequest, ClaimedTask, Completion, Inserted, JobRow, Millis, NewTask, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState, TenantRow, TokenRow,
+    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
+    NewTask, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
+    TickWrite, TokenRow,
 };
 
 /// Most operations committed together.
@@ -132,8 +133,12 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 3] =
-    [include_str!("schema_v1.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
+const MIGRATIONS: [&str; 4] = [
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
+];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
@@ -236,16 +241,19 @@ const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
 /// Claims fairly across tenants ([`FairShares`]): a tenant with a flood of
 /// tasks takes no more than its share while others wait.
 fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
-    let tenants: Vec<(String, usize)> = conn
-        .prepare_cached(WAITING_TENANTS)?
-        .query_map([], |r| r.get::<_, String>(0))?
-        .map(|t| {
-            t.map(|t| {
-                let slots = request.slots.get(&t).copied().unwrap_or(request.default_slots);
-                (t, slots)
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let waiting: Vec<String> =
+        conn.prepare_cached(WAITING_TENANTS)?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+    let mut running = conn.prepare_cached(
+        "SELECT COUNT(*) FROM tasks INDEXED BY tasks_running WHERE tenant = ?1 AND state = 'started'",
+    )?;
+    let mut tenants = Vec::with_capacity(waiting.len());
+    for tenant in waiting {
+        // The one writer makes this count exact: nothing starts in between.
+        let Some(&max) = request.max_running.get(&tenant) else { continue };
+        let busy = running.query_row([&tenant], |r| r.get::<_, i64>(0))?;
+        let slots = max.saturating_sub(usize::try_from(busy).unwrap_or(usize::MAX));
+        tenants.push((tenant, slots));
+    }
     let mut stmt = conn.prepare_cached(
         "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = ?1, \
          lease = ?2 || ':' || id || ':' || (attempt + 1), lease_expires_at = ?3, reason = NULL \
@@ -346,9 +354,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_job(&self, job: JobRow) -> Result<(), StoreError> {
+    async fn put_job(&self, job: JobRow, periodic: bool) -> Result<(), StoreError> {
         self.op(move |conn| {
-            conn.execute(
+            let changed = conn.execute(
                 "INSERT INTO jobs (tenant, name, hash, metadata, registered_at) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (tenant, name) DO UPDATE SET hash = excluded.hash, metadata = excluded.metadata, \
                  registered_at = excluded.registered_at WHERE hash != excluded.hash",
@@ -358,7 +366,21 @@ impl Store for SqliteStore {
                 "INSERT OR IGNORE INTO job_versions (tenant, name, hash, registered_at) VALUES (?1, ?2, ?3, ?4)",
                 params![job.tenant, job.name, job.hash, job.registered_at],
             )?;
-            Ok(())
+            if changed == 0 {
+                return Ok(());
+            }
+            if periodic {
+                // A new version is asked at once; a claim on the old one is void.
+                conn.execute(
+                    "INSERT INTO schedules (tenant, job, since, next_due_at) VALUES (?1, ?2, ?3, ?3) \
+                     ON CONFLICT (tenant, job) DO UPDATE SET since = excluded.since, \
+                     next_due_at = excluded.next_due_at, claimed_by = NULL, claimed_until = NULL",
+                    params![job.tenant, job.name, job.registered_at],
+                )?;
+            } else {
+                conn.execute("DELETE FROM schedules WHERE tenant = ?1 AND job = ?2", params![job.tenant, job.name])?;
+            }
+            bump(conn, "jobs")
         })
         .await
     }
@@ -397,7 +419,27 @@ impl Store for SqliteStore {
         let (tenant, name) = (tenant.to_owned(), name.to_owned());
         self.op(move |conn| {
             conn.execute("DELETE FROM schedules WHERE tenant = ?1 AND job = ?2", params![tenant, name])?;
-            Ok(conn.execute("DELETE FROM jobs WHERE tenant = ?1 AND name = ?2", params![tenant, name])? > 0)
+            let deleted = conn.execute("DELETE FROM jobs WHERE tenant = ?1 AND name = ?2", params![tenant, name])? > 0;
+            bump(conn, "jobs")?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn generations(&self) -> Result<Generations, StoreError> {
+        self.op(|conn| {
+            let mut generations = Generations::default();
+            let mut stmt = conn.prepare_cached("SELECT kind, generation FROM generations")?;
+            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                let (kind, generation) = row?;
+                match kind.as_str() {
+                    "jobs" => generations.jobs = generation,
+                    "tenants" => generations.tenants = generation,
+                    "tokens" => generations.tokens = generation,
+                    _ => {}
+                }
+            }
+            Ok(generations)
         })
         .await
     }
@@ -433,8 +475,9 @@ impl Store for SqliteStore {
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "UPDATE tasks SET state = ?3, reason = ?4, result = ?5, error = ?6, fuel = ?7, wall_time_us = ?8, \
-                 log = ?9, finished_at = CASE WHEN ?3 = 'retry' THEN NULL ELSE ?10 END, \
+                "UPDATE tasks SET state = CASE WHEN ?3 = 'retry' AND revoke_requested_at IS NOT NULL \
+                   THEN 'revoked' ELSE ?3 END, reason = ?4, result = ?5, error = ?6, fuel = ?7, wall_time_us = ?8, \
+                 log = ?9, finished_at = CASE WHEN ?3 = 'retry' AND revoke_requested_at IS NULL THEN NULL ELSE ?10 END, \
                  run_at = COALESCE(?11, run_at), lease = NULL, lease_expires_at = NULL \
                  WHERE id = ?1 AND state = 'started' AND lease = ?2",
             )?;
@@ -466,10 +509,13 @@ impl Store for SqliteStore {
             let n = conn
                 .prepare_cached(
                     "UPDATE tasks INDEXED BY tasks_lease SET \
-                       state = CASE WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
-                       finished_at = CASE WHEN attempt <= max_retries THEN NULL ELSE ?1 END, \
-                       reason = 'lease-expired', run_at = ?1, rescued_lease = lease, lease = NULL, \
-                       lease_expires_at = NULL \
+                       state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                         WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
+                       finished_at = CASE WHEN attempt <= max_retries AND revoke_requested_at IS NULL \
+                         THEN NULL ELSE ?1 END, \
+                       reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                         ELSE 'lease-expired' END, \
+                       run_at = ?1, rescued_lease = lease, lease = NULL, lease_expires_at = NULL \
                      WHERE state = 'started' AND lease_expires_at < ?2",
                 )?
                 .execute(params![now, now_or_forever])?;
@@ -478,13 +524,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<u64, StoreError> {
+    async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError> {
         self.op(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("UPDATE tasks SET lease_expires_at = ?2 WHERE state = 'started' AND lease = ?1")?;
-            let mut held = 0;
-            for lease in &leases {
-                held += stmt.execute(params![lease, until])? as u64;
+            let mut stmt = conn.prepare_cached(
+                "UPDATE tasks SET lease_expires_at = ?2 WHERE state = 'started' AND lease = ?1 \
+                 RETURNING revoke_requested_at IS NOT NULL",
+            )?;
+            let mut held = Vec::with_capacity(leases.len());
+            for lease in leases {
+                if let Some(revoke_requested) = stmt.query_row(params![lease, until], |r| r.get(0)).optional()? {
+                    held.push(HeldLease { lease, revoke_requested });
+                }
             }
             Ok(held)
         })
@@ -494,8 +544,11 @@ impl Store for SqliteStore {
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "UPDATE tasks SET state = CASE WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
-                 attempt = attempt - 1, reason = 'released-at-shutdown', run_at = ?2, lease = NULL, \
+                "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                   WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
+                 finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN ?2 END, \
+                 attempt = attempt - 1, reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                   ELSE 'released-at-shutdown' END, run_at = ?2, lease = NULL, \
                  lease_expires_at = NULL, started_at = NULL WHERE state = 'started' AND lease = ?1",
             )?;
             let mut released = 0;
@@ -513,6 +566,11 @@ impl Store for SqliteStore {
             conn.execute(
                 "UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = ?2 \
                  WHERE id = ?1 AND state IN ('queued', 'retry')",
+                params![id, now],
+            )?;
+            conn.execute(
+                "UPDATE tasks SET revoke_requested_at = ?2 \
+                 WHERE id = ?1 AND state = 'started' AND revoke_requested_at IS NULL",
                 params![id, now],
             )?;
             let state: Option<String> =
@@ -589,40 +647,124 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn last_run_at(&self, tenant: &str, job: &str) -> Result<Option<Millis>, StoreError> {
-        let (tenant, job) = (tenant.to_owned(), job.to_owned());
-        self.op(move |conn| Ok(last_run_at(conn, &tenant, &job)?)).await
+    async fn ensure_schedule(&self, tenant: &str, job: &str, hash: &str, since: Millis) -> Result<(), StoreError> {
+        let (tenant, job, hash) = (tenant.to_owned(), job.to_owned(), hash.to_owned());
+        self.op(move |conn| {
+            conn.execute(
+                "INSERT INTO schedules (tenant, job, since, next_due_at) SELECT ?1, ?2, ?4, ?4 \
+                 WHERE EXISTS (SELECT 1 FROM jobs WHERE tenant = ?1 AND name = ?2 AND hash = ?3) \
+                 ON CONFLICT DO NOTHING",
+                params![tenant, job, hash, since],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
-    async fn schedule_tick(
-        &self,
-        tenant: &str,
-        job: &str,
-        expected_last: Option<Millis>,
-        now: Millis,
-        task: Option<NewTask>,
-    ) -> Result<Option<Inserted>, StoreError> {
+    async fn claim_schedules(&self, claim: ScheduleClaim) -> Result<ClaimedSchedules, StoreError> {
+        self.op(move |conn| {
+            let due = conn
+                .prepare_cached(
+                    "UPDATE schedules SET claimed_by = ?1, claimed_until = ?3 WHERE rowid IN ( \
+                       SELECT rowid FROM ( \
+                         SELECT rowid, next_due_at FROM schedules INDEXED BY schedules_due \
+                           WHERE claimed_until IS NULL AND next_due_at <= ?2 \
+                         UNION ALL \
+                         SELECT rowid, next_due_at FROM schedules INDEXED BY schedules_held \
+                           WHERE claimed_until IS NOT NULL AND claimed_until < ?2 AND next_due_at <= ?2) \
+                       ORDER BY next_due_at LIMIT ?4) \
+                     RETURNING tenant, job, last_run_at, since, next_due_at",
+                )?
+                .query_map(params![claim.claim, claim.now, claim.lease_until, claim.limit as i64], schedule_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next_due_at = conn
+                .prepare_cached(
+                    "SELECT MIN(t) FROM ( \
+                       SELECT MIN(next_due_at) AS t FROM schedules INDEXED BY schedules_due \
+                         WHERE claimed_until IS NULL \
+                       UNION ALL \
+                       SELECT MIN(claimed_until) FROM schedules INDEXED BY schedules_held \
+                         WHERE claimed_until IS NOT NULL)",
+                )?
+                .query_row([], |r| r.get(0))?;
+            Ok(ClaimedSchedules { due, next_due_at })
+        })
+        .await
+    }
+
+    async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError> {
+        self.op(move |conn| {
+            let mut update = conn.prepare_cached(
+                "UPDATE schedules SET last_run_at = COALESCE(?5, last_run_at), next_due_at = ?6, \
+                 claimed_by = NULL, claimed_until = NULL \
+                 WHERE tenant = ?1 AND job = ?2 AND claimed_by = ?3 AND last_run_at IS ?4",
+            )?;
+            let mut written = Vec::with_capacity(ticks.len());
+            for tick in &ticks {
+                let params =
+                    params![tick.tenant, tick.job, tick.claim, tick.expected_last, tick.ran_at, tick.next_due_at];
+                if update.execute(params)? == 0 {
+                    written.push(TickWrite::Lost);
+                    continue;
+                }
+                written.push(TickWrite::Written(tick.task.as_ref().map(|t| insert_task(conn, t)).transpose()?));
+            }
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn schedule(&self, tenant: &str, job: &str) -> Result<Option<ScheduleRow>, StoreError> {
         let (tenant, job) = (tenant.to_owned(), job.to_owned());
         self.op(move |conn| {
-            if last_run_at(conn, &tenant, &job)? != expected_last {
-                return Ok(None);
-            }
-            conn.execute(
-                "INSERT INTO schedules (tenant, job, last_run_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (tenant, job) DO UPDATE SET last_run_at = excluded.last_run_at",
-                params![tenant, job, now],
-            )?;
-            task.map(|t| insert_task(conn, &t)).transpose()
+            Ok(conn
+                .prepare_cached(
+                    "SELECT tenant, job, last_run_at, since, next_due_at FROM schedules WHERE tenant = ?1 AND job = ?2",
+                )?
+                .query_row([tenant, job], schedule_from_row)
+                .optional()?)
         })
         .await
     }
 
     async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError> {
         self.op(move |conn| {
-            Ok(conn.execute(
+            let created = conn.execute(
                 "INSERT INTO tenants (name, quotas, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![tenant.name, tenant.quotas, tenant.created_at],
-            )? > 0)
+            )? > 0;
+            if created {
+                bump(conn, "tenants")?;
+            }
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn tenant(&self, name: &str) -> Result<Option<TenantRow>, StoreError> {
+        let name = name.to_owned();
+        self.op(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT name, quotas, created_at FROM tenants WHERE name = ?1")?
+                .query_row([name], |r| Ok(TenantRow { name: r.get(0)?, quotas: r.get(1)?, created_at: r.get(2)? }))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn take_tokens(&self, tenant: &str, n: u64, rate: f64, burst: f64, now: Millis) -> Result<bool, StoreError> {
+        let tenant = tenant.to_owned();
+        self.op(move |conn| {
+            let taken = conn
+                .prepare_cached(
+                    "INSERT INTO rates (tenant, tokens, refilled_at) SELECT ?1, ?4 - ?2, ?5 WHERE ?4 >= ?2 \
+                     ON CONFLICT (tenant) DO UPDATE SET \
+                       tokens = MIN(?4, tokens + MAX(0, ?5 - refilled_at) * ?3 / 1000.0) - ?2, \
+                       refilled_at = MAX(refilled_at, ?5) \
+                     WHERE MIN(?4, tokens + MAX(0, ?5 - refilled_at) * ?3 / 1000.0) >= ?2",
+                )?
+                .execute(params![tenant, n as f64, rate, burst, now])?;
+            Ok(taken > 0)
         })
         .await
     }
@@ -643,7 +785,18 @@ impl Store for SqliteStore {
                 "INSERT INTO tokens (id, hash, tenant, scope, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![token.id, token.hash, token.tenant, token.scope, token.created_at, token.revoked_at],
             )?;
-            Ok(())
+            bump(conn, "tokens")
+        })
+        .await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let hash = hash.to_owned();
+        self.op(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT id, hash, tenant, scope, created_at, revoked_at FROM tokens WHERE hash = ?1")?
+                .query_row([hash], token_from_row)
+                .optional()?)
         })
         .await
     }
@@ -652,16 +805,7 @@ impl Store for SqliteStore {
         self.op(|conn| {
             let mut stmt =
                 conn.prepare_cached("SELECT id, hash, tenant, scope, created_at, revoked_at FROM tokens ORDER BY id")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(TokenRow {
-                    id: r.get(0)?,
-                    hash: r.get(1)?,
-                    tenant: r.get(2)?,
-                    scope: r.get(3)?,
-                    created_at: r.get(4)?,
-                    revoked_at: r.get(5)?,
-                })
-            })?;
+            let rows = stmt.query_map([], token_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -670,17 +814,41 @@ impl Store for SqliteStore {
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.op(move |conn| {
-            Ok(conn
+            let revoked = conn
                 .execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])?
-                > 0)
+                > 0;
+            bump(conn, "tokens")?;
+            Ok(revoked)
         })
         .await
     }
 }
 
-fn last_run_at(conn: &Connection, tenant: &str, job: &str) -> rusqlite::Result<Option<Millis>> {
-    conn.query_row("SELECT last_run_at FROM schedules WHERE tenant = ?1 AND job = ?2", [tenant, job], |r| r.get(0))
-        .optional()
+/// Records a change of the catalog's `kind` rows.
+fn bump(conn: &Connection, kind: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE generations SET generation = generation + 1 WHERE kind = ?1")?.execute([kind])?;
+    Ok(())
+}
+
+fn schedule_from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRow> {
+    Ok(ScheduleRow {
+        tenant: r.get(0)?,
+        job: r.get(1)?,
+        last_run_at: r.get(2)?,
+        since: r.get(3)?,
+        next_due_at: r.get(4)?,
+    })
+}
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.get(0)?,
+        hash: r.get(1)?,
+        tenant: r.get(2)?,
+        scope: r.get(3)?,
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
 }
 
 #[cfg(test)]
@@ -701,11 +869,16 @@ mod tests {
         .unwrap();
         migrate(&conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, MIGRATIONS.len() as i64);
         let tenant: String =
             conn.query_row("SELECT tenant FROM jobs WHERE name = 'addition'", [], |r| r.get(0)).unwrap();
         assert_eq!(tenant, "default");
-        assert_eq!(last_run_at(&conn, "default", "nightly").unwrap(), Some(5));
+        let last: Option<i64> = conn
+            .query_row("SELECT last_run_at FROM schedules WHERE tenant = 'default' AND job = 'nightly'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(last, Some(5));
         let tenant: String = conn.query_row("SELECT tenant FROM tasks", [], |r| r.get(0)).unwrap();
         assert_eq!(tenant, "default");
         // Migrating again changes nothing.

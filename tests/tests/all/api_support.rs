@@ -9,8 +9,6 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use wasmjob::api::{ApiState, router};
-use wasmjob::auth::Auth;
-use wasmjob::clock::SystemClock;
 
 pub const ADMIN: &str = "wj_admin_test-admin-secret";
 
@@ -28,6 +26,13 @@ pub struct Answer {
     pub body: Value,
 }
 
+impl std::fmt::Display for Answer {
+    /// `404 Not Found {"error": ...}`: what a failed assertion shows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
 impl Answer {
     /// The error code of an error answer.
     pub fn code(&self) -> &str {
@@ -42,8 +47,8 @@ impl Api {
         let mut config = crate::support::node_config(&dir);
         config.concurrency = concurrency;
         let node = Arc::new(wasmjob::node::Node::open(config, false).await.unwrap());
-        let (auth, _) = Auth::open(node.store.clone(), Arc::new(SystemClock), Some(ADMIN)).await.unwrap();
-        let state = ApiState { node: node.clone(), auth: Arc::new(auth) };
+        node.auth.ensure_admin(Some(ADMIN)).await.unwrap();
+        let state = ApiState { node: node.clone() };
         let (stop, _) = crate::support::serve(&node);
         Self { node, state, _stop: stop, _dir: dir }
     }

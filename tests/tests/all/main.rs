@@ -7,8 +7,10 @@ mod api_support;
 mod support;
 
 mod api;
+mod bad_input;
 
 mod client;
+mod cluster;
 mod failures;
 mod isolation;
 mod kill;

@@ -3,7 +3,7 @@
 //! run twice, and no periodic tick runs twice.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,19 +12,9 @@ use wasmjob::store::{TaskFilter, TaskState};
 use wasmjob::task::QueueOptions;
 use wasmjob::tenant::DEFAULT_TENANT as T;
 
-use crate::support::{Backend, open_node, place};
+use crate::support::{Backend, EngineProcess, open_node, place};
 
 const TASKS: usize = 10_000;
-
-/// An engine process, killed when dropped.
-struct EngineProcess(Child);
-
-impl Drop for EngineProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn_node(url: &str, id: &str, dir: &std::path::Path) -> EngineProcess {
     EngineProcess(

@@ -1,6 +1,8 @@
 //! The periodic scheduler, driven by hand with a manual clock: due ticks
-//! queue one task, `last_run_at` survives a restart, and a job that forbids
-//! overlap never has two live runs.
+//! queue one task, `last_run_at` survives a restart, a job that forbids
+//! overlap never has two live runs, only due schedules are asked, and a
+//! deleted job's schedule is never revived. Then the real loop, on the
+//! real clock.
 
 use crate::support::Backend;
 use std::sync::Arc;
@@ -15,10 +17,9 @@ fn at(day: u32, hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
 }
 
-async fn tick(node: &wasmjob::node::Node) -> TickResult {
-    let (mut results, _) = node.scheduler().tick().await;
-    assert_eq!(results.len(), 1);
-    results.remove(0).1
+/// One tick of every due schedule: what it did, per job asked.
+async fn tick(node: &wasmjob::node::Node) -> Vec<TickResult> {
+    node.scheduler().tick().await.into_iter().map(|(_, result)| result).collect()
 }
 
 async fn a_periodic_job_runs_once_per_due_time_across_restarts(backend: Backend) {
@@ -26,16 +27,20 @@ async fn a_periodic_job_runs_once_per_due_time_across_restarts(backend: Backend)
     // nightly-report: daily at 03:00 UTC, no overlap. Registered at 10:00.
     let clock = Arc::new(ManualClock::new(at(1, 10)));
     let node = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
-    assert_eq!(tick(&node).await, TickResult::NotDue(std::time::Duration::from_secs(17 * 3600)));
+    assert_eq!(tick(&node).await, [TickResult::NotDue(std::time::Duration::from_secs(17 * 3600))]);
+    // Not due again before 03:00: not even asked.
+    clock.set(at(2, 2));
+    assert_eq!(tick(&node).await, []);
 
     clock.set(at(2, 3));
-    let TickResult::Queued(first) = tick(&node).await else { panic!("not queued at 03:00") };
-    assert!(matches!(tick(&node).await, TickResult::NotDue(_)), "the same tick ran twice");
+    let [TickResult::Queued(first)] = &tick(&node).await[..] else { panic!("not queued at 03:00") };
+    let first = first.clone();
+    assert_eq!(tick(&node).await, [], "the same tick ran twice");
 
     // Restart: a new node on the same store remembers the tick.
     drop(node);
     let node = open_node(&dir, clock.clone(), &[]).await;
-    assert!(matches!(tick(&node).await, TickResult::NotDue(_)), "a restart repeated the tick");
+    assert_eq!(tick(&node).await, [], "a restart repeated the tick");
 
     // Run the first task to its end, by hand.
     let now = clock.now_millis();
@@ -47,8 +52,8 @@ async fn a_periodic_job_runs_once_per_due_time_across_restarts(backend: Backend)
     drop(node);
     clock.set(at(3, 9));
     let node = open_node(&dir, clock.clone(), &[]).await;
-    assert!(matches!(tick(&node).await, TickResult::Queued(_)));
-    assert!(matches!(tick(&node).await, TickResult::NotDue(_)));
+    assert!(matches!(&tick(&node).await[..], [TickResult::Queued(_)]));
+    assert_eq!(tick(&node).await, []);
 }
 
 async fn a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live(backend: Backend) {
@@ -56,9 +61,9 @@ async fn a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live(
     let clock = Arc::new(ManualClock::new(at(1, 10)));
     let node = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
     clock.set(at(2, 3));
-    let TickResult::Queued(first) = tick(&node).await else { panic!("not queued") };
+    let [TickResult::Queued(first)] = &tick(&node).await[..] else { panic!("not queued") };
     clock.set(at(3, 3));
-    assert_eq!(tick(&node).await, TickResult::SkippedOverlap(first));
+    assert_eq!(tick(&node).await, [TickResult::SkippedOverlap(first.clone())]);
     let live = node.store.list_tasks(Default::default()).await.unwrap();
     assert_eq!(live.len(), 1);
 }
@@ -72,14 +77,96 @@ async fn two_schedulers_on_one_store_never_both_run_a_tick(backend: Backend) {
     let b = open_node(&dir, clock.clone(), &[]).await;
     clock.set(at(2, 3));
     let (sa, sb) = (a.scheduler(), b.scheduler());
-    let ((ra, _), (rb, _)) = tokio::join!(sa.tick(), sb.tick());
-    let queued = [&ra[0].1, &rb[0].1].iter().filter(|r| matches!(r, TickResult::Queued(_))).count();
+    let (ra, rb) = tokio::join!(sa.tick(), sb.tick());
+    let queued = ra.iter().chain(&rb).filter(|(_, r)| matches!(r, TickResult::Queued(_))).count();
     assert_eq!(queued, 1, "{ra:?} {rb:?}");
     assert_eq!(a.store.list_tasks(Default::default()).await.unwrap().len(), 1);
+}
+
+async fn a_deleted_periodic_job_is_never_asked_again(backend: Backend) {
+    let dir = crate::support::place(backend).await;
+    let clock = Arc::new(ManualClock::new(at(1, 10)));
+    let node = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+    assert_eq!(tick(&node).await.len(), 1);
+    assert!(node.registry.delete(wasmjob::tenant::DEFAULT_TENANT, "nightlyreport").await.unwrap());
+    clock.set(at(5, 3));
+    assert_eq!(tick(&node).await, []);
+    assert!(node.store.list_tasks(Default::default()).await.unwrap().is_empty());
+}
+
+async fn a_tick_claimed_before_its_job_was_deleted_does_not_revive_it(backend: Backend) {
+    use wasmjob::store::{ScheduleClaim, ScheduleTick, TickWrite};
+    let dir = crate::support::place(backend).await;
+    let clock = Arc::new(ManualClock::new(at(1, 10)));
+    let node = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+    let now = clock.now_millis();
+    let claim = ScheduleClaim { claim: "a:1".into(), now, limit: 10, lease_until: now + 10_000 };
+    let claimed = node.store.claim_schedules(claim).await.unwrap();
+    assert_eq!(claimed.due.len(), 1);
+    // While that scheduler asks `is-due`, the job is deleted through another node.
+    node.store.delete_job(wasmjob::tenant::DEFAULT_TENANT, "nightlyreport").await.unwrap();
+    let schedule = &claimed.due[0];
+    let tick = ScheduleTick {
+        tenant: schedule.tenant.clone(),
+        job: schedule.job.clone(),
+        claim: "a:1".into(),
+        expected_last: schedule.last_run_at,
+        ran_at: Some(now),
+        next_due_at: now + 1000,
+        task: None,
+    };
+    assert_eq!(node.store.write_ticks(vec![tick]).await.unwrap(), [TickWrite::Lost]);
+    assert_eq!(node.store.schedule(wasmjob::tenant::DEFAULT_TENANT, "nightlyreport").await.unwrap(), None);
+}
+
+async fn a_schedule_held_by_a_dead_scheduler_is_taken_over_after_its_claim_lease(backend: Backend) {
+    use wasmjob::store::ScheduleClaim;
+    let dir = crate::support::place(backend).await;
+    let clock = Arc::new(ManualClock::new(at(1, 10)));
+    let node = open_node(&dir, clock.clone(), &[wasmjob::examples::NIGHTLY_REPORT]).await;
+    let now = clock.now_millis();
+    // A scheduler claims the schedule and dies before writing its tick.
+    let claim = ScheduleClaim { claim: "dead:1".into(), now, limit: 10, lease_until: now + 10_000 };
+    assert_eq!(node.store.claim_schedules(claim).await.unwrap().due.len(), 1);
+    assert_eq!(tick(&node).await, [], "a held schedule was claimed twice");
+    clock.advance(std::time::Duration::from_secs(11));
+    assert_eq!(tick(&node).await.len(), 1, "the schedule was not taken over");
+}
+
+/// The real loop on the real clock: a job due every second is queued about
+/// once a second (not once a minute), and a job deleted while the node
+/// serves is not queued again.
+async fn a_job_due_every_second_runs_every_second_on_the_real_clock(backend: Backend) {
+    let place = crate::support::place(backend).await;
+    let node = Arc::new(open_node(&place, Arc::new(wasmjob::clock::SystemClock), &[]).await);
+    let (stop, serving) = crate::support::serve(&node);
+    // Registered while the node serves: the scheduler hears of it at once.
+    let bytes = std::fs::read(wasmjob::examples::EVERY_SECOND).unwrap();
+    node.registry.register(wasmjob::tenant::DEFAULT_TENANT, &bytes, usize::MAX).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let filter = wasmjob::store::TaskFilter { job: Some("every-second".into()), ..Default::default() };
+    let queued = node.store.list_tasks(filter.clone()).await.unwrap();
+    assert!(queued.len() >= 3, "only {} tasks in 5 s of a job due every second", queued.len());
+    let mut times: Vec<i64> = queued.iter().map(|t| t.queued_at).collect();
+    times.sort();
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= 900), "two ticks less than a second apart: {times:?}");
+
+    node.registry.delete(wasmjob::tenant::DEFAULT_TENANT, "every-second").await.unwrap();
+    let deleted = node.clock.now_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let late: Vec<i64> =
+        node.store.list_tasks(filter).await.unwrap().iter().map(|t| t.queued_at).filter(|&at| at > deleted).collect();
+    assert!(late.is_empty(), "queued after its job was deleted: {late:?}");
+    drop(stop);
+    serving.await.unwrap();
 }
 
 crate::conformance!(
     a_periodic_job_runs_once_per_due_time_across_restarts,
     a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live,
     two_schedulers_on_one_store_never_both_run_a_tick,
+    a_deleted_periodic_job_is_never_asked_again,
+    a_tick_claimed_before_its_job_was_deleted_does_not_revive_it,
+    a_schedule_held_by_a_dead_scheduler_is_taken_over_after_its_claim_lease,
+    a_job_due_every_second_runs_every_second_on_the_real_clock,
 );

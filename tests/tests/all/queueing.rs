@@ -156,7 +156,7 @@ async fn a_user_revokes_a_queued_task_and_it_never_runs(backend: Backend) {
     let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let later = QueueOptions { delay: Some(Duration::from_secs(3600)), ..opts() };
     let id = t.node.queue.queue(T, "addition", "{}", &later, None).await.unwrap();
-    assert_eq!(t.node.queue.revoke(&id).await.unwrap(), Some(TaskState::Revoked));
+    assert_eq!(t.node.queue.revoke(&id).await.unwrap(), Some(wasmjob::queue::Revoked::Ended(TaskState::Revoked)));
     let task = t.node.store.task(&id).await.unwrap().unwrap();
     assert_eq!((task.reason.as_deref(), task.attempt), (Some("revoked"), 0));
     assert_eq!(t.node.queue.revoke("999999").await.unwrap(), None);

@@ -123,6 +123,17 @@ pub async fn open_node(place: &Place, clock: Arc<dyn wasmjob::clock::Clock>, job
     node
 }
 
+/// An engine process (`wasmjob serve` run by a test), killed with SIGKILL
+/// when dropped, also when the test fails.
+pub struct EngineProcess(pub std::process::Child);
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Instantiates conformance tests, `async fn name(backend: Backend)`, once
 /// per store.
 #[macro_export]
@@ -171,8 +182,8 @@ pub fn success(id: &str, lease: &str, at: i64, result: &str) -> wasmjob::store::
     }
 }
 
-/// Claims up to `limit` due tasks for `node`, as a worker with free slots
-/// for every tenant would.
+/// Claims up to `limit` due tasks for `node`, as a worker would for whom
+/// every tenant may run any number of tasks.
 pub async fn claim(
     store: &Arc<dyn wasmjob::store::Store>,
     node: &str,
@@ -185,8 +196,7 @@ pub async fn claim(
         limit,
         now,
         lease_until,
-        slots: Default::default(),
-        default_slots: usize::MAX,
+        max_running: store.tenants().await?.into_iter().map(|t| (t.name, usize::MAX)).collect(),
     };
     store.claim(request).await
 }
