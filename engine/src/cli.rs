@@ -6,7 +6,9 @@ mod args;
 mod bench;
 mod bench_api;
 mod bench_queue;
+mod bench_schedule;
 mod client;
+mod compile;
 mod inspect;
 mod remote;
 mod run;
@@ -47,8 +49,8 @@ enum Command {
     Wait(remote::WaitArgs),
     /// List tasks, newest first.
     Tasks(remote::TasksArgs),
-    /// Revoke a task: a queued one never runs, a running one is stopped.
-    Revoke(remote::TaskArgs),
+    /// Revoke a task (a queued one never runs, a running one is stopped), its whole tree, or a job's tasks.
+    Revoke(remote::RevokeArgs),
     /// Print a task's log.
     Logs(remote::TaskArgs),
     /// Manage tenants (admin).
@@ -67,6 +69,11 @@ enum Command {
     BenchApi(bench_api::BenchApiArgs),
     /// Measure the durable queue: throughput and idle latency on SQLite.
     BenchQueue(bench_queue::BenchQueueArgs),
+    /// Measure the periodic scheduler: lag, double and skipped ticks, and CPU, with thousands of jobs.
+    BenchSchedule(bench_schedule::BenchScheduleArgs),
+    /// Compile a component read on stdin, under limits (the engine's own child process).
+    #[command(hide = true)]
+    Compile(compile::CompileArgs),
 }
 
 /// Runs a parsed command line.
@@ -88,6 +95,8 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
         Command::BenchApi(args) => runtime.block_on(bench_api::bench_api(args)),
         Command::BenchQueue(args) => runtime.block_on(bench_queue::bench_queue(args)),
+        Command::BenchSchedule(args) => runtime.block_on(bench_schedule::bench_schedule(args)),
+        Command::Compile(args) => Ok(compile::compile(args)),
         Command::Bench(args) => {
             drop(runtime);
             bench::bench(args)
@@ -99,9 +108,12 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// turns errors into an exit code: the whole of `wasmjob`'s `main`.
 pub fn run_from_args() -> ExitCode {
     let args = Cli::parse();
+    // The scheduler logs every task it queues: at thousands a second, that
+    // would be most of what `bench-schedule` measures (RUST_LOG overrides).
+    let default_filter = if matches!(args.command, Command::BenchSchedule(_)) { "warn" } else { "info,wasmtime=warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();

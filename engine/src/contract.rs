@@ -107,13 +107,36 @@ pub(crate) enum CallResult {
 }
 
 impl From<Result<String, types::JobError>> for CallResult {
+    /// A job-error message is guest-controlled: it is cut to
+    /// [`MAX_ERROR_BYTES`] (and the cut said), since it is stored and served.
     fn from(result: Result<String, types::JobError>) -> Self {
         match result {
             Ok(json) => Self::Ok(json),
-            Err(types::JobError::Retryable(message)) => Self::Retryable(message),
-            Err(types::JobError::Fatal(message)) => Self::Fatal(message),
+            Err(types::JobError::Retryable(message)) => Self::Retryable(bounded_message(message)),
+            Err(types::JobError::Fatal(message)) => Self::Fatal(bounded_message(message)),
         }
     }
+}
+
+/// Longest job-error message kept. Default 16 KiB.
+pub const MAX_ERROR_BYTES: usize = 16 << 10;
+/// Longest overlap key a job may answer; a longer one refuses the task.
+/// Default 1 KiB.
+pub const MAX_OVERLAP_KEY_BYTES: usize = 1 << 10;
+
+/// `message`, cut to [`MAX_ERROR_BYTES`] on a character boundary, saying so.
+fn bounded_message(mut message: String) -> String {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut cut = MAX_ERROR_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!(" [wasmjob: message cut at {cut} of {total} bytes]"));
+    message
 }
 
 pub(crate) fn due_from_wit(due: types::Due) -> Due {
@@ -123,8 +146,8 @@ pub(crate) fn due_from_wit(due: types::Due) -> Due {
 /// Checks the job's declared metadata and maps it onto [`JobMetadata`]. The
 /// name is lower-cased here, whatever the guest sent.
 pub(crate) fn metadata_from_wit(m: types::Metadata) -> Result<JobMetadata, MetadataError> {
-    let name = m.name.to_lowercase();
-    validate_name(&name)?;
+    validate_name(&m.name)?;
+    let name = m.name.to_ascii_lowercase();
     if m.doc.len() > MAX_DOC_LEN {
         return Err(MetadataError::DocTooLong);
     }

@@ -109,7 +109,10 @@ pub enum MetadataError {
     AnchorOutOfRange,
 }
 
-/// Checks a job name (already lower-cased).
+/// Checks a job name as the guest (or client) gave it, before it is
+/// lower-cased, so that no non-ASCII letter folds into an ASCII one (`K`,
+/// the Kelvin sign, lower-cases to `k`): 1 to [`MAX_NAME_LEN`] ASCII letters,
+/// digits, `-`, `_` and `.`, not all dots.
 pub fn validate_name(name: &str) -> Result<(), MetadataError> {
     if name.is_empty() {
         return Err(MetadataError::EmptyName);
@@ -117,8 +120,9 @@ pub fn validate_name(name: &str) -> Result<(), MetadataError> {
     if name.len() > MAX_NAME_LEN {
         return Err(MetadataError::NameTooLong);
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-        return Err(MetadataError::InvalidName(name.to_owned()));
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !name.chars().all(allowed) || name.chars().all(|c| c == '.') {
+        return Err(MetadataError::InvalidName(name.escape_default().to_string()));
     }
     Ok(())
 }

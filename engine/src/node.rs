@@ -197,6 +197,16 @@ impl Node {
         result
     }
 
+    /// Runs the catalog and the scheduler, but no workers, until `shutdown`
+    /// turns true: this node queues periodic tasks and runs none
+    /// (`wasmjob bench-schedule` measures the scheduler alone this way).
+    pub async fn schedule(&self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let cataloging = tokio::spawn(self.catalog.clone().run(shutdown.clone()));
+        Arc::new(self.scheduler()).run(shutdown).await;
+        cataloging.await?;
+        Ok(())
+    }
+
     /// Brings this node's caches of jobs, tenants and tokens up to date
     /// with the store now (serving does so continuously).
     pub async fn refresh(&self) -> Result<(), crate::store::StoreError> {

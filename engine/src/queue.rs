@@ -21,7 +21,10 @@ use crate::job::Overlap;
 use crate::registry::Registry;
 use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
 use crate::signals::Signals;
-use crate::store::{Inserted, NewTask, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState, TickWrite};
+use crate::store::{
+    Inserted, NewTask, RevokeScope, RevokedMany, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState,
+    TickWrite,
+};
 use crate::task::{QueueError, QueueOptions, TaskId};
 use crate::tenant::{AdmitError, Tenants};
 
@@ -33,11 +36,15 @@ pub struct TreeCaps {
     pub max_depth: u32,
     /// Most tasks one task (one attempt) may queue. Default 1,000.
     pub max_children: u32,
+    /// Most tasks in one tree (a task queued from outside, and every task
+    /// queued from it, from them...), counted on its root. Default 10,000:
+    /// with the depth and children caps alone, a tree could hold 1000^16.
+    pub max_tree: u64,
 }
 
 impl Default for TreeCaps {
     fn default() -> Self {
-        Self { max_depth: 16, max_children: 1000 }
+        Self { max_depth: 16, max_children: 1000, max_tree: 10_000 }
     }
 }
 
@@ -116,6 +123,9 @@ impl Queue {
     ) -> Result<TaskId, QueueFailure> {
         let task = self.prepare(tenant, job, args, options, parent).await?;
         self.admit(tenant, 1).await?;
+        if let Some(parent) = parent {
+            self.admit_child(tenant, parent).await?;
+        }
         let inserted = self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer");
         if matches!(inserted, Inserted::Duplicate(_)) {
             // Nothing was queued: give back what the door counted.
@@ -162,6 +172,24 @@ impl Queue {
             .collect())
     }
 
+    /// A child of `parent`: within the tenant's children rate and its tree's cap.
+    async fn admit_child(&self, tenant: &str, parent: &Parent) -> Result<(), QueueFailure> {
+        match self.tenants.admit_children(tenant, 1).await {
+            Ok(()) => {}
+            Err(AdmitError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(QueueError::QuotaExceeded(e.to_string()).into()),
+        }
+        if !self.store.grow_tree(&parent.root, 1, self.caps.max_tree).await? {
+            let max = self.caps.max_tree;
+            return Err(QueueError::QuotaExceeded(format!(
+                "the tree of task {} may hold at most {max} tasks",
+                parent.root
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     async fn admit(&self, tenant: &str, n: u64) -> Result<(), QueueFailure> {
         match self.tenants.admit(tenant, n).await {
             Ok(()) => Ok(()),
@@ -189,6 +217,11 @@ impl Queue {
         options: &QueueOptions,
         parent: Option<&Parent>,
     ) -> Result<NewTask, QueueFailure> {
+        // A name that cannot be a job's is unknown; it is echoed bounded and escaped.
+        if crate::job::validate_name(job).is_err() {
+            let shown: String = job.chars().take(crate::job::MAX_NAME_LEN).collect();
+            return Err(QueueError::UnknownJob(shown.escape_default().to_string()).into());
+        }
         let registered = self.registry.get(tenant, job).ok_or_else(|| QueueError::UnknownJob(job.to_owned()))?;
         let component = registered.component;
         let metadata = component.metadata();
@@ -268,6 +301,17 @@ impl Queue {
                 Ok(Some(Revoked::Ended(state)))
             }
         }
+    }
+
+    /// Revokes every task of `scope` that has not ended: queued ones at
+    /// once, running ones where they run. Says which.
+    pub async fn revoke_many(&self, scope: RevokeScope) -> Result<RevokedMany, StoreError> {
+        let done = self.store.revoke_many(scope, self.clock.now_millis()).await?;
+        for id in &done.stopping {
+            self.signals.stop(id.clone());
+        }
+        self.signals.finished(&done.revoked);
+        Ok(done)
     }
 
     /// One task.

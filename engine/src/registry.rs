@@ -184,26 +184,26 @@ impl Registry {
     /// Unregisters `tenant`'s job `name`. Its tasks keep their version.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         let _writing = self.writes.lock().await;
-        let deleted = self.store.delete_job(tenant, &name.to_lowercase()).await?;
-        self.current.write().unwrap().remove(&(tenant.to_owned(), name.to_lowercase()));
+        let deleted = self.store.delete_job(tenant, &name.to_ascii_lowercase()).await?;
+        self.current.write().unwrap().remove(&(tenant.to_owned(), name.to_ascii_lowercase()));
         Ok(deleted)
     }
 
     /// Every version `tenant`'s job `name` has had: hash and registration
     /// time, oldest first.
     pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<(String, Millis)>, StoreError> {
-        self.store.job_versions(tenant, &name.to_lowercase()).await
+        self.store.job_versions(tenant, &name.to_ascii_lowercase()).await
     }
 
     /// The schedule of `tenant`'s periodic job `name`: when it last ran and
     /// when the scheduler asks it next.
     pub async fn schedule(&self, tenant: &str, name: &str) -> Result<Option<ScheduleRow>, StoreError> {
-        self.store.schedule(tenant, &name.to_lowercase()).await
+        self.store.schedule(tenant, &name.to_ascii_lowercase()).await
     }
 
     /// The current version of `tenant`'s job `name` (case-insensitive).
     pub fn get(&self, tenant: &str, name: &str) -> Option<RegisteredJob> {
-        self.current.read().unwrap().get(&(tenant.to_owned(), name.to_lowercase())).cloned()
+        self.current.read().unwrap().get(&(tenant.to_owned(), name.to_ascii_lowercase())).cloned()
     }
 
     /// A specific version, loading it from the store if needed.

@@ -29,7 +29,7 @@ pub struct Quotas {
     pub max_fuel: u64,
     /// Longest wall time per task, in ms. Default 60 s; at least 1 ms.
     pub max_timeout_ms: u64,
-    /// Most linear memory per instance. Default 128 MiB; at least one Wasm
+    /// Most memory per task (all its linear memories and tables together). Default 128 MiB; at least one Wasm
     /// page ([`MIN_MEMORY_BYTES`]).
     pub max_memory_bytes: u64,
     /// Most tasks running at once, across every node of the cluster.
@@ -47,6 +47,13 @@ pub struct Quotas {
     /// Tasks that may be queued in a burst above the rate. Default 20,000;
     /// finite and at least 1 (the door admits a task with one whole token).
     pub queue_burst: f64,
+    /// Tasks the tenant's jobs may queue (`queue-task`) per second,
+    /// sustained, on top of `queue_rate`: a bound on fork bombs across
+    /// trees. Default 1,000; finite and greater than 0.
+    pub children_rate: f64,
+    /// Children that may be queued in a burst above `children_rate`.
+    /// Default 10,000; finite and at least 1.
+    pub children_burst: f64,
 }
 
 /// The smallest `max_memory_bytes`: one WebAssembly page, 64 KiB.
@@ -64,6 +71,8 @@ impl Default for Quotas {
             max_components: 100,
             queue_rate: 10_000.0,
             queue_burst: 20_000.0,
+            children_rate: 1_000.0,
+            children_burst: 10_000.0,
         }
     }
 }
@@ -140,6 +149,12 @@ impl Quotas {
         }
         if !(self.queue_burst.is_finite() && self.queue_burst >= 1.0) {
             return out_of_range("queue_burst", "must be a finite number of tasks, at least 1");
+        }
+        if !(self.children_rate.is_finite() && self.children_rate > 0.0) {
+            return out_of_range("children_rate", "must be a finite number of tasks per second greater than 0");
+        }
+        if !(self.children_burst.is_finite() && self.children_burst >= 1.0) {
+            return out_of_range("children_burst", "must be a finite number of tasks, at least 1");
         }
         Ok(())
     }
@@ -307,6 +322,20 @@ impl Tenants {
             return Err(QuotaExceeded { quota: "queue_rate", limit: format!("{}/s", quotas.queue_rate) }.into());
         }
         *self.waiting.lock().unwrap().entry(tenant.to_owned()).or_default() += n;
+        Ok(())
+    }
+
+    /// Admits `n` tasks queued by `tenant`'s jobs, within its children rate
+    /// (one bucket per tenant in the store, like the queueing rate).
+    pub async fn admit_children(&self, tenant: &str, n: u64) -> Result<(), AdmitError> {
+        let quotas = self.get(tenant).await?.ok_or_else(|| AdmitError::UnknownTenant(tenant.to_owned()))?;
+        // A tenant name has no `/`: this bucket's key is no tenant's.
+        let bucket = format!("{tenant}/children");
+        let now = self.clock.now_millis();
+        if !self.store.take_tokens(&bucket, n, quotas.children_rate, quotas.children_burst, now).await? {
+            let limit = format!("{}/s", quotas.children_rate);
+            return Err(QuotaExceeded { quota: "children_rate", limit }.into());
+        }
         Ok(())
     }
 

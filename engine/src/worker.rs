@@ -228,7 +228,10 @@ impl Workers {
     async fn heartbeat(&self) -> anyhow::Result<()> {
         let live = self.running.leases();
         if !live.is_empty() {
-            let held = self.store.extend_leases(live.clone(), self.clock.now_millis() + to_millis(LEASE)).await?;
+            let held = self
+                .store
+                .extend_leases(live.clone(), self.clock.now_millis().saturating_add(to_millis(LEASE)))
+                .await?;
             for lease in &live {
                 match held.iter().find(|h| &h.lease == lease) {
                     None => {
@@ -256,7 +259,7 @@ impl Workers {
             node: self.node.clone(),
             limit,
             now,
-            lease_until: now + to_millis(LEASE),
+            lease_until: now.saturating_add(to_millis(LEASE)),
             max_running: self.tenants.max_running(),
         };
         Ok(self.store.claim(request).await?)
@@ -337,7 +340,7 @@ impl Workers {
                     fuel: report.fuel_consumed,
                     wall_time_us: u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX),
                     log: report.log,
-                    retry_at: decision.retry_in.map(|d| at + to_millis(d)),
+                    retry_at: decision.retry_in.map(|d| at.saturating_add(to_millis(d))),
                     ..ended_with(decision.state, "", None)
                 }
             }

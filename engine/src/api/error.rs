@@ -133,6 +133,13 @@ impl From<RegisterError> for ApiError {
             RegisterError::Rejected(e @ LoadError::TooLarge { .. }) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
             }
+            RegisterError::Rejected(e @ LoadError::ShuttingDown) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string())
+            }
+            RegisterError::Rejected(e @ LoadError::Compiler(_)) => {
+                tracing::error!(error = %e, "the compiler failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
             RegisterError::Rejected(e) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string())
             }

@@ -96,6 +96,20 @@ pub async fn show(
     })))
 }
 
+/// `POST /v1/jobs/{name}/revoke`: revokes every task of the job that has
+/// not ended (the job stays registered).
+pub async fn revoke(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.writer()?;
+    let job = name.to_ascii_lowercase();
+    let scope = crate::store::RevokeScope::Job { tenant: tenant.to_owned(), job: job.clone() };
+    let done = state.node.queue.revoke_many(scope).await?;
+    Ok(Json(json!({ "job": job, "revoked": done.revoked.len(), "stopping": done.stopping.len() })))
+}
+
 /// `DELETE /v1/jobs/{name}`: queued tasks keep their version and still run.
 pub async fn delete(
     State(state): State<ApiState>,

@@ -39,10 +39,12 @@ pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/jobs", post(jobs::upload).get(jobs::list).layer(DefaultBodyLimit::max(max_upload)))
         .route("/jobs/{name}", get(jobs::show).delete(jobs::delete))
+        .route("/jobs/{name}/revoke", post(jobs::revoke))
         .route("/tasks", post(tasks::queue).get(tasks::list))
         .route("/tasks/{id}", get(tasks::get))
         .route("/tasks/{id}/wait", get(tasks::wait))
         .route("/tasks/{id}/revoke", post(tasks::revoke))
+        .route("/tasks/{id}/revoke-tree", post(tasks::revoke_tree))
         .route("/tasks/{id}/logs", get(tasks::logs))
         .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
         .route("/tenants/{name}/tokens", post(admin::create_token))
@@ -55,5 +57,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(2 << 20))
+        // No input may panic a handler; if one does, the client still gets
+        // an answer, and the connection stays usable.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// The answer to a request whose handler panicked.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    axum::response::IntoResponse::into_response(ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the engine failed to answer this request",
+    ))
 }

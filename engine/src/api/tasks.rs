@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, Caller};
 use crate::queue::Revoked;
+use crate::store::RevokeScope;
 use crate::store::{TaskFilter, TaskRecord, TaskState};
 use crate::task::{QueueOptions, parse_id};
 
@@ -108,7 +109,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let filter = TaskFilter {
         tenant: Some(tenant.to_owned()),
-        job: q.job.map(|j| j.to_lowercase()),
+        job: q.job.map(|j| j.to_ascii_lowercase()),
         state: task_state,
         from_task: None,
         queued_after: q.queued_after,
@@ -165,6 +166,21 @@ pub async fn revoke(
         None => return Err(ApiError::not_found(format!("task {id}"))),
     };
     Ok(Json(json!({ "id": id, "state": state })))
+}
+
+/// `POST /v1/tasks/{id}/revoke-tree`: revokes the task and every task in its
+/// tree (queued from it, from them...) that has not ended, in one call.
+pub async fn revoke_tree(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.writer()?;
+    let task = own_task(&state, tenant, &id).await?;
+    let root = task.root_task.unwrap_or(task.id);
+    let scope = RevokeScope::Tree { tenant: tenant.to_owned(), root: root.clone() };
+    let done = state.node.queue.revoke_many(scope).await?;
+    Ok(Json(json!({ "root": root, "revoked": done.revoked.len(), "stopping": done.stopping.len() })))
 }
 
 /// `GET /v1/tasks/{id}/logs`: the task's log, as text.

@@ -20,14 +20,15 @@ pub struct InspectArgs {
 
 pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(RuntimeConfig::isolated())?;
     let job = runtime.load(&bytes).await.with_context(|| format!("{} was rejected", args.component.display()))?;
     let metadata = job.metadata();
     let next_due = if metadata.is_periodic() {
         // As if it had just run: when would it be due next?
         let now = Utc::now();
         let due = runtime.is_due(&job, now, now).await?;
-        Some(now + chrono::Duration::from_std(due.next_run_in).unwrap_or(chrono::Duration::MAX))
+        // A job may answer any `next-run-in`: past the calendar's end, say so.
+        chrono::Duration::from_std(due.next_run_in).ok().and_then(|d| now.checked_add_signed(d))
     } else {
         None
     };

@@ -53,6 +53,18 @@ pub struct TaskArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The task's id (or, with `--job`, the job's name).
+    target: String,
+    /// Also revoke every task in the task's tree (queued from it, from them...).
+    #[arg(long, conflicts_with = "job")]
+    tree: bool,
+    /// Revoke every task of the job named TARGET that has not ended.
+    #[arg(long)]
+    job: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct WaitArgs {
     /// The task's id.
     id: String,
@@ -103,15 +115,20 @@ pub enum TokenCommand {
 }
 
 fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON prints"));
+    // JSON escapes C0 controls in strings; DEL and C1 controls it leaves raw.
+    let json = serde_json::to_string_pretty(value).expect("JSON prints");
+    println!("{}", crate::runtime::escape_controls(&json));
 }
 
+/// A value as text for a terminal: guest-controlled strings (results,
+/// errors, logs, docs) never reach it with raw control characters.
 fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
+    let text = match value {
+        Value::Null => return "-".into(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
+    };
+    crate::runtime::escape_controls(&text).into_owned()
 }
 
 pub fn upload(server: &ServerArgs, args: UploadArgs) -> anyhow::Result<ExitCode> {
@@ -234,12 +251,20 @@ pub fn tasks(server: &ServerArgs, args: TasksArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn revoke(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let answer = Client::new(server)?.post(&format!("/v1/tasks/{}/revoke", args.id), &json!({}))?;
+pub fn revoke(server: &ServerArgs, args: RevokeArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    let (path, many) = match (args.job, args.tree) {
+        (true, _) => (format!("/v1/jobs/{}/revoke", args.target), true),
+        (false, true) => (format!("/v1/tasks/{}/revoke-tree", args.target), true),
+        (false, false) => (format!("/v1/tasks/{}/revoke", args.target), false),
+    };
+    let answer = client.post(&path, &json!({}))?;
     if server.json {
         print_json(&answer)
+    } else if many {
+        println!("revoked {}; stopping {} running", text(&answer["revoked"]), text(&answer["stopping"]))
     } else {
-        println!("task {} is {}", args.id, text(&answer["state"]))
+        println!("task {} is {}", args.target, text(&answer["state"]))
     }
     Ok(ExitCode::SUCCESS)
 }

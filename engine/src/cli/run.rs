@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::{ChildRequest, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport};
+use crate::runtime::{ChildRequest, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport, escape_controls};
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
@@ -56,7 +56,7 @@ struct Child {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let task_args = task_args(args.args.as_deref(), &args.arg)?;
     let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(RuntimeConfig::isolated())?;
     let job = runtime.load(&bytes).await.with_context(|| format!("{} was rejected", args.component.display()))?;
 
     let mut limits = runtime.task_limits(&job);
@@ -81,11 +81,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_text(job: &str, report: &TaskReport, queued: &[Child]) {
+    // Everything the job produced is escaped: it never reaches a terminal raw.
+    let safe = |text: &str| escape_controls(text).into_owned();
     if let crate::runtime::Outcome::Success { result } = &report.outcome {
-        println!("{result}");
+        println!("{}", safe(result));
     }
     eprintln!("job:      {job}");
-    eprintln!("outcome:  {} ({})", report.outcome.class(), report.outcome.describe());
+    eprintln!("outcome:  {} ({})", report.outcome.class(), safe(&report.outcome.describe()));
     eprintln!("fuel:     {}", report.fuel_consumed);
     eprintln!("time:     {:.3} ms", report.wall_time.as_secs_f64() * 1e3);
     if !queued.is_empty() {
@@ -93,14 +95,17 @@ fn print_text(job: &str, report: &TaskReport, queued: &[Child]) {
         for child in queued {
             eprintln!(
                 "  {}  {} {}  from_task={}",
-                child.id, child.request.job, child.request.args, child.request.from_task
+                child.id,
+                safe(&child.request.job),
+                safe(&child.request.args),
+                child.request.from_task
             );
         }
     }
     if !report.log.is_empty() {
         eprintln!("log:");
         for line in report.log.lines() {
-            eprintln!("  {line}");
+            eprintln!("  {}", safe(line));
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct DataArgs {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = NodeConfig::new(&args.data.dir);
+    // Compile uploads in a child process of this binary, under limits.
+    config.runtime.compiler = std::env::current_exe().ok();
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }
@@ -98,7 +100,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(address = %args.listen, "HTTP API listening");
+    let address = listener.local_addr().unwrap_or(args.listen);
+    tracing::info!(address = %address, "HTTP API listening");
 
     let (stop, shutdown) = watch::channel(false);
     let api = router(ApiState { node: node.clone() });
@@ -110,9 +113,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             })
             .await
     });
+    let stopping = node.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
+        // Compiles in flight are killed: an upload must not hold the node up.
+        stopping.runtime.stop_compiling();
         let _ = stop.send(true);
     });
     let serving = node.serve(shutdown);
@@ -128,7 +134,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         serving.await?;
     }
-    http.await??;
+    // Requests in flight (long waits included) get the grace period, no more.
+    match tokio::time::timeout(args.grace, http).await {
+        Ok(served) => served??,
+        Err(_) => tracing::warn!("grace period over: dropped the HTTP requests still open"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

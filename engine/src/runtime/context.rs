@@ -87,7 +87,7 @@ impl TaskContext {
         if let Err(e) = check_args(&args, self.max_args_bytes) {
             return Ok(Err(e));
         }
-        let child = ChildRequest { job: job.to_lowercase(), args, options, from_task: self.task_id.clone() };
+        let child = ChildRequest { job: job.to_ascii_lowercase(), args, options, from_task: self.task_id.clone() };
         self.children.queue_child(child).await
     }
 }

@@ -17,7 +17,8 @@ pub struct EngineLimits {
     pub default_timeout: Duration,
     /// Longest deadline any task may get. Default 15 min.
     pub max_timeout: Duration,
-    /// Linear memory of a task whose job asks for none. Default 64 MiB.
+    /// Memory of a task whose job asks for none: the sum of all its linear
+    /// memories and tables, across every core instance. Default 64 MiB.
     pub default_memory_bytes: u64,
     /// Most linear memory any instance may have; also the size of a pooled
     /// memory slot. Default 1 GiB.
@@ -72,7 +73,8 @@ pub struct TaskLimits {
     pub fuel: u64,
     /// Wall-clock deadline from the start of instantiation.
     pub timeout: Duration,
-    /// Linear memory cap, in bytes.
+    /// Memory cap of the whole task, in bytes: all its linear memories and
+    /// tables together (table elements count 16 bytes each).
     pub memory_bytes: u64,
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+use super::compiler::{check_structure, compile_isolated};
 use super::sandbox::TaskState;
 use super::{Outcome, Runtime};
 use crate::contract::{Answer, Export, JobPre};
@@ -45,6 +46,18 @@ pub enum LoadError {
     CoreModule,
     #[error("invalid component: {0}")]
     Invalid(String),
+    /// Its shape alone is out of bounds ([`super::compiler::check_structure`]).
+    #[error("the component is too complex to compile: {0}")]
+    TooComplex(String),
+    /// Compiling it hit a limit of [`super::CompileLimits`].
+    #[error("the component was refused: {0}")]
+    CompileLimit(String),
+    /// The compiler itself failed (not the component's fault).
+    #[error("the compiler failed: {0}")]
+    Compiler(String),
+    /// The node is stopping: compiles are cancelled.
+    #[error("the engine is shutting down; try again")]
+    ShuttingDown,
     #[error("the component imports what the engine does not provide: {0}")]
     UnsupportedImport(String),
     #[error("the component does not implement the `wasmjob:job/job` world: {0}")]
@@ -92,16 +105,43 @@ impl Runtime {
         if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, hash)) {
             return Ok(component);
         }
-        let engine = self.engine.clone();
-        let owned = bytes.to_vec();
-        // Compiling is CPU-bound: keep it off the async workers.
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, owned))
-            .await
-            .map_err(|e| LoadError::Invalid(format!("the compiler crashed: {e}")))?
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        check_structure(bytes, &self.compile.limits)?;
+        let mut stopping = self.stopping.subscribe();
+        if *stopping.borrow() {
+            return Err(LoadError::ShuttingDown);
+        }
+        let compiling = async {
+            let _slot = self.compiles.acquire().await.map_err(|_| LoadError::ShuttingDown)?;
+            self.compile_now(bytes).await
+        };
+        let component = tokio::select! {
+            component = compiling => component?,
+            // Dropping the compile kills its child process.
+            _ = stopping.wait_for(|stop| *stop) => return Err(LoadError::ShuttingDown),
+        };
         if let Some(cache) = &self.cache {
             cache.store(hash, &component);
         }
         Ok(component)
+    }
+
+    /// Compiles in the compiler's child process, or in this process when
+    /// there is none.
+    async fn compile_now(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        let Some(program) = &self.compiler else {
+            let engine = self.engine.clone();
+            let owned = bytes.to_vec();
+            // Compiling is CPU-bound: keep it off the async workers.
+            return tokio::task::spawn_blocking(move || Component::new(&engine, owned))
+                .await
+                .map_err(|e| LoadError::Compiler(format!("the compiler crashed: {e}")))?
+                .map_err(|e| LoadError::Invalid(format!("{e:#}")));
+        };
+        let artifact = compile_isolated(program, &self.compile, bytes).await?;
+        // SAFETY: the artifact is `Engine::precompile_component` output of our
+        // own binary, compiled from these bytes with this engine's settings;
+        // wasmtime checks that the settings match before loading it.
+        unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| LoadError::Compiler(format!("cannot load the compiled component: {e:#}")))
     }
 }

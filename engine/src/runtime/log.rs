@@ -4,7 +4,15 @@
 //! Writes never fail (a chatty job must not crash because its log is full):
 //! bytes beyond [`super::EngineLimits::max_log_bytes`] are counted and
 //! dropped, and the drop is noted at the end of the log.
+//!
+//! The log is data, not a terminal stream: everything the guest writes is
+//! stored with control characters escaped (`\x1b`, `\u{9b}`; newlines and
+//! tabs stay), so it cannot move a reader's cursor or recolour their
+//! terminal, and lines that start with `[` are the engine's alone: `log`
+//! lines (`[INFO] ...`) and the engine's notes (`[wasmjob] ...`). A line the
+//! guest writes to stdout or stderr that starts with `[` is stored as `\[`.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -44,22 +52,73 @@ struct Buffer {
     bytes: Vec<u8>,
     capacity: usize,
     dropped: u64,
+    /// Whether the next raw byte starts a line.
+    at_line_start: bool,
+}
+
+impl Buffer {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = self.capacity.saturating_sub(self.bytes.len());
+        let kept = bytes.len().min(room);
+        self.bytes.extend_from_slice(&bytes[..kept]);
+        self.dropped += (bytes.len() - kept) as u64;
+    }
+}
+
+/// Whether `c` is a control character a terminal would act on.
+fn is_control(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+/// `text` with every control character but newline and tab escaped
+/// (`\u{1b}`): safe to print to a terminal.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars().map(|c| if is_control(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect(),
+    )
 }
 
 impl TaskLog {
     /// An empty log keeping at most `capacity` bytes, with `log` lines cut at
     /// `max_line_bytes`.
     pub fn new(capacity: usize, max_line_bytes: usize) -> Self {
-        Self { inner: Arc::new(Mutex::new(Buffer { bytes: Vec::new(), capacity, dropped: 0 })), max_line_bytes }
+        let buffer = Buffer { bytes: Vec::new(), capacity, dropped: 0, at_line_start: true };
+        Self { inner: Arc::new(Mutex::new(buffer)), max_line_bytes }
     }
 
-    /// Appends raw bytes (stdout and stderr).
+    /// Appends raw bytes (stdout and stderr): ASCII control characters are
+    /// escaped as `\xNN`, and a `[` that starts a line as `\[`. (Other
+    /// control characters are escaped when the text is read, once the
+    /// bytes are known to be whole characters.)
     pub fn write(&self, bytes: &[u8]) {
+        let mut escaped = Vec::with_capacity(bytes.len());
         let mut buffer = self.inner.lock().unwrap();
-        let room = buffer.capacity.saturating_sub(buffer.bytes.len());
-        let kept = bytes.len().min(room);
-        buffer.bytes.extend_from_slice(&bytes[..kept]);
-        buffer.dropped += (bytes.len() - kept) as u64;
+        let mut at_line_start = buffer.at_line_start;
+        for &b in bytes {
+            match b {
+                b'\n' => escaped.push(b),
+                b'[' if at_line_start => escaped.extend_from_slice(b"\\["),
+                b'\t' => escaped.push(b),
+                0..=0x1f | 0x7f => escaped.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+                _ => escaped.push(b),
+            }
+            at_line_start = b == b'\n';
+        }
+        buffer.at_line_start = at_line_start;
+        buffer.push(&escaped);
+    }
+
+    /// Appends one of the engine's own lines, on a line of its own.
+    fn engine_line(&self, line: &str) {
+        let mut buffer = self.inner.lock().unwrap();
+        if !buffer.at_line_start {
+            buffer.push(b"\n");
+        }
+        buffer.push(line.as_bytes());
+        buffer.at_line_start = true;
     }
 
     /// Appends one structured line (`log` import). The message is
@@ -70,18 +129,19 @@ impl TaskLog {
         while !message.is_char_boundary(cut) {
             cut -= 1;
         }
-        let mut line = format!("[{}] {}", level.as_str(), message[..cut].replace('\n', "\\n"));
+        let kept = escape_controls(&message[..cut]).replace('\n', "\\n");
+        let mut line = format!("[{}] {kept}", level.as_str());
         if cut < message.len() {
             line.push_str(" [cut]");
         }
         line.push('\n');
-        self.write(line.as_bytes());
+        self.engine_line(&line);
     }
 
     /// The log's text (lossy UTF-8), with a note if bytes were dropped.
     pub fn contents(&self) -> String {
         let buffer = self.inner.lock().unwrap();
-        let mut text = String::from_utf8_lossy(&buffer.bytes).into_owned();
+        let mut text = escape_controls(&String::from_utf8_lossy(&buffer.bytes)).into_owned();
         if buffer.dropped > 0 {
             text.push_str(&format!(
                 "\n[wasmjob] {} bytes of log dropped: the log is limited to {} bytes\n",
@@ -175,5 +235,19 @@ mod tests {
         log.line(LogLevel::Warn, "a\nb");
         log.line(LogLevel::Info, "0123456789");
         assert_eq!(log.contents(), "[WARN] a\\nb\n[INFO] 01234567 [cut]\n");
+    }
+
+    #[test]
+    fn guest_output_cannot_pose_as_the_engine_or_reach_a_terminal_raw() {
+        let log = TaskLog::new(1000, 100);
+        log.write(b"[wasmjob] 0 bytes dropped\n[ERROR] fake\x1b[2J\x07 \xc2\x9b31m\tok\n");
+        log.write(b"half[");
+        log.line(LogLevel::Info, "real \x1b[0m");
+        let text = log.contents();
+        assert_eq!(
+            text,
+            "\\[wasmjob] 0 bytes dropped\n\\[ERROR] fake\\x1b[2J\\x07 \\u{9b}31m\tok\nhalf[\n[INFO] real \\u{1b}[0m\n"
+        );
+        assert!(!text.chars().any(is_control), "{text:?}");
     }
 }

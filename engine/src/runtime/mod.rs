@@ -14,6 +14,7 @@
 //!   exports, sandboxed and bounded in the same way.
 
 mod cache;
+pub mod compiler;
 mod context;
 mod epoch;
 mod limits;
@@ -30,12 +31,13 @@ use chrono::{DateTime, Utc};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
+pub use self::compiler::CompileLimits;
 pub(crate) use self::context::TaskContext;
 pub use self::context::{BoxFuture, ChildQueue, ChildRequest, RecordingQueue, check_args};
 pub use self::epoch::EPOCH_TICK;
 pub use self::limits::{EngineLimits, TaskLimits};
 pub use self::load::{JobComponent, LoadError};
-pub use self::log::{LogLevel, TaskLog};
+pub use self::log::{LogLevel, TaskLog, escape_controls};
 pub use self::outcome::{Outcome, TaskReport};
 use self::outcome::{StopCause, classify};
 use self::sandbox::{SandboxLimiter, TaskState};
@@ -56,11 +58,34 @@ pub struct RuntimeConfig {
     /// Meter fuel. Default on; turning it off is for benchmarks only, since
     /// the fuel budget is then not enforced.
     pub consume_fuel: bool,
+    /// The program that compiles components in a child process of its own,
+    /// under [`RuntimeConfig::compile`] ([`compiler`]): the `wasmjob` binary.
+    /// `None` compiles in this process, with only the structural checks
+    /// and the concurrency bound (for embedding and tests). Default: `None`;
+    /// `wasmjob serve`, `run` and `inspect` set it to themselves.
+    pub compiler: Option<PathBuf>,
+    /// Limits of each compile.
+    pub compile: CompileLimits,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { limits: EngineLimits::default(), cache_dir: None, max_instances: 1000, consume_fuel: true }
+        Self {
+            limits: EngineLimits::default(),
+            cache_dir: None,
+            max_instances: 1000,
+            consume_fuel: true,
+            compiler: None,
+            compile: CompileLimits::default(),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The defaults, compiling in a child process of the running `wasmjob`
+    /// binary.
+    pub fn isolated() -> Self {
+        Self { compiler: std::env::current_exe().ok(), ..Self::default() }
     }
 }
 
@@ -71,6 +96,12 @@ pub struct Runtime {
     limits: EngineLimits,
     consume_fuel: bool,
     cache: Option<cache::ArtifactCache>,
+    compiler: Option<PathBuf>,
+    compile: compiler::CompileSpec,
+    /// Bounds the compiles running at once.
+    compiles: tokio::sync::Semaphore,
+    /// Turns true when the node stops: compiles in flight are killed.
+    stopping: tokio::sync::watch::Sender<bool>,
     _ticker: epoch::EpochTicker,
 }
 
@@ -113,7 +144,29 @@ impl Runtime {
             None => None,
         };
         let ticker = epoch::EpochTicker::start(engine.weak());
-        Ok(Self { engine, linker, limits: config.limits, consume_fuel: config.consume_fuel, cache, _ticker: ticker })
+        let compile = compiler::CompileSpec {
+            consume_fuel: config.consume_fuel,
+            max_wasm_stack: config.limits.max_wasm_stack,
+            max_memory_bytes: config.limits.max_memory_bytes,
+            limits: config.compile,
+        };
+        Ok(Self {
+            engine,
+            linker,
+            limits: config.limits,
+            consume_fuel: config.consume_fuel,
+            cache,
+            compiler: config.compiler,
+            compiles: tokio::sync::Semaphore::new(config.compile.concurrent.max(1)),
+            compile,
+            stopping: tokio::sync::watch::Sender::new(false),
+            _ticker: ticker,
+        })
+    }
+
+    /// Stops every compile in flight, and refuses new ones: the node stops.
+    pub fn stop_compiling(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The engine's limits.
@@ -171,6 +224,11 @@ impl Runtime {
     /// not overlap others.
     pub async fn overlap_key(&self, job: &JobComponent, args: &str) -> Result<Option<String>, ControlCallError> {
         match self.control_call(&job.pre, Export::OverlapKey(args)).await {
+            Ok(Answer::OverlapKey(Some(key))) if key.len() > contract::MAX_OVERLAP_KEY_BYTES => {
+                let message =
+                    format!("an overlap key of {} bytes; the limit is {}", key.len(), contract::MAX_OVERLAP_KEY_BYTES);
+                Err(ControlCallError { export: "overlap-key", outcome: Outcome::InvalidOutput { message } })
+            }
             Ok(Answer::OverlapKey(key)) => Ok(key),
             Ok(_) => unreachable!("`overlap-key` answers with a key"),
             Err(outcome) => Err(ControlCallError { export: "overlap-key", outcome }),
@@ -243,6 +301,22 @@ impl Runtime {
             Err(e) => Outcome::InvalidOutput { message: e.to_string() },
         }
     }
+}
+
+/// An engine that compiles exactly as a runtime with `spec` would, without
+/// the pooling allocator's reservations (a compiler child's address space
+/// is limited).
+pub(crate) fn engine_for_compiling(spec: &compiler::CompileSpec) -> anyhow::Result<Engine> {
+    let config = RuntimeConfig {
+        limits: EngineLimits {
+            max_wasm_stack: spec.max_wasm_stack,
+            max_memory_bytes: spec.max_memory_bytes,
+            ..Default::default()
+        },
+        consume_fuel: spec.consume_fuel,
+        ..RuntimeConfig::default()
+    };
+    Ok(Engine::new(&engine_config(&config, false))?)
 }
 
 /// The engine configuration: one place for every setting that shapes the

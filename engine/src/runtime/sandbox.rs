@@ -47,11 +47,22 @@ impl WasiView for TaskState {
     }
 }
 
-/// Caps linear memory and tables, and remembers whether it refused a growth
+/// Bytes a table element is charged in a task's memory: a function
+/// reference is one pointer, kept in a wider slot. Default 16.
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// Caps the memory of the whole task: the sum of every linear memory and
+/// table of every core instance of the component (a component may hold
+/// many), and each table's length; remembers whether it refused a growth
 /// so that the trap that usually follows is reported as `memory-limit`.
 pub struct SandboxLimiter {
+    /// The task's memory cap, in bytes.
     memory_bytes: usize,
     table_elements: usize,
+    /// Bytes of memories and tables the task holds (as approved).
+    used: usize,
+    /// The last approved growth, taken back if the growth then fails.
+    pending: usize,
     pub(crate) memory_refused: bool,
 }
 
@@ -60,20 +71,52 @@ impl SandboxLimiter {
         Self {
             memory_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
             table_elements,
+            used: 0,
+            pending: 0,
             memory_refused: false,
+        }
+    }
+
+    /// Approves growing something from `current` to `desired` bytes if the
+    /// whole task stays within its cap.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let delta = desired.saturating_sub(current);
+        match self.used.checked_add(delta) {
+            Some(used) if used <= self.memory_bytes => {
+                self.used = used;
+                self.pending = delta;
+                true
+            }
+            _ => false,
         }
     }
 }
 
 impl ResourceLimiter for SandboxLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.memory_bytes;
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.grow(current, desired);
         self.memory_refused |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= self.table_elements)
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used = self.used.saturating_sub(std::mem::take(&mut self.pending));
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Ok(false);
+        }
+        let bytes = |elements: usize| elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        let allowed = self.grow(bytes(current), bytes(desired));
+        self.memory_refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used = self.used.saturating_sub(std::mem::take(&mut self.pending));
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -86,5 +129,49 @@ impl ResourceLimiter for SandboxLimiter {
 
     fn memories(&self) -> usize {
         MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::component::{Component, Linker};
+    use wasmtime::{Config, Engine, Store};
+
+    use super::SandboxLimiter;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Instantiates `wat` (a component) under a memory cap of `cap` bytes.
+    fn instantiate(wat: &str, cap: u64) -> wasmtime::Result<()> {
+        let engine = Engine::new(Config::new().wasm_component_model(true))?;
+        let component = Component::new(&engine, wat::parse_str(wat)?)?;
+        let mut store = Store::new(&engine, SandboxLimiter::new(cap, 100_000));
+        store.limiter(|limiter| limiter);
+        Linker::new(&engine).instantiate(&mut store, &component)?;
+        Ok(())
+    }
+
+    /// A component of `n` core instances, each with a memory of `pages`.
+    fn many_memories(n: usize, pages: u32) -> String {
+        let instances: String = (0..n).map(|i| format!("(core instance $i{i} (instantiate $m))")).collect();
+        format!("(component (core module $m (memory {pages})) {instances})")
+    }
+
+    #[test]
+    fn the_memory_cap_covers_every_core_instance_of_a_task() {
+        // 4 instances of 40 MiB each: one fits a 64 MiB cap, four do not.
+        assert!(instantiate(&many_memories(1, 640), 64 * MIB).is_ok());
+        let refused = instantiate(&many_memories(4, 640), 64 * MIB);
+        assert!(refused.is_err(), "160 MiB of memories were allowed under a 64 MiB cap");
+        assert!(instantiate(&many_memories(4, 640), 256 * MIB).is_ok());
+    }
+
+    #[test]
+    fn tables_count_towards_the_memory_cap() {
+        // 2 tables of 100,000 elements: 3.2 MB charged against a 1 MiB cap.
+        let wat = "(component (core module $m (table 100000 funcref)) \
+                   (core instance $a (instantiate $m)) (core instance $b (instantiate $m)))";
+        assert!(instantiate(wat, MIB).is_err());
+        assert!(instantiate(wat, 8 * MIB).is_ok());
     }
 }

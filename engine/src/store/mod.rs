@@ -225,6 +225,24 @@ pub struct ScheduleTick {
     pub task: Option<NewTask>,
 }
 
+/// Which tasks a bulk revoke covers, all within one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeScope {
+    /// A task and every task in its tree (queued from it, from them...).
+    Tree { tenant: String, root: TaskId },
+    /// Every task of a job.
+    Job { tenant: String, job: String },
+}
+
+/// What a bulk revoke did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokedMany {
+    /// Tasks that had not started: revoked.
+    pub revoked: Vec<TaskId>,
+    /// Running tasks: asked to stop (they end `revoked`).
+    pub stopping: Vec<TaskId>,
+}
+
 /// What became of a tick's write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TickWrite {
@@ -389,6 +407,13 @@ pub trait Store: Send + Sync + 'static {
     /// revoke request that its worker's heartbeat reads (and, on
     /// PostgreSQL, notifies it at once). Returns its state afterwards.
     async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError>;
+
+    /// Revokes every task of `scope` that has not ended: those not started
+    /// at once, running ones by a revoke request (see [`Store::revoke`]).
+    async fn revoke_many(&self, scope: RevokeScope, now: Millis) -> Result<RevokedMany, StoreError>;
+    /// Counts `n` more tasks in the tree of root task `root`, if it then
+    /// holds at most `max`; false (counting nothing) otherwise.
+    async fn grow_tree(&self, root: &str, n: u64, max: u64) -> Result<bool, StoreError>;
 
     /// One task.
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;

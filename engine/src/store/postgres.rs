@@ -31,8 +31,8 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 use super::fair::FairShares;
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
-    NewTask, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
-    TickWrite, TokenRow,
+    NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter,
+    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow,
 };
 use crate::clock::Clock;
 use crate::signals::Signals;
@@ -696,6 +696,58 @@ impl Store for PostgresStore {
             self.execute("SELECT pg_notify($1, $2)", &[&REVOKE, &id.to_string()]).await?;
         }
         Ok(state)
+    }
+
+    async fn revoke_many(&self, scope: RevokeScope, now: Millis) -> Result<RevokedMany, StoreError> {
+        let (tenant, root, job) = match scope {
+            RevokeScope::Tree { tenant, root } => (tenant, id_param(&root), None),
+            RevokeScope::Job { tenant, job } => (tenant, None, Some(job)),
+        };
+        if root.is_none() && job.is_none() {
+            return Ok(RevokedMany::default());
+        }
+        let within = "tenant = $1 AND CASE WHEN $2::bigint IS NOT NULL THEN (id = $2 OR root_task = $2) \
+                      ELSE job = $3::text END";
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let params: [&(dyn ToSql + Sync); 4] = [&tenant, &root, &job, &now];
+        let ids = |rows: Vec<Row>| rows.iter().map(|r| r.get::<_, i64>(0).to_string()).collect::<Vec<_>>();
+        let revoked = ids(tx
+            .query(
+                &format!(
+                    "UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = $4 \
+                     WHERE {within} AND state IN ('queued', 'retry') RETURNING id"
+                ),
+                &params,
+            )
+            .await?);
+        let stopping = ids(tx
+            .query(
+                &format!(
+                    "UPDATE tasks SET revoke_requested_at = COALESCE(revoke_requested_at, $4) \
+                     WHERE {within} AND state = 'started' RETURNING id"
+                ),
+                &params,
+            )
+            .await?);
+        for id in &stopping {
+            tx.execute("SELECT pg_notify($1, $2)", &[&REVOKE, id]).await?;
+        }
+        notify_finished(&tx, &revoked).await?;
+        tx.commit().await?;
+        Ok(RevokedMany { revoked, stopping })
+    }
+
+    async fn grow_tree(&self, root: &str, n: u64, max: u64) -> Result<bool, StoreError> {
+        let Some(root) = id_param(root) else { return Ok(false) };
+        let (n, max) = (i64::try_from(n).unwrap_or(i64::MAX), i64::try_from(max).unwrap_or(i64::MAX));
+        let changed = self
+            .execute(
+                "UPDATE tasks SET tree_size = tree_size + $2 WHERE id = $1 AND tree_size + $2 <= $3",
+                &[&root, &n, &max],
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {

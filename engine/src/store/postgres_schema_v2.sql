@@ -38,5 +38,10 @@ CREATE TABLE rates (
 
 -- A started task someone asked to revoke: its worker stops it.
 ALTER TABLE tasks ADD COLUMN revoke_requested_at BIGINT;
+-- On a task queued from outside (a root): how many tasks its tree holds,
+-- itself included, so that a fork bomb stops at the tree cap.
+ALTER TABLE tasks ADD COLUMN tree_size BIGINT NOT NULL DEFAULT 1;
+-- Revoking a whole tree.
+CREATE INDEX tasks_by_root ON tasks (root_task) WHERE root_task IS NOT NULL;
 -- Running tasks per tenant, counted by every claim for `max_running`.
 CREATE INDEX tasks_running ON tasks (tenant) WHERE state = 'started';

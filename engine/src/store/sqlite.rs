@@ -25,8 +25,8 @@ use tokio::sync::oneshot;
 
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
-    NewTask, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
-    TickWrite, TokenRow,
+    NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter,
+    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow,
 };
 
 /// Most operations committed together.
@@ -576,6 +576,47 @@ impl Store for SqliteStore {
             let state: Option<String> =
                 conn.query_row("SELECT state FROM tasks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
             Ok(state.and_then(|s| TaskState::parse(&s)))
+        })
+        .await
+    }
+
+    async fn revoke_many(&self, scope: RevokeScope, now: Millis) -> Result<RevokedMany, StoreError> {
+        let (tenant, root, job) = match scope {
+            RevokeScope::Tree { tenant, root } => (tenant, id_param(&root), None),
+            RevokeScope::Job { tenant, job } => (tenant, None, Some(job)),
+        };
+        if root.is_none() && job.is_none() {
+            return Ok(RevokedMany::default());
+        }
+        self.op(move |conn| {
+            let within = "tenant = ?1 AND (CASE WHEN ?2 IS NOT NULL THEN (id = ?2 OR root_task = ?2) \
+                          ELSE job = ?3 END)";
+            let ids = |sql: &str| -> Result<Vec<String>, StoreError> {
+                let mut stmt = conn.prepare(sql)?;
+                let rows = stmt.query_map(params![tenant, root, job, now], |r| Ok(r.get::<_, i64>(0)?.to_string()))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            };
+            let revoked = ids(&format!(
+                "UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = ?4 \
+                 WHERE {within} AND state IN ('queued', 'retry') RETURNING id"
+            ))?;
+            let stopping = ids(&format!(
+                "UPDATE tasks SET revoke_requested_at = COALESCE(revoke_requested_at, ?4) \
+                 WHERE {within} AND state = 'started' RETURNING id"
+            ))?;
+            Ok(RevokedMany { revoked, stopping })
+        })
+        .await
+    }
+
+    async fn grow_tree(&self, root: &str, n: u64, max: u64) -> Result<bool, StoreError> {
+        let Some(root) = id_param(root) else { return Ok(false) };
+        let (n, max) = (i64::try_from(n).unwrap_or(i64::MAX), i64::try_from(max).unwrap_or(i64::MAX));
+        self.op(move |conn| {
+            Ok(conn
+                .prepare_cached("UPDATE tasks SET tree_size = tree_size + ?2 WHERE id = ?1 AND tree_size + ?2 <= ?3")?
+                .execute(params![root, n, max])?
+                > 0)
         })
         .await
     }

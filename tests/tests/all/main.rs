@@ -11,7 +11,9 @@ mod bad_input;
 
 mod client;
 mod cluster;
+mod compile_bounds;
 mod failures;
+mod fork_bomb;
 mod isolation;
 mod kill;
 mod metadata;

@@ -199,7 +199,7 @@ async fn children_record_from_task_and_root(backend: Backend) {
 async fn a_fork_bomb_is_stopped_by_the_tree_caps(backend: Backend) {
     let dir = crate::support::place(backend).await;
     let mut config = crate::support::node_config(&dir);
-    config.caps = wasmjob::queue::TreeCaps { max_depth: 2, max_children: 4 };
+    config.caps = wasmjob::queue::TreeCaps { max_depth: 2, max_children: 4, ..Default::default() };
     let node = wasmjob::node::Node::open(config, false).await.unwrap();
     node.registry.register(T, &std::fs::read(wasmjob::examples::FORK_BOMB).unwrap(), usize::MAX).await.unwrap();
     let node = Arc::new(node);

@@ -1,0 +1,419 @@
+//! `wasmjob bench-schedule`: the store-backed periodic scheduler at scale.
+//!
+//! 1. Setup: `--tenants` tenants with `--jobs / --tenants` periodic jobs
+//!    each, all due every 10 s with no anchor (the `bench-periodic` example
+//!    under names `bench-periodic-000`, `-001`...: tenants share the
+//!    components). Registration goes through the registry, concurrently.
+//! 2. `--seconds` of scheduling: `--nodes` nodes in this process (each
+//!    with its own node id, contending for the same schedules as separate
+//!    processes would) run the catalog and the scheduler, and no workers,
+//!    so the process's CPU time is the scheduler's (and the store's, with
+//!    SQLite in process).
+//! 3. From the store: without an anchor each tick is due 10 s after the
+//!    previous one ran, so the lag of a tick is the gap between two
+//!    consecutive tasks of a job, minus 10 s. A job's first tick is its
+//!    phase (when it was registered) and is not measured.
+//!
+//! Run it on a release build: `cargo run --release -- bench-schedule`.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::node::{Node, NodeConfig};
+use crate::store::{Millis, TaskFilter};
+
+/// The name in the `bench-periodic` component that the benchmark replaces.
+const MARKER: &[u8] = b"bench-periodic-000";
+/// How often every benchmark job is due, as its metadata says.
+const PERIOD_MS: Millis = 10_000;
+/// A gap between two ticks of a job shorter than this means a tick ran twice.
+const TWICE_UNDER_MS: Millis = 9_000;
+/// A gap longer than this means a tick was skipped.
+const SKIPPED_OVER_MS: Millis = 19_000;
+/// Registrations in flight at once once every component is compiled.
+const REGISTERING: usize = 16;
+/// Registrations between two refreshes of the nodes' catalogs.
+const REFRESH_EVERY: usize = 1000;
+/// `/proc/self/stat` counts CPU time in these per second (Linux's `USER_HZ`).
+const CLOCK_TICKS: f64 = 100.0;
+
+#[derive(Debug, Args)]
+pub struct BenchScheduleArgs {
+    /// Periodic jobs in all, spread evenly over the tenants.
+    #[arg(long, default_value_t = 10_000)]
+    jobs: usize,
+    /// Tenants.
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 35)]
+    seconds: u64,
+    /// The store: `postgres://...`. Its wasmjob tables are dropped and
+    /// recreated, so give the benchmark a schema of its own, e.g. after
+    /// `CREATE SCHEMA IF NOT EXISTS wjbench`:
+    /// `postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3Dwjbench`.
+    /// Default: SQLite in a temp dir.
+    #[arg(long, verbatim_doc_comment)]
+    store: Option<String>,
+    /// Schedulers: nodes in this process on the same store (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the benchmark measured.
+#[derive(Debug, Serialize)]
+struct Report {
+    store: &'static str,
+    nodes: usize,
+    jobs: usize,
+    tenants: usize,
+    seconds: u64,
+    /// Opening the nodes, compiling, registering and refreshing, in seconds.
+    setup_s: f64,
+    /// Compiling the distinct components (the first tenant's registrations).
+    compile_s: f64,
+    /// Registering every other tenant's jobs.
+    register_s: f64,
+    /// Ticks measured: every tick but each job's first.
+    ticks: usize,
+    lag_ms: Lag,
+    /// Gaps under 9,000 ms between two ticks of a job.
+    ticks_run_twice: usize,
+    /// Ticks missing from gaps over 19,000 ms, and after each job's last tick.
+    ticks_skipped: usize,
+    /// Jobs with no tick in the window.
+    jobs_never_ticked: usize,
+    /// From the first job's first tick to the last job's first tick, in seconds.
+    first_ticks_spread_s: f64,
+    /// User + system CPU time of this process over the window, in seconds.
+    cpu_s: f64,
+    /// `cpu_s` as a percentage of one core.
+    cpu_percent: f64,
+    /// The process's peak resident memory, in MiB.
+    peak_rss_mib: f64,
+}
+
+/// Lag percentiles, over every measured tick that did not run twice.
+#[derive(Debug, Default, Serialize)]
+struct Lag {
+    p50: Millis,
+    p99: Millis,
+    max: Millis,
+}
+
+pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run `cargo run --release -- bench-schedule` for real figures");
+    }
+    anyhow::ensure!(args.tenants >= 1 && args.jobs >= args.tenants, "--jobs must be at least --tenants (>= 1)");
+    anyhow::ensure!(args.jobs.is_multiple_of(args.tenants), "--jobs must be a multiple of --tenants");
+    let per_tenant = args.jobs / args.tenants;
+    anyhow::ensure!(per_tenant <= 1000, "at most 1,000 jobs per tenant (names end in three digits)");
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(args.nodes == 1 || args.store.is_some(), "--nodes needs a PostgreSQL --store");
+    let components = Arc::new(job_components(crate::examples::BENCH_PERIODIC, per_tenant)?);
+
+    let setup = Instant::now();
+    let dir = std::env::temp_dir().join(format!("wasmjob-bench-schedule-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    if let Some(url) = &args.store {
+        reset_postgres(url).await?;
+    }
+    let mut nodes = Vec::with_capacity(args.nodes);
+    for i in 0..args.nodes {
+        // One data dir for all: the nodes share the compile cache, so each
+        // component is compiled once, by the first node.
+        let mut config = NodeConfig::new(&dir);
+        config.store_url = args.store.clone();
+        config.node_id = Some(format!("bench-{i}"));
+        nodes.push(Arc::new(Node::open(config, true).await?));
+    }
+    // Quotas high enough to measure the scheduler, not the door.
+    let quotas = serde_json::json!({
+        "max_queued": 100_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 100_000,
+        "max_components": per_tenant,
+    });
+    let tenants: Vec<String> = (0..args.tenants).map(|t| format!("bench-{t:03}")).collect();
+    for tenant in &tenants {
+        nodes[0].tenants.create(tenant, quotas.as_object().expect("an object").clone()).await?;
+    }
+    if !args.json {
+        println!(
+            "registering {} periodic jobs due every 10 s: {} tenants x {per_tenant} jobs, {} node(s) on {}...",
+            args.jobs,
+            args.tenants,
+            args.nodes,
+            store_name(&args)
+        );
+    }
+    let started = Instant::now();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    register(&nodes[..1], &tenants[..1], &components, cores).await?;
+    let compile = started.elapsed();
+    let started = Instant::now();
+    register(&nodes, &tenants[1..], &components, REGISTERING).await?;
+    let registration = started.elapsed();
+    let setup = setup.elapsed();
+    if !args.json {
+        println!(
+            "  setup {:.1} s: compiling {per_tenant} components {:.1} s, registering the rest {:.1} s",
+            setup.as_secs_f64(),
+            compile.as_secs_f64(),
+            registration.as_secs_f64()
+        );
+        println!("scheduling for {} s (no workers)...", args.seconds);
+    }
+
+    let (stop, shutdown) = watch::channel(false);
+    let clock = nodes[0].clock.clone();
+    let window_start = clock.now_millis();
+    let cpu_start = cpu_time()?;
+    let scheduling: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let (node, shutdown) = (node.clone(), shutdown.clone());
+            tokio::spawn(async move { node.schedule(shutdown).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let cpu = cpu_time()? - cpu_start;
+    let window_end = clock.now_millis();
+    let _ = stop.send(true);
+    for node in scheduling {
+        node.await??;
+    }
+
+    let ticks = ticks_by_job(&nodes[0], window_start, window_end).await?;
+    let mut report = measure(&ticks, args.jobs, window_end);
+    report.store = if args.store.is_some() { "postgres" } else { "sqlite" };
+    (report.nodes, report.jobs, report.tenants, report.seconds) = (args.nodes, args.jobs, args.tenants, args.seconds);
+    (report.setup_s, report.compile_s, report.register_s) =
+        (setup.as_secs_f64(), compile.as_secs_f64(), registration.as_secs_f64());
+    report.cpu_s = cpu;
+    report.cpu_percent = 100.0 * cpu / ((window_end - window_start) as f64 / 1000.0);
+    report.peak_rss_mib = peak_rss_mib().unwrap_or(f64::NAN);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    // The store's data stays in PostgreSQL; the dir holds SQLite's and the compile cache.
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `bench-periodic` component at `path` under `n` names: the marker
+/// replaced by `bench-periodic-000`, `-001`...
+fn job_components(path: &str, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    let template = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+    let found: Vec<usize> =
+        template.windows(MARKER.len()).enumerate().filter(|(_, w)| *w == MARKER).map(|(i, _)| i).collect();
+    let [at] = found[..] else {
+        anyhow::bail!(
+            "the name marker `{}` occurs {} times in {path}; it must occur exactly once",
+            String::from_utf8_lossy(MARKER),
+            found.len()
+        );
+    };
+    Ok((0..n)
+        .map(|i| {
+            let mut bytes = template.clone();
+            let name = format!("bench-periodic-{i:03}");
+            bytes[at..at + MARKER.len()].copy_from_slice(name.as_bytes());
+            bytes
+        })
+        .collect())
+}
+
+/// Registers every component for every tenant in `tenants`, at most
+/// `concurrency` at once, each tenant through one of `nodes` in turn.
+///
+/// Every registration loads its component anew and the registry keeps
+/// that copy until the catalog next refreshes, which shares one copy per
+/// version (`wasmjob serve` refreshes within 250 ms): refreshing every
+/// [`REFRESH_EVERY`] registrations bounds the memory the copies take.
+async fn register(
+    nodes: &[Arc<Node>],
+    tenants: &[String],
+    components: &Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let work: Vec<(usize, usize)> =
+        (0..tenants.len()).flat_map(|t| (0..components.len()).map(move |j| (t, j))).collect();
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    for chunk in work.chunks(REFRESH_EVERY) {
+        let mut registering = JoinSet::new();
+        for &(t, j) in chunk {
+            let permit = permits.clone().acquire_owned().await?;
+            let (node, components, tenant) = (nodes[t % nodes.len()].clone(), components.clone(), tenants[t].clone());
+            registering.spawn(async move {
+                let _permit = permit;
+                node.registry
+                    .register(&tenant, &components[j], usize::MAX)
+                    .await
+                    .with_context(|| format!("cannot register job {j} for {tenant}"))
+            });
+            while let Some(done) = registering.try_join_next() {
+                done??;
+            }
+        }
+        while let Some(done) = registering.join_next().await {
+            done??;
+        }
+        for node in nodes {
+            node.refresh().await?;
+        }
+    }
+    Ok(())
+}
+
+/// When each job's tasks were queued in `[from, until)`, oldest first, by
+/// tenant and job: one pass over the tasks, newest first, a page at a time.
+async fn ticks_by_job(
+    node: &Node,
+    from: Millis,
+    until: Millis,
+) -> anyhow::Result<HashMap<(String, String), Vec<Millis>>> {
+    let mut ticks: HashMap<(String, String), Vec<Millis>> = HashMap::new();
+    let mut before_id = None;
+    loop {
+        let filter = TaskFilter {
+            queued_after: Some(from),
+            queued_before: Some(until),
+            limit: Some(1000),
+            before_id,
+            ..TaskFilter::default()
+        };
+        let page = node.store.list_tasks(filter).await?;
+        let Some(last) = page.last() else { break };
+        before_id = Some(last.id.clone());
+        for task in page {
+            ticks.entry((task.tenant, task.job)).or_default().push(task.queued_at);
+        }
+    }
+    for queued in ticks.values_mut() {
+        queued.sort_unstable();
+    }
+    Ok(ticks)
+}
+
+/// Lag, ticks run twice and ticks skipped, from each job's ticks in a
+/// window that ended at `end`.
+fn measure(ticks: &HashMap<(String, String), Vec<Millis>>, jobs: usize, end: Millis) -> Report {
+    let (mut lags, mut twice, mut skipped) = (Vec::new(), 0, 0);
+    let missing = |gap: Millis| if gap > SKIPPED_OVER_MS { ((gap - TWICE_UNDER_MS) / PERIOD_MS) as usize } else { 0 };
+    for queued in ticks.values() {
+        for pair in queued.windows(2) {
+            let gap = pair[1] - pair[0];
+            if gap < TWICE_UNDER_MS {
+                twice += 1;
+            } else {
+                lags.push(gap - PERIOD_MS);
+                skipped += missing(gap);
+            }
+        }
+        // No tick since the last one, for longer than a skipped one takes.
+        skipped += queued.last().map_or(0, |last| missing(end - last));
+    }
+    let firsts: Vec<Millis> = ticks.values().filter_map(|q| q.first().copied()).collect();
+    let spread = firsts.iter().max().zip(firsts.iter().min()).map_or(0, |(max, min)| max - min);
+    let measured = lags.len() + twice;
+    lags.sort_unstable();
+    let pct = |p: f64| lags.get(((lags.len().saturating_sub(1)) as f64 * p).round() as usize).copied().unwrap_or(0);
+    Report {
+        store: "",
+        nodes: 0,
+        jobs,
+        tenants: 0,
+        seconds: 0,
+        setup_s: 0.0,
+        compile_s: 0.0,
+        register_s: 0.0,
+        ticks: measured,
+        lag_ms: Lag { p50: pct(0.5), p99: pct(0.99), max: lags.last().copied().unwrap_or(0) },
+        ticks_run_twice: twice,
+        ticks_skipped: skipped,
+        jobs_never_ticked: jobs.saturating_sub(firsts.len()),
+        first_ticks_spread_s: spread as f64 / 1000.0,
+        cpu_s: 0.0,
+        cpu_percent: 0.0,
+        peak_rss_mib: 0.0,
+    }
+}
+
+fn print_summary(r: &Report) {
+    println!(
+        "ticks measured: {} (each job's first tick, its phase, not counted; first ticks spread over {:.1} s)",
+        r.ticks, r.first_ticks_spread_s
+    );
+    println!("lag behind due time: p50 {} ms, p99 {} ms, max {} ms", r.lag_ms.p50, r.lag_ms.p99, r.lag_ms.max);
+    println!(
+        "ticks run twice (gap < 9 s): {}; ticks skipped (gap > 19 s, or none since): {}; jobs never ticked: {}",
+        r.ticks_run_twice, r.ticks_skipped, r.jobs_never_ticked
+    );
+    println!(
+        "scheduler CPU: {:.2} s over the window = {:.1}% of one core ({} node(s) in this process{})",
+        r.cpu_s,
+        r.cpu_percent,
+        r.nodes,
+        if r.store == "postgres" { "; the PostgreSQL server's not counted" } else { ", SQLite included" }
+    );
+    println!("peak memory: {:.0} MiB", r.peak_rss_mib);
+}
+
+fn store_name(args: &BenchScheduleArgs) -> &'static str {
+    if args.store.is_some() { "PostgreSQL" } else { "SQLite in a temp dir" }
+}
+
+/// This process's user + system CPU time so far, in seconds, from
+/// `/proc/self/stat` (fields 14 and 15, after the parenthesised name).
+fn cpu_time() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("cannot read /proc/self/stat")?;
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime 15.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (field(14), field(15)) else {
+        anyhow::bail!("cannot parse /proc/self/stat");
+    };
+    Ok((user + system) as f64 / CLOCK_TICKS)
+}
+
+/// The process's peak resident memory (`VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Drops wasmjob's tables in the URL's schema, so that the run starts
+/// from an empty store; refuses a URL with no schema to create them in.
+async fn reset_postgres(url: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
+    anyhow::ensure!(
+        schema.is_some(),
+        "the store's search_path names no existing schema: CREATE SCHEMA IF NOT EXISTS wjbench first"
+    );
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS tasks, schedules, job_versions, jobs, tokens, tenants, components, rates, \
+             generations, wasmjob_schema",
+        )
+        .await?;
+    Ok(())
+}
