@@ -191,3 +191,19 @@ pub(crate) mod opt_millis {
         }
     }
 }
+
+#[cfg(test)]
+mod name_tests {
+    use super::{MetadataError, validate_name};
+
+    #[test]
+    fn names_are_checked_before_lower_casing_and_cannot_be_all_dots() {
+        // KELVIN SIGN lower-cases to an ASCII `k`: it must not pose as one.
+        assert!(matches!(validate_name("\u{212A}"), Err(MetadataError::InvalidName(_))));
+        assert!(matches!(validate_name("."), Err(MetadataError::InvalidName(_))));
+        assert!(matches!(validate_name(".."), Err(MetadataError::InvalidName(_))));
+        assert!(validate_name("Nightly.Report-2_x").is_ok());
+        assert!(matches!(validate_name(""), Err(MetadataError::EmptyName)));
+        assert!(matches!(validate_name(&"a".repeat(129)), Err(MetadataError::NameTooLong)));
+    }
+}

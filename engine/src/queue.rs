@@ -42,6 +42,30 @@ pub struct TreeCaps {
     pub max_tree: u64,
 }
 
+impl TreeCaps {
+    /// How many tasks a task queued from outside (`root`) may queue itself,
+    /// and what it is told past that, exactly as the queue enforces it
+    /// (`wasmjob run` applies the same).
+    pub fn for_root(&self, root: &str) -> (u64, QueueError) {
+        let tree = self.max_tree.saturating_sub(1);
+        if u64::from(self.max_children) <= tree {
+            (u64::from(self.max_children), children_cap(self.max_children))
+        } else {
+            (tree, tree_cap(root, self.max_tree))
+        }
+    }
+}
+
+/// Past the per-task children cap.
+fn children_cap(max: u32) -> QueueError {
+    QueueError::QuotaExceeded(format!("a task may queue at most {max} children"))
+}
+
+/// Past the tree cap.
+fn tree_cap(root: &str, max: u64) -> QueueError {
+    QueueError::QuotaExceeded(format!("the tree of task {root} may hold at most {max} tasks"))
+}
+
 impl Default for TreeCaps {
     fn default() -> Self {
         Self { max_depth: 16, max_children: 1000, max_tree: 10_000 }
@@ -180,12 +204,7 @@ impl Queue {
             Err(e) => return Err(QueueError::QuotaExceeded(e.to_string()).into()),
         }
         if !self.store.grow_tree(&parent.root, 1, self.caps.max_tree).await? {
-            let max = self.caps.max_tree;
-            return Err(QueueError::QuotaExceeded(format!(
-                "the tree of task {} may hold at most {max} tasks",
-                parent.root
-            ))
-            .into());
+            return Err(tree_cap(&parent.root, self.caps.max_tree).into());
         }
         Ok(())
     }
@@ -353,7 +372,7 @@ impl ChildQueue for Children {
             let max = self.queue.caps.max_children;
             if self.queued.fetch_add(1, Ordering::Relaxed) >= max {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
-                return Ok(Err(QueueError::QuotaExceeded(format!("a task may queue at most {max} children"))));
+                return Ok(Err(children_cap(max)));
             }
             match self.queue.queue(&self.tenant, &child.job, &child.args, &child.options, Some(&self.parent)).await {
                 Ok(id) => Ok(Ok(id)),

@@ -1,22 +1,25 @@
 //! `wasmjob bench-schedule`: the store-backed periodic scheduler at scale.
 //!
-//! 1. Setup: `--tenants` tenants with `--jobs / --tenants` periodic jobs
-//!    each, all due every 10 s with no anchor (the `bench-periodic` example
-//!    under names `bench-periodic-000`, `-001`...: tenants share the
-//!    components). Registration goes through the registry, concurrently.
-//! 2. `--seconds` of scheduling: `--nodes` nodes in this process (each
-//!    with its own node id, contending for the same schedules as separate
-//!    processes would) run the catalog and the scheduler, and no workers,
-//!    so the process's CPU time is the scheduler's (and the store's, with
-//!    SQLite in process).
-//! 3. From the store: without an anchor each tick is due 10 s after the
-//!    previous one ran, so the lag of a tick is the gap between two
-//!    consecutive tasks of a job, minus 10 s. A job's first tick is its
-//!    phase (when it was registered) and is not measured.
+//! 1. Setup, on a fresh store: `--tenants` tenants get `--jobs / --tenants`
+//!    periodic jobs each, due every 10 s with no anchor (the
+//!    `bench-periodic` example under the names `bench-periodic-000`,
+//!    `-001`...; tenants share the components), registered through the
+//!    registry, concurrently.
+//! 2. `--seconds` of scheduling: `--nodes` nodes in this process, each
+//!    with its own node id so that they contend for the same schedules as
+//!    separate processes would, run the catalog and the scheduler and no
+//!    workers, so the process's CPU time is the scheduler's (and, on
+//!    SQLite, the store's).
+//! 3. From the store: without an anchor a tick is due 10 s after the
+//!    previous one ran, so its lag is the gap between two consecutive
+//!    tasks of its job, minus 10 s. A job's first tick is its phase (when
+//!    it was registered, or when the schedulers started if that was over
+//!    10 s later) and is not measured.
 //!
 //! Run it on a release build: `cargo run --release -- bench-schedule`.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,23 +82,12 @@ struct Report {
     jobs: usize,
     tenants: usize,
     seconds: u64,
-    /// Opening the nodes, compiling, registering and refreshing, in seconds.
+    /// Opening the nodes, compiling and registering, in seconds.
     setup_s: f64,
-    /// Compiling the distinct components (the first tenant's registrations).
-    compile_s: f64,
-    /// Registering every other tenant's jobs.
-    register_s: f64,
-    /// Ticks measured: every tick but each job's first.
-    ticks: usize,
-    lag_ms: Lag,
-    /// Gaps under 9,000 ms between two ticks of a job.
-    ticks_run_twice: usize,
-    /// Ticks missing from gaps over 19,000 ms, and after each job's last tick.
-    ticks_skipped: usize,
-    /// Jobs with no tick in the window.
-    jobs_never_ticked: usize,
-    /// From the first job's first tick to the last job's first tick, in seconds.
-    first_ticks_spread_s: f64,
+    #[serde(flatten)]
+    registration: Registration,
+    #[serde(flatten)]
+    ticks: TickStats,
     /// User + system CPU time of this process over the window, in seconds.
     cpu_s: f64,
     /// `cpu_s` as a percentage of one core.
@@ -104,12 +96,45 @@ struct Report {
     peak_rss_mib: f64,
 }
 
-/// Lag percentiles, over every measured tick that did not run twice.
+/// How long registering took, in seconds.
+#[derive(Debug, Serialize)]
+struct Registration {
+    /// The first tenant's jobs: compiling each distinct component.
+    compile_s: f64,
+    /// Every other tenant's jobs.
+    register_s: f64,
+}
+
+/// What the ticks in the window say.
+#[derive(Debug, Default, Serialize)]
+struct TickStats {
+    /// Ticks measured: every tick in the window but each job's first.
+    ticks: usize,
+    /// Lag behind the due time, over the measured ticks that did not run twice.
+    lag_ms: Lag,
+    /// Gaps under 9,000 ms between two ticks of a job.
+    ticks_run_twice: usize,
+    /// Ticks missing from gaps over 19,000 ms, and after each job's last tick.
+    ticks_skipped: usize,
+    /// Jobs with no tick at all.
+    jobs_never_ticked: usize,
+    /// From the earliest first tick of a job to the latest, in seconds.
+    first_ticks_spread_s: f64,
+}
+
 #[derive(Debug, Default, Serialize)]
 struct Lag {
     p50: Millis,
     p99: Millis,
     max: Millis,
+}
+
+/// A measured window: when it started and ended, by the store's clock,
+/// and the CPU time this process spent in it, in seconds.
+struct Window {
+    start: Millis,
+    end: Millis,
+    cpu_s: f64,
 }
 
 pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode> {
@@ -123,10 +148,58 @@ pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode>
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
     anyhow::ensure!(args.nodes == 1 || args.store.is_some(), "--nodes needs a PostgreSQL --store");
     let components = Arc::new(job_components(crate::examples::BENCH_PERIODIC, per_tenant)?);
+    let say = |line: String| {
+        if !args.json {
+            println!("{line}");
+        }
+    };
 
-    let setup = Instant::now();
+    let started = Instant::now();
     let dir = std::env::temp_dir().join(format!("wasmjob-bench-schedule-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let nodes = open_nodes(&args, &dir).await?;
+    let tenants = create_tenants(&nodes[0], args.tenants).await?;
+    let on = if args.store.is_some() { "PostgreSQL" } else { "SQLite in a temp dir" };
+    say(format!(
+        "registering {} periodic jobs due every 10 s: {} tenants x {per_tenant} jobs, {} node(s) on {on}...",
+        args.jobs, args.tenants, args.nodes
+    ));
+    let registration = register_all(&nodes, &tenants, &components).await?;
+    let setup = started.elapsed().as_secs_f64();
+    say(format!(
+        "  setup {setup:.1} s: compiling {per_tenant} components {:.1} s, registering the rest {:.1} s",
+        registration.compile_s, registration.register_s
+    ));
+    say(format!("scheduling for {} s (schedulers only, no workers)...", args.seconds));
+
+    let window = schedule_for(&nodes, Duration::from_secs(args.seconds)).await?;
+    let ticks = ticks_by_job(&nodes[0], window.start, window.end).await?;
+    let report = Report {
+        store: if args.store.is_some() { "postgres" } else { "sqlite" },
+        nodes: args.nodes,
+        jobs: args.jobs,
+        tenants: args.tenants,
+        seconds: args.seconds,
+        setup_s: setup,
+        registration,
+        ticks: TickStats::measure(&ticks, args.jobs, &window),
+        cpu_s: window.cpu_s,
+        cpu_percent: 100.0 * window.cpu_s / ((window.end - window.start) as f64 / 1000.0),
+        peak_rss_mib: peak_rss_mib().unwrap_or(f64::NAN),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.print();
+    }
+    // The dir holds the SQLite store and the compile cache.
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens `--nodes` nodes on a fresh store in `dir` or at `--store`.
+async fn open_nodes(args: &BenchScheduleArgs, dir: &Path) -> anyhow::Result<Vec<Arc<Node>>> {
+    std::fs::create_dir_all(dir)?;
     if let Some(url) = &args.store {
         reset_postgres(url).await?;
     }
@@ -134,50 +207,53 @@ pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode>
     for i in 0..args.nodes {
         // One data dir for all: the nodes share the compile cache, so each
         // component is compiled once, by the first node.
-        let mut config = NodeConfig::new(&dir);
+        let mut config = NodeConfig::new(dir);
         config.store_url = args.store.clone();
         config.node_id = Some(format!("bench-{i}"));
         nodes.push(Arc::new(Node::open(config, true).await?));
     }
-    // Quotas high enough to measure the scheduler, not the door.
-    let quotas = serde_json::json!({
-        "max_queued": 100_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 100_000,
-        "max_components": per_tenant,
-    });
-    let tenants: Vec<String> = (0..args.tenants).map(|t| format!("bench-{t:03}")).collect();
+    Ok(nodes)
+}
+
+/// Creates `n` tenants, `bench-000`..., with quotas high enough to measure
+/// the scheduler, not the door.
+async fn create_tenants(node: &Node, n: usize) -> anyhow::Result<Vec<String>> {
+    let quotas =
+        serde_json::json!({ "max_queued": 100_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 100_000 });
+    let tenants: Vec<String> = (0..n).map(|t| format!("bench-{t:03}")).collect();
     for tenant in &tenants {
-        nodes[0].tenants.create(tenant, quotas.as_object().expect("an object").clone()).await?;
+        node.tenants.create(tenant, quotas.as_object().expect("an object").clone()).await?;
     }
-    if !args.json {
-        println!(
-            "registering {} periodic jobs due every 10 s: {} tenants x {per_tenant} jobs, {} node(s) on {}...",
-            args.jobs,
-            args.tenants,
-            args.nodes,
-            store_name(&args)
-        );
-    }
+    Ok(tenants)
+}
+
+/// Registers every component for every tenant: the first tenant's through
+/// the first node, as many at once as there are cores (each compiles its
+/// component into the shared cache), then the others' from the cache.
+async fn register_all(
+    nodes: &[Arc<Node>],
+    tenants: &[String],
+    components: &Arc<Vec<Vec<u8>>>,
+) -> anyhow::Result<Registration> {
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    register(&nodes[..1], &tenants[..1], &components, cores).await?;
-    let compile = started.elapsed();
+    register(&nodes[..1], &tenants[..1], components, cores).await?;
+    let compile_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    register(&nodes, &tenants[1..], &components, REGISTERING).await?;
-    let registration = started.elapsed();
-    let setup = setup.elapsed();
-    if !args.json {
-        println!(
-            "  setup {:.1} s: compiling {per_tenant} components {:.1} s, registering the rest {:.1} s",
-            setup.as_secs_f64(),
-            compile.as_secs_f64(),
-            registration.as_secs_f64()
-        );
-        println!("scheduling for {} s (no workers)...", args.seconds);
-    }
+    register(nodes, &tenants[1..], components, REGISTERING).await?;
+    Ok(Registration { compile_s, register_s: started.elapsed().as_secs_f64() })
+}
 
+/// Runs every node's catalog and scheduler for `duration`, then stops them.
+///
+/// They start once every job is registered: while they run, each
+/// registration wakes every node's scheduler and catalog, which makes setup
+/// slow on PostgreSQL. Jobs registered over 10 s before are then due at
+/// once, as after a restart: their phases bunch up at the start.
+async fn schedule_for(nodes: &[Arc<Node>], duration: Duration) -> anyhow::Result<Window> {
     let (stop, shutdown) = watch::channel(false);
     let clock = nodes[0].clock.clone();
-    let window_start = clock.now_millis();
+    let start = clock.now_millis();
     let cpu_start = cpu_time()?;
     let scheduling: Vec<_> = nodes
         .iter()
@@ -186,32 +262,69 @@ pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode>
             tokio::spawn(async move { node.schedule(shutdown).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    let cpu = cpu_time()? - cpu_start;
-    let window_end = clock.now_millis();
+    tokio::time::sleep(duration).await;
+    let cpu_s = cpu_time()? - cpu_start;
+    let end = clock.now_millis();
     let _ = stop.send(true);
     for node in scheduling {
         node.await??;
     }
+    Ok(Window { start, end, cpu_s })
+}
 
-    let ticks = ticks_by_job(&nodes[0], window_start, window_end).await?;
-    let mut report = measure(&ticks, args.jobs, window_end);
-    report.store = if args.store.is_some() { "postgres" } else { "sqlite" };
-    (report.nodes, report.jobs, report.tenants, report.seconds) = (args.nodes, args.jobs, args.tenants, args.seconds);
-    (report.setup_s, report.compile_s, report.register_s) =
-        (setup.as_secs_f64(), compile.as_secs_f64(), registration.as_secs_f64());
-    report.cpu_s = cpu;
-    report.cpu_percent = 100.0 * cpu / ((window_end - window_start) as f64 / 1000.0);
-    report.peak_rss_mib = peak_rss_mib().unwrap_or(f64::NAN);
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_summary(&report);
+impl TickStats {
+    /// Lag, ticks run twice and ticks skipped in `window`, from each job's
+    /// ticks: a tick is measured if it ran in the window and is not its
+    /// job's first.
+    fn measure(ticks: &HashMap<(String, String), Vec<Millis>>, jobs: usize, window: &Window) -> Self {
+        let missing =
+            |gap: Millis| if gap > SKIPPED_OVER_MS { ((gap - TWICE_UNDER_MS) / PERIOD_MS) as usize } else { 0 };
+        let mut stats = Self::default();
+        let mut lags = Vec::new();
+        for queued in ticks.values() {
+            for pair in queued.windows(2).filter(|pair| pair[1] >= window.start) {
+                let gap = pair[1] - pair[0];
+                stats.ticks += 1;
+                if gap < TWICE_UNDER_MS {
+                    stats.ticks_run_twice += 1;
+                } else {
+                    lags.push(gap - PERIOD_MS);
+                    stats.ticks_skipped += missing(gap);
+                }
+            }
+            // No tick since the last one, for longer than a skipped one takes.
+            stats.ticks_skipped += queued.last().map_or(0, |last| missing(window.end - last));
+        }
+        let firsts: Vec<Millis> = ticks.values().filter_map(|q| q.first().copied()).collect();
+        stats.jobs_never_ticked = jobs.saturating_sub(firsts.len());
+        let spread = firsts.iter().max().zip(firsts.iter().min()).map_or(0, |(max, min)| max - min);
+        stats.first_ticks_spread_s = spread as f64 / 1000.0;
+        lags.sort_unstable();
+        let pct = |p: f64| lags.get((lags.len().saturating_sub(1) as f64 * p).round() as usize).copied().unwrap_or(0);
+        stats.lag_ms = Lag { p50: pct(0.5), p99: pct(0.99), max: lags.last().copied().unwrap_or(0) };
+        stats
     }
-    // The store's data stays in PostgreSQL; the dir holds SQLite's and the compile cache.
-    drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(ExitCode::SUCCESS)
+}
+
+impl Report {
+    fn print(&self) {
+        let t = &self.ticks;
+        println!(
+            "ticks measured: {} (not each job's first, its phase; first ticks spread over {:.1} s)",
+            t.ticks, t.first_ticks_spread_s
+        );
+        println!("lag behind due time: p50 {} ms, p99 {} ms, max {} ms", t.lag_ms.p50, t.lag_ms.p99, t.lag_ms.max);
+        println!(
+            "ticks run twice (gap < 9 s): {}; ticks skipped (gap > 19 s, or none since): {}; jobs never ticked: {}",
+            t.ticks_run_twice, t.ticks_skipped, t.jobs_never_ticked
+        );
+        let store = if self.store == "postgres" { "the PostgreSQL server's not counted" } else { "SQLite's included" };
+        println!(
+            "scheduler CPU: {:.2} s over the window = {:.1}% of one core ({} node(s) in this process; {store})",
+            self.cpu_s, self.cpu_percent, self.nodes
+        );
+        println!("peak memory: {:.0} MiB", self.peak_rss_mib);
+    }
 }
 
 /// The `bench-periodic` component at `path` under `n` names: the marker
@@ -307,74 +420,6 @@ async fn ticks_by_job(
         queued.sort_unstable();
     }
     Ok(ticks)
-}
-
-/// Lag, ticks run twice and ticks skipped, from each job's ticks in a
-/// window that ended at `end`.
-fn measure(ticks: &HashMap<(String, String), Vec<Millis>>, jobs: usize, end: Millis) -> Report {
-    let (mut lags, mut twice, mut skipped) = (Vec::new(), 0, 0);
-    let missing = |gap: Millis| if gap > SKIPPED_OVER_MS { ((gap - TWICE_UNDER_MS) / PERIOD_MS) as usize } else { 0 };
-    for queued in ticks.values() {
-        for pair in queued.windows(2) {
-            let gap = pair[1] - pair[0];
-            if gap < TWICE_UNDER_MS {
-                twice += 1;
-            } else {
-                lags.push(gap - PERIOD_MS);
-                skipped += missing(gap);
-            }
-        }
-        // No tick since the last one, for longer than a skipped one takes.
-        skipped += queued.last().map_or(0, |last| missing(end - last));
-    }
-    let firsts: Vec<Millis> = ticks.values().filter_map(|q| q.first().copied()).collect();
-    let spread = firsts.iter().max().zip(firsts.iter().min()).map_or(0, |(max, min)| max - min);
-    let measured = lags.len() + twice;
-    lags.sort_unstable();
-    let pct = |p: f64| lags.get(((lags.len().saturating_sub(1)) as f64 * p).round() as usize).copied().unwrap_or(0);
-    Report {
-        store: "",
-        nodes: 0,
-        jobs,
-        tenants: 0,
-        seconds: 0,
-        setup_s: 0.0,
-        compile_s: 0.0,
-        register_s: 0.0,
-        ticks: measured,
-        lag_ms: Lag { p50: pct(0.5), p99: pct(0.99), max: lags.last().copied().unwrap_or(0) },
-        ticks_run_twice: twice,
-        ticks_skipped: skipped,
-        jobs_never_ticked: jobs.saturating_sub(firsts.len()),
-        first_ticks_spread_s: spread as f64 / 1000.0,
-        cpu_s: 0.0,
-        cpu_percent: 0.0,
-        peak_rss_mib: 0.0,
-    }
-}
-
-fn print_summary(r: &Report) {
-    println!(
-        "ticks measured: {} (each job's first tick, its phase, not counted; first ticks spread over {:.1} s)",
-        r.ticks, r.first_ticks_spread_s
-    );
-    println!("lag behind due time: p50 {} ms, p99 {} ms, max {} ms", r.lag_ms.p50, r.lag_ms.p99, r.lag_ms.max);
-    println!(
-        "ticks run twice (gap < 9 s): {}; ticks skipped (gap > 19 s, or none since): {}; jobs never ticked: {}",
-        r.ticks_run_twice, r.ticks_skipped, r.jobs_never_ticked
-    );
-    println!(
-        "scheduler CPU: {:.2} s over the window = {:.1}% of one core ({} node(s) in this process{})",
-        r.cpu_s,
-        r.cpu_percent,
-        r.nodes,
-        if r.store == "postgres" { "; the PostgreSQL server's not counted" } else { ", SQLite included" }
-    );
-    println!("peak memory: {:.0} MiB", r.peak_rss_mib);
-}
-
-fn store_name(args: &BenchScheduleArgs) -> &'static str {
-    if args.store.is_some() { "PostgreSQL" } else { "SQLite in a temp dir" }
 }
 
 /// This process's user + system CPU time so far, in seconds, from

@@ -59,13 +59,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(RuntimeConfig::isolated())?;
     let job = runtime.load(&bytes).await.with_context(|| format!("{} was rejected", args.component.display()))?;
 
+    // What the server would apply to a task of the default tenant: its
+    // quotas cap the limits, and the tree caps bound what the task queues.
     let mut limits = runtime.task_limits(&job);
     limits.fuel = args.fuel.unwrap_or(limits.fuel);
     limits.timeout = args.timeout.unwrap_or(limits.timeout);
     limits.memory_bytes = args.memory.unwrap_or(limits.memory_bytes);
+    let limits = crate::tenant::Quotas::default().cap(limits);
 
-    let children = Arc::new(RecordingQueue::default());
     let task_id = "run-1".to_owned();
+    let (max_children, refusal) = crate::queue::TreeCaps::default().for_root(&task_id);
+    let children = Arc::new(RecordingQueue::capped(max_children, refusal));
     let input = TaskInput { task_id: task_id.clone(), attempt: 1, args: task_args, limits, children: children.clone() };
     let report = runtime.run(&job, input).await;
     let queued: Vec<Child> = children.children().into_iter().map(|(id, request)| Child { id, request }).collect();

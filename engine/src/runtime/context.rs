@@ -39,9 +39,16 @@ pub trait ChildQueue: Send + Sync {
 #[derive(Debug, Default)]
 pub struct RecordingQueue {
     children: Mutex<Vec<(TaskId, ChildRequest)>>,
+    /// Most requests accepted, and the answer past that. Default: no cap.
+    cap: Option<(u64, QueueError)>,
 }
 
 impl RecordingQueue {
+    /// A queue that accepts `max` requests, then answers `refusal`.
+    pub fn capped(max: u64, refusal: QueueError) -> Self {
+        Self { children: Mutex::default(), cap: Some((max, refusal)) }
+    }
+
     /// The requests recorded so far, with the ids they were given.
     pub fn children(&self) -> Vec<(TaskId, ChildRequest)> {
         self.children.lock().unwrap().clone()
@@ -51,6 +58,12 @@ impl RecordingQueue {
 impl ChildQueue for RecordingQueue {
     fn queue_child(&self, child: ChildRequest) -> BoxFuture<'_, anyhow::Result<Result<TaskId, QueueError>>> {
         let mut children = self.children.lock().unwrap();
+        if let Some((max, refusal)) = &self.cap
+            && children.len() as u64 >= *max
+        {
+            let refusal = refusal.clone();
+            return Box::pin(async move { Ok(Err(refusal)) });
+        }
         let id = format!("{}.{}", child.from_task, children.len() + 1);
         children.push((id.clone(), child));
         Box::pin(async move { Ok(Ok(id)) })
@@ -84,6 +97,7 @@ impl TaskContext {
         args: String,
         options: QueueOptions,
     ) -> anyhow::Result<Result<TaskId, QueueError>> {
+        self.log.work().charge(args.len() as u64, super::meter::FUEL_PER_ARGS_BYTE);
         if let Err(e) = check_args(&args, self.max_args_bytes) {
             return Ok(Err(e));
         }

@@ -16,6 +16,8 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+
+use super::meter::{FUEL_PER_LOG_BYTE, HostWork};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -46,6 +48,8 @@ impl LogLevel {
 pub struct TaskLog {
     inner: Arc<Mutex<Buffer>>,
     max_line_bytes: usize,
+    /// Every byte written is charged to the task, kept or not.
+    work: HostWork,
 }
 
 struct Buffer {
@@ -86,7 +90,12 @@ impl TaskLog {
     /// `max_line_bytes`.
     pub fn new(capacity: usize, max_line_bytes: usize) -> Self {
         let buffer = Buffer { bytes: Vec::new(), capacity, dropped: 0, at_line_start: true };
-        Self { inner: Arc::new(Mutex::new(buffer)), max_line_bytes }
+        Self { inner: Arc::new(Mutex::new(buffer)), max_line_bytes, work: HostWork::default() }
+    }
+
+    /// The host work this log charges its writes to (the task's).
+    pub fn work(&self) -> &HostWork {
+        &self.work
     }
 
     /// Appends raw bytes (stdout and stderr): ASCII control characters are
@@ -94,8 +103,14 @@ impl TaskLog {
     /// control characters are escaped when the text is read, once the
     /// bytes are known to be whole characters.)
     pub fn write(&self, bytes: &[u8]) {
-        let mut escaped = Vec::with_capacity(bytes.len());
+        self.work.charge(bytes.len() as u64, FUEL_PER_LOG_BYTE);
         let mut buffer = self.inner.lock().unwrap();
+        if buffer.bytes.len() >= buffer.capacity {
+            // Full: count what is dropped without looking at it.
+            buffer.dropped += bytes.len() as u64;
+            return;
+        }
+        let mut escaped = Vec::with_capacity(bytes.len());
         let mut at_line_start = buffer.at_line_start;
         for &b in bytes {
             match b {
@@ -125,6 +140,7 @@ impl TaskLog {
     /// guest-controlled: it is cut at the line limit and its newlines escaped
     /// so that a line cannot pose as another.
     pub fn line(&self, level: LogLevel, message: &str) {
+        self.work.charge(message.len() as u64, FUEL_PER_LOG_BYTE);
         let mut cut = message.len().min(self.max_line_bytes);
         while !message.is_char_boundary(cut) {
             cut -= 1;

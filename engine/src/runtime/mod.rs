@@ -20,6 +20,7 @@ mod epoch;
 mod limits;
 mod load;
 mod log;
+pub mod meter;
 mod outcome;
 pub(crate) mod sandbox;
 
@@ -263,7 +264,14 @@ impl Runtime {
             store.set_fuel(limits.fuel).expect("fuel is enabled");
         }
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        let metered = self.consume_fuel;
+        store.epoch_deadline_callback(move |ctx| {
+            // Host work is paid from the same budget as guest work. (The
+            // running code keeps its fuel counter in a register, so the
+            // host's share is added up apart and compared, not subtracted.)
+            if metered && ctx.data().task.log.work().total() > ctx.get_fuel()? {
+                return Err(wasmtime::Trap::OutOfFuel.into());
+            }
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
 
@@ -278,7 +286,16 @@ impl Runtime {
             Err(_) => Err(wasmtime::Trap::Interrupt.into()),
         };
         let wall_time = start.elapsed();
-        let fuel_consumed = if self.consume_fuel { limits.fuel - store.get_fuel().unwrap_or(0) } else { 0 };
+        // A task whose host work outgrew what it had left ran out of fuel,
+        // however it ended.
+        let debt = store.data().task.log.work().total();
+        let left = if self.consume_fuel { store.get_fuel().unwrap_or(0) } else { 0 };
+        let fuel_consumed =
+            if self.consume_fuel { (limits.fuel - left).saturating_add(debt).min(limits.fuel) } else { 0 };
+        let result = match result {
+            Ok(_) if self.consume_fuel && debt > left => Err(wasmtime::Trap::OutOfFuel.into()),
+            other => other,
+        };
         let answer = result.map_err(|error| {
             let cause = StopCause {
                 fuel: limits.fuel,

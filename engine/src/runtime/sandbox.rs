@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::context::TaskContext;
 use super::log::TaskLog;
+use super::meter::{MAX_RANDOM_BYTES, MeteredRng};
 
 /// Most instances, tables and memories one component may create. Rust
 /// components use 1-3 of each; the bound stops a hostile component from
@@ -33,6 +34,9 @@ impl TaskState {
         let wasi = WasiCtx::builder()
             .stdout(log.clone())
             .stderr(log.clone())
+            .secure_random(MeteredRng::new(log.work().clone()))
+            .insecure_random(MeteredRng::new(log.work().clone()))
+            .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

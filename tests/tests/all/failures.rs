@@ -103,3 +103,16 @@ async fn a_fork_bomb_in_run_mode_is_recorded_not_run() {
     assert_eq!(report.outcome, Outcome::Success { result: "50".into() });
     assert!(children.children().iter().all(|(_, c)| c.from_task == "t1" && c.job == "fork-bomb"));
 }
+
+#[test]
+fn wasmjob_run_applies_the_servers_caps_on_children() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
+        .args(["run", wasmjob::examples::FORK_BOMB, "--args", r#"{"width": 5000}"#, "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // As on the server: a task may queue at most 1,000 children.
+    assert_eq!((&report["outcome"], &report["result"]), (&"success".into(), &"1000".into()));
+    assert_eq!(report["queued"].as_array().unwrap().len(), 1000);
+    assert!(report["log"].as_str().unwrap().contains("at most 1000 children"), "{}", report["log"]);
+}

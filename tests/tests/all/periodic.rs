@@ -161,6 +161,28 @@ async fn a_job_due_every_second_runs_every_second_on_the_real_clock(backend: Bac
     serving.await.unwrap();
 }
 
+/// Three tenants whose `is-due` takes as long as the engine allows do not
+/// slow a fourth tenant's job due every second.
+#[tokio::test]
+async fn a_slow_is_due_delays_no_other_tenants_schedule() {
+    let place = crate::support::place(Backend::Sqlite).await;
+    let node = Arc::new(open_node(&place, Arc::new(wasmjob::clock::SystemClock), &[]).await);
+    let (stop, serving) = crate::support::serve(&node);
+    let slow = std::fs::read(wasmjob::examples::SLOW_IS_DUE).unwrap();
+    for tenant in ["slow-a", "slow-b", "slow-c"] {
+        node.tenants.create(tenant, Default::default()).await.unwrap();
+        node.registry.register(tenant, &slow, 10).await.unwrap();
+    }
+    let bytes = std::fs::read(wasmjob::examples::EVERY_SECOND).unwrap();
+    node.registry.register(wasmjob::tenant::DEFAULT_TENANT, &bytes, usize::MAX).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let filter = wasmjob::store::TaskFilter { job: Some("every-second".into()), ..Default::default() };
+    let queued = node.store.list_tasks(filter).await.unwrap().len();
+    assert!(queued >= 3, "only {queued} ticks in 5 s of a job due every second");
+    drop(stop);
+    serving.await.unwrap();
+}
+
 crate::conformance!(
     a_periodic_job_runs_once_per_due_time_across_restarts,
     a_non_overlapping_periodic_job_skips_a_tick_while_its_last_run_is_live,
