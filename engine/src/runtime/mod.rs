@@ -17,6 +17,8 @@ mod cache;
 pub mod compiler;
 mod context;
 mod epoch;
+#[cfg(test)]
+mod fuzz;
 mod limits;
 mod load;
 mod log;

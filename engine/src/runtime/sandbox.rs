@@ -81,6 +81,11 @@ impl SandboxLimiter {
         }
     }
 
+    /// Bytes of memories and tables the task holds.
+    pub(crate) fn used(&self) -> u64 {
+        self.used as u64
+    }
+
     /// Approves growing something from `current` to `desired` bytes if the
     /// whole task stays within its cap.
     fn grow(&mut self, current: usize, desired: usize) -> bool {
