@@ -126,7 +126,12 @@ impl Registry {
     /// metadata name; a new component for an existing name becomes its
     /// current version. At most `max_jobs` jobs per tenant.
     pub async fn register(&self, tenant: &str, bytes: &[u8], max_jobs: usize) -> Result<JobComponent, RegisterError> {
-        let component = self.runtime.load(bytes).await?;
+        // The same bytes are the same job, whoever uploaded them: load once.
+        let known = self.versions.read().unwrap().get(&crate::runtime::content_hash(bytes)).cloned();
+        let component = match known {
+            Some(component) => component,
+            None => self.runtime.load(bytes).await?,
+        };
         let name = component.metadata().name.clone();
         let _writing = self.writes.lock().await;
         let existing = self.get(tenant, &name);

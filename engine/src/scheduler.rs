@@ -31,7 +31,7 @@
 //! one is queued or running: that tick is recorded as skipped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,6 +102,9 @@ pub struct Scheduler {
     /// This node's name, in claims.
     pub(crate) node: String,
     claims: AtomicU64,
+    /// When the loop plans to wake next (ms): a written tick due before
+    /// that wakes it early.
+    wake_at: AtomicI64,
     asks: Arc<Semaphore>,
     per_tenant: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
@@ -126,14 +129,15 @@ impl Scheduler {
             signals,
             node,
             claims: AtomicU64::new(0),
+            wake_at: AtomicI64::new(0),
             asks: Arc::new(Semaphore::new(MAX_ASKS)),
             per_tenant: Mutex::default(),
         }
     }
 
-    /// Claims the schedules due now (up to [`MAX_CLAIM`]); returns them and
-    /// when the next one is due.
-    async fn claim(&self) -> Result<(Vec<ScheduleRow>, Option<Millis>, String), crate::store::StoreError> {
+    /// Claims the schedules due now (up to [`MAX_CLAIM`]); returns them,
+    /// when the next one is due, and the claim (its name and end).
+    async fn claim(&self) -> Result<(Vec<ScheduleRow>, Option<Millis>, Claimed), crate::store::StoreError> {
         let now = self.clock.now_millis();
         let claim = format!("{}:{}", self.node, self.claims.fetch_add(1, Ordering::Relaxed));
         let request = ScheduleClaim {
@@ -142,8 +146,9 @@ impl Scheduler {
             limit: MAX_CLAIM,
             lease_until: now.saturating_add(to_millis(CLAIM_LEASE)),
         };
+        let until = request.lease_until;
         let claimed = self.store.claim_schedules(request).await?;
-        Ok((claimed.due, claimed.next_due_at, claim))
+        Ok((claimed.due, claimed.next_due_at, Claimed { name: claim, until }))
     }
 
     /// Runs one tick of every schedule due now, and waits for all of them.
@@ -165,7 +170,7 @@ impl Scheduler {
 
     /// Asks one claimed schedule's `is-due`, within its tenant's bound, and
     /// decides its tick.
-    async fn ask(&self, schedule: ScheduleRow, claim: &str) -> Decided {
+    async fn ask(&self, schedule: ScheduleRow, claim: &Claimed) -> Decided {
         let tenant_bound = self
             .per_tenant
             .lock()
@@ -180,12 +185,18 @@ impl Scheduler {
         let mut tick = ScheduleTick {
             tenant: schedule.tenant.clone(),
             job: schedule.job.clone(),
-            claim: claim.to_owned(),
+            claim: claim.name.clone(),
             expected_last: schedule.last_run_at,
             ran_at: None,
             next_due_at: after(now_ms, RETRY_FAILED),
             task: None,
         };
+        if now_ms > claim.until {
+            // Waited past the claim: another scheduler may have the schedule
+            // now. Hand it back due, unasked.
+            tick.next_due_at = now_ms;
+            return Decided { tick, result: TickResult::TakenElsewhere };
+        }
         let Some(job) = self.registry.get(&schedule.tenant, &schedule.job) else {
             // Deleted (the write will find the schedule gone), or uploaded
             // through another node and not in this node's registry yet.
@@ -260,8 +271,10 @@ impl Scheduler {
             let (due, next, claim) = match self.claim().await {
                 Ok(claimed) => claimed,
                 Err(e) => {
+                    // Try again soon: a long sleep would skip ticks.
                     tracing::warn!(error = %e, "cannot claim schedules");
-                    (Vec::new(), None, String::new())
+                    let retry = after(self.clock.now_millis(), CLAIM_RETRY);
+                    (Vec::new(), Some(retry), Claimed { name: String::new(), until: 0 })
                 }
             };
             let full = due.len() >= MAX_CLAIM;
@@ -276,6 +289,7 @@ impl Scheduler {
             }
             let now = self.clock.now_millis();
             let sleep = next.map_or(MAX_SLEEP, |at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+            self.wake_at.store(after(now, sleep.min(MAX_SLEEP)), Ordering::Relaxed);
             tokio::select! {
                 _ = shutdown.changed() => {}
                 _ = self.signals.schedules.notified() => {}
@@ -299,10 +313,24 @@ impl Scheduler {
                     Err(_) => break,
                 }
             }
+            let soonest = batch.iter().map(|d| d.tick.next_due_at).min().unwrap_or(Millis::MAX);
             self.write(batch).await;
-            self.signals.schedules.notify_one();
+            // Only a tick due before the loop's planned wake-up needs it sooner.
+            if soonest < self.wake_at.load(Ordering::Relaxed) {
+                self.signals.schedules.notify_one();
+            }
         }
     }
+}
+
+/// How soon a failed claim is tried again. Default 1 s.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
+
+/// A claim on due schedules: its name, and when it ends.
+#[derive(Clone)]
+struct Claimed {
+    name: String,
+    until: Millis,
 }
 
 /// `at` plus `by`, saturating.

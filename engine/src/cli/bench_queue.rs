@@ -164,7 +164,8 @@ async fn reset_postgres(url: &str) -> anyhow::Result<()> {
     tokio::spawn(connection);
     client
         .batch_execute(
-            "DROP TABLE IF EXISTS tasks, schedules, job_versions, jobs, tokens, tenants, components, wasmjob_schema",
+            "DROP TABLE IF EXISTS tasks, schedules, job_versions, jobs, tokens, tenants, components, rates, generations, \
+             wasmjob_schema",
         )
         .await?;
     Ok(())

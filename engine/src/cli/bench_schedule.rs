@@ -19,7 +19,7 @@
 //! Run it on a release build: `cargo run --release -- bench-schedule`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ const PERIOD_MS: Millis = 10_000;
 const TWICE_UNDER_MS: Millis = 9_000;
 /// A gap longer than this means a tick was skipped.
 const SKIPPED_OVER_MS: Millis = 19_000;
-/// Registrations in flight at once once every component is compiled.
+/// Registrations in flight at a time, once every component is compiled.
 const REGISTERING: usize = 16;
 /// Registrations between two refreshes of the nodes' catalogs.
 const REFRESH_EVERY: usize = 1000;
@@ -155,8 +155,8 @@ pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode>
     };
 
     let started = Instant::now();
-    let dir = std::env::temp_dir().join(format!("wasmjob-bench-schedule-{}", std::process::id()));
-    let nodes = open_nodes(&args, &dir).await?;
+    let dir = TempDir(std::env::temp_dir().join(format!("wasmjob-bench-schedule-{}", std::process::id())));
+    let nodes = open_nodes(&args, &dir.0).await?;
     let tenants = create_tenants(&nodes[0], args.tenants).await?;
     let on = if args.store.is_some() { "PostgreSQL" } else { "SQLite in a temp dir" };
     say(format!(
@@ -191,10 +191,17 @@ pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode>
     } else {
         report.print();
     }
-    // The dir holds the SQLite store and the compile cache.
-    drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The benchmark's data dir (the SQLite store, the compile cache), removed
+/// when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Opens `--nodes` nodes on a fresh store in `dir` or at `--store`.

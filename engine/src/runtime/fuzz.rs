@@ -43,18 +43,20 @@ fn module(seed: u64) -> Option<Vec<u8>> {
         *b = state as u8;
     }
     // The proposals the engine enables, and no imports (nothing to give).
-    let mut config = wasm_smith::Config::default();
-    config.gc_enabled = false;
-    config.reference_types_enabled = false;
-    config.exceptions_enabled = false;
-    config.threads_enabled = false;
-    config.memory64_enabled = false;
-    config.max_imports = 0;
-    // The pool gives each core instance one memory and one table.
-    config.max_memories = 1;
-    config.max_memory32_bytes = 1 << 32;
-    config.max_tables = 1;
-    config.max_instructions = 2000;
+    let config = wasm_smith::Config {
+        gc_enabled: false,
+        reference_types_enabled: false,
+        exceptions_enabled: false,
+        threads_enabled: false,
+        memory64_enabled: false,
+        max_imports: 0,
+        // The pool gives each core instance one memory and one table.
+        max_memories: 1,
+        max_memory32_bytes: 1 << 32,
+        max_tables: 1,
+        max_instructions: 2000,
+        ..wasm_smith::Config::default()
+    };
     let mut input = Unstructured::new(&bytes);
     wasm_smith::Module::new(config, &mut input).ok().map(|m| m.to_bytes())
 }

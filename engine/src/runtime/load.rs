@@ -72,6 +72,11 @@ pub enum LoadError {
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
 
+/// A component's version: the SHA-256 of its bytes, in hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 impl Runtime {
     /// Validates `bytes` as a job component, compiles it (or loads the cached
     /// compile) and reads its metadata in the sandbox.
@@ -88,7 +93,7 @@ impl Runtime {
         if bytes[4..8] != COMPONENT_VERSION {
             return Err(LoadError::Invalid(format!("unsupported binary version {:02x?}", &bytes[4..8])));
         }
-        let hash = hex::encode(Sha256::digest(bytes));
+        let hash = content_hash(bytes);
         let component = self.compile(bytes, &hash).await?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;

@@ -39,7 +39,7 @@ pub(crate) use self::context::TaskContext;
 pub use self::context::{BoxFuture, ChildQueue, ChildRequest, RecordingQueue, check_args};
 pub use self::epoch::EPOCH_TICK;
 pub use self::limits::{EngineLimits, TaskLimits};
-pub use self::load::{JobComponent, LoadError};
+pub use self::load::{JobComponent, LoadError, content_hash};
 pub use self::log::{LogLevel, TaskLog, escape_controls};
 pub use self::outcome::{Outcome, TaskReport};
 use self::outcome::{StopCause, classify};

@@ -82,6 +82,7 @@ impl SandboxLimiter {
     }
 
     /// Bytes of memories and tables the task holds.
+    #[cfg(test)]
     pub(crate) fn used(&self) -> u64 {
         self.used as u64
     }

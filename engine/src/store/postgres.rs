@@ -818,11 +818,14 @@ impl Store for PostgresStore {
         let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
         let due = self
             .query(
-                "UPDATE schedules s SET claimed_by = $1, claimed_until = $3 FROM ( \
-                   SELECT tenant, job FROM schedules \
-                   WHERE next_due_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
-                   ORDER BY next_due_at LIMIT $4 FOR UPDATE SKIP LOCKED) d \
-                 WHERE s.tenant = d.tenant AND s.job = d.job \
+                // Two index-ordered branches (free schedules, and held ones
+                // whose holder may have died), each reading only what is due.
+                "WITH free AS (SELECT ctid FROM schedules WHERE claimed_until IS NULL AND next_due_at <= $2 \
+                   ORDER BY next_due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
+                 stale AS (SELECT ctid FROM schedules WHERE claimed_until IS NOT NULL AND claimed_until < $2 \
+                   AND next_due_at <= $2 ORDER BY claimed_until LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 UPDATE schedules s SET claimed_by = $1, claimed_until = $3 \
+                 WHERE s.ctid = ANY(ARRAY(SELECT ctid FROM free UNION ALL SELECT ctid FROM stale)) \
                  RETURNING s.tenant, s.job, s.last_run_at, s.since, s.next_due_at",
                 &[&claim.claim, &claim.now, &claim.lease_until, &limit],
             )
