@@ -2,10 +2,9 @@
 //!
 //! Locking strategy: claims take due tasks with `FOR UPDATE SKIP LOCKED`,
 //! in batches, so nodes never wait on each other's claims. `max_running`
-//! holds across nodes because a claim takes a transaction-scoped advisory
-//! lock per tenant (`pg_try_advisory_xact_lock`; a tenant another node is
-//! claiming for is skipped, not waited for) and counts the tenant's started
-//! tasks under it. Schedules are claimed the same way (`SKIP LOCKED`, then
+//! holds across nodes because a claim takes an advisory lock per tenant
+//! (`pg_try_advisory_lock`; a tenant another node is claiming for is
+//! skipped, not waited for) and counts the tenant's started tasks under it. Schedules are claimed the same way (`SKIP LOCKED`, then
 //! a claim that lasts a lease), and a tick's write is a compare-and-set
 //! with its task's insert in one transaction. Other changes are one
 //! statement each.
@@ -433,6 +432,61 @@ const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
       FROM waiting WHERE waiting.tenant IS NOT NULL) \
     SELECT tenant FROM waiting WHERE tenant IS NOT NULL";
 
+/// Claims fairly across the `waiting` tenants, within each one's
+/// `max_running`: a tenant is claimed for only under its session-level
+/// advisory lock (`pg_try_advisory_lock`: a tenant whose lock another node
+/// holds is skipped, not waited for), and its started tasks are counted
+/// under that lock, so no two nodes claim for one tenant at once and the
+/// count is exact. The caller releases the locks.
+async fn claim_under_locks(
+    client: &deadpool_postgres::Object,
+    request: &ClaimRequest,
+    waiting: Vec<String>,
+) -> Result<Vec<ClaimedTask>, StoreError> {
+    // Keyed by schema too: clusters in schemas of one database are apart.
+    let lock =
+        client.prepare_cached("SELECT pg_try_advisory_lock(7140234, hashtext(current_schema() || '/' || $1))").await?;
+    let running = client.prepare_cached("SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'started'").await?;
+    let mut tenants: Vec<(String, usize)> = Vec::new();
+    for tenant in waiting {
+        let Some(&max) = request.max_running.get(&tenant) else { continue };
+        // Pipelined: the server runs them in order, so the count's snapshot
+        // is taken once the lock is held.
+        let params: [&(dyn ToSql + Sync); 1] = [&tenant];
+        let (locked, busy) = tokio::join!(client.query_one(&lock, &params), client.query_one(&running, &params));
+        if !locked?.get::<_, bool>(0) {
+            continue;
+        }
+        let busy: i64 = busy?.get(0);
+        tenants.push((tenant, max.saturating_sub(usize::try_from(busy).unwrap_or(usize::MAX))));
+    }
+    let claim = client.prepare_cached(CLAIM_FROM_TENANT).await?;
+    let mut tasks = Vec::new();
+    let mut plan = FairShares::new(tenants, request.limit);
+    while let Some(asks) = plan.round() {
+        for (i, want) in asks {
+            let tenant = plan.tenant(i).to_owned();
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&request.now, &request.node, &request.lease_until, &(want as i64), &tenant];
+            let rows = client.query(&claim, &params).await?;
+            plan.got(i, want, rows.len());
+            tasks.extend(rows.iter().map(|r| ClaimedTask {
+                id: r.get::<_, i64>(0).to_string(),
+                tenant: tenant.clone(),
+                job: r.get(1),
+                version: r.get(2),
+                args: r.get(3),
+                attempt: r.get::<_, i32>(4) as u32,
+                max_retries: r.get::<_, i32>(5) as u32,
+                root_task: Some(r.get::<_, i64>(6).to_string()),
+                depth: r.get::<_, i32>(7) as u32,
+                lease: r.get(8),
+            }));
+        }
+    }
+    Ok(tasks)
+}
+
 const CLAIM_FROM_TENANT: &str = "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = $1, \
       lease = $2 || ':' || id || ':' || (attempt + 1), lease_expires_at = $3, reason = NULL \
     WHERE id IN (SELECT id FROM tasks WHERE tenant = $5 AND state IN ('queued', 'retry') AND run_at <= $1 \
@@ -552,68 +606,28 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        let mut client = self.pool.get().await?;
-        // Expiry first, on its own: it must not wait for the claim's locks.
+        let client = self.pool.get().await?;
         let expire = client
             .prepare_cached(
                 "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = $1 \
                  WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id",
             )
             .await?;
-        let expired: Vec<String> =
-            client.query(&expire, &[&request.now]).await?.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
-
-        let tx = client.transaction().await?;
-        let waiting = tx.prepare_cached(WAITING_TENANTS).await?;
-        // Keyed by schema too: clusters in schemas of one database are apart.
-        let lock = tx
-            .prepare_cached("SELECT pg_try_advisory_xact_lock(7140234, hashtext(current_schema() || '/' || $1))")
-            .await?;
-        let running = tx.prepare_cached("SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'started'").await?;
-        let mut tenants: Vec<(String, usize)> = Vec::new();
-        for row in tx.query(&waiting, &[]).await? {
-            let tenant: String = row.get(0);
-            let Some(&max) = request.max_running.get(&tenant) else { continue };
-            // Whoever holds the tenant's lock is claiming for it: skip it
-            // rather than wait. Under the lock, the count is exact until commit.
-            if !tx.query_one(&lock, &[&tenant]).await?.get::<_, bool>(0) {
-                continue;
-            }
-            let busy: i64 = tx.query_one(&running, &[&tenant]).await?.get(0);
-            tenants.push((tenant, max.saturating_sub(usize::try_from(busy).unwrap_or(usize::MAX))));
-        }
-        let claim = tx.prepare_cached(CLAIM_FROM_TENANT).await?;
-        let mut tasks = Vec::new();
-        let mut plan = FairShares::new(tenants, request.limit);
-        while let Some(asks) = plan.round() {
-            for (i, want) in asks {
-                let tenant = plan.tenant(i).to_owned();
-                let params: [&(dyn ToSql + Sync); 5] =
-                    [&request.now, &request.node, &request.lease_until, &(want as i64), &tenant];
-                let rows = tx.query(&claim, &params).await?;
-                plan.got(i, want, rows.len());
-                tasks.extend(rows.iter().map(|r| ClaimedTask {
-                    id: r.get::<_, i64>(0).to_string(),
-                    tenant: tenant.clone(),
-                    job: r.get(1),
-                    version: r.get(2),
-                    args: r.get(3),
-                    attempt: r.get::<_, i32>(4) as u32,
-                    max_retries: r.get::<_, i32>(5) as u32,
-                    root_task: Some(r.get::<_, i64>(6).to_string()),
-                    depth: r.get::<_, i32>(7) as u32,
-                    lease: r.get(8),
-                }));
-            }
-        }
-        tx.commit().await?;
-        let next_run_at = if tasks.len() < request.limit {
-            let next =
-                client.prepare_cached("SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')").await?;
-            client.query_one(&next, &[]).await?.get(0)
-        } else {
-            None
-        };
+        let waiting = client.prepare_cached(WAITING_TENANTS).await?;
+        // Expiry, and the tenants with due tasks: pipelined, one round trip.
+        let now: [&(dyn ToSql + Sync); 1] = [&request.now];
+        let (expired, waiting) = tokio::join!(client.query(&expire, &now), client.query(&waiting, &[]));
+        let expired: Vec<String> = expired?.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
+        let waiting: Vec<String> = waiting?.iter().map(|r| r.get(0)).collect();
+        let tasks = claim_under_locks(&client, &request, waiting).await;
+        // The tenants' locks are released whatever happened (a connection
+        // that cannot run this is closed, which releases them too).
+        let unlock = client.prepare_cached("SELECT pg_advisory_unlock_all()").await?;
+        let next = client.prepare_cached("SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')").await?;
+        let (unlocked, next_run_at) = tokio::join!(client.execute(&unlock, &[]), client.query_one(&next, &[]));
+        unlocked?;
+        let tasks = tasks?;
+        let next_run_at = if tasks.len() < request.limit { next_run_at?.get(0) } else { None };
         if !expired.is_empty() {
             notify_finished(&client, &expired).await?;
         }
