@@ -60,38 +60,42 @@ enum Stop {
     LeaseLost,
 }
 
-/// The tasks running on this node, by id, with their leases and a way to
-/// stop each.
+/// The task attempts running on this node, by lease (two attempts of one
+/// task may overlap here, when one was rescued from under this node), with
+/// their task ids and a way to stop each.
 #[derive(Default)]
-struct Running(Mutex<HashMap<TaskId, (String, oneshot::Sender<Stop>)>>);
+struct Running(Mutex<HashMap<String, (TaskId, oneshot::Sender<Stop>)>>);
 
 impl Running {
     fn add(&self, id: &str, lease: &str) -> oneshot::Receiver<Stop> {
         let (tx, rx) = oneshot::channel();
-        self.0.lock().unwrap().insert(id.to_owned(), (lease.to_owned(), tx));
+        self.0.lock().unwrap().insert(lease.to_owned(), (id.to_owned(), tx));
         rx
     }
 
-    fn remove(&self, id: &str) {
-        self.0.lock().unwrap().remove(id);
+    fn remove(&self, lease: &str) {
+        self.0.lock().unwrap().remove(lease);
     }
 
+    /// Stops every attempt of task `id` running here.
     fn stop(&self, id: &str, why: Stop) {
-        if let Some((_, stop)) = self.0.lock().unwrap().remove(id) {
-            let _ = stop.send(why);
+        let mut running = self.0.lock().unwrap();
+        let leases: Vec<String> = running.iter().filter(|(_, (task, _))| task == id).map(|(l, _)| l.clone()).collect();
+        for lease in leases {
+            if let Some((_, stop)) = running.remove(&lease) {
+                let _ = stop.send(why);
+            }
         }
     }
 
     fn stop_lease(&self, lease: &str, why: Stop) {
-        let mut running = self.0.lock().unwrap();
-        let id = running.iter().find(|(_, (l, _))| l == lease).map(|(id, _)| id.clone());
-        if let Some((_, stop)) = id.and_then(|id| running.remove(&id)) {
+        if let Some((_, stop)) = self.0.lock().unwrap().remove(lease) {
             let _ = stop.send(why);
         }
     }
 
     fn leases(&self) -> Vec<String> {
-        self.0.lock().unwrap().values().map(|(lease, _)| lease.clone()).collect()
+        self.0.lock().unwrap().keys().cloned().collect()
     }
 }
 
@@ -300,7 +304,7 @@ impl Workers {
                         Stop::LeaseLost => return,
                     },
                 };
-                self.running.remove(&task.id);
+                self.running.remove(&task.lease);
                 ended
             }
             (Err(e), _) => {

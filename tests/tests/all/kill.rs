@@ -91,3 +91,36 @@ async fn a_node_killed_mid_task_loses_no_task() {
     let rescued = tasks.iter().filter(|t| t.attempt > 1).count();
     assert!(rescued > 0, "no task was rescued: the kill missed");
 }
+
+/// A worker whose lease was taken from it (its node lost the store for
+/// longer than a lease, and another rescued the task) stops the task at its
+/// next heartbeat instead of running it to an ending nobody would record.
+#[tokio::test]
+async fn a_worker_that_loses_its_lease_stops_the_task() {
+    use wasmjob::store::TaskState;
+    let place = crate::support::place(crate::support::Backend::Sqlite).await;
+    let node = std::sync::Arc::new(
+        crate::support::open_node(
+            &place,
+            std::sync::Arc::new(wasmjob::clock::SystemClock),
+            &[wasmjob::examples::SLEEPY],
+        )
+        .await,
+    );
+    let (_stop, _serving) = crate::support::serve(&node);
+    let options = wasmjob::task::QueueOptions::default();
+    let id =
+        node.queue.queue(wasmjob::tenant::DEFAULT_TENANT, "sleepy", r#"{"ms": 6000}"#, &options, None).await.unwrap();
+    while node.store.task(&id).await.unwrap().unwrap().state != TaskState::Started {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Another node's sweep rescues it, as if this node's lease ran out.
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(node.store.rescue(now, true).await.unwrap(), 1);
+    let task = crate::support::finished(&node, &id).await;
+    assert_eq!((task.state, task.attempt), (TaskState::Success, 2));
+    // The first attempt was stopped, not run to an ending: one attempt ended here.
+    let metrics = node.metrics.render(&[], &[]);
+    let ended = metrics.lines().find(|l| l.starts_with("wasmjob_tasks_ended_total") && l.contains("sleepy")).unwrap();
+    assert!(ended.ends_with(" 1"), "{ended}");
+}
