@@ -44,6 +44,12 @@ pub struct ServeArgs {
     /// Where the HTTP API listens.
     #[arg(long, env = "WASMJOB_LISTEN", default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
+    /// CPU time one compile of an uploaded component may take (default 120s).
+    #[arg(long, value_parser = parse_duration)]
+    compile_cpu: Option<Duration>,
+    /// Memory one compile may use, such as 3GiB (the default).
+    #[arg(long, value_parser = super::args::parse_size)]
+    compile_memory: Option<u64>,
     /// The admin token (default: created at first start and printed once).
     #[arg(long, env = "WASMJOB_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -61,6 +67,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = NodeConfig::new(&args.data.dir);
     // Compile uploads in a child process of this binary, under limits.
     config.runtime.compiler = std::env::current_exe().ok();
+    if let Some(cpu) = args.compile_cpu {
+        config.runtime.compile.cpu = cpu;
+    }
+    if let Some(memory) = args.compile_memory {
+        config.runtime.compile.memory_bytes = memory;
+    }
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }

@@ -96,3 +96,118 @@ async fn a_compile_stops_when_the_engine_stops() {
     assert!(matches!(refused, LoadError::ShuttingDown), "{refused}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// A node serving uploads, killed when dropped.
+struct Server {
+    process: crate::support::EngineProcess,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+const ADMIN: &str = "wj_compile_admin";
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(dir.path())
+            .args(extra)
+            .env("WASMJOB_ADMIN_TOKEN", ADMIN)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server =
+            Self { process: crate::support::EngineProcess(child), url: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let started = Instant::now();
+        while ureq::get(&format!("{}/readyz", server.url)).call().is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "the server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A write token for a new tenant `name`.
+    fn tenant(&self, name: &str) -> String {
+        let agent = ureq::Agent::new_with_defaults();
+        let auth = format!("Bearer {ADMIN}");
+        agent
+            .post(&format!("{}/v1/tenants", self.url))
+            .header("authorization", &auth)
+            .send_json(serde_json::json!({ "name": name }))
+            .unwrap();
+        let mut answer = agent
+            .post(&format!("{}/v1/tenants/{name}/tokens", self.url))
+            .header("authorization", &auth)
+            .send_json(serde_json::json!({ "scope": "write" }))
+            .unwrap();
+        let body: serde_json::Value = answer.body_mut().read_json().unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Uploads `bytes`: the status and the body.
+    fn upload(&self, token: &str, bytes: &[u8]) -> (u16, String) {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).build();
+        let agent: ureq::Agent = config.into();
+        let mut answer = agent
+            .post(&format!("{}/v1/jobs", self.url))
+            .header("authorization", &format!("Bearer {token}"))
+            .send(bytes)
+            .unwrap();
+        (answer.status().as_u16(), answer.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// The server's resident memory, in bytes.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+}
+
+#[test]
+fn a_compile_bomb_uploaded_to_a_server_is_refused_and_the_server_stays_small() {
+    let server = Server::start(&["--compile-cpu", "2s"]);
+    let hostile = server.tenant("hostile");
+    let before = server.rss();
+    let (status, body) = server.upload(&hostile, &bomb(8000, 120_000));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("`cpu`"), "{body}");
+    // The compile ran in a child: the server itself did not grow with it.
+    let after = server.rss();
+    assert!(after < before + (64 << 20), "the server grew from {before} to {after} bytes");
+    let other = server.tenant("other");
+    let (status, body) = server.upload(&other, &std::fs::read(wasmjob::examples::ADDITION).unwrap());
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn a_server_stops_promptly_on_sigterm_mid_compile() {
+    let mut server = Server::start(&[]);
+    let hostile = server.tenant("hostile");
+    let url = server.url.clone();
+    let uploading = std::thread::spawn(move || {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).build();
+        let agent: ureq::Agent = config.into();
+        let _ = agent
+            .post(&format!("{url}/v1/jobs"))
+            .header("authorization", &format!("Bearer {hostile}"))
+            .send(&bomb(8000, 120_000)[..]);
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = server.process.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.process.0.try_wait().unwrap() {
+            assert!(status.success(), "the server exited with {status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the server did not stop within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    uploading.join().unwrap();
+}
