@@ -1,6 +1,7 @@
 //! Counters for `/metrics`, in the Prometheus text format: tasks ended per
 //! tenant, job and state, their fuel and their durations (a histogram),
-//! kept by this node as its workers record endings.
+//! kept by this node as its workers record endings; and the time each
+//! tenant's `is-due` calls cost the scheduler (charged to the tenant).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +23,8 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     ended: Mutex<BTreeMap<(String, String, &'static str), Series>>,
+    /// `is-due` calls per tenant: how many, and the seconds they took.
+    asked: Mutex<BTreeMap<String, (u64, f64)>>,
 }
 
 impl Metrics {
@@ -38,6 +41,14 @@ impl Metrics {
                 *bucket += 1;
             }
         }
+    }
+
+    /// Charges an `is-due` call that took `wall_time` to `tenant`.
+    pub fn asked(&self, tenant: &str, wall_time: Duration) {
+        let mut asked = self.asked.lock().unwrap();
+        let (count, seconds) = asked.entry(tenant.to_owned()).or_default();
+        *count += 1;
+        *seconds += wall_time.as_secs_f64();
     }
 
     /// The text exposition, with queue depth per tenant and tasks per
@@ -68,6 +79,12 @@ impl Metrics {
             let _ = writeln!(out, "wasmjob_task_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", s.count);
             let _ = writeln!(out, "wasmjob_task_duration_seconds_sum{{{l}}} {}", s.seconds);
             let _ = writeln!(out, "wasmjob_task_duration_seconds_count{{{l}}} {}", s.count);
+        }
+        out.push_str("# HELP wasmjob_is_due_seconds_total Time the scheduler spent in each tenant's is-due.\n");
+        out.push_str("# TYPE wasmjob_is_due_seconds_total counter\n");
+        for (tenant, (count, seconds)) in self.asked.lock().unwrap().iter() {
+            let _ = writeln!(out, "wasmjob_is_due_seconds_total{{tenant=\"{}\"}} {seconds}", escape(tenant));
+            let _ = writeln!(out, "wasmjob_is_due_calls_total{{tenant=\"{}\"}} {count}", escape(tenant));
         }
         out.push_str("# HELP wasmjob_queue_depth Tasks queued or waiting to retry.\n");
         out.push_str("# TYPE wasmjob_queue_depth gauge\n");

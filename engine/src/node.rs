@@ -222,6 +222,7 @@ impl Node {
             self.queue.clone(),
             self.clock.clone(),
             self.signals.clone(),
+            self.metrics.clone(),
             self.id.clone(),
         )
     }

@@ -99,6 +99,8 @@ pub struct Scheduler {
     pub(crate) queue: Arc<Queue>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) signals: Arc<Signals>,
+    /// Where each tenant is charged the time its `is-due` calls take.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// This node's name, in claims.
     pub(crate) node: String,
     claims: AtomicU64,
@@ -118,6 +120,7 @@ impl Scheduler {
         queue: Arc<Queue>,
         clock: Arc<dyn Clock>,
         signals: Arc<Signals>,
+        metrics: Arc<crate::metrics::Metrics>,
         node: String,
     ) -> Self {
         Self {
@@ -127,6 +130,7 @@ impl Scheduler {
             queue,
             clock,
             signals,
+            metrics,
             node,
             claims: AtomicU64::new(0),
             wake_at: AtomicI64::new(0),
@@ -205,7 +209,10 @@ impl Scheduler {
         };
         let last = schedule.last_run_at.unwrap_or(schedule.since);
         let last = chrono::DateTime::from_timestamp_millis(last).unwrap_or(now);
-        let due = match self.runtime.is_due(&job.component, last, now).await {
+        let asking = std::time::Instant::now();
+        let answer = self.runtime.is_due(&job.component, last, now).await;
+        self.metrics.asked(&schedule.tenant, asking.elapsed());
+        let due = match answer {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(tenant = %schedule.tenant, job = %schedule.job, error = %e, "is-due failed");

@@ -179,6 +179,14 @@ async fn a_slow_is_due_delays_no_other_tenants_schedule() {
     let filter = wasmjob::store::TaskFilter { job: Some("every-second".into()), ..Default::default() };
     let queued = node.store.list_tasks(filter).await.unwrap().len();
     assert!(queued >= 3, "only {queued} ticks in 5 s of a job due every second");
+    // Each tenant is charged the time its own `is-due` took.
+    let metrics = node.metrics.render(&[], &[]);
+    let charged = |tenant: &str| -> f64 {
+        let prefix = format!("wasmjob_is_due_seconds_total{{tenant=\"{tenant}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    assert!(charged("slow-a") >= 1.0, "{metrics}");
+    assert!(charged("default") < charged("slow-a"), "{metrics}");
     drop(stop);
     serving.await.unwrap();
 }
