@@ -113,6 +113,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// The scheduler of `node`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
