@@ -182,3 +182,27 @@ async fn a_revoked_token_is_refused_at_once() {
     let twice = api.send(Method::DELETE, &format!("/v1/tokens/{id}"), Some(ADMIN), None).await;
     assert_eq!(twice.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_tree_or_all_of_a_jobs_tasks_are_revoked_in_one_call_and_only_the_callers() {
+    let api = Api::start(1).await;
+    let (write, _) = api.tenant("acme", json!({})).await;
+    let (other, _) = api.tenant("other", json!({})).await;
+    api.upload(&write, wasmjob::examples::SLEEPY).await;
+    api.upload(&other, wasmjob::examples::SLEEPY).await;
+    let later = json!({ "job": "sleepy", "options": { "delay": 3_600_000 } });
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(api.post("/v1/tasks", &write, later.clone()).await.body["id"].as_str().unwrap().to_owned());
+    }
+    let theirs = api.post("/v1/tasks", &other, later.clone()).await.body["id"].as_str().unwrap().to_owned();
+    // Another tenant's task is not found, whatever the route.
+    let refused = api.post(&format!("/v1/tasks/{theirs}/revoke-tree"), &write, json!({})).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let tree = api.post(&format!("/v1/tasks/{}/revoke-tree", ids[0]), &write, json!({})).await;
+    assert_eq!((tree.status, tree.body["revoked"].as_u64()), (StatusCode::OK, Some(1)), "{tree}");
+    let job = api.post("/v1/jobs/sleepy/revoke", &write, json!({})).await;
+    assert_eq!((job.status, job.body["revoked"].as_u64()), (StatusCode::OK, Some(2)), "{job}");
+    let task = api.get(&format!("/v1/tasks/{theirs}"), &other).await;
+    assert_eq!(task.body["state"], "queued", "another tenant's task was revoked");
+}
