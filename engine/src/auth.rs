@@ -162,12 +162,20 @@ impl Auth {
         {
             return Ok(Some(principal.clone()));
         }
+        let generation = *self.generation.lock().unwrap();
         let found = self.store.token(&hash).await?.and_then(|row| principal(&row));
         let mut cache = self.by_hash.write().unwrap();
         match &found {
-            Some(principal) => cache.insert(hash, principal.clone()),
-            None => cache.remove(&hash),
-        };
+            // Cached only if no refresh ran meanwhile: a refresh that saw
+            // the token revoked must not be undone by this older read.
+            Some(principal) if *self.generation.lock().unwrap() == generation => {
+                cache.insert(hash, principal.clone());
+            }
+            Some(_) => {}
+            None => {
+                cache.remove(&hash);
+            }
+        }
         Ok(found)
     }
 

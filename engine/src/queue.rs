@@ -279,6 +279,12 @@ impl Queue {
     /// Waits until task `id` reaches a terminal state, or `timeout` passes;
     /// returns the task as it then is (`None` if there is no such task).
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<TaskRecord>, StoreError> {
+        let waited = self.wait_registered(id, timeout).await;
+        self.signals.forget(id);
+        waited
+    }
+
+    async fn wait_registered(&self, id: &str, timeout: Duration) -> Result<Option<TaskRecord>, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // Register before reading, so an ending in between still wakes us.

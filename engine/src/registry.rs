@@ -104,9 +104,13 @@ impl Registry {
                             RegisteredJob { component, registered_at: row.registered_at },
                         );
                     }
-                    Err(e) => {
+                    // A component the engine refuses stays out of the cache.
+                    Err(e @ RegisterError::Rejected(_)) => {
                         tracing::error!(tenant = %row.tenant, job = %row.name, error = %e, "cannot load a stored job")
                     }
+                    // Anything else may pass: refresh again later.
+                    Err(RegisterError::Store(e)) => return Err(e),
+                    Err(e) => return Err(StoreError::Database(e.to_string())),
                 }
             }
             let _writing = self.writes.lock().await;
@@ -136,6 +140,16 @@ impl Registry {
         let _writing = self.writes.lock().await;
         let existing = self.get(tenant, &name);
         if existing.as_ref().is_some_and(|job| job.component.hash() == component.hash()) {
+            // The store may have lost it since this cache saw it (deleted
+            // through another node): writing it again is a no-op otherwise.
+            let row = JobRow {
+                tenant: tenant.into(),
+                name: name.clone(),
+                hash: component.hash().into(),
+                metadata: serde_json::to_string(component.metadata()).expect("metadata serializes"),
+                registered_at: self.clock.now_millis(),
+            };
+            self.store.put_job(row, component.metadata().is_periodic()).await?;
             return Ok(component);
         }
         if existing.is_none() && self.names(tenant).len() >= max_jobs {

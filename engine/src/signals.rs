@@ -70,6 +70,18 @@ impl Signals {
         rx
     }
 
+    /// Forgets the waiters of `id` that no longer wait (their receiver is
+    /// gone): a wait that returns without the task ending leaves none behind.
+    pub fn forget(&self, id: &str) {
+        let mut waiters = self.waiters.lock().unwrap();
+        if let Some(list) = waiters.get_mut(id) {
+            list.retain(|w| !w.is_closed());
+            if list.is_empty() {
+                waiters.remove(id);
+            }
+        }
+    }
+
     /// Tasks `ids` ended: wakes whoever waits for them.
     pub fn finished(&self, ids: &[TaskId]) {
         let mut waiters = self.waiters.lock().unwrap();

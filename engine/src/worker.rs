@@ -271,6 +271,9 @@ impl Workers {
 
     /// Runs one claimed task and records how it ended.
     async fn run_task(&self, task: ClaimedTask) {
+        // Running from the claim on: the heartbeat renews the lease (and
+        // hears of revokes) while the job's version loads, which may compile.
+        let stop = self.running.add(&task.id, &task.lease);
         let quotas = match self.tenants.get(&task.tenant).await {
             Ok(Some(quotas)) => Ok(quotas),
             Ok(None) => Err(format!("the task's tenant `{}` does not exist", task.tenant)),
@@ -290,7 +293,6 @@ impl Workers {
                     limits: quotas.cap(self.runtime.task_limits(&job)),
                     children: self.queue.children_of(task.tenant.clone(), parent),
                 };
-                let stop = self.running.add(&task.id, &task.lease);
                 let ended = tokio::select! {
                     report = self.runtime.run(&job, input) => {
                         let policy = &job.metadata().retry;
@@ -304,7 +306,6 @@ impl Workers {
                         Stop::LeaseLost => return,
                     },
                 };
-                self.running.remove(&task.lease);
                 ended
             }
             (Err(e), _) => {
@@ -316,6 +317,7 @@ impl Workers {
                 Ended::Unavailable(e)
             }
         };
+        self.running.remove(&task.lease);
         let at = self.clock.now_millis();
         let ended_with = |state, reason: &str, error: Option<String>| Completion {
             id: task.id.clone(),

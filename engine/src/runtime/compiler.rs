@@ -115,7 +115,9 @@ pub async fn compile_isolated(program: &PathBuf, spec: &CompileSpec, bytes: &[u8
         .spawn()
         .map_err(|e| LoadError::Compiler(format!("cannot start the compiler {}: {e}", program.display())))?;
     let mut stdin = child.stdin.take().expect("piped");
-    let mut stdout = child.stdout.take().expect("piped");
+    // The compile comes into this process: bounded, so the child's
+    // address space limit bounds this one too.
+    let mut stdout = child.stdout.take().expect("piped").take(limits.memory_bytes);
     let mut stderr = child.stderr.take().expect("piped").take(64 << 10);
     let input = bytes.to_vec();
     let run = async move {
