@@ -53,7 +53,11 @@ pub struct Registry {
     current: RwLock<HashMap<JobKey, RegisteredJob>>,
     /// Every version loaded so far, by hash (the same bytes are the same
     /// code whichever tenant uploaded them).
-    versions: RwLock<HashMap<String, JobComponent>>,
+    versions: Arc<RwLock<HashMap<String, JobComponent>>>,
+    /// Versions being loaded in the background for a refresh, and versions
+    /// the engine refused (never tried again).
+    loading: Arc<Mutex<std::collections::HashSet<String>>>,
+    refused: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Held while this node changes jobs, and while a refresh replaces the
     /// cache, so that a refresh never undoes a change made here.
     writes: tokio::sync::Mutex<()>,
@@ -76,10 +80,18 @@ impl Registry {
             clock,
             signals,
             current: RwLock::default(),
-            versions: RwLock::default(),
+            versions: Arc::default(),
+            loading: Arc::default(),
+            refused: Arc::default(),
             writes: tokio::sync::Mutex::new(()),
             generation: Mutex::new(None),
         };
+        // At start, every stored job is loaded before the node serves.
+        for row in registry.store.jobs().await? {
+            if let Err(e) = registry.version(&row.hash).await {
+                tracing::error!(tenant = %row.tenant, job = %row.name, error = %e, "cannot load a stored job");
+            }
+        }
         let generation = registry.store.generations().await?.jobs;
         registry.refresh(generation).await?;
         for ((tenant, name), job) in registry.current_where(|_, m| m.is_periodic()) {
@@ -89,28 +101,30 @@ impl Registry {
     }
 
     /// Rebuilds the cache from the store if its job generation is no longer
-    /// `generation`'s. Components already compiled are reused.
+    /// `generation`'s. Components already compiled are reused; a version not
+    /// compiled here yet is compiled in the background (one tenant's slow
+    /// upload must not hold up every other change), and the cache is
+    /// rebuilt again when it is ready: until then that one job is unknown
+    /// on this node.
     pub async fn refresh(&self, mut generation: i64) -> Result<(), StoreError> {
         loop {
             if *self.generation.lock().unwrap() == Some(generation) {
                 return Ok(());
             }
             let mut current = HashMap::new();
+            let mut pending = false;
             for row in self.store.jobs().await? {
-                match self.version(&row.hash).await {
-                    Ok(component) => {
-                        current.insert(
-                            (row.tenant, row.name),
-                            RegisteredJob { component, registered_at: row.registered_at },
-                        );
+                let known = self.versions.read().unwrap().get(&row.hash).cloned();
+                match known {
+                    Some(component) => {
+                        let job = RegisteredJob { component, registered_at: row.registered_at };
+                        current.insert((row.tenant, row.name), job);
                     }
-                    // A component the engine refuses stays out of the cache.
-                    Err(e @ RegisterError::Rejected(_)) => {
-                        tracing::error!(tenant = %row.tenant, job = %row.name, error = %e, "cannot load a stored job")
+                    None if self.refused.lock().unwrap().contains(&row.hash) => {}
+                    None => {
+                        pending = true;
+                        self.load_in_background(row.hash);
                     }
-                    // Anything else may pass: refresh again later.
-                    Err(RegisterError::Store(e)) => return Err(e),
-                    Err(e) => return Err(StoreError::Database(e.to_string())),
                 }
             }
             let _writing = self.writes.lock().await;
@@ -119,11 +133,45 @@ impl Registry {
             let now = self.store.generations().await?.jobs;
             if now == generation {
                 *self.current.write().unwrap() = current;
-                *self.generation.lock().unwrap() = Some(generation);
+                // With versions still loading, the next check rebuilds again.
+                *self.generation.lock().unwrap() = if pending { None } else { Some(generation) };
                 return Ok(());
             }
             generation = now;
         }
+    }
+
+    /// Loads version `hash` in a task of its own, then has the catalog
+    /// refresh; a version the engine refuses is never tried again.
+    fn load_in_background(&self, hash: String) {
+        if !self.loading.lock().unwrap().insert(hash.clone()) {
+            return;
+        }
+        let (runtime, store, versions) = (self.runtime.clone(), self.store.clone(), self.versions.clone());
+        let (loading, refused, signals) = (self.loading.clone(), self.refused.clone(), self.signals.clone());
+        tokio::spawn(async move {
+            let loaded = match store.component(&hash).await {
+                Ok(Some(bytes)) => runtime.load(&bytes).await.map_err(RegisterError::from),
+                Ok(None) => Err(StoreError::Corrupt(format!("component {hash} is missing")).into()),
+                Err(e) => Err(e.into()),
+            };
+            match loaded {
+                Ok(component) => {
+                    versions.write().unwrap().insert(hash.clone(), component);
+                }
+                Err(RegisterError::Rejected(e @ (LoadError::ShuttingDown | LoadError::Compiler(_)))) => {
+                    tracing::warn!(version = %hash, error = %e, "cannot load a job version yet");
+                }
+                Err(e @ RegisterError::Rejected(_)) => {
+                    tracing::error!(version = %hash, error = %e, "cannot load a stored job version");
+                    refused.lock().unwrap().insert(hash.clone());
+                }
+                // Tried again at the next refresh.
+                Err(e) => tracing::warn!(version = %hash, error = %e, "cannot load a job version yet"),
+            }
+            loading.lock().unwrap().remove(&hash);
+            signals.catalog.notify_one();
+        });
     }
 
     /// Validates `bytes` and registers them for `tenant` under the job's

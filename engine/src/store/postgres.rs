@@ -657,13 +657,18 @@ impl Store for PostgresStore {
         let (expired, waiting) = tokio::join!(client.query(&expire, &now), client.query(&waiting, &[]));
         let expired: Vec<String> = expired?.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
         let waiting: Vec<String> = waiting?.iter().map(|r| r.get(0)).collect();
-        let tasks = claim_under_locks(&client, &request, waiting).await;
-        // The tenants' locks are released whatever happened (a connection
-        // that cannot run this is closed, which releases them too).
+        // Prepared before any lock is taken, so that nothing can fail between.
         let unlock = client.prepare_cached("SELECT pg_advisory_unlock_all()").await?;
         let next = client.prepare_cached("SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')").await?;
+        let tasks = claim_under_locks(&client, &request, waiting).await;
+        // The tenants' locks are released whatever happened.
         let (unlocked, next_run_at) = tokio::join!(client.execute(&unlock, &[]), client.query_one(&next, &[]));
-        unlocked?;
+        if let Err(e) = unlocked {
+            // The connection may still hold locks: close it (which releases
+            // them) rather than give it back to the pool.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(e.into());
+        }
         let tasks = tasks?;
         let next_run_at = if tasks.len() < request.limit { next_run_at?.get(0) } else { None };
         if !expired.is_empty() {
