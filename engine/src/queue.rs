@@ -147,13 +147,19 @@ impl Queue {
     ) -> Result<TaskId, QueueFailure> {
         let task = self.prepare(tenant, job, args, options, parent).await?;
         self.admit(tenant, 1).await?;
-        if let Some(parent) = parent {
-            self.admit_child(tenant, parent).await?;
+        if let Some(parent) = parent
+            && let Err(e) = self.admit_child(tenant, parent).await
+        {
+            self.tenants.claimed(tenant, 1);
+            return Err(e);
         }
         let inserted = self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer");
         if matches!(inserted, Inserted::Duplicate(_)) {
-            // Nothing was queued: give back what the door counted.
+            // Nothing was queued: give back what the door and the tree counted.
             self.tenants.claimed(tenant, 1);
+            if let Some(parent) = parent {
+                self.store.shrink_tree(&parent.root, 1).await?;
+            }
         }
         let id = answer(inserted)?;
         self.signals.queued.notify_one();

@@ -47,6 +47,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The longest the loop sleeps without looking at the store: a fallback for
 /// a lost notification of queued tasks. Default 250 ms.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
+/// How soon a worker claims again after a claim that skipped tenants
+/// another node was claiming for. Default 5 ms.
+pub const CONTENDED_RETRY: Duration = Duration::from_millis(5);
 /// The most tasks one claim takes. Default 256.
 pub const MAX_CLAIM: usize = 256;
 
@@ -176,6 +179,9 @@ impl Workers {
                 };
                 if !claim.expired.is_empty() {
                     self.signals.finished(&claim.expired);
+                }
+                if claim.contended && claim.tasks.len() < free {
+                    sleep = sleep.min(CONTENDED_RETRY);
                 }
                 // A task due later: wake for it. One due now but not claimed
                 // (its tenant has no free slot) waits for a slot to free up,

@@ -284,6 +284,9 @@ pub struct Claim {
     pub next_run_at: Option<Millis>,
     /// Tasks the claim revoked because they expired before starting.
     pub expired: Vec<TaskId>,
+    /// Tenants with due tasks were skipped because another node was
+    /// claiming for them: claiming again shortly may find them free.
+    pub contended: bool,
 }
 
 /// How a started task ended, to record.
@@ -414,6 +417,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts `n` more tasks in the tree of root task `root`, if it then
     /// holds at most `max`; false (counting nothing) otherwise.
     async fn grow_tree(&self, root: &str, n: u64, max: u64) -> Result<bool, StoreError>;
+    /// Gives back `n` tasks counted in the tree of `root` that were not
+    /// queued after all.
+    async fn shrink_tree(&self, root: &str, n: u64) -> Result<(), StoreError>;
 
     /// One task.
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;

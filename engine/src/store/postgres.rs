@@ -480,12 +480,13 @@ async fn claim_under_locks(
     client: &deadpool_postgres::Object,
     request: &ClaimRequest,
     waiting: Vec<String>,
-) -> Result<Vec<ClaimedTask>, StoreError> {
+) -> Result<(Vec<ClaimedTask>, bool), StoreError> {
     // Keyed by schema too: clusters in schemas of one database are apart.
     let lock =
         client.prepare_cached("SELECT pg_try_advisory_lock(7140234, hashtext(current_schema() || '/' || $1))").await?;
     let running = client.prepare_cached("SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'started'").await?;
     let mut tenants: Vec<(String, usize)> = Vec::new();
+    let mut contended = false;
     for tenant in waiting {
         let Some(&max) = request.max_running.get(&tenant) else { continue };
         // Pipelined: the server runs them in order, so the count's snapshot
@@ -493,6 +494,7 @@ async fn claim_under_locks(
         let params: [&(dyn ToSql + Sync); 1] = [&tenant];
         let (locked, busy) = tokio::join!(client.query_one(&lock, &params), client.query_one(&running, &params));
         if !locked?.get::<_, bool>(0) {
+            contended = true;
             continue;
         }
         let busy: i64 = busy?.get(0);
@@ -522,7 +524,7 @@ async fn claim_under_locks(
             }));
         }
     }
-    Ok(tasks)
+    Ok((tasks, contended))
 }
 
 const CLAIM_FROM_TENANT: &str = "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = $1, \
@@ -669,12 +671,12 @@ impl Store for PostgresStore {
             drop(deadpool_postgres::Object::take(client));
             return Err(e.into());
         }
-        let tasks = tasks?;
+        let (tasks, contended) = tasks?;
         let next_run_at = if tasks.len() < request.limit { next_run_at?.get(0) } else { None };
         if !expired.is_empty() {
             let _ = self.endings.send(expired.clone());
         }
-        Ok(Claim { tasks, next_run_at, expired })
+        Ok(Claim { tasks, next_run_at, expired, contended })
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
@@ -812,6 +814,13 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(changed > 0)
+    }
+
+    async fn shrink_tree(&self, root: &str, n: u64) -> Result<(), StoreError> {
+        let Some(root) = id_param(root) else { return Ok(()) };
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.execute("UPDATE tasks SET tree_size = greatest(1, tree_size - $2) WHERE id = $1", &[&root, &n]).await?;
+        Ok(())
     }
 
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {

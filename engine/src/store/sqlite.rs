@@ -467,7 +467,7 @@ impl Store for SqliteStore {
             } else {
                 None
             };
-            Ok(Claim { tasks, next_run_at, expired })
+            Ok(Claim { tasks, next_run_at, expired, contended: false })
         })
         .await
     }
@@ -617,6 +617,17 @@ impl Store for SqliteStore {
                 .prepare_cached("UPDATE tasks SET tree_size = tree_size + ?2 WHERE id = ?1 AND tree_size + ?2 <= ?3")?
                 .execute(params![root, n, max])?
                 > 0)
+        })
+        .await
+    }
+
+    async fn shrink_tree(&self, root: &str, n: u64) -> Result<(), StoreError> {
+        let Some(root) = id_param(root) else { return Ok(()) };
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.op(move |conn| {
+            conn.prepare_cached("UPDATE tasks SET tree_size = MAX(1, tree_size - ?2) WHERE id = ?1")?
+                .execute(params![root, n])?;
+            Ok(())
         })
         .await
     }

@@ -96,7 +96,33 @@ async fn all_tasks_of_a_job_are_revoked_in_one_call(backend: Backend) {
     assert_eq!(node.store.task(&sleepy).await.unwrap().unwrap().state, TaskState::Queued);
 }
 
+async fn duplicates_do_not_use_up_the_tree_cap(backend: Backend) {
+    let place = crate::support::place(backend).await;
+    let mut config = crate::support::node_config(&place);
+    config.caps = TreeCaps { max_tree: 3, ..TreeCaps::default() };
+    let node = wasmjob::node::Node::open(config, false).await.unwrap();
+    for job in [wasmjob::examples::ADDITION, wasmjob::examples::NIGHTLY_REPORT] {
+        node.registry.register(T, &std::fs::read(job).unwrap(), usize::MAX).await.unwrap();
+    }
+    let o = QueueOptions::default();
+    let root = node.queue.queue(T, "addition", "{}", &o, None).await.unwrap();
+    let parent = Parent { id: root.clone(), root: root.clone(), depth: 0 };
+    // nightlyreport forbids overlap: one child, then duplicates of it.
+    node.queue.queue(T, "nightlyreport", "{}", &o, Some(&parent)).await.unwrap();
+    for _ in 0..5 {
+        let duplicate = node.queue.queue(T, "nightlyreport", "{}", &o, Some(&parent)).await;
+        assert!(matches!(
+            duplicate,
+            Err(wasmjob::queue::QueueFailure::Rejected(wasmjob::task::QueueError::Duplicate(_)))
+        ));
+    }
+    // The tree holds 2 of its 3: one more child fits.
+    node.queue.queue(T, "addition", "{}", &o, Some(&parent)).await.unwrap();
+    assert!(node.queue.queue(T, "addition", "{}", &o, Some(&parent)).await.is_err(), "the tree cap did not hold");
+}
+
 crate::conformance!(
+    duplicates_do_not_use_up_the_tree_cap,
     a_fork_bomb_stops_at_its_tree_cap,
     a_tenants_jobs_queue_children_within_its_children_rate,
     a_whole_tree_is_revoked_in_one_call,
