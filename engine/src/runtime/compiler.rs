@@ -39,7 +39,8 @@ pub struct CompileLimits {
     /// CPU time of one compile. Default 120 s: a Python component takes
     /// 25-35 s here.
     pub cpu: Duration,
-    /// Wall-clock time of one compile, waiting included. Default 180 s.
+    /// Wall-clock time of one compile, from when it starts (the wait for a
+    /// compile slot is not counted). Default 180 s.
     pub wall: Duration,
     /// Compiles at once on this node. Default 2.
     pub concurrent: usize,
