@@ -153,7 +153,15 @@ impl Scheduler {
         };
         let until = request.lease_until;
         let claimed = self.store.claim_schedules(request).await?;
-        Ok((claimed.due, claimed.next_due_at, Claimed { name: claim, until }))
+        // A schedule another scheduler holds is free again as soon as that
+        // one writes its tick (or dies): look again soon, not at the end of
+        // its claim.
+        let held = claimed.held_until.map(|at| at.min(after(now, HELD_RECHECK)));
+        let next = match (claimed.next_due_at, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok((claimed.due, next, Claimed { name: claim, until }))
     }
 
     /// Runs one tick of every schedule due now, and waits for all of them.
@@ -208,6 +216,15 @@ impl Scheduler {
             tick.next_due_at = after(now_ms, MIN_RECHECK);
             return Decided { tick, result: TickResult::Failed("the job is not in this node's registry yet".into()) };
         };
+        if job.registered_at < schedule.since {
+            // A newer version was uploaded through another node and is not
+            // in this node's registry yet: never ask the old one.
+            tick.next_due_at = after(now_ms, MIN_RECHECK);
+            return Decided {
+                tick,
+                result: TickResult::Failed("a newer version is not in this node's registry yet".into()),
+            };
+        }
         let last = schedule.last_run_at.unwrap_or(schedule.since);
         let last = chrono::DateTime::from_timestamp_millis(last).unwrap_or(now);
         let asking = std::time::Instant::now();
@@ -330,6 +347,10 @@ impl Scheduler {
         }
     }
 }
+
+/// How soon a scheduler looks again at a schedule another one holds.
+/// Default 250 ms.
+const HELD_RECHECK: Duration = Duration::from_millis(250);
 
 /// How soon a failed claim is tried again. Default 1 s.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);

@@ -195,7 +195,8 @@ pub struct ScheduleRow {
     pub job: String,
     /// When the scheduler last queued a task of it.
     pub last_run_at: Option<Millis>,
-    /// When the job was registered: `is-due`'s last run before the first.
+    /// When the job's current version was registered: `is-due`'s last run
+    /// before the first, and how a scheduler tells a stale version apart.
     pub since: Millis,
     /// When the scheduler next asks the job's `is-due`.
     pub next_due_at: Millis,
@@ -207,6 +208,9 @@ pub struct ClaimedSchedules {
     pub due: Vec<ScheduleRow>,
     /// When the next unclaimed schedule is due, if there is one.
     pub next_due_at: Option<Millis>,
+    /// When the soonest claim held by a scheduler ends, if one is held: its
+    /// schedule is usually written (and free again) long before.
+    pub held_until: Option<Millis>,
 }
 
 /// One scheduler tick of a claimed schedule, to write.

@@ -908,12 +908,13 @@ impl Store for PostgresStore {
             .collect();
         let next = self
             .query(
-                "SELECT least((SELECT min(next_due_at) FROM schedules WHERE claimed_until IS NULL), \
-                   (SELECT min(claimed_until) FROM schedules WHERE claimed_until IS NOT NULL))",
+                "SELECT (SELECT min(next_due_at) FROM schedules WHERE claimed_until IS NULL), \
+                   (SELECT min(claimed_until) FROM schedules WHERE claimed_until IS NOT NULL)",
                 &[],
             )
             .await?;
-        Ok(ClaimedSchedules { due, next_due_at: next.first().and_then(|r| r.get(0)) })
+        let row = next.first();
+        Ok(ClaimedSchedules { due, next_due_at: row.and_then(|r| r.get(0)), held_until: row.and_then(|r| r.get(1)) })
     }
 
     async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError> {

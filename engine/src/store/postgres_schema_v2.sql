@@ -13,8 +13,10 @@ CREATE TABLE schedules_v4 (
     claimed_until BIGINT,
     PRIMARY KEY (tenant, job)
 );
+-- `since` is the registration time of the job's current version.
 INSERT INTO schedules_v4 (tenant, job, last_run_at, since, next_due_at)
-    SELECT tenant, job, last_run_at, last_run_at, 0 FROM schedules;
+    SELECT s.tenant, s.job, s.last_run_at, COALESCE(j.registered_at, s.last_run_at), 0
+    FROM schedules s LEFT JOIN jobs j ON j.tenant = s.tenant AND j.name = s.job;
 DROP TABLE schedules;
 ALTER TABLE schedules_v4 RENAME TO schedules;
 -- Due schedules nobody holds, and held ones whose holder may have died.

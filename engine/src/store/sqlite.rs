@@ -731,15 +731,14 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let next_due_at = conn
                 .prepare_cached(
-                    "SELECT MIN(t) FROM ( \
-                       SELECT MIN(next_due_at) AS t FROM schedules INDEXED BY schedules_due \
-                         WHERE claimed_until IS NULL \
-                       UNION ALL \
-                       SELECT MIN(claimed_until) FROM schedules INDEXED BY schedules_held \
-                         WHERE claimed_until IS NOT NULL)",
+                    "SELECT (SELECT MIN(next_due_at) FROM schedules INDEXED BY schedules_due \
+                       WHERE claimed_until IS NULL), \
+                     (SELECT MIN(claimed_until) FROM schedules INDEXED BY schedules_held \
+                       WHERE claimed_until IS NOT NULL)",
                 )?
-                .query_row([], |r| r.get(0))?;
-            Ok(ClaimedSchedules { due, next_due_at })
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (next_due_at, held_until) = next_due_at;
+            Ok(ClaimedSchedules { due, next_due_at, held_until })
         })
         .await
     }
