@@ -46,20 +46,29 @@ impl HostWork {
     }
 }
 
-/// A cryptographically secure generator (ChaCha12, seeded from the
-/// system's) that charges every draw to the task.
-pub struct MeteredRng {
-    inner: rand::rngs::StdRng,
+/// A generator that charges every draw to the task: WASI's secure one
+/// (ChaCha12) or its insecure one (the fast `SmallRng`), as wasmtime's own
+/// defaults, both seeded from the system's generator.
+pub struct MeteredRng<R> {
+    inner: R,
     work: HostWork,
 }
 
-impl MeteredRng {
-    pub fn new(work: HostWork) -> Self {
+impl MeteredRng<rand::rngs::StdRng> {
+    /// For `wasi:random/random`.
+    pub fn secure(work: HostWork) -> Self {
         Self { inner: rand::rngs::StdRng::from_rng(&mut rand::rng()), work }
     }
 }
 
-impl rand::TryRng for MeteredRng {
+impl MeteredRng<rand::rngs::SmallRng> {
+    /// For `wasi:random/insecure`.
+    pub fn insecure(work: HostWork) -> Self {
+        Self { inner: rand::rngs::SmallRng::from_rng(&mut rand::rng()), work }
+    }
+}
+
+impl<R: rand::Rng> rand::TryRng for MeteredRng<R> {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
@@ -79,4 +88,4 @@ impl rand::TryRng for MeteredRng {
     }
 }
 
-impl rand::TryCryptoRng for MeteredRng {}
+impl rand::TryCryptoRng for MeteredRng<rand::rngs::StdRng> {}

@@ -238,6 +238,17 @@ pub enum RevokeScope {
     Job { tenant: String, job: String },
 }
 
+impl RevokeScope {
+    /// The tenant, and either the root task's id or the job's name, as the
+    /// stores' statements take them; `None` for a root id no task can have.
+    pub(crate) fn parts(self) -> Option<(String, Option<i64>, Option<String>)> {
+        match self {
+            Self::Tree { tenant, root } => crate::task::parse_id(&root).map(|root| (tenant, Some(root), None)),
+            Self::Job { tenant, job } => Some((tenant, None, Some(job))),
+        }
+    }
+}
+
 /// What a bulk revoke did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevokedMany {

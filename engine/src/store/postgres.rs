@@ -288,9 +288,7 @@ impl Clock for DbClock {
     }
 }
 
-fn id_param(id: &str) -> Option<i64> {
-    id.parse().ok()
-}
+use crate::task::parse_id as id_param;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
@@ -738,13 +736,7 @@ impl Store for PostgresStore {
         // revoke request and its worker is notified.
         let rows = self
             .query(
-                "UPDATE tasks SET \
-                   state = CASE WHEN state IN ('queued', 'retry') THEN 'revoked' ELSE state END, \
-                   reason = CASE WHEN state IN ('queued', 'retry') THEN 'revoked' ELSE reason END, \
-                   finished_at = CASE WHEN state IN ('queued', 'retry') THEN $2 ELSE finished_at END, \
-                   revoke_requested_at = CASE WHEN state = 'started' THEN COALESCE(revoke_requested_at, $2) \
-                     ELSE revoke_requested_at END \
-                 WHERE id = $1 AND state IN ('queued', 'retry', 'started') RETURNING state",
+                &format!("UPDATE tasks SET {} WHERE id = $1 AND {REVOCABLE} RETURNING state", revoke_set("$2")),
                 &[&id, &now],
             )
             .await?;
@@ -764,13 +756,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_many(&self, scope: RevokeScope, now: Millis) -> Result<RevokedMany, StoreError> {
-        let (tenant, root, job) = match scope {
-            RevokeScope::Tree { tenant, root } => (tenant, id_param(&root), None),
-            RevokeScope::Job { tenant, job } => (tenant, None, Some(job)),
-        };
-        if root.is_none() && job.is_none() {
-            return Ok(RevokedMany::default());
-        }
+        let Some((tenant, root, job)) = scope.parts() else { return Ok(RevokedMany::default()) };
         let within = "tenant = $1 AND CASE WHEN $2::bigint IS NOT NULL THEN (id = $2 OR root_task = $2) \
                       ELSE job = $3::text END";
         let mut client = self.pool.get().await?;
@@ -779,15 +765,7 @@ impl Store for PostgresStore {
         // One UPDATE: each task is judged on its newest version.
         let rows = tx
             .query(
-                &format!(
-                    "UPDATE tasks SET \
-                       state = CASE WHEN state IN ('queued', 'retry') THEN 'revoked' ELSE state END, \
-                       reason = CASE WHEN state IN ('queued', 'retry') THEN 'revoked' ELSE reason END, \
-                       finished_at = CASE WHEN state IN ('queued', 'retry') THEN $4 ELSE finished_at END, \
-                       revoke_requested_at = CASE WHEN state = 'started' THEN COALESCE(revoke_requested_at, $4) \
-                         ELSE revoke_requested_at END \
-                     WHERE {within} AND state IN ('queued', 'retry', 'started') RETURNING id, state"
-                ),
+                &format!("UPDATE tasks SET {} WHERE {within} AND {REVOCABLE} RETURNING id, state", revoke_set("$4")),
                 &params,
             )
             .await?;
@@ -1038,6 +1016,22 @@ impl Store for PostgresStore {
         tx.commit().await?;
         Ok(n > 0)
     }
+}
+
+/// Tasks a revoke applies to: those that have not ended.
+const REVOCABLE: &str = "state IN ('queued', 'retry', 'started')";
+
+/// What a revoke at time `now` (a parameter) sets, in one UPDATE so that
+/// each task is judged on its newest version: one not started is revoked,
+/// a started one gets a revoke request.
+fn revoke_set(now: &str) -> String {
+    format!(
+        "state = CASE WHEN state IN ('queued', 'retry') THEN 'revoked' ELSE state END, \
+         reason = CASE WHEN state IN ('queued', 'retry') THEN 'revoked' ELSE reason END, \
+         finished_at = CASE WHEN state IN ('queued', 'retry') THEN {now} ELSE finished_at END, \
+         revoke_requested_at = CASE WHEN state = 'started' THEN COALESCE(revoke_requested_at, {now}) \
+           ELSE revoke_requested_at END"
+    )
 }
 
 /// Records a change of the catalog's `kind` rows and tells every node.

@@ -189,9 +189,7 @@ fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
     }
 }
 
-fn id_param(id: &str) -> Option<i64> {
-    id.parse().ok()
-}
+use crate::task::parse_id as id_param;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
@@ -581,13 +579,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_many(&self, scope: RevokeScope, now: Millis) -> Result<RevokedMany, StoreError> {
-        let (tenant, root, job) = match scope {
-            RevokeScope::Tree { tenant, root } => (tenant, id_param(&root), None),
-            RevokeScope::Job { tenant, job } => (tenant, None, Some(job)),
-        };
-        if root.is_none() && job.is_none() {
-            return Ok(RevokedMany::default());
-        }
+        let Some((tenant, root, job)) = scope.parts() else { return Ok(RevokedMany::default()) };
         self.op(move |conn| {
             let within = "tenant = ?1 AND (CASE WHEN ?2 IS NOT NULL THEN (id = ?2 OR root_task = ?2) \
                           ELSE job = ?3 END)";
