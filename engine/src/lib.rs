@@ -14,6 +14,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod completer;
 pub mod contract;
 pub mod job;
 pub mod metrics;

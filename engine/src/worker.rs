@@ -2,9 +2,14 @@
 //! sandbox, up to `concurrency` at once.
 //!
 //! The loop is a `select!` over shutdown, a wake-up (a task was queued or a
-//! slot freed) and a timer (the next delayed task, or the lease sweep). Each
-//! claim takes as many tasks as there are free slots, so claims batch under
-//! load; the store's group commit batches completions.
+//! slot freed) and a timer (the next delayed task, or the lease sweep).
+//!
+//! Claims run ahead of the sandboxes: a node holds up to `concurrency`
+//! running tasks plus [`AHEAD`] claimed ones waiting for a slot, so that a
+//! slot that frees up finds its next task here rather than a store round
+//! trip away. Each claim takes as many tasks as there is room for, so
+//! claims batch under load. A task's ending goes to the [`Completer`],
+//! which writes endings in batches, and its slot frees at once.
 //!
 //! Leases: a claimed task's lease lasts [`LEASE`], and the worker renews
 //! the leases of its running tasks every [`HEARTBEAT`]. A task whose lease
@@ -28,6 +33,7 @@ use tokio::sync::{Semaphore, broadcast, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
+use crate::completer::Completer;
 use crate::metrics::Metrics;
 use crate::queue::{Parent, Queue};
 use crate::registry::Registry;
@@ -52,6 +58,15 @@ pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
 pub const CONTENDED_RETRY: Duration = Duration::from_millis(5);
 /// The most tasks one claim takes. Default 256.
 pub const MAX_CLAIM: usize = 256;
+/// Claimed tasks a node holds beyond its running ones, waiting for a slot,
+/// as a multiple of its `concurrency`. They are `started` in the store
+/// (under this node's lease) and count against their tenant's
+/// `max_running`. Default 1: as many waiting as running.
+pub const AHEAD: usize = 1;
+/// While some claimed tasks still wait here, the loop claims again only
+/// once this share of its room is free (1/4), so that a busy node claims in
+/// batches rather than a task at a time.
+const REFILL_DIVISOR: usize = 4;
 
 /// Why a running task is stopped before it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +166,11 @@ impl Workers {
     /// Runs until `shutdown` turns true; then stops claiming, lets running
     /// tasks finish within `grace`, and puts the rest back in line.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) -> anyhow::Result<()> {
+        // Sandboxes at once, and claimed tasks held (running or waiting).
         let slots = Arc::new(Semaphore::new(self.concurrency));
+        let room = self.concurrency.saturating_mul(1 + AHEAD);
+        let held = Arc::new(Semaphore::new(room));
+        let (completer, completing) = Completer::spawn(self.store.clone(), self.signals.clone());
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut stops = self.signals.stops();
         let mut next_sweep = tokio::time::Instant::now();
@@ -168,8 +187,12 @@ impl Workers {
                 next_sweep = now + HEARTBEAT;
             }
             let mut sleep = POLL_FALLBACK.min(next_sweep - now);
-            let free = slots.available_permits().min(MAX_CLAIM);
-            if free > 0 {
+            let free = held.available_permits();
+            let running = self.concurrency - slots.available_permits();
+            // Tasks claimed and waiting here: claim again only in batches.
+            let refill = if room - free > running { (room / REFILL_DIVISOR).max(1) } else { 1 };
+            let free = free.min(MAX_CLAIM);
+            if free >= refill {
                 let claim = match self.claim(free).await {
                     Ok(claim) => claim,
                     Err(e) => {
@@ -193,12 +216,12 @@ impl Workers {
                     }
                 }
                 for task in claim.tasks {
-                    let permit = slots.clone().acquire_owned().await?;
+                    let hold = held.clone().acquire_owned().await?;
                     self.tenants.claimed(&task.tenant, 1);
-                    let this = self.clone();
+                    let (this, slots, completer) = (self.clone(), slots.clone(), completer.clone());
                     tasks.spawn(async move {
-                        this.run_task(task).await;
-                        drop(permit);
+                        this.run_task(task, &slots, &completer).await;
+                        drop(hold);
                         this.signals.queued.notify_one();
                     });
                 }
@@ -229,6 +252,9 @@ impl Workers {
             let released = self.store.release(unfinished, self.clock.now_millis()).await?;
             tracing::warn!(released, "grace period over: released the tasks still running");
         }
+        // The endings handed over are written before the node stops.
+        drop(completer);
+        completing.await?;
         Ok(())
     }
 
@@ -275,11 +301,13 @@ impl Workers {
         Ok(self.store.claim(request).await?)
     }
 
-    /// Runs one claimed task and records how it ended.
-    async fn run_task(&self, task: ClaimedTask) {
+    /// Runs one claimed task in one of the `slots` and hands how it ended
+    /// to the `completer`.
+    async fn run_task(&self, task: ClaimedTask, slots: &Arc<Semaphore>, completer: &Completer) {
         // Running from the claim on: the heartbeat renews the lease (and
-        // hears of revokes) while the job's version loads, which may compile.
-        let stop = self.running.add(&task.id, &task.lease);
+        // hears of revokes) while the task waits for a slot and while the
+        // job's version loads, which may compile.
+        let mut stop = self.running.add(&task.id, &task.lease);
         let quotas = match self.tenants.get(&task.tenant).await {
             Ok(Some(quotas)) => Ok(quotas),
             Ok(None) => Err(format!("the task's tenant `{}` does not exist", task.tenant)),
@@ -299,20 +327,29 @@ impl Workers {
                     limits: quotas.cap(self.runtime.task_limits(&job)),
                     children: self.queue.children_of(task.tenant.clone(), parent),
                 };
-                let ended = tokio::select! {
-                    report = self.runtime.run(&job, input) => {
-                        let policy = &job.metadata().retry;
-                        let decision =
-                            retry::decide(policy, task.max_retries, task.attempt, &report.outcome, retry::jitter());
-                        Ended::Ran(report, decision)
-                    }
-                    Ok(why) = stop => match why {
-                        Stop::Revoked => Ended::Revoked,
-                        // Another node has the task now: record nothing.
-                        Stop::LeaseLost => return,
-                    },
+                // Wait for a sandbox slot, unless stopped meanwhile.
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => Ok(slot),
+                    Ok(why) = &mut stop => Err(why),
                 };
-                ended
+                match slot {
+                    // The slots are never closed.
+                    Ok(Err(_)) | Err(Stop::LeaseLost) => return,
+                    Err(Stop::Revoked) => Ended::Revoked,
+                    Ok(Ok(_slot)) => tokio::select! {
+                        report = self.runtime.run(&job, input) => {
+                            let policy = &job.metadata().retry;
+                            let decision =
+                                retry::decide(policy, task.max_retries, task.attempt, &report.outcome, retry::jitter());
+                            Ended::Ran(report, decision)
+                        }
+                        Ok(why) = &mut stop => match why {
+                            Stop::Revoked => Ended::Revoked,
+                            // Another node has the task now: record nothing.
+                            Stop::LeaseLost => return,
+                        },
+                    },
+                }
             }
             (Err(e), _) => {
                 tracing::error!(task = %task.id, job = %task.job, error = %e, "cannot load the task's job version");
@@ -366,13 +403,7 @@ impl Workers {
             completion.fuel,
             Duration::from_micros(completion.wall_time_us),
         );
-        let finished = completion.state.is_terminal();
-        match self.store.complete(vec![completion]).await {
-            Ok(_) if finished => self.signals.finished(std::slice::from_ref(&task.id)),
-            Ok(_) => {}
-            // The lease will expire and the sweep will rescue the task.
-            Err(e) => tracing::error!(task = %task.id, error = %e, "cannot record a task's end"),
-        }
+        completer.complete(completion).await;
     }
 }
 

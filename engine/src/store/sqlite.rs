@@ -4,7 +4,8 @@
 //! every operation in *group commit*: it takes all the operations waiting in
 //! its channel (up to [`MAX_BATCH`]), runs each inside a savepoint of one
 //! transaction, commits once, and only then answers the callers. Claims and
-//! completions from many workers thus share one commit. Claiming uses a
+//! completions from many workers thus share one commit (a lone operation
+//! needs no savepoint: its failure rolls the transaction back). Claiming uses a
 //! partial index on due tasks, so its cost stays flat however long the
 //! history of finished tasks grows. Hot statements name their index
 //! (`INDEXED BY`): without statistics SQLite may prefer the index on `state`
@@ -14,6 +15,11 @@
 //! process being killed at any point; [`Durability::Full`] also survives
 //! power loss, at the cost of an fsync per commit (amortised by the group
 //! commit).
+//!
+//! Checkpoints: the writer does not copy the WAL back into the database
+//! itself; once the WAL holds [`CHECKPOINT_PAGES`], a checkpointer thread
+//! with its own connection does, without blocking the writer. Should it
+//! fall behind, the writer checkpoints at [`WRITER_CHECKPOINT_PAGES`].
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -31,6 +37,12 @@ use super::{
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 4096;
+/// WAL pages after which the checkpointer copies the WAL into the database
+/// (SQLite's own default for its automatic checkpoint). 1,000 pages.
+const CHECKPOINT_PAGES: i32 = 1000;
+/// WAL pages after which the writer checkpoints itself, should the
+/// checkpointer fall behind: bounds the WAL at about 64 MiB. 16,000 pages.
+const WRITER_CHECKPOINT_PAGES: i32 = 16_000;
 /// Default and largest page of [`Store::list_tasks`].
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -111,6 +123,8 @@ impl SqliteStore {
             }
         ))?;
         migrate(&conn)?;
+        let mut conn = conn;
+        checkpoint_aside(path, &mut conn)?;
         let (ops, receiver) = mpsc::channel::<Op>();
         std::thread::Builder::new()
             .name("wasmjob-sqlite".into())
@@ -151,6 +165,39 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Moves `conn`'s checkpoints to a thread of their own, with its own
+/// connection to `path` (see the module's doc).
+fn checkpoint_aside(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
+    let checkpointer = Connection::open(path)?;
+    checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+    let (due, wake) = mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("wasmjob-checkpoint".into())
+        .spawn(move || {
+            while wake.recv().is_ok() {
+                if let Err(e) = checkpointer.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
+                    tracing::warn!(error = %e, "checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Database(format!("cannot start the checkpoint thread: {e}")))?;
+    conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
+        if pages >= WRITER_CHECKPOINT_PAGES {
+            wal.checkpoint()?;
+        } else if pages >= CHECKPOINT_PAGES {
+            // Full: a checkpoint is already on its way.
+            let _ = due.try_send(());
+        }
+        Ok(())
+    }))?;
+    Ok(())
+}
+
+/// Runs a transaction-control statement, parsed once per connection.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// The writer thread: group commit until every sender is gone.
 fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
     while let Ok(first) = ops.recv() {
@@ -162,27 +209,41 @@ fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
             }
         }
         let mut replies = Vec::with_capacity(batch.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
             let message = e.to_string();
             tracing::error!(error = %message, "cannot begin a transaction");
             batch.into_iter().for_each(|op| op.fail(&message));
             continue;
         }
+        // A lone operation that fails rolls the whole transaction back.
+        let alone = batch.len() == 1;
+        let mut failed = false;
         for op in batch {
-            let _ = conn.execute_batch("SAVEPOINT op");
-            let (ok, reply) = op.run(&conn);
-            if ok {
-                let _ = conn.execute_batch("RELEASE op");
-            } else {
-                let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            if !alone {
+                let _ = control(&conn, "SAVEPOINT op");
             }
+            let (ok, reply) = op.run(&conn);
+            if !alone {
+                let _ = control(&conn, if ok { "RELEASE op" } else { "ROLLBACK TO op" });
+                if !ok {
+                    let _ = control(&conn, "RELEASE op");
+                }
+            }
+            failed |= alone && !ok;
             replies.push(reply);
         }
-        let committed = conn.execute_batch("COMMIT");
-        let error = committed.as_ref().err().map(|e| e.to_string());
-        if error.is_some() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        let error = if failed {
+            // The operation answers with its own error.
+            let _ = control(&conn, "ROLLBACK");
+            None
+        } else {
+            let committed = control(&conn, "COMMIT");
+            let error = committed.as_ref().err().map(|e| e.to_string());
+            if error.is_some() {
+                let _ = control(&conn, "ROLLBACK");
+            }
+            error
+        };
         for reply in replies {
             reply(error.as_deref());
         }

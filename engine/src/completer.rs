@@ -1,0 +1,62 @@
+//! Task endings written in batches: a worker hands each ending to the
+//! completer and goes on to its next task; the completer writes whatever
+//! has piled up while its previous write was in flight in one store call,
+//! then wakes whoever waits for the tasks that ended.
+//!
+//! The handoff frees the task's sandbox slot before its ending is
+//! committed: one store round trip per batch, not per task, and no slot
+//! idles waiting on the store. The task stays `started` in the store until
+//! the write commits, so it still counts against its tenant's
+//! `max_running`, and a node that dies in between leaves it to the lease
+//! sweep as before (at least once).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::signals::Signals;
+use crate::store::{Completion, Store};
+
+/// Endings handed over but not yet written, at most: a worker whose store
+/// is slower than its sandboxes waits here (backpressure). Default 4,096.
+pub const MAX_PENDING: usize = 4096;
+/// Most endings in one store call. Default 1,024.
+pub const MAX_BATCH: usize = 1024;
+
+/// The sending side; dropping every clone lets the completer write what is
+/// left and stop.
+#[derive(Clone)]
+pub struct Completer {
+    endings: mpsc::Sender<Completion>,
+}
+
+impl Completer {
+    /// A completer writing to `store`, and its task (which ends once every
+    /// [`Completer`] is dropped and the last batch is written).
+    pub fn spawn(store: Arc<dyn Store>, signals: Arc<Signals>) -> (Self, JoinHandle<()>) {
+        let (endings, pending) = mpsc::channel(MAX_PENDING);
+        (Self { endings }, tokio::spawn(write(store, signals, pending)))
+    }
+
+    /// Hands an ending over, waiting while [`MAX_PENDING`] are unwritten.
+    pub async fn complete(&self, ending: Completion) {
+        if let Err(lost) = self.endings.send(ending).await {
+            // Only after shutdown: the lease sweep rescues the task.
+            tracing::error!(task = %lost.0.id, "the completer has stopped: a task's end is not recorded");
+        }
+    }
+}
+
+async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::Receiver<Completion>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let ended: Vec<_> = batch.iter().filter(|c| c.state.is_terminal()).map(|c| c.id.clone()).collect();
+        let n = batch.len();
+        match store.complete(std::mem::take(&mut batch)).await {
+            Ok(_) => signals.finished(&ended),
+            // The leases will run out and the sweep will rescue the tasks.
+            Err(e) => tracing::error!(error = %e, tasks = n, "cannot record tasks' ends"),
+        }
+    }
+}
