@@ -5,6 +5,7 @@
 mod args;
 mod bench;
 mod bench_api;
+mod bench_bare;
 mod bench_queue;
 mod bench_schedule;
 mod client;

@@ -62,13 +62,21 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The answer's body: `{"error": {"code": ..., "message": ..., ...}}`.
+    pub fn body(self) -> Value {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let (Some(Value::Object(extra)), Some(object)) = (self.details, error.as_object_mut()) {
             object.extend(extra);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        (status, Json(self.body())).into_response()
     }
 }
 

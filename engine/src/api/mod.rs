@@ -23,6 +23,7 @@ use axum::routing::{delete, get, post};
 
 pub use self::caller::Caller;
 pub use self::error::ApiError;
+pub use self::tasks::MAX_BATCH;
 use crate::node::Node;
 
 /// What the handlers share: the node they serve.
@@ -41,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs/{name}", get(jobs::show).delete(jobs::delete))
         .route("/jobs/{name}/revoke", post(jobs::revoke))
         .route("/tasks", post(tasks::queue).get(tasks::list))
+        .route("/tasks/batch", post(tasks::queue_batch))
         .route("/tasks/{id}", get(tasks::get))
         .route("/tasks/{id}/wait", get(tasks::wait))
         .route("/tasks/{id}/revoke", post(tasks::revoke))

@@ -47,6 +47,48 @@ pub async fn queue(
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
+/// Most tasks in one `POST /v1/tasks/batch`. Default 1,000.
+pub const MAX_BATCH: usize = 1000;
+
+/// The body of `POST /v1/tasks/batch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    tasks: Vec<QueueRequest>,
+}
+
+/// `POST /v1/tasks/batch`: queues up to [`MAX_BATCH`] tasks in one write.
+/// Results are per item, in request order: `{"id": ...}` for a task queued,
+/// or `{"error": {...}}` with the code a single `POST /v1/tasks` would have
+/// given (`unknown_job`, `duplicate`...); the others are queued regardless.
+/// A tenant quota the batch as a whole exceeds refuses every item. 200
+/// whatever the items' fate; 400 for a malformed body or more than
+/// [`MAX_BATCH`] tasks (nothing queued).
+pub async fn queue_batch(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.writer()?;
+    let Json(batch) = body?;
+    if batch.tasks.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_BATCH} tasks, not {}",
+            batch.tasks.len()
+        )));
+    }
+    let requests: Vec<_> = batch.tasks.into_iter().map(|t| (t.job, t.args.to_string(), t.options)).collect();
+    let answers = state.node.queue.queue_many(tenant, &requests).await?;
+    let results: Vec<Value> = answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(id) => json!({ "id": id }),
+            Err(e) => ApiError::from(e).body(),
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })))
+}
+
 /// The caller's task `id`; another tenant's is "not found", and so is an id
 /// that is not canonical ([`parse_id`]): `01` is not an alias of `1`.
 async fn own_task(state: &ApiState, tenant: &str, id: &str) -> Result<TaskRecord, ApiError> {

@@ -4,6 +4,12 @@
 //!    drop, fuel on): µs per task on one thread, and tasks/s on all cores.
 //! 2. A compute-heavy job (recursive `fib`) in the sandbox with fuel on, with
 //!    fuel off, and the same Rust code run natively, with the ratios.
+//! 3. The same two in the same run on a bare wasmtime host (`bench_bare.rs`):
+//!    `addition` on the pooling allocator with its default settings and on
+//!    the default on-demand allocator, `fib` with neither fuel nor epoch
+//!    interruption, with each alone and with both; each beside our figure.
+//!    What the sandbox costs beyond that host is ours to win back; what the
+//!    host costs beyond native is wasmtime's.
 //!
 //! Every figure is the median of several rounds. Run it on a release build:
 //! `cargo run --release -- bench`.
@@ -13,8 +19,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::bench_bare::{BareHost, BareSettings};
 use crate::runtime::{JobComponent, RecordingQueue, Runtime, RuntimeConfig, TaskInput};
 use clap::Args;
+
+/// The args of every `addition` task.
+const ADDITION_ARGS: &str = r#"{"a":1,"b":2}"#;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -51,7 +61,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let start = Instant::now();
         one_thread.block_on(async {
             for i in 0..args.tasks {
-                let report = metered.run(&addition, input(&metered, &addition, i, r#"{"a":1,"b":2}"#)).await;
+                let report = metered.run(&addition, input(&metered, &addition, i, ADDITION_ARGS)).await;
                 assert!(report.outcome.is_success(), "{report:?}");
             }
         });
@@ -69,8 +79,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let per_worker = total / cores as u32;
                 workers.spawn(async move {
                     for i in 0..per_worker {
-                        let report =
-                            runtime.run(&job, input(&runtime, &job, w * per_worker + i, r#"{"a":1,"b":2}"#)).await;
+                        let report = runtime.run(&job, input(&runtime, &job, w * per_worker + i, ADDITION_ARGS)).await;
                         assert!(report.outcome.is_success());
                     }
                 });
@@ -102,7 +111,81 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!("  native:       {:>8.3} ms", millis(native));
     println!("  wasm, no fuel: {:>7.3} ms  ({:.2}x native)", millis(unfueled), ratio(unfueled, native));
     println!("  wasm, fuel:   {:>8.3} ms  ({:.2}x native)", millis(fueled), ratio(fueled, native));
+
+    let ours = Figures { per_task, native, unfueled, fueled };
+    compare_with_bare_host(&args, &one_thread, &ours)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sandbox's figures, printed again beside the bare host's.
+struct Figures {
+    /// µs per `addition` task on one thread, fuel on.
+    per_task: Duration,
+    native: Duration,
+    /// `fib` with epoch interruption only.
+    unfueled: Duration,
+    /// `fib` with fuel and epoch interruption.
+    fueled: Duration,
+}
+
+/// Measures a bare wasmtime host (`bench_bare.rs`) and prints each figure
+/// beside ours.
+fn compare_with_bare_host(
+    args: &BenchArgs,
+    one_thread: &tokio::runtime::Runtime,
+    ours: &Figures,
+) -> anyhow::Result<()> {
+    println!(
+        "bare wasmtime host, same run (wasmtime's defaults but what is named, default WASI, no-op host imports, \
+         a fresh instance per call)"
+    );
+    compare_overhead(args, one_thread, ours.per_task)?;
+    compare_fib(args, one_thread, ours)
+}
+
+/// `addition` on the pooling allocator with its default settings, then on
+/// wasmtime's default on-demand allocator, instrumented as ours is.
+fn compare_overhead(args: &BenchArgs, one_thread: &tokio::runtime::Runtime, ours: Duration) -> anyhow::Result<()> {
+    for pooling in [true, false] {
+        let settings = BareSettings { fuel: true, epoch: true, pooling };
+        let bare = bare_per_task(&BareHost::new(settings)?, one_thread, args)?;
+        println!(
+            "  addition, {:<9} {}: {:>7.2} µs/task  (ours {:.2} µs/task: {:.2}x bare)",
+            settings.allocator(),
+            settings.metering(),
+            micros(bare),
+            micros(ours),
+            ratio(ours, bare)
+        );
+    }
+    Ok(())
+}
+
+/// `fib` with neither fuel nor epoch interruption, each alone, and both, each
+/// beside the run of ours it compares with (ours always checks the epoch).
+fn compare_fib(args: &BenchArgs, one_thread: &tokio::runtime::Runtime, ours: &Figures) -> anyhow::Result<()> {
+    let fib_args = format!(r#"{{"n":{}}}"#, args.fib);
+    let on_demand = |fuel, epoch| BareSettings { fuel, epoch, pooling: false };
+    let variants = [
+        (on_demand(false, false), None),
+        (on_demand(false, true), Some(("no fuel", ours.unfueled))),
+        (on_demand(true, false), Some(("fuel", ours.fueled))),
+        (on_demand(true, true), Some(("fuel", ours.fueled))),
+    ];
+    for (settings, ours_beside) in variants {
+        let bare = bare_fib(&BareHost::new(settings)?, one_thread, args, &fib_args)?;
+        let beside = match ours_beside {
+            Some((label, ours_fib)) => format!("; ours, {label}: {:.2}x", ratio(ours_fib, ours.native)),
+            None => String::new(),
+        };
+        println!(
+            "  fib, {:<18} {:>8.3} ms  ({:.2}x native{beside})",
+            format!("{}:", settings.metering()),
+            millis(bare),
+            ratio(bare, ours.native),
+        );
+    }
+    Ok(())
 }
 
 async fn load(runtime: &Runtime, path: &str) -> anyhow::Result<JobComponent> {
@@ -125,8 +208,42 @@ fn fib(n: u32) -> u64 {
     if n < 2 { u64::from(n) } else { fib(n - 1) + fib(n - 2) }
 }
 
+/// µs per `addition` task on `host`, on one thread, measured as ours is.
+fn bare_per_task(host: &BareHost, one_thread: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<Duration> {
+    let job = host.load(crate::examples::ADDITION)?;
+    try_median(args.rounds, || {
+        let start = Instant::now();
+        one_thread.block_on(async {
+            for _ in 0..args.tasks {
+                host.call(&job, ADDITION_ARGS).await?;
+            }
+            anyhow::Ok(())
+        })?;
+        Ok(start.elapsed() / args.tasks)
+    })
+}
+
+/// The wall time of one `fib` task on `host` (instantiate + call), measured as ours is.
+fn bare_fib(
+    host: &BareHost,
+    one_thread: &tokio::runtime::Runtime,
+    args: &BenchArgs,
+    fib_args: &str,
+) -> anyhow::Result<Duration> {
+    let job = host.load(crate::examples::FIB)?;
+    try_median(args.rounds, || one_thread.block_on(host.call(&job, fib_args)))
+}
+
 fn median(rounds: u32, mut measure: impl FnMut() -> Duration) -> Duration {
-    let mut samples: Vec<Duration> = (0..rounds.max(1)).map(|_| measure()).collect();
+    middle((0..rounds.max(1)).map(|_| measure()).collect())
+}
+
+/// [`median`] of a measure that may fail; the first failure ends it.
+fn try_median(rounds: u32, mut measure: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<Duration> {
+    Ok(middle((0..rounds.max(1)).map(|_| measure()).collect::<anyhow::Result<_>>()?))
+}
+
+fn middle(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }

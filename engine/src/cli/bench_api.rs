@@ -1,6 +1,11 @@
 //! `wasmjob bench-api`: the HTTP API end to end, over loopback, on a fresh
 //! store.
 //!
+//! 0. Batch enqueue: `--batch-tasks` tasks queued through
+//!    `POST /v1/tasks/batch`, [`MAX_BATCH`] per request, from
+//!    `--batch-clients` clients at once, before any worker runs (they are
+//!    delayed by a day, so they never run); the rate compares with
+//!    graphile-worker's `addJobs` (`push_rate`).
 //! 1. Throughput: `--clients` threads, half for each of two tenants, each
 //!    queueing a trivial `addition` task and waiting for it over HTTP, for
 //!    `--tasks` tasks in all.
@@ -19,7 +24,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::api::{ApiState, router};
+use crate::api::{ApiState, MAX_BATCH, router};
 use crate::auth::Scope;
 use crate::node::{Node, NodeConfig};
 use crate::task::QueueOptions;
@@ -38,6 +43,12 @@ pub struct BenchApiArgs {
     /// Tasks the light tenant times.
     #[arg(long, default_value_t = 200)]
     samples: usize,
+    /// Tasks in the batch enqueue run.
+    #[arg(long, default_value_t = 20_000)]
+    batch_tasks: usize,
+    /// Clients sending batches at once.
+    #[arg(long, default_value_t = 4)]
+    batch_clients: usize,
 }
 
 pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
@@ -52,7 +63,7 @@ pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
     let addition = std::fs::read(crate::examples::ADDITION)?;
     // High quotas: this measures the engine, not the door.
     let quotas = json!({ "max_queued": 10_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 1000 });
-    for tenant in ["heavy", "light"] {
+    for tenant in ["heavy", "light", "bulk"] {
         node.tenants.create(tenant, quotas.as_object().unwrap().clone()).await?;
         tokens.push(auth.create(Some(tenant), Scope::Write).await?.token);
         node.registry.register(tenant, &addition, 10).await?;
@@ -62,6 +73,14 @@ pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
     let (stop, shutdown) = watch::channel(false);
     let api = router(ApiState { node: node.clone() });
     tokio::spawn(async move { axum::serve(listener, api).await });
+
+    // 0. Batch enqueue, before the workers start.
+    let rate = batch_enqueue(&url, &tokens[2], args.batch_tasks, args.batch_clients).await?;
+    println!(
+        "HTTP batch enqueue: {} tasks, {MAX_BATCH} per request, {} clients: {rate:.0} tasks/s",
+        args.batch_tasks, args.batch_clients
+    );
+
     let serving = tokio::spawn({
         let node = node.clone();
         async move { node.serve(shutdown).await }
@@ -103,7 +122,7 @@ pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
     let flooded = light_latencies(&url, &tokens[1], args.samples).await?;
     let waiting: u64 = node.store.waiting_by_tenant().await?.into_iter().map(|(_, n)| n).sum();
     println!(
-        "light tenant queue→success: idle p50 {:.0} µs, p99 {:.0} µs; during a {}-task flood p50 {:.0} µs, p99 {:.0} µs \
+        "light tenant queue-and-wait over HTTP: idle p50 {:.0} µs, p99 {:.0} µs; during a {}-task flood p50 {:.0} µs, p99 {:.0} µs \
          ({waiting} flood tasks still waiting at the end)",
         pct(&idle, 0.5),
         pct(&idle, 0.99),
@@ -115,6 +134,44 @@ pub async fn bench_api(args: BenchApiArgs) -> anyhow::Result<ExitCode> {
     serving.await??;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Queues `n` day-delayed tasks through `POST /v1/tasks/batch` from
+/// `clients` threads; answers tasks/s.
+async fn batch_enqueue(url: &str, token: &str, n: usize, clients: usize) -> anyhow::Result<f64> {
+    let clients = clients.max(1);
+    let batches = n.div_ceil(MAX_BATCH);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (url, auth, next) = (url.to_owned(), format!("Bearer {token}"), next.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let agent = ureq::Agent::new_with_defaults();
+                let task = json!({ "job": "addition", "args": { "a": 1, "b": 2 }, "options": { "delay": 86_400_000 } });
+                loop {
+                    let batch = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if batch >= batches {
+                        return Ok(());
+                    }
+                    let size = MAX_BATCH.min(n - batch * MAX_BATCH);
+                    let answer: Value = agent
+                        .post(format!("{url}/v1/tasks/batch"))
+                        .header("Authorization", &auth)
+                        .send_json(json!({ "tasks": vec![task.clone(); size] }))?
+                        .body_mut()
+                        .read_json()?;
+                    let queued =
+                        answer["results"].as_array().map_or(0, |r| r.iter().filter(|r| r["id"].is_string()).count());
+                    anyhow::ensure!(queued == size, "a batch of {size} queued {queued}: {answer}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 fn queue_and_wait(agent: &ureq::Agent, url: &str, token: &str) -> anyhow::Result<()> {

@@ -1,37 +1,53 @@
 //! `wasmjob bench-queue`: the durable queue end to end, on a fresh SQLite
-//! store in a temporary directory.
+//! store in a temporary directory (or a PostgreSQL schema of its own).
 //!
-//! 1. Throughput: `--tasks` trivial `addition` tasks are queued (in batches
-//!    of 1,000), then a node burns them down; the clock runs from the start
-//!    of serving until every task is `success` with its result committed.
-//! 2. Latency on an idle engine: one task at a time, from the `queue` call
-//!    until its waiter sees it `success` (an upper bound of queue→start),
+//! 1. Latency on an idle engine: one `stamp` task at a time, `--gap` apart
+//!    (as a lone client would queue them). queue→start runs from the
+//!    `queue` call until the guest's call begins (the `stamp` job answers
+//!    with its wall clock); queue→success until its waiter sees it end.
 //!    p50 and p99 over `--samples` tasks.
+//! 2. Throughput: `--tasks` trivial `addition` tasks are queued (in batches
+//!    of 1,000), then the nodes burn them down; the clock runs from the
+//!    start of serving until the last of them is `success` with its result
+//!    committed. `--backlog N` queues N more behind them first, so that the
+//!    rate is measured with N tasks waiting in the store.
 //!
-//! Run it on a release build: `cargo run --release -- bench-queue`.
+//! `--json` prints one JSON line per measurement, with the field names of
+//! `../shared/peers/graphile/run.sh` where they mean the same
+//! (`proc_rate`, `p50_ms`, `p99_ms`). Run it on a release build:
+//! `cargo run --release -- bench-queue`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::node::{Node, NodeConfig};
-use crate::store::TaskState;
+use crate::store::{TaskFilter, TaskState};
 use crate::task::QueueOptions;
 
 /// The benchmark's tenant.
 const TENANT: &str = "bench";
+/// Tasks queued per call while filling the queue.
+const QUEUE_BATCH: usize = 1000;
 
 #[derive(Debug, Args)]
 pub struct BenchQueueArgs {
     /// Tasks in the throughput run.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 20_000)]
     tasks: usize,
+    /// Tasks queued behind the measured ones before the clock starts.
+    #[arg(long, default_value_t = 0)]
+    backlog: usize,
     /// Tasks in the latency run.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 300)]
     samples: usize,
+    /// Idle time between two latency samples, in ms.
+    #[arg(long, default_value_t = 5)]
+    gap: u64,
     /// Tasks run at once per node (default: the engine's default).
     #[arg(long)]
     concurrency: Option<usize>,
@@ -43,22 +59,59 @@ pub struct BenchQueueArgs {
     /// `wasmjob serve` processes on the same store (PostgreSQL only).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Print one JSON line per measurement instead of prose.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The throughput run's figures.
+#[derive(Debug, Serialize)]
+struct Burn {
+    kind: &'static str,
+    store: &'static str,
+    nodes: usize,
+    concurrency: usize,
+    n: usize,
+    backlog: usize,
+    /// Tasks/s queued through `queue_many` while filling the queue.
+    push_rate: f64,
+    /// Seconds from the start of serving until the last task's success.
+    proc_s: f64,
+    proc_rate: f64,
+}
+
+/// The latency run's figures, in milliseconds.
+#[derive(Debug, Serialize)]
+struct Latency {
+    kind: &'static str,
+    store: &'static str,
+    samples: usize,
+    gap_ms: u64,
+    /// queue→start: the `queue` call until the guest's call begins.
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// queue→success: the `queue` call until its waiter sees it end.
+    success_p50_ms: f64,
+    success_p99_ms: f64,
 }
 
 pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; run `cargo run --release -- bench-queue` for real figures");
     }
+    anyhow::ensure!(args.nodes == 1 || args.store.is_some(), "--nodes needs a PostgreSQL --store");
+    anyhow::ensure!(args.tasks > 0 && args.samples > 0, "--tasks and --samples must be at least 1");
     let dir = tempfile_dir()?;
     let mut config = NodeConfig::new(&dir);
     if let Some(c) = args.concurrency {
-        config.concurrency = c;
+        config.concurrency = c.max(1);
     }
-    anyhow::ensure!(args.nodes == 1 || args.store.is_some(), "--nodes needs a PostgreSQL --store");
     if let Some(url) = &args.store {
         reset_postgres(url).await?;
         config.store_url = Some(url.clone());
     }
+    let store = if args.store.is_some() { "postgres" } else { "sqlite" };
     let concurrency = config.concurrency;
     let node = Arc::new(Node::open(config, true).await?);
     // A tenant with quotas high enough to measure the engine, not the door.
@@ -66,19 +119,26 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
         serde_json::json!({ "max_queued": 100_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 100_000 });
     node.tenants.create(TENANT, quotas.as_object().expect("an object").clone()).await?;
     node.registry.register(TENANT, &std::fs::read(crate::examples::ADDITION)?, usize::MAX).await?;
+    node.registry.register(TENANT, &std::fs::read(crate::examples::STAMP)?, usize::MAX).await?;
 
-    println!("queueing {} addition tasks (batches of 1,000)...", args.tasks);
-    let started = Instant::now();
-    let request = ("addition".to_owned(), r#"{"a":1,"b":2}"#.to_owned(), QueueOptions::default());
-    let mut last = String::new();
-    for chunk in (0..args.tasks).collect::<Vec<_>>().chunks(1000) {
-        let answers = node.queue.queue_many(TENANT, &vec![request.clone(); chunk.len()]).await?;
-        last = answers.into_iter().last().expect("a non-empty batch")?;
+    let latency = measure_latency(&node, &args, store).await?;
+    if !args.json {
+        println!(
+            "idle latency over {} tasks, {} ms apart: queue→start p50 {:.2} ms, p99 {:.2} ms (max {:.2}); \
+             queue→success p50 {:.2} ms, p99 {:.2} ms",
+            latency.samples,
+            latency.gap_ms,
+            latency.p50_ms,
+            latency.p99_ms,
+            latency.max_ms,
+            latency.success_p50_ms,
+            latency.success_p99_ms
+        );
     }
-    let queue_time = started.elapsed();
-    println!("  queued at {:.0} tasks/s", args.tasks as f64 / queue_time.as_secs_f64());
 
+    let (push_rate, last) = fill(&node, &args).await?;
     let (stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
     let serving = tokio::spawn({
         let node = node.clone();
         async move { node.serve(shutdown).await }
@@ -86,54 +146,119 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     let others: Vec<KillOnDrop> = (1..args.nodes)
         .map(|i| spawn_node(args.store.as_deref().unwrap_or_default(), &dir.join(format!("node{i}")), args.concurrency))
         .collect::<anyhow::Result<_>>()?;
-    let started = Instant::now();
     node.queue.wait(&last, Duration::from_secs(3600)).await?;
-    loop {
-        let done: u64 = node
-            .store
-            .count_by_state()
-            .await?
-            .into_iter()
-            .filter(|(_, s, _)| *s == TaskState::Success)
-            .map(|(_, _, n)| n)
-            .sum();
-        if done as usize >= args.tasks {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    // Claims go oldest first: once the last measured task has ended, the
+    // others have too, or are the last few still running (with a backlog,
+    // those are within one task's run of the last).
+    while args.backlog == 0 && has_any(&node, TaskState::Started).await? {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let burn = started.elapsed();
-    println!(
-        "throughput: {} tasks queued→success in {:.2} s = {:.0} tasks/s ({} node(s), concurrency {concurrency} each)",
-        args.tasks,
-        burn.as_secs_f64(),
-        args.tasks as f64 / burn.as_secs_f64(),
-        args.nodes
-    );
+    let proc_s = started.elapsed().as_secs_f64();
     drop(others);
-
-    let mut samples = Vec::with_capacity(args.samples);
-    for _ in 0..args.samples {
-        let start = Instant::now();
-        let id = node.queue.queue(TENANT, "addition", r#"{"a":1,"b":2}"#, &QueueOptions::default(), None).await?;
-        let task = node.queue.wait(&id, Duration::from_secs(10)).await?.expect("the task exists");
-        anyhow::ensure!(task.state == TaskState::Success, "task {id} ended {:?}", task.state);
-        samples.push(start.elapsed());
-        // Idle between samples, as a lone client would be.
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    samples.sort();
-    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
-    println!(
-        "idle latency, queue→success (bounds queue→start): p50 {:.0} µs, p99 {:.0} µs over {} tasks",
-        pct(0.5).as_secs_f64() * 1e6,
-        pct(0.99).as_secs_f64() * 1e6,
-        args.samples
-    );
     let _ = stop.send(true);
     serving.await??;
+    for state in [TaskState::Failure, TaskState::Revoked] {
+        anyhow::ensure!(!has_any(&node, state).await?, "some tasks ended {}", state.as_str());
+    }
+    let burn = Burn {
+        kind: "burn",
+        store,
+        nodes: args.nodes,
+        concurrency,
+        n: args.tasks,
+        backlog: args.backlog,
+        push_rate,
+        proc_s,
+        proc_rate: args.tasks as f64 / proc_s,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&burn)?);
+        println!("{}", serde_json::to_string(&latency)?);
+    } else {
+        println!(
+            "throughput: {} tasks queued→success in {:.2} s = {:.0} tasks/s ({} node(s), concurrency {concurrency} \
+             each, {} more queued behind); queued at {:.0} tasks/s",
+            burn.n, burn.proc_s, burn.proc_rate, burn.nodes, burn.backlog, burn.push_rate
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The idle latency run, on a node serving alone.
+async fn measure_latency(node: &Arc<Node>, args: &BenchQueueArgs, store: &'static str) -> anyhow::Result<Latency> {
+    let (stop, shutdown) = watch::channel(false);
+    let serving = tokio::spawn({
+        let node = node.clone();
+        async move { node.serve(shutdown).await }
+    });
+    let mut start = Vec::with_capacity(args.samples);
+    let mut success = Vec::with_capacity(args.samples);
+    for _ in 0..args.samples {
+        let queued_at = SystemTime::now();
+        let clock = Instant::now();
+        let id = node.queue.queue(TENANT, "stamp", "{}", &QueueOptions::default(), None).await?;
+        let task = node.queue.wait(&id, Duration::from_secs(10)).await?;
+        let task = task.ok_or_else(|| anyhow::anyhow!("task {id} is gone"))?;
+        success.push(clock.elapsed());
+        anyhow::ensure!(task.state == TaskState::Success, "task {id} ended {:?}", task.state);
+        let answer: serde_json::Value = serde_json::from_str(task.result.as_deref().unwrap_or("null"))?;
+        let began = answer["started_ns"].as_u64().ok_or_else(|| anyhow::anyhow!("`stamp` answered {answer}"))?;
+        let queued_ns = queued_at.duration_since(UNIX_EPOCH)?.as_nanos();
+        start.push(Duration::from_nanos(u64::try_from(u128::from(began).saturating_sub(queued_ns))?));
+        tokio::time::sleep(Duration::from_millis(args.gap)).await;
+    }
+    let _ = stop.send(true);
+    serving.await??;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    start.sort();
+    success.sort();
+    Ok(Latency {
+        kind: "latency",
+        store,
+        samples: args.samples,
+        gap_ms: args.gap,
+        p50_ms: ms(percentile(&start, 0.5)),
+        p99_ms: ms(percentile(&start, 0.99)),
+        max_ms: ms(percentile(&start, 1.0)),
+        success_p50_ms: ms(percentile(&success, 0.5)),
+        success_p99_ms: ms(percentile(&success, 0.99)),
+    })
+}
+
+/// Queues the measured tasks, then the backlog behind them; answers the
+/// rate and the last measured task's id.
+async fn fill(node: &Node, args: &BenchQueueArgs) -> anyhow::Result<(f64, String)> {
+    if !args.json {
+        println!("queueing {} addition tasks and {} behind them...", args.tasks, args.backlog);
+    }
+    let request = ("addition".to_owned(), r#"{"a":1,"b":2}"#.to_owned(), QueueOptions::default());
+    let started = Instant::now();
+    let mut last = None;
+    let mut queued = 0;
+    while queued < args.tasks + args.backlog {
+        // The measured tasks and the backlog never share a batch.
+        let end = if queued < args.tasks { args.tasks } else { args.tasks + args.backlog };
+        let n = QUEUE_BATCH.min(end - queued);
+        let answers = node.queue.queue_many(TENANT, &vec![request.clone(); n]).await?;
+        if queued < args.tasks {
+            last = answers.into_iter().last();
+        }
+        queued += n;
+    }
+    let rate = queued as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, last.ok_or_else(|| anyhow::anyhow!("no task was queued"))??))
+}
+
+/// Whether any task is in `state` (one indexed row at most).
+async fn has_any(node: &Node, state: TaskState) -> anyhow::Result<bool> {
+    let filter = TaskFilter { state: Some(state), limit: Some(1), ..TaskFilter::default() };
+    Ok(!node.store.list_tasks(filter).await?.is_empty())
+}
+
+/// The `p`th percentile of sorted `samples`.
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
 
 /// A `wasmjob serve` process, killed when dropped.

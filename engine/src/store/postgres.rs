@@ -51,7 +51,11 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 2] = [include_str!("postgres_schema.sql"), include_str!("postgres_schema_v2.sql")];
+const MIGRATIONS: [&str; 3] = [
+    include_str!("postgres_schema.sql"),
+    include_str!("postgres_schema_v2.sql"),
+    include_str!("postgres_schema_v3.sql"),
+];
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -329,10 +333,65 @@ const INSERT_TASK: &str = "INSERT INTO tasks (job, version, args, state, priorit
     max_retries, overlap_key, from_task, root_task, depth, tenant) \
     VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING id";
 
+/// Inserts many tasks without an overlap key (which cannot conflict) in one
+/// statement, in the order given: ids come from one sequence, so the
+/// returned ids sorted are the tasks' ids in that order.
+const INSERT_TASKS: &str = "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, \
+    max_retries, from_task, root_task, depth, tenant) \
+    SELECT job, version, args, 'queued', priority, queued_at, run_at, expires_at, max_retries, from_task, \
+      root_task, depth, tenant \
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[], \
+      $8::int[], $9::bigint[], $10::bigint[], $11::int[], $12::text[]) WITH ORDINALITY \
+      AS t(job, version, args, priority, queued_at, run_at, expires_at, max_retries, from_task, root_task, depth, \
+        tenant, n) \
+    ORDER BY n RETURNING id";
+
 const FIND_DUPLICATE: &str = "SELECT id FROM tasks WHERE tenant = $3 AND job = $1 AND overlap_key = $2 \
     AND state IN ('queued', 'retry', 'started')";
 
 impl PostgresStore {
+    /// Inserts `tasks`, none with an overlap key, in one statement; answers
+    /// their ids in order.
+    async fn insert_plain<C: GenericClient + Sync>(client: &C, tasks: &[&NewTask]) -> Result<Vec<i64>, StoreError> {
+        let insert = client.prepare_cached(INSERT_TASKS).await?;
+        let column = |f: fn(&NewTask) -> &str| tasks.iter().map(|t| f(t)).collect::<Vec<&str>>();
+        let (jobs, versions, args, tenants) =
+            (column(|t| &t.job), column(|t| &t.version), column(|t| &t.args), column(|t| &t.tenant));
+        let priorities: Vec<i32> = tasks.iter().map(|t| t.priority).collect();
+        let queued_at: Vec<i64> = tasks.iter().map(|t| t.queued_at).collect();
+        let run_at: Vec<i64> = tasks.iter().map(|t| t.run_at).collect();
+        let expires_at: Vec<Option<i64>> = tasks.iter().map(|t| t.expires_at).collect();
+        let max_retries: Vec<i32> = tasks.iter().map(|t| t.max_retries as i32).collect();
+        let from_task: Vec<Option<i64>> = tasks.iter().map(|t| t.from_task.as_deref().and_then(id_param)).collect();
+        let root_task: Vec<Option<i64>> = tasks.iter().map(|t| t.root_task.as_deref().and_then(id_param)).collect();
+        let depth: Vec<i32> = tasks.iter().map(|t| t.depth as i32).collect();
+        let rows = client
+            .query(
+                &insert,
+                &[
+                    &jobs,
+                    &versions,
+                    &args,
+                    &priorities,
+                    &queued_at,
+                    &run_at,
+                    &expires_at,
+                    &max_retries,
+                    &from_task,
+                    &root_task,
+                    &depth,
+                    &tenants,
+                ],
+            )
+            .await?;
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort_unstable();
+        if ids.len() != tasks.len() {
+            return Err(StoreError::Database(format!("inserted {} tasks of {}", ids.len(), tasks.len())));
+        }
+        Ok(ids)
+    }
+
     async fn insert_one<C: GenericClient + Sync>(&self, client: &C, task: &NewTask) -> Result<Inserted, StoreError> {
         let insert = client.prepare_cached(INSERT_TASK).await?;
         let from_task = task.from_task.as_deref().and_then(id_param);
@@ -483,30 +542,43 @@ async fn claim_under_locks(
     let lock =
         client.prepare_cached("SELECT pg_try_advisory_lock(7140234, hashtext(current_schema() || '/' || $1))").await?;
     let running = client.prepare_cached("SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'started'").await?;
+    let claim = client.prepare_cached(CLAIM_FROM_TENANT).await?;
+    // Every tenant's lock and count in one round trip: the server runs them
+    // in order, so each count's snapshot is taken once its lock is held.
+    let known: Vec<(String, usize)> =
+        waiting.into_iter().filter_map(|tenant| request.max_running.get(&tenant).map(|&max| (tenant, max))).collect();
+    let checks = known.iter().map(|(tenant, _)| async {
+        let params: [&(dyn ToSql + Sync); 1] = [tenant];
+        let (locked, busy) = tokio::join!(client.query_one(&lock, &params), client.query_one(&running, &params));
+        Ok::<_, StoreError>((locked?.get::<_, bool>(0), busy?.get::<_, i64>(0)))
+    });
+    let checked = futures_util::future::join_all(checks).await;
     let mut tenants: Vec<(String, usize)> = Vec::new();
     let mut contended = false;
-    for tenant in waiting {
-        let Some(&max) = request.max_running.get(&tenant) else { continue };
-        // Pipelined: the server runs them in order, so the count's snapshot
-        // is taken once the lock is held.
-        let params: [&(dyn ToSql + Sync); 1] = [&tenant];
-        let (locked, busy) = tokio::join!(client.query_one(&lock, &params), client.query_one(&running, &params));
-        if !locked?.get::<_, bool>(0) {
+    for ((tenant, max), check) in known.into_iter().zip(checked) {
+        let (locked, busy) = check?;
+        if !locked {
             contended = true;
             continue;
         }
-        let busy: i64 = busy?.get(0);
         tenants.push((tenant, max.saturating_sub(usize::try_from(busy).unwrap_or(usize::MAX))));
     }
-    let claim = client.prepare_cached(CLAIM_FROM_TENANT).await?;
     let mut tasks = Vec::new();
     let mut plan = FairShares::new(tenants, request.limit);
     while let Some(asks) = plan.round() {
-        for (i, want) in asks {
+        // A round's claims in one round trip.
+        let claims = asks.iter().map(|&(i, want)| {
             let tenant = plan.tenant(i).to_owned();
-            let params: [&(dyn ToSql + Sync); 5] =
-                [&request.now, &request.node, &request.lease_until, &(want as i64), &tenant];
-            let rows = client.query(&claim, &params).await?;
+            let claim = &claim;
+            async move {
+                let params: [&(dyn ToSql + Sync); 5] =
+                    [&request.now, &request.node, &request.lease_until, &(want as i64), &tenant];
+                client.query(claim, &params).await.map(|rows| (tenant, rows))
+            }
+        });
+        let claimed = futures_util::future::join_all(claims).await;
+        for (&(i, want), rows) in asks.iter().zip(claimed) {
+            let (tenant, rows) = rows?;
             plan.got(i, want, rows.len());
             tasks.extend(rows.iter().map(|r| ClaimedTask {
                 id: r.get::<_, i64>(0).to_string(),
@@ -525,10 +597,28 @@ async fn claim_under_locks(
     Ok((tasks, contended))
 }
 
+/// Releases a claim's tenant locks; if that fails, the connection may
+/// still hold some: it is closed (which releases them) rather than given
+/// back to the pool.
+async fn unlock_or_close(client: deadpool_postgres::Object, unlock: &tokio_postgres::Statement) {
+    if let Err(e) = client.execute(unlock, &[]).await {
+        tracing::warn!(error = %e, "cannot release a claim's locks: closing its connection");
+        drop(deadpool_postgres::Object::take(client));
+    }
+}
+
+/// When the next queued task is due.
+const NEXT_RUN_AT: &str = "SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')";
+
+/// Claims up to `$4` due tasks of tenant `$5`. The picked ids are an
+/// `ARRAY(...)`, which the server computes once: as `id IN (SELECT ...
+/// LIMIT ...)` the planner may run the subquery once per outer row (a
+/// nested loop), and the claim then took many times its limit (seen: 5,248
+/// started tasks for a claim of 128, past the tenant's `max_running`).
 const CLAIM_FROM_TENANT: &str = "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = $1, \
       lease = $2 || ':' || id || ':' || (attempt + 1), lease_expires_at = $3, reason = NULL \
-    WHERE id IN (SELECT id FROM tasks WHERE tenant = $5 AND state IN ('queued', 'retry') AND run_at <= $1 \
-                 ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+    WHERE id = ANY(ARRAY(SELECT id FROM tasks WHERE tenant = $5 AND state IN ('queued', 'retry') AND run_at <= $1 \
+                 ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)) \
     RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease";
 
 #[async_trait::async_trait]
@@ -634,10 +724,20 @@ impl Store for PostgresStore {
         let mut client = self.pool.get().await?;
         // One transaction per batch: one commit for many inserts.
         let tx = client.transaction().await?;
-        let mut answers = Vec::with_capacity(tasks.len());
-        for task in &tasks {
-            answers.push(self.insert_one(&tx, task).await?);
+        // Tasks without an overlap key cannot conflict: one statement for
+        // them all; the others one by one, each answering its duplicate.
+        let (plain, keyed): (Vec<_>, Vec<_>) = tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none());
+        let mut answers: Vec<Option<Inserted>> = vec![None; tasks.len()];
+        if !plain.is_empty() {
+            let ids = Self::insert_plain(&tx, &plain.iter().map(|(_, t)| *t).collect::<Vec<_>>()).await?;
+            for ((i, _), id) in plain.iter().zip(ids) {
+                answers[*i] = Some(Inserted::Task(id.to_string()));
+            }
         }
+        for (i, task) in keyed {
+            answers[i] = Some(self.insert_one(&tx, task).await?);
+        }
+        let answers = answers.into_iter().flatten().collect();
         tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
         tx.commit().await?;
         Ok(answers)
@@ -659,18 +759,24 @@ impl Store for PostgresStore {
         let waiting: Vec<String> = waiting?.iter().map(|r| r.get(0)).collect();
         // Prepared before any lock is taken, so that nothing can fail between.
         let unlock = client.prepare_cached("SELECT pg_advisory_unlock_all()").await?;
-        let next = client.prepare_cached("SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')").await?;
+        let next = client.prepare_cached(NEXT_RUN_AT).await?;
         let tasks = claim_under_locks(&client, &request, waiting).await;
-        // The tenants' locks are released whatever happened.
-        let (unlocked, next_run_at) = tokio::join!(client.execute(&unlock, &[]), client.query_one(&next, &[]));
-        if let Err(e) = unlocked {
-            // The connection may still hold locks: close it (which releases
-            // them) rather than give it back to the pool.
-            drop(deadpool_postgres::Object::take(client));
-            return Err(e.into());
-        }
+        let full = tasks.as_ref().is_ok_and(|(tasks, _)| tasks.len() == request.limit);
+        // The tenants' locks are released whatever happened: by a task of
+        // its own when the claim is full (its answer need not wait for the
+        // unlock), else together with reading the next due time.
+        let next_run_at = if full {
+            tokio::spawn(async move { unlock_or_close(client, &unlock).await });
+            None
+        } else {
+            let (unlocked, next_run_at) = tokio::join!(client.execute(&unlock, &[]), client.query_one(&next, &[]));
+            if let Err(e) = unlocked {
+                drop(deadpool_postgres::Object::take(client));
+                return Err(e.into());
+            }
+            next_run_at?.get(0)
+        };
         let (tasks, contended) = tasks?;
-        let next_run_at = if tasks.len() < request.limit { next_run_at?.get(0) } else { None };
         if !expired.is_empty() {
             let _ = self.endings.send(expired.clone());
         }

@@ -206,3 +206,40 @@ async fn a_tree_or_all_of_a_jobs_tasks_are_revoked_in_one_call_and_only_the_call
     let task = api.get(&format!("/v1/tasks/{theirs}"), &other).await;
     assert_eq!(task.body["state"], "queued", "another tenant's task was revoked");
 }
+
+#[tokio::test]
+async fn a_batch_queues_each_task_and_answers_each_one_in_order() {
+    let api = Api::start(8).await;
+    let (write, read) = api.tenant("acme", json!({})).await;
+    assert_eq!(api.upload(&write, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+
+    let tasks = json!([
+        { "job": "addition", "args": { "a": 1, "b": 2 } },
+        { "job": "no-such-job" },
+        { "job": "addition", "args": { "a": 40, "b": 2 }, "options": { "priority": 3 } },
+        { "job": "addition", "options": { "delay": 1_000_000_000_000u64 } },
+    ]);
+    let batch = api.post("/v1/tasks/batch", &write, json!({ "tasks": tasks })).await;
+    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+    let results = batch.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[1]["error"]["code"], "unknown_job", "{}", batch.body);
+    assert_eq!(results[3]["error"]["code"], "invalid_option", "{}", batch.body);
+    let three = api.wait(&read, results[0]["id"].as_str().unwrap()).await;
+    let forty_two = api.wait(&read, results[2]["id"].as_str().unwrap()).await;
+    assert_eq!((three["result"].as_str(), forty_two["result"].as_str()), (Some("3"), Some("42")));
+
+    // Over the cap, or malformed: refused whole, nothing queued.
+    let before = api.get("/v1/tasks?limit=1000", &read).await.body["tasks"].as_array().unwrap().len();
+    let many = vec![json!({ "job": "addition" }); wasmjob::api::MAX_BATCH + 1];
+    let over = api.post("/v1/tasks/batch", &write, json!({ "tasks": many })).await;
+    assert_eq!((over.status, over.code()), (StatusCode::BAD_REQUEST, "bad_request"), "{}", over.body);
+    let malformed =
+        api.post("/v1/tasks/batch", &write, json!({ "tasks": [{ "job": "addition" }, { "jbo": 1 }] })).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST, "{}", malformed.body);
+    let after = api.get("/v1/tasks?limit=1000", &read).await.body["tasks"].as_array().unwrap().len();
+    assert_eq!(before, after);
+
+    // A reader may not queue.
+    assert_eq!(api.post("/v1/tasks/batch", &read, json!({ "tasks": [] })).await.status, StatusCode::FORBIDDEN);
+}

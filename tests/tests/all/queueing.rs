@@ -223,7 +223,25 @@ async fn a_fork_bomb_is_stopped_by_the_tree_caps(backend: Backend) {
     assert!(leaf.log.as_deref().unwrap().contains("deeper than 2"), "{:?}", leaf.log);
 }
 
+async fn a_claim_never_takes_more_than_it_asks_from_a_deep_queue(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let batch = vec![("addition".to_owned(), "{}".to_owned(), opts()); 1000];
+    for _ in 0..5 {
+        assert!(t.node.queue.queue_many(T, &batch).await.unwrap().iter().all(|a| a.is_ok()));
+    }
+    let (now, mut claimed) = (clock.now_millis(), 0);
+    for limit in [1, 100, 128, 7] {
+        let claim = crate::support::claim(&t.node.store, "n", limit, now, now + 60_000).await.unwrap();
+        assert_eq!(claim.tasks.len(), limit);
+        claimed += limit;
+    }
+    let started = TaskFilter { state: Some(TaskState::Started), limit: Some(1000), ..TaskFilter::default() };
+    assert_eq!(t.node.store.list_tasks(started).await.unwrap().len(), claimed);
+}
+
 crate::conformance!(
+    a_claim_never_takes_more_than_it_asks_from_a_deep_queue,
     a_task_goes_from_queued_to_started_to_success,
     an_unknown_job_is_an_error_and_names_are_case_insensitive,
     args_that_are_not_an_object_are_refused_at_queue_time,
