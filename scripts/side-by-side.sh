@@ -21,9 +21,9 @@ for rep in $(seq 1 "${REPS:-3}"); do
   echo "# repetition $rep"
   REPS=1 "$peer"
   "$wasmjob" bench-queue --json 2>/dev/null
-  "$wasmjob" bench-queue --json --samples 50 --tasks 100000 --backlog 900000 2>/dev/null | head -1
+  "$wasmjob" bench-queue --json --samples 50 --tasks 100000 --backlog 900000 2>/dev/null | grep burn
   "$wasmjob" bench-queue --json --store "$pg" 2>/dev/null
-  "$wasmjob" bench-queue --json --store "$pg" --nodes 2 --tasks 100000 --samples 10 2>/dev/null | head -1
-  "$wasmjob" bench-queue --json --store "$pg" --tasks 100000 --samples 10 2>/dev/null | head -1
+  "$wasmjob" bench-queue --json --store "$pg" --nodes 2 --tasks 100000 --samples 10 2>/dev/null | grep burn
+  "$wasmjob" bench-queue --json --store "$pg" --tasks 100000 --samples 10 2>/dev/null | grep burn
 done
 "$wasmjob" bench-api 2>/dev/null

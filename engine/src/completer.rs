@@ -53,7 +53,10 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ended: Vec<_> = batch.iter().filter(|c| c.state.is_terminal()).map(|c| c.id.clone()).collect();
         let n = batch.len();
-        match store.complete(std::mem::take(&mut batch)).await {
+        let started = std::time::Instant::now();
+        let written = store.complete(std::mem::take(&mut batch)).await;
+        tracing::debug!(tasks = n, took_us = started.elapsed().as_micros() as u64, "wrote endings");
+        match written {
             Ok(_) => signals.finished(&ended),
             // The leases will run out and the sweep will rescue the tasks.
             Err(e) => tracing::error!(error = %e, tasks = n, "cannot record tasks' ends"),
