@@ -237,9 +237,6 @@ impl Workers {
                         crate::store::Claim::default()
                     }
                 };
-                if !claim.expired.is_empty() {
-                    self.signals.finished(&claim.expired);
-                }
                 if claim.contended && claim.tasks.len() < free {
                     sleep = sleep.min(CONTENDED_RETRY);
                 }
@@ -297,7 +294,8 @@ impl Workers {
 
     /// Renews this worker's leases, stopping the tasks whose lease was lost
     /// and those someone asked to revoke; rescues tasks whose lease ran out
-    /// (theirs died); recounts waiting tasks for the quotas.
+    /// (theirs died); revokes queued tasks whose expiry passed (no claim
+    /// ever takes one); recounts waiting tasks for the quotas.
     async fn heartbeat(&self) -> anyhow::Result<()> {
         let live = self.running.leases();
         if !live.is_empty() {
@@ -318,6 +316,10 @@ impl Workers {
         }
         if self.store.rescue(self.clock.now_millis(), false).await? > 0 {
             self.signals.finished_some();
+        }
+        let expired = self.store.expire(self.clock.now_millis()).await?;
+        if !expired.is_empty() {
+            self.signals.finished(&expired);
         }
         let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
         self.tenants.recount(waiting);

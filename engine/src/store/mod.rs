@@ -297,8 +297,6 @@ pub struct Claim {
     pub tasks: Vec<ClaimedTask>,
     /// When the next queued task becomes due, if one is waiting.
     pub next_run_at: Option<Millis>,
-    /// Tasks the claim revoked because they expired before starting.
-    pub expired: Vec<TaskId>,
     /// Tenants with due tasks were skipped because another node was
     /// claiming for them: claiming again shortly may find them free.
     pub contended: bool,
@@ -407,8 +405,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts tasks; each is a task or a duplicate.
     async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError>;
-    /// Revokes due-to-expire tasks, then claims due tasks as `request` says.
+    /// Claims due tasks as `request` says; never a task whose expiry has
+    /// passed.
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError>;
+    /// Revokes, as `expired`, the queued tasks whose expiry passed by
+    /// `now` (at most 1,000 per call); answers their ids.
+    async fn expire(&self, now: Millis) -> Result<Vec<TaskId>, StoreError>;
     /// Records how started tasks ended. A completion whose lease no longer
     /// holds (the task was rescued) is ignored; returns how many applied.
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError>;

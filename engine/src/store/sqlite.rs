@@ -327,10 +327,11 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
 /// Tenants with waiting tasks: a loose index scan of `tasks_claim`, one
 /// seek per tenant however many tasks wait.
 const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
-      SELECT MIN(tenant) FROM tasks INDEXED BY tasks_claim WHERE state IN ('queued', 'retry') \
+      SELECT * FROM (SELECT tenant FROM tasks INDEXED BY tasks_claim WHERE state IN ('queued', 'retry') \
+        ORDER BY tenant LIMIT 1) \
       UNION ALL \
-      SELECT (SELECT MIN(tenant) FROM tasks INDEXED BY tasks_claim \
-              WHERE state IN ('queued', 'retry') AND tenant > waiting.tenant) \
+      SELECT (SELECT tenant FROM tasks INDEXED BY tasks_claim \
+              WHERE state IN ('queued', 'retry') AND tenant > waiting.tenant ORDER BY tenant LIMIT 1) \
       FROM waiting WHERE waiting.tenant IS NOT NULL) \
     SELECT tenant FROM waiting WHERE tenant IS NOT NULL";
 
@@ -355,6 +356,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
          lease = ?2 || ':' || id || ':' || (attempt + 1), lease_expires_at = ?3, reason = NULL \
          WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_claim \
                       WHERE tenant = ?5 AND state IN ('queued', 'retry') AND run_at <= ?1 \
+                        AND (expires_at IS NULL OR expires_at > ?1) \
                       ORDER BY priority DESC, run_at, id LIMIT ?4) \
          RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease",
     )?;
@@ -546,14 +548,6 @@ impl Store for SqliteStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.op(move |conn| {
-            let now = request.now;
-            let expired = conn
-                .prepare_cached(
-                    "UPDATE tasks INDEXED BY tasks_expiry SET state = 'revoked', reason = 'expired', finished_at = ?1 \
-                     WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?1 RETURNING id",
-                )?
-                .query_map([now], |r| Ok(r.get::<_, i64>(0)?.to_string()))?
-                .collect::<Result<Vec<_>, _>>()?;
             let tasks = claim_fairly(conn, &request)?;
             let next_run_at = if tasks.len() < request.limit {
                 conn.prepare_cached(
@@ -563,7 +557,21 @@ impl Store for SqliteStore {
             } else {
                 None
             };
-            Ok(Claim { tasks, next_run_at, expired, contended: false })
+            Ok(Claim { tasks, next_run_at, contended: false })
+        })
+        .await
+    }
+
+    async fn expire(&self, now: Millis) -> Result<Vec<crate::task::TaskId>, StoreError> {
+        self.op(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = ?1 \
+                 WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_expiry \
+                              WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?1 \
+                              ORDER BY expires_at LIMIT 1000) RETURNING id",
+            )?;
+            let expired = stmt.query_map([now], |r| Ok(r.get::<_, i64>(0)?.to_string()))?;
+            Ok(expired.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
