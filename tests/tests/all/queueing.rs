@@ -241,7 +241,28 @@ async fn a_claim_never_takes_more_than_it_asks_from_a_deep_queue(backend: Backen
     assert_eq!(t.node.store.list_tasks(started).await.unwrap().len(), claimed);
 }
 
+async fn a_node_running_long_tasks_claims_none_ahead_of_its_slots(backend: Backend) {
+    let place = crate::support::place(backend).await;
+    let mut config = crate::support::node_config(&place);
+    config.concurrency = 2;
+    let node = Arc::new(wasmjob::node::Node::open_with_clock(config, false, Arc::new(SystemClock)).await.unwrap());
+    node.registry.register(T, &std::fs::read(wasmjob::examples::SLEEPY).unwrap(), usize::MAX).await.unwrap();
+    let batch = vec![("sleepy".to_owned(), r#"{"ms": 150}"#.to_owned(), opts()); 8];
+    let ids: Vec<String> = node.queue.queue_many(T, &batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+    let (_stop, _serving) = serve(&node);
+    let started = TaskFilter { state: Some(TaskState::Started), limit: Some(1000), ..TaskFilter::default() };
+    // Tasks of 150 ms are not short: the node claims only what it can run,
+    // leaving the rest to other nodes (and to later, fairer claims).
+    let mut most = 0;
+    while node.store.task(ids.last().unwrap()).await.unwrap().unwrap().state != TaskState::Success {
+        most = most.max(node.store.list_tasks(started.clone()).await.unwrap().len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!((1..=2).contains(&most), "{most} tasks started at once with 2 slots");
+}
+
 crate::conformance!(
+    a_node_running_long_tasks_claims_none_ahead_of_its_slots,
     a_claim_never_takes_more_than_it_asks_from_a_deep_queue,
     a_task_goes_from_queued_to_started_to_success,
     an_unknown_job_is_an_error_and_names_are_case_insensitive,
