@@ -170,12 +170,13 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -631,7 +632,7 @@ impl Store for SqliteStore {
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "UPDATE tasks SET lease_expires_at = ?2 WHERE state = 'started' AND lease = ?1 \
+                "UPDATE tasks INDEXED BY tasks_running SET lease_expires_at = ?2 WHERE state = 'started' AND lease = ?1 \
                  RETURNING revoke_requested_at IS NOT NULL",
             )?;
             let mut held = Vec::with_capacity(leases.len());
@@ -648,7 +649,7 @@ impl Store for SqliteStore {
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                "UPDATE tasks INDEXED BY tasks_running SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                    WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
                  finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN ?2 END, \
                  attempt = attempt - 1, reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
@@ -695,11 +696,11 @@ impl Store for SqliteStore {
                 Ok(rows.collect::<Result<_, _>>()?)
             };
             let revoked = ids(&format!(
-                "UPDATE tasks SET state = 'revoked', reason = 'revoked', finished_at = ?4 \
+                "UPDATE tasks INDEXED BY tasks_claim SET state = 'revoked', reason = 'revoked', finished_at = ?4 \
                  WHERE {within} AND state IN ('queued', 'retry') RETURNING id"
             ))?;
             let stopping = ids(&format!(
-                "UPDATE tasks SET revoke_requested_at = COALESCE(revoke_requested_at, ?4) \
+                "UPDATE tasks INDEXED BY tasks_running SET revoke_requested_at = COALESCE(revoke_requested_at, ?4) \
                  WHERE {within} AND state = 'started' RETURNING id"
             ))?;
             Ok(RevokedMany { revoked, stopping })
