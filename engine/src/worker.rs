@@ -7,9 +7,10 @@
 //! Claims run ahead of the sandboxes while tasks are short: a node then
 //! holds up to `concurrency` running tasks plus [`AHEAD`] × `concurrency`
 //! claimed ones waiting for a slot, so that a slot that frees up finds its
-//! next task here rather than a store round trip away. Each claim takes as many tasks as there is room for, so
-//! claims batch under load. A task's ending goes to the [`Completer`],
-//! which writes endings in batches, and its slot frees at once.
+//! next task here rather than a store round trip away. Each claim takes as
+//! many tasks as there is room for, so claims batch under load. A task's
+//! ending goes to the [`Completer`], which writes endings in batches, and
+//! its slot frees at once.
 //!
 //! Leases: a claimed task's lease lasts [`LEASE`], and the worker renews
 //! the leases of its running tasks every [`HEARTBEAT`]. A task whose lease
@@ -342,7 +343,7 @@ impl Workers {
 
     /// Runs one claimed task in one of the `slots` and hands how it ended
     /// to the `completer`.
-    async fn run_task(&self, task: ClaimedTask, slots: &Arc<Semaphore>, completer: &Completer) {
+    async fn run_task(&self, task: ClaimedTask, slots: &Semaphore, completer: &Completer) {
         // Running from the claim on: the heartbeat renews the lease (and
         // hears of revokes) while the task waits for a slot and while the
         // job's version loads, which may compile.
@@ -368,7 +369,7 @@ impl Workers {
                 };
                 // Wait for a sandbox slot, unless stopped meanwhile.
                 let slot = tokio::select! {
-                    slot = slots.clone().acquire_owned() => Ok(slot),
+                    slot = slots.acquire() => Ok(slot),
                     Ok(why) = &mut stop => Err(why),
                 };
                 match slot {

@@ -76,8 +76,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub struct PostgresStore {
     pool: Pool,
     clock: Arc<DbClock>,
-    /// Completions wait here to be written together (group commit).
-    completions: tokio::sync::mpsc::UnboundedSender<PendingCompletion>,
     /// Ids of tasks that ended, to notify together ([`notify_endings`]).
     endings: Endings,
 }
@@ -91,12 +89,6 @@ type Endings = tokio::sync::mpsc::UnboundedSender<Vec<String>>;
 /// tenth of its throughput. Waiters on this node are woken at once anyway;
 /// this is the delay seen by waiters on other nodes. Default 5 ms.
 const NOTIFY_COALESCE: Duration = Duration::from_millis(5);
-
-/// Completions from one caller, and where to send how many applied.
-type PendingCompletion = (Vec<Completion>, tokio::sync::oneshot::Sender<Result<usize, StoreError>>);
-
-/// Most completions written by one statement. Default 1,000.
-const MAX_COMPLETION_BATCH: usize = 1000;
 
 impl PostgresStore {
     /// Connects to `url`, migrates the schema, and listens for other nodes'
@@ -134,9 +126,7 @@ impl PostgresStore {
         });
         let (endings, ended) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(notify_endings(pool.clone(), ended));
-        let (completions, pending) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(write_completions(pool.clone(), pending, endings.clone()));
-        Ok(Self { pool, clock, completions, endings })
+        Ok(Self { pool, clock, endings })
     }
 
     /// The database's clock, as this node sees it.
@@ -436,51 +426,10 @@ impl PostgresStore {
     }
 }
 
-/// Group commit of completions: whatever has queued up while the previous
-/// statement ran is written by the next one, so many tasks' endings share
-/// one transaction and one WAL flush.
-async fn write_completions(
-    pool: Pool,
-    mut pending: tokio::sync::mpsc::UnboundedReceiver<PendingCompletion>,
-    endings: Endings,
-) {
-    while let Some(first) = pending.recv().await {
-        let mut batch = vec![first];
-        let mut count = batch[0].0.len();
-        while count < MAX_COMPLETION_BATCH {
-            match pending.try_recv() {
-                Ok(more) => {
-                    count += more.0.len();
-                    batch.push(more);
-                }
-                Err(_) => break,
-            }
-        }
-        let all: Vec<&Completion> = batch.iter().flat_map(|(c, _)| c).collect();
-        match apply_completions(&pool, &all, &endings).await {
-            Ok(applied) => {
-                for (completions, reply) in batch {
-                    let n = completions.iter().filter(|c| applied.contains(&(c.id.clone(), c.lease.clone()))).count();
-                    let _ = reply.send(Ok(n));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Database(message.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// Writes completions in one statement; returns the (id, lease) pairs that
-/// applied (a stale lease does not).
-async fn apply_completions(
-    pool: &Pool,
-    completions: &[&Completion],
-    endings: &Endings,
-) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+/// Writes completions in one statement (the worker's
+/// [`crate::completer::Completer`] batches them); returns how many applied
+/// (a stale lease does not).
+async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &Endings) -> Result<usize, StoreError> {
     let ids: Vec<i64> = completions.iter().map(|c| id_param(&c.id).unwrap_or(-1)).collect();
     let leases: Vec<&str> = completions.iter().map(|c| c.lease.as_str()).collect();
     let states: Vec<&str> = completions.iter().map(|c| c.state.as_str()).collect();
@@ -513,7 +462,7 @@ async fn apply_completions(
                          $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) \
                AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at) \
              WHERE t.id = c.id AND t.lease = c.lease \
-             RETURNING t.id, c.lease, t.state",
+             RETURNING t.id, t.state",
         )
         .await?;
     let rows = client
@@ -524,13 +473,13 @@ async fn apply_completions(
         .await?;
     let ended: Vec<String> = rows
         .iter()
-        .filter(|r| r.get::<_, &str>(2) != TaskState::Retry.as_str())
+        .filter(|r| r.get::<_, &str>(1) != TaskState::Retry.as_str())
         .map(|r| r.get::<_, i64>(0).to_string())
         .collect();
     if !ended.is_empty() {
         let _ = endings.send(ended);
     }
-    Ok(rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), r.get::<_, String>(1))).collect())
+    Ok(rows.len())
 }
 
 /// Tenants with waiting tasks: a loose index scan of `tasks_claim`, one
@@ -614,20 +563,6 @@ async fn claim_under_locks(
         }
     }
     Ok((tasks, contended))
-}
-
-/// Releases a claim's tenant locks; if that fails, the connection may
-/// still hold some: it is closed (which releases them) rather than given
-/// back to the pool.
-async fn unlock_or_close(
-    client: deadpool_postgres::Object,
-    unlock: &tokio_postgres::Statement,
-) -> Result<(), StoreError> {
-    if let Err(e) = client.execute(unlock, &[]).await {
-        drop(deadpool_postgres::Object::take(client));
-        return Err(e.into());
-    }
-    Ok(())
 }
 
 /// Revokes as `expired` up to 1,000 queued tasks whose expiry has passed
@@ -784,23 +719,18 @@ impl Store for PostgresStore {
         let unlock = client.prepare_cached("SELECT pg_advisory_unlock_all()").await?;
         let next = client.prepare_cached(NEXT_RUN_AT).await?;
         let tasks = claim_under_locks(&client, &request, waiting).await;
-        let full = tasks.as_ref().is_ok_and(|(tasks, _)| tasks.len() == request.limit);
         // The tenants' locks are released whatever happened (before the
         // answer: a claim released in the background made this node's next
-        // claim find its own tenants locked), with the next due time when
-        // the claim is not full.
-        let next_run_at = if full {
-            unlock_or_close(client, &unlock).await?;
-            None
-        } else {
-            let (unlocked, next_run_at) = tokio::join!(client.execute(&unlock, &[]), client.query_one(&next, &[]));
-            if let Err(e) = unlocked {
-                drop(deadpool_postgres::Object::take(client));
-                return Err(e.into());
-            }
-            next_run_at?.get(0)
-        };
+        // claim find its own tenants locked).
+        let (unlocked, next_run_at) = tokio::join!(client.execute(&unlock, &[]), client.query_one(&next, &[]));
+        if let Err(e) = unlocked {
+            // The connection may still hold locks: close it (which releases
+            // them) rather than give it back to the pool.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(e.into());
+        }
         let (tasks, contended) = tasks?;
+        let next_run_at = if tasks.len() < request.limit { next_run_at?.get(0) } else { None };
         Ok(Claim { tasks, next_run_at, contended })
     }
 
@@ -814,9 +744,7 @@ impl Store for PostgresStore {
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
-        let (reply, applied) = tokio::sync::oneshot::channel();
-        self.completions.send((completions, reply)).map_err(|_| StoreError::Closed)?;
-        applied.await.map_err(|_| StoreError::Closed)?
+        apply_completions(&self.pool, &completions, &self.endings).await
     }
 
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError> {

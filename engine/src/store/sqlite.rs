@@ -206,8 +206,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 /// Moves `conn`'s checkpoints to a thread of their own, with its own
 /// connection to `path` (see the module's doc).
 fn checkpoint_aside(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
-    let checkpointer = Connection::open(path)?;
-    checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+    let checkpointer = connect(path)?;
     let (due, wake) = mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
         .name("wasmjob-checkpoint".into())
@@ -253,7 +252,8 @@ fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
             batch.into_iter().for_each(|op| op.fail(&message));
             continue;
         }
-        // A lone operation that fails rolls the whole transaction back.
+        // In a group each operation has a savepoint; a lone operation that
+        // fails rolls the whole transaction back.
         let alone = batch.len() == 1;
         let mut failed = false;
         for op in batch {
@@ -262,15 +262,15 @@ fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
             }
             let (ok, reply) = op.run(&conn);
             if !alone {
-                let _ = control(&conn, if ok { "RELEASE op" } else { "ROLLBACK TO op" });
                 if !ok {
-                    let _ = control(&conn, "RELEASE op");
+                    let _ = control(&conn, "ROLLBACK TO op");
                 }
+                let _ = control(&conn, "RELEASE op");
             }
-            failed |= alone && !ok;
+            failed |= !ok;
             replies.push(reply);
         }
-        let error = if failed {
+        let error = if alone && failed {
             // The operation answers with its own error.
             let _ = control(&conn, "ROLLBACK");
             None
