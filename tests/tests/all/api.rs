@@ -243,3 +243,27 @@ async fn a_batch_queues_each_task_and_answers_each_one_in_order() {
     // A reader may not queue.
     assert_eq!(api.post("/v1/tasks/batch", &read, json!({ "tasks": [] })).await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_batch_item_over_the_args_cap_is_refused_alone_and_an_oversized_body_queues_nothing() {
+    let api = Api::start(8).await;
+    let (write, read) = api.tenant("acme", json!({})).await;
+    assert_eq!(api.upload(&write, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+
+    // 1.5 MiB of args: past the 1 MiB cap on args, within the 2 MiB body.
+    let huge = "x".repeat(3 << 19);
+    let tasks =
+        json!([{ "job": "addition", "args": { "a": 1, "pad": huge } }, { "job": "addition", "args": { "a": 2 } }]);
+    let batch = api.post("/v1/tasks/batch", &write, json!({ "tasks": tasks })).await;
+    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+    assert_eq!(batch.body["results"][0]["error"]["code"], "invalid_args", "{}", batch.body);
+    let kept = api.wait(&read, batch.body["results"][1]["id"].as_str().unwrap()).await;
+    assert_eq!(kept["result"].as_str(), Some("2"));
+
+    // Over the body limit: refused whole.
+    let tasks = json!([{ "job": "addition", "args": { "pad": huge } }, { "job": "addition", "args": { "pad": huge } }]);
+    let over = api.post("/v1/tasks/batch", &write, json!({ "tasks": tasks })).await;
+    assert_eq!((over.status, over.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"), "{}", over.body);
+    let listed = api.get("/v1/tasks?limit=1000", &read).await.body["tasks"].as_array().unwrap().len();
+    assert_eq!(listed, 1);
+}
