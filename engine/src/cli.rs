@@ -6,6 +6,7 @@ mod args;
 mod bench;
 mod bench_api;
 mod bench_bare;
+mod bench_egress;
 mod bench_queue;
 mod bench_schedule;
 mod client;
@@ -68,6 +69,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure the HTTP API: two tenants' throughput, and fairness under a flood.
     BenchApi(bench_api::BenchApiArgs),
+    /// Measure jobs waiting on the network at scale, and the egress hook's overhead.
+    BenchEgress(bench_egress::BenchEgressArgs),
     /// Measure the durable queue: throughput and idle latency on SQLite.
     BenchQueue(bench_queue::BenchQueueArgs),
     /// Measure the periodic scheduler: lag, double and skipped ticks, and CPU, with thousands of jobs.
@@ -95,6 +98,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
         Command::BenchApi(args) => runtime.block_on(bench_api::bench_api(args)),
+        Command::BenchEgress(args) => runtime.block_on(bench_egress::bench_egress(args)),
         Command::BenchQueue(args) => runtime.block_on(bench_queue::bench_queue(args)),
         Command::BenchSchedule(args) => runtime.block_on(bench_schedule::bench_schedule(args)),
         Command::Compile(args) => Ok(compile::compile(args)),

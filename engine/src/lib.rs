@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod completer;
 pub mod contract;
+pub mod egress;
 pub mod job;
 pub mod metrics;
 pub mod node;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+use crate::egress::{AllowList, Grant, HttpLimits};
 use crate::runtime::TaskLimits;
 use crate::store::{Store, StoreError, TenantRow};
 
@@ -54,13 +55,37 @@ pub struct Quotas {
     /// Children that may be queued in a burst above `children_rate`.
     /// Default 10,000; finite and at least 1.
     pub children_burst: f64,
+    /// Where the tenant's jobs may send HTTP requests
+    /// (`[scheme://]host[:port]` rules, [`crate::egress::policy`]).
+    /// Default: nowhere.
+    pub allowed_hosts: AllowList,
+    /// The HTTP limits of each task ([`HttpLimits`] gives their defaults).
+    /// Requests one task may make.
+    pub max_http_requests: u64,
+    /// Requests one task may have open at once; at least 1.
+    pub max_http_in_flight: u32,
+    /// Request body bytes one task may send.
+    pub max_http_sent_bytes: u64,
+    /// Response body bytes one task may receive.
+    pub max_http_received_bytes: u64,
+    /// Longest wait for a connection, in ms; at least 1 ms.
+    pub http_connect_timeout_ms: u64,
+    /// Longest wait for a response's head or the next chunk of its body, in
+    /// ms; at least 1 ms. The task's deadline bounds it too.
+    pub http_first_byte_timeout_ms: u64,
 }
+
+/// Tries of [`Tenants::update`] before it gives up on a tenant that keeps
+/// changing under it. Default 8.
+const MAX_UPDATE_TRIES: usize = 8;
 
 /// The smallest `max_memory_bytes`: one WebAssembly page, 64 KiB.
 pub const MIN_MEMORY_BYTES: u64 = 64 * 1024;
 
 impl Default for Quotas {
     fn default() -> Self {
+        let http = HttpLimits::default();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             max_fuel: 10_000_000_000,
             max_timeout_ms: 60_000,
@@ -73,6 +98,13 @@ impl Default for Quotas {
             queue_burst: 20_000.0,
             children_rate: 1_000.0,
             children_burst: 10_000.0,
+            allowed_hosts: AllowList::default(),
+            max_http_requests: http.max_requests,
+            max_http_in_flight: http.max_in_flight,
+            max_http_sent_bytes: http.max_sent_bytes,
+            max_http_received_bytes: http.max_received_bytes,
+            http_connect_timeout_ms: millis(http.connect_timeout),
+            http_first_byte_timeout_ms: millis(http.first_byte_timeout),
         }
     }
 }
@@ -156,7 +188,38 @@ impl Quotas {
         if !(self.children_burst.is_finite() && self.children_burst >= 1.0) {
             return out_of_range("children_burst", "must be a finite number of tasks, at least 1");
         }
+        if self.max_http_in_flight == 0 {
+            return out_of_range("max_http_in_flight", "must be at least 1: deny egress with `allowed_hosts` instead");
+        }
+        if self.http_connect_timeout_ms == 0 {
+            return out_of_range("http_connect_timeout_ms", "must be at least 1 ms");
+        }
+        if self.http_first_byte_timeout_ms == 0 {
+            return out_of_range("http_first_byte_timeout_ms", "must be at least 1 ms");
+        }
         Ok(())
+    }
+
+    /// The HTTP limits of each of the tenant's tasks.
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_requests: self.max_http_requests,
+            max_in_flight: self.max_http_in_flight,
+            max_sent_bytes: self.max_http_sent_bytes,
+            max_received_bytes: self.max_http_received_bytes,
+            connect_timeout: Duration::from_millis(self.http_connect_timeout_ms),
+            first_byte_timeout: Duration::from_millis(self.http_first_byte_timeout_ms),
+        }
+    }
+
+    /// What a task of a job that narrows egress to `job_hosts` (if it does)
+    /// may reach: the tenant's list and the job's together.
+    pub fn grant(&self, job_hosts: Option<&AllowList>) -> Grant {
+        let allow = match job_hosts {
+            Some(job) => self.allowed_hosts.and(job),
+            None => self.allowed_hosts.clone(),
+        };
+        Grant { allow, limits: self.http_limits() }
     }
 
     /// `limits` capped by these quotas.
@@ -186,6 +249,10 @@ pub enum TenantError {
     InvalidName(String),
     #[error(transparent)]
     InvalidQuotas(QuotaError),
+    #[error("no tenant `{0}`")]
+    Unknown(String),
+    #[error("tenant `{0}` is being changed by someone else: try again")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -227,8 +294,9 @@ impl Tenants {
     }
 
     /// Reloads every tenant if the store's tenant generation is no longer
-    /// `generation`'s. Tenants are only ever added, so a reload can never
-    /// undo a creation made here meanwhile.
+    /// `generation`'s. Tenants are never deleted, so a reload can never
+    /// undo a creation made here meanwhile; a quota change made here
+    /// meanwhile is in the store before this node's cache has it.
     pub async fn refresh(&self, generation: i64) -> Result<(), StoreError> {
         if *self.generation.lock().unwrap() == Some(generation) {
             return Ok(());
@@ -271,6 +339,33 @@ impl Tenants {
         }
         self.quotas.write().unwrap().insert(name.to_owned(), quotas.clone());
         Ok(quotas)
+    }
+
+    /// Changes some of `name`'s quota overrides: each key of `changes` is set,
+    /// or with `null` goes back to the default. Returns the new quotas.
+    /// Other nodes see the change at their next catalog refresh (the
+    /// tenant generation moves).
+    pub async fn update(&self, name: &str, changes: QuotaOverrides) -> Result<Quotas, TenantError> {
+        // A compare-and-set on the stored overrides: two admins changing
+        // different quotas at once both land.
+        for _ in 0..MAX_UPDATE_TRIES {
+            let row = self.store.tenant(name).await?.ok_or_else(|| TenantError::Unknown(name.to_owned()))?;
+            let mut overrides: QuotaOverrides = serde_json::from_str(&row.quotas).unwrap_or_default();
+            for (key, value) in &changes {
+                if value.is_null() {
+                    overrides.remove(key);
+                } else {
+                    overrides.insert(key.clone(), value.clone());
+                }
+            }
+            let quotas = self.defaults.with(&overrides).map_err(TenantError::InvalidQuotas)?;
+            let stored = serde_json::Value::Object(overrides).to_string();
+            if self.store.update_tenant(name, &row.quotas, &stored).await? {
+                self.quotas.write().unwrap().insert(name.to_owned(), quotas.clone());
+                return Ok(quotas);
+            }
+        }
+        Err(TenantError::Busy(name.to_owned()))
     }
 
     /// The quotas of `tenant`, read from the store if this node does not

@@ -366,6 +366,7 @@ impl Workers {
                     args: task.args.clone(),
                     limits: quotas.cap(self.runtime.task_limits(&job)),
                     children: self.queue.children_of(task.tenant.clone(), parent),
+                    egress: quotas.grant(None),
                 };
                 // Wait for a sandbox slot, unless stopped meanwhile.
                 let slot = tokio::select! {
@@ -412,6 +413,7 @@ impl Workers {
             error,
             fuel: 0,
             wall_time_us: 0,
+            http: Default::default(),
             log: String::new(),
             finished_at: at,
             retry_at: None,
@@ -429,6 +431,7 @@ impl Workers {
                     error,
                     fuel: report.fuel_consumed,
                     wall_time_us: u64::try_from(report.wall_time.as_micros()).unwrap_or(u64::MAX),
+                    http: report.http,
                     log: report.log,
                     retry_at: decision.retry_in.map(|d| at.saturating_add(to_millis(d))),
                     ..ended_with(decision.state, "", None)

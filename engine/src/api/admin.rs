@@ -29,14 +29,41 @@ pub async fn create_tenant(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin()?;
     let Json(request) = body?;
-    let quotas = state.node.tenants.create(&request.name, request.quotas).await.map_err(|e| match e {
-        TenantError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+    let quotas = state.node.tenants.create(&request.name, request.quotas).await.map_err(tenant_error)?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": request.name, "quotas": quotas }))))
+}
+
+/// The body of `PATCH /v1/tenants/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChange {
+    /// Quotas to set; `null` puts one back to the default.
+    quotas: QuotaOverrides,
+}
+
+/// `PATCH /v1/tenants/{name}`: changes some quotas (the egress allow-list
+/// `allowed_hosts` among them).
+pub async fn update_tenant(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<TenantChange>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let Json(change) = body?;
+    let quotas = state.node.tenants.update(&name, change.quotas).await.map_err(tenant_error)?;
+    Ok(Json(json!({ "name": name, "quotas": quotas })))
+}
+
+fn tenant_error(e: TenantError) -> ApiError {
+    match e {
+        TenantError::Exists(_) | TenantError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         TenantError::InvalidName(_) | TenantError::InvalidQuotas(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tenant", e.to_string())
         }
+        TenantError::Unknown(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         TenantError::Store(e) => e.into(),
-    })?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": request.name, "quotas": quotas }))))
+    }
 }
 
 /// `GET /v1/tenants`.

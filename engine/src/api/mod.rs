@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 
 pub use self::caller::Caller;
 pub use self::error::ApiError;
@@ -49,6 +49,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/tasks/{id}/revoke-tree", post(tasks::revoke_tree))
         .route("/tasks/{id}/logs", get(tasks::logs))
         .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/tenants/{name}", patch(admin::update_tenant))
         .route("/tenants/{name}/tokens", post(admin::create_token))
         .route("/tokens/{id}", delete(admin::revoke_token))
         .route("/openapi.json", get(health::openapi))

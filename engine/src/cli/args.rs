@@ -67,3 +67,22 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
     }
 }
+
+/// The operator's egress settings, for `serve` and `run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EgressArgs {
+    /// A reserved address or range (loopback, private, link-local...) that
+    /// jobs' requests may reach anyway, such as 10.1.0.0/16 (repeatable;
+    /// default: none). Tenants' allow-lists cannot widen this.
+    #[arg(long = "egress-allow-net", value_name = "CIDR", env = "WASMJOB_EGRESS_ALLOW_NET", value_delimiter = ',')]
+    pub allow_net: Vec<String>,
+    /// PEM certificates jobs' HTTPS requests trust besides the public roots.
+    #[arg(long = "egress-ca-bundle", value_name = "PATH", env = "WASMJOB_EGRESS_CA_BUNDLE")]
+    pub ca_bundle: Option<std::path::PathBuf>,
+}
+
+impl From<EgressArgs> for crate::egress::EgressConfig {
+    fn from(args: EgressArgs) -> Self {
+        Self { allow_networks: args.allow_net, ca_bundle: args.ca_bundle }
+    }
+}

@@ -199,6 +199,7 @@ fn input(runtime: &Runtime, job: &JobComponent, i: u32, args: &str) -> TaskInput
         args: args.to_owned(),
         limits: runtime.task_limits(job),
         children: Arc::new(RecordingQueue::default()),
+        egress: crate::egress::Grant::default(),
     }
 }
 

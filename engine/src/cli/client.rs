@@ -98,6 +98,12 @@ impl Client {
         self.answer(response)
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response =
+            self.agent.patch(format!("{}{path}", self.url)).header("Authorization", self.auth()?).send_json(body);
+        self.answer(response)
+    }
+
     pub fn post_bytes(&self, path: &str, bytes: &[u8], content_type: &str) -> anyhow::Result<Value> {
         let response = self
             .agent

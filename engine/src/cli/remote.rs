@@ -97,6 +97,21 @@ pub enum TenantCommand {
         #[arg(long)]
         quotas: Option<String>,
     },
+    /// Change a tenant's quotas (admin): `--quotas` as JSON (`null` puts
+    /// one back to its default), and/or its egress allow-list.
+    Set {
+        name: String,
+        #[arg(long)]
+        quotas: Option<String>,
+        /// Replace the allow-list of hosts its jobs may send HTTP requests
+        /// to: `[scheme://]host[:port]`, `*.example.com` for subdomains
+        /// (repeatable).
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_host: Vec<String>,
+        /// Empty the allow-list: its jobs reach no host.
+        #[arg(long, conflicts_with = "allow_host")]
+        deny_egress: bool,
+    },
     /// List tenants and their quotas (admin).
     List,
 }
@@ -284,6 +299,17 @@ pub fn tenant(server: &ServerArgs, command: TenantCommand) -> anyhow::Result<Exi
                 None => json!({}),
             };
             client.post("/v1/tenants", &json!({ "name": name, "quotas": quotas }))?
+        }
+        TenantCommand::Set { name, quotas, allow_host, deny_egress } => {
+            let mut changes: serde_json::Map<String, Value> = match quotas {
+                Some(q) => serde_json::from_str(&q).context("--quotas is not a JSON object")?,
+                None => serde_json::Map::new(),
+            };
+            if deny_egress || !allow_host.is_empty() {
+                changes.insert("allowed_hosts".into(), json!(allow_host));
+            }
+            anyhow::ensure!(!changes.is_empty(), "nothing to change: give --quotas, --allow-host or --deny-egress");
+            client.patch(&format!("/v1/tenants/{name}"), &json!({ "quotas": changes }))?
         }
         TenantCommand::List => client.get("/v1/tenants")?,
     };

@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::egress::AllowList;
 use crate::runtime::{ChildRequest, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport, escape_controls};
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 
-use super::args::{parse_duration, parse_size, task_args};
+use super::args::{EgressArgs, parse_duration, parse_size, task_args};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -31,6 +32,12 @@ pub struct RunArgs {
     /// Memory cap, such as 64MiB (default: the job's, else 64MiB).
     #[arg(long, value_parser = parse_size)]
     memory: Option<u64>,
+    /// Let the task send HTTP requests to HOST: `[scheme://]host[:port]`,
+    /// `*.example.com` for subdomains (repeatable; default: nowhere).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_host: Vec<String>,
+    #[command(flatten)]
+    egress: EgressArgs,
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
@@ -56,7 +63,7 @@ struct Child {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let task_args = task_args(args.args.as_deref(), &args.arg)?;
     let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
-    let runtime = Runtime::new(RuntimeConfig::isolated())?;
+    let runtime = Runtime::new(RuntimeConfig { egress: args.egress.clone().into(), ..RuntimeConfig::isolated() })?;
     let job = runtime.load(&bytes).await.with_context(|| format!("{} was rejected", args.component.display()))?;
 
     // What the server would apply to a task of the default tenant: its
@@ -65,12 +72,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     limits.fuel = args.fuel.unwrap_or(limits.fuel);
     limits.timeout = args.timeout.unwrap_or(limits.timeout);
     limits.memory_bytes = args.memory.unwrap_or(limits.memory_bytes);
-    let limits = crate::tenant::Quotas::default().cap(limits);
+    let quotas = crate::tenant::Quotas {
+        allowed_hosts: AllowList::parse(&args.allow_host)?,
+        ..crate::tenant::Quotas::default()
+    };
+    let limits = quotas.cap(limits);
 
     let task_id = "run-1".to_owned();
     let (max_children, refusal) = crate::queue::TreeCaps::default().for_root(&task_id);
     let children = Arc::new(RecordingQueue::capped(max_children, refusal));
-    let input = TaskInput { task_id: task_id.clone(), attempt: 1, args: task_args, limits, children: children.clone() };
+    let input = TaskInput {
+        task_id: task_id.clone(),
+        attempt: 1,
+        args: task_args,
+        limits,
+        children: children.clone(),
+        egress: quotas.grant(None),
+    };
     let report = runtime.run(&job, input).await;
     let queued: Vec<Child> = children.children().into_iter().map(|(id, request)| Child { id, request }).collect();
 
@@ -94,6 +112,13 @@ fn print_text(job: &str, report: &TaskReport, queued: &[Child]) {
     eprintln!("outcome:  {} ({})", report.outcome.class(), safe(&report.outcome.describe()));
     eprintln!("fuel:     {}", report.fuel_consumed);
     eprintln!("time:     {:.3} ms", report.wall_time.as_secs_f64() * 1e3);
+    if report.http.requests > 0 {
+        let http = &report.http;
+        eprintln!(
+            "http:     {} requests, {} B sent, {} B received",
+            http.requests, http.bytes_sent, http.bytes_received
+        );
+    }
     if !queued.is_empty() {
         eprintln!("queued ({}, not run):", queued.len());
         for child in queued {

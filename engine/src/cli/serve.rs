@@ -53,6 +53,8 @@ pub struct ServeArgs {
     /// The admin token (default: created at first start and printed once).
     #[arg(long, env = "WASMJOB_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    #[command(flatten)]
+    egress: super::args::EgressArgs,
 }
 
 /// Where the engine keeps its data.
@@ -77,6 +79,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.concurrency = concurrency.max(1);
     }
     config.grace = args.grace;
+    config.runtime.egress = args.egress.clone().into();
     config.store_url = args.store.clone();
     config.node_id = args.node_id.clone();
     if args.fsync {

@@ -112,6 +112,8 @@ pub async fn compile_isolated(program: &PathBuf, spec: &CompileSpec, bytes: &[u8
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its stderr carries the reason it refused a component, not logs.
+        .env_remove("RUST_LOG")
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| LoadError::Compiler(format!("cannot start the compiler {}: {e}", program.display())))?;
@@ -119,7 +121,7 @@ pub async fn compile_isolated(program: &PathBuf, spec: &CompileSpec, bytes: &[u8
     // The compile comes into this process: bounded, so the child's
     // address space limit bounds this one too.
     let mut stdout = child.stdout.take().expect("piped").take(limits.memory_bytes);
-    let mut stderr = child.stderr.take().expect("piped").take(64 << 10);
+    let mut stderr = child.stderr.take().expect("piped");
     let input = bytes.to_vec();
     let run = async move {
         let feed = async move {
@@ -129,7 +131,13 @@ pub async fn compile_isolated(program: &PathBuf, spec: &CompileSpec, bytes: &[u8
         };
         let mut artifact = Vec::new();
         let mut message = Vec::new();
-        let (_, read, _) = tokio::join!(feed, stdout.read_to_end(&mut artifact), stderr.read_to_end(&mut message));
+        // The first 64 KiB of stderr are kept; the rest is read and dropped,
+        // so that a talkative child never blocks on a full pipe.
+        let errors = async {
+            let _ = (&mut stderr).take(64 << 10).read_to_end(&mut message).await;
+            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        };
+        let (_, read, _) = tokio::join!(feed, stdout.read_to_end(&mut artifact), errors);
         read.map_err(|e| LoadError::Compiler(format!("cannot read the compiler's output: {e}")))?;
         let status =
             child.wait().await.map_err(|e| LoadError::Compiler(format!("cannot wait for the compiler: {e}")))?;

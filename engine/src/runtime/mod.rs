@@ -45,6 +45,7 @@ pub use self::outcome::{Outcome, TaskReport};
 use self::outcome::{StopCause, classify};
 use self::sandbox::{SandboxLimiter, TaskState};
 use crate::contract::{self, Answer, CallResult, Due, Export, JobPre};
+use crate::egress::{Egress, EgressConfig, Grant, HttpUsage, TaskHttp};
 use crate::task::TaskId;
 
 /// How to build a [`Runtime`].
@@ -69,6 +70,9 @@ pub struct RuntimeConfig {
     pub compiler: Option<PathBuf>,
     /// Limits of each compile.
     pub compile: CompileLimits,
+    /// Where jobs' requests may connect beyond the public internet, and
+    /// which certificates they trust.
+    pub egress: EgressConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -80,6 +84,7 @@ impl Default for RuntimeConfig {
             consume_fuel: true,
             compiler: None,
             compile: CompileLimits::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -105,6 +110,7 @@ pub struct Runtime {
     compiles: tokio::sync::Semaphore,
     /// Turns true when the node stops: compiles in flight are killed.
     stopping: tokio::sync::watch::Sender<bool>,
+    egress: Arc<Egress>,
     _ticker: epoch::EpochTicker,
 }
 
@@ -118,6 +124,8 @@ pub struct TaskInput {
     pub limits: TaskLimits,
     /// Where the tasks this task queues go.
     pub children: Arc<dyn ChildQueue>,
+    /// Where its requests may go, and how much it may send and receive.
+    pub egress: Grant,
 }
 
 /// A call to `is-due` or `overlap-key` that did not answer.
@@ -141,6 +149,7 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         contract::add_to_linker(&mut linker)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(cache::ArtifactCache::open(dir, &engine)?),
@@ -163,6 +172,7 @@ impl Runtime {
             compiles: tokio::sync::Semaphore::new(config.compile.concurrent.max(1)),
             compile,
             stopping: tokio::sync::watch::Sender::new(false),
+            egress: Arc::new(Egress::new(&config.egress)?),
             _ticker: ticker,
         })
     }
@@ -191,13 +201,16 @@ impl Runtime {
                 outcome: Outcome::FatalError { message: e.to_string() },
                 fuel_consumed: 0,
                 wall_time: Duration::ZERO,
+                http: HttpUsage::default(),
                 log: String::new(),
             };
         }
         let limits = self.limits.cap(input.limits);
         let ctx =
             TaskContext::new(input.task_id, input.attempt, input.children, log.clone(), self.limits.max_args_bytes);
-        let (answer, fuel_consumed, wall_time) = self.sandboxed(&job.pre, ctx, limits, Export::Call(&input.args)).await;
+        let hooks = TaskHttp::new(self.egress.clone(), input.egress, log.clone());
+        let (answer, fuel_consumed, wall_time, http) =
+            self.sandboxed(&job.pre, ctx, hooks, limits, Export::Call(&input.args)).await;
         let outcome = match answer {
             Ok(Answer::Call(CallResult::Ok(json))) => self.check_result(json),
             Ok(Answer::Call(CallResult::Retryable(message))) => Outcome::RetryableError { message },
@@ -205,7 +218,7 @@ impl Runtime {
             Ok(_) => unreachable!("`call` answers with a call result"),
             Err(outcome) => outcome,
         };
-        TaskReport { outcome, fuel_consumed, wall_time, log: log.contents() }
+        TaskReport { outcome, fuel_consumed, wall_time, http, log: log.contents() }
     }
 
     /// Asks a periodic job whether a task is due at `now`.
@@ -242,25 +255,28 @@ impl Runtime {
     /// `overlap-key`) under `control_call` limits, with no task behind it.
     async fn control_call(&self, pre: &JobPre<TaskState>, export: Export<'_>) -> Result<Answer, Outcome> {
         let log = TaskLog::new(self.limits.max_log_bytes, self.limits.max_log_line_bytes);
+        // Control calls reach no network.
+        let hooks = TaskHttp::new(self.egress.clone(), Grant::default(), log.clone());
         let ctx =
             TaskContext::new("control".into(), 1, Arc::new(RecordingQueue::default()), log, self.limits.max_args_bytes);
-        self.sandboxed(pre, ctx, self.limits.control_call, export).await.0
+        self.sandboxed(pre, ctx, hooks, self.limits.control_call, export).await.0
     }
 
     /// Instantiates `pre` in a fresh store and calls `export`, under `limits`.
-    /// Returns the answer (or the outcome that stopped it), the fuel consumed
-    /// and the wall time.
+    /// Returns the answer (or the outcome that stopped it), the fuel
+    /// consumed, the wall time and the network used.
     async fn sandboxed(
         &self,
         pre: &JobPre<TaskState>,
         ctx: TaskContext,
+        hooks: TaskHttp,
         limits: TaskLimits,
         export: Export<'_>,
-    ) -> (Result<Answer, Outcome>, u64, Duration) {
+    ) -> (Result<Answer, Outcome>, u64, Duration, HttpUsage) {
         let start = Instant::now();
         let deadline = start + limits.timeout;
         let limiter = SandboxLimiter::new(limits.memory_bytes, self.limits.max_table_elements);
-        let mut store = Store::new(&self.engine, TaskState::new(ctx, limiter));
+        let mut store = Store::new(&self.engine, TaskState::new(ctx, hooks, limiter));
         store.limiter(|state| &mut state.limiter);
         if self.consume_fuel {
             store.set_fuel(limits.fuel).expect("fuel is enabled");
@@ -307,7 +323,7 @@ impl Runtime {
             };
             classify(&error, &cause)
         });
-        (answer, fuel_consumed, wall_time)
+        (answer, fuel_consumed, wall_time, store.data().hooks.usage())
     }
 
     /// A result must be JSON and within the size bound; it is never cut.

@@ -80,6 +80,8 @@ pub struct TaskReport {
     /// Wall time from the start of instantiation to the end of the call.
     #[serde(serialize_with = "micros")]
     pub wall_time: Duration,
+    /// Requests made and body bytes sent and received.
+    pub http: crate::egress::HttpUsage,
     /// What the job logged, bounded.
     pub log: String,
 }

@@ -3,15 +3,18 @@
 //! Every task gets a fresh [`TaskState`]: a WASI context that grants clocks and
 //! random only (no preopened directories, no environment, no arguments, no
 //! sockets, no name lookups), stdout and stderr captured into the bounded
-//! [`TaskLog`], and a [`SandboxLimiter`] that caps memory and tables.
+//! [`TaskLog`], `wasi:http` through the task's egress hook ([`TaskHttp`]),
+//! and a [`SandboxLimiter`] that caps memory and tables.
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::context::TaskContext;
 use super::log::TaskLog;
 use super::meter::{MAX_RANDOM_BYTES, MeteredRng};
+use crate::egress::TaskHttp;
 
 /// Most instances, tables and memories one component may create. Rust
 /// components use 1-3 of each; the bound stops a hostile component from
@@ -24,12 +27,14 @@ const MAX_MEMORIES: usize = 16;
 pub struct TaskState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    pub(crate) hooks: TaskHttp,
     pub(crate) limiter: SandboxLimiter,
     pub(crate) task: TaskContext,
 }
 
 impl TaskState {
-    pub(crate) fn new(task: TaskContext, limiter: SandboxLimiter) -> Self {
+    pub(crate) fn new(task: TaskContext, hooks: TaskHttp, limiter: SandboxLimiter) -> Self {
         let log: &TaskLog = &task.log;
         let wasi = WasiCtx::builder()
             .stdout(log.clone())
@@ -41,7 +46,13 @@ impl TaskState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        Self { wasi, table: ResourceTable::new(), limiter, task }
+        Self { wasi, table: ResourceTable::new(), http: WasiHttpCtx::new(), hooks, limiter, task }
+    }
+}
+
+impl WasiHttpView for TaskState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 

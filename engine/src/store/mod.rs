@@ -33,6 +33,7 @@ pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::egress::HttpUsage;
 use crate::task::TaskId;
 
 /// Milliseconds since the Unix epoch: how stores record time.
@@ -315,6 +316,8 @@ pub struct Completion {
     pub error: Option<String>,
     pub fuel: u64,
     pub wall_time_us: u64,
+    /// Requests made and body bytes sent and received.
+    pub http: HttpUsage,
     pub log: String,
     pub finished_at: Millis,
     /// For `retry`: when the next attempt is due.
@@ -351,6 +354,14 @@ pub struct TaskRecord {
     /// The lease (`node:task:attempt`) of the last attempt that was rescued
     /// because its worker died.
     pub rescued_lease: Option<String>,
+    /// What the last attempt used of the network.
+    pub http: Option<HttpUsage>,
+}
+
+/// A task's network usage from its three columns (none before it ran).
+fn http_usage(requests: Option<i64>, sent: Option<i64>, received: Option<i64>) -> Option<HttpUsage> {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Some(HttpUsage { requests: count(requests?), bytes_sent: count(sent?), bytes_received: count(received?) })
 }
 
 /// Filters of [`Store::list_tasks`]; `None` matches all.
@@ -461,6 +472,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates a tenant; false if it exists.
     async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError>;
+    /// Replaces `tenant`'s quota overrides with `quotas` if they are still
+    /// `was` (a compare-and-set); false if they changed meanwhile or the
+    /// tenant does not exist.
+    async fn update_tenant(&self, tenant: &str, was: &str, quotas: &str) -> Result<bool, StoreError>;
     /// Every tenant.
     async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError>;
     /// One tenant.

@@ -51,10 +51,11 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
+    include_str!("postgres_schema_v4.sql"),
 ];
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -293,7 +294,8 @@ use crate::task::parse_id as id_param;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
-    COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease";
+    COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
+    http_bytes_received";
 
 fn task_from_row(row: &Row) -> TaskRecord {
     let state: String = row.get(4);
@@ -323,6 +325,7 @@ fn task_from_row(row: &Row) -> TaskRecord {
         overlap_key: row.get(22),
         tenant: row.get(23),
         rescued_lease: row.get(24),
+        http: super::http_usage(row.get(25), row.get(26), row.get(27)),
     }
 }
 
@@ -441,6 +444,10 @@ async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &En
     let logs: Vec<&str> = completions.iter().map(|c| c.log.as_str()).collect();
     let finished: Vec<i64> = completions.iter().map(|c| c.finished_at).collect();
     let retry_at: Vec<Option<i64>> = completions.iter().map(|c| c.retry_at).collect();
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let requests: Vec<i64> = completions.iter().map(|c| count(c.http.requests)).collect();
+    let sent: Vec<i64> = completions.iter().map(|c| count(c.http.bytes_sent)).collect();
+    let received: Vec<i64> = completions.iter().map(|c| count(c.http.bytes_received)).collect();
     let client = pool.get().await?;
     // A task holds a lease only while `started` (every way out of it clears
     // the lease), so the lease alone says the task is still this attempt's.
@@ -457,10 +464,13 @@ async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &En
                fuel = c.fuel, wall_time_us = c.wall, log = c.log, \
                finished_at = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NULL THEN NULL \
                  ELSE c.finished END, \
-               run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL \
+               run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL, \
+               http_requests = c.requests, http_bytes_sent = c.sent, http_bytes_received = c.received \
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) \
-               AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at) \
+                         $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], \
+                         $12::bigint[], $13::bigint[], $14::bigint[]) \
+               AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at, \
+                    requests, sent, received) \
              WHERE t.id = c.id AND t.lease = c.lease \
              RETURNING t.id, t.state",
         )
@@ -468,7 +478,10 @@ async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &En
     let rows = client
         .query(
             &statement,
-            &[&ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at],
+            &[
+                &ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at,
+                &requests, &sent, &received,
+            ],
         )
         .await?;
     let ended: Vec<String> = rows
@@ -1010,6 +1023,19 @@ impl Store for PostgresStore {
                 "INSERT INTO tenants (name, quotas, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&tenant.name, &tenant.quotas, &tenant.created_at],
             )
+            .await?;
+        if n > 0 {
+            bump(&tx, "tenants").await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn update_tenant(&self, tenant: &str, was: &str, quotas: &str) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute("UPDATE tenants SET quotas = $3 WHERE name = $1 AND quotas = $2", &[&tenant, &was, &quotas])
             .await?;
         if n > 0 {
             bump(&tx, "tenants").await?;

@@ -170,13 +170,14 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
+    include_str!("schema_v7.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -292,7 +293,8 @@ use crate::task::parse_id as id_param;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
-    COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease";
+    COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
+    http_bytes_received";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let state: String = row.get(4)?;
@@ -322,6 +324,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         overlap_key: row.get(22)?,
         tenant: row.get(23)?,
         rescued_lease: row.get(24)?,
+        http: super::http_usage(row.get(25)?, row.get(26)?, row.get(27)?),
     })
 }
 
@@ -583,7 +586,8 @@ impl Store for SqliteStore {
                 "UPDATE tasks SET state = CASE WHEN ?3 = 'retry' AND revoke_requested_at IS NOT NULL \
                    THEN 'revoked' ELSE ?3 END, reason = ?4, result = ?5, error = ?6, fuel = ?7, wall_time_us = ?8, \
                  log = ?9, finished_at = CASE WHEN ?3 = 'retry' AND revoke_requested_at IS NULL THEN NULL ELSE ?10 END, \
-                 run_at = COALESCE(?11, run_at), lease = NULL, lease_expires_at = NULL \
+                 run_at = COALESCE(?11, run_at), lease = NULL, lease_expires_at = NULL, http_requests = ?12, \
+                 http_bytes_sent = ?13, http_bytes_received = ?14 \
                  WHERE id = ?1 AND state = 'started' AND lease = ?2",
             )?;
             let mut applied = 0;
@@ -599,7 +603,10 @@ impl Store for SqliteStore {
                     c.wall_time_us as i64,
                     c.log,
                     c.finished_at,
-                    c.retry_at
+                    c.retry_at,
+                    c.http.requests as i64,
+                    c.http.bytes_sent as i64,
+                    c.http.bytes_received as i64
                 ])?;
             }
             Ok(applied)
@@ -887,6 +894,21 @@ impl Store for SqliteStore {
                 bump(conn, "tenants")?;
             }
             Ok(created)
+        })
+        .await
+    }
+
+    async fn update_tenant(&self, tenant: &str, was: &str, quotas: &str) -> Result<bool, StoreError> {
+        let (tenant, was, quotas) = (tenant.to_owned(), was.to_owned(), quotas.to_owned());
+        self.op(move |conn| {
+            let updated = conn.execute(
+                "UPDATE tenants SET quotas = ?3 WHERE name = ?1 AND quotas = ?2",
+                params![tenant, was, quotas],
+            )? > 0;
+            if updated {
+                bump(conn, "tenants")?;
+            }
+            Ok(updated)
         })
         .await
     }

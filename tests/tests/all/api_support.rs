@@ -43,9 +43,16 @@ impl Answer {
 impl Api {
     /// A fresh node with `concurrency` workers, serving.
     pub async fn start(concurrency: usize) -> Self {
+        Self::start_with(concurrency, |_| {}).await
+    }
+
+    /// A fresh node with `concurrency` workers and the config `adjust`
+    /// makes, serving.
+    pub async fn start_with(concurrency: usize, adjust: impl FnOnce(&mut wasmjob::node::NodeConfig)) -> Self {
         let dir = crate::support::place(crate::support::Backend::Sqlite).await;
         let mut config = crate::support::node_config(&dir);
         config.concurrency = concurrency;
+        adjust(&mut config);
         let node = Arc::new(wasmjob::node::Node::open(config, false).await.unwrap());
         node.auth.ensure_admin(Some(ADMIN)).await.unwrap();
         let state = ApiState { node: node.clone() };

@@ -227,3 +227,44 @@ async fn an_oversized_json_body_is_refused_as_too_large() {
     let answer = api.post("/v1/tenants", ADMIN, json!({ "name": "big", "quotas": { "pad": padding } })).await;
     assert_eq!((answer.status, answer.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"), "{}", answer.body);
 }
+
+#[tokio::test]
+async fn a_quota_change_with_a_bad_egress_rule_or_for_no_tenant_is_refused_and_changes_nothing() {
+    let (api, write, _) = acme().await;
+    let path = "/v1/tenants/acme";
+    let patch = |body: Value| api.send(Method::PATCH, path, Some(ADMIN), Some(body));
+    let long_host = format!("{}.example.com", "a".repeat(300));
+    let many: Vec<String> = (0..1000).map(|i| format!("h{i}.example.com")).collect();
+    for hosts in [
+        json!(["ftp://example.com"]),
+        json!(["example.com/path"]),
+        json!(["a.*.example.com"]),
+        json!(["example.com:99999"]),
+        json!([long_host]),
+        json!(many),
+        json!("example.com"),
+        json!([1]),
+    ] {
+        let answer = patch(json!({ "quotas": { "allowed_hosts": hosts } })).await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_tenant"), "{answer}");
+        assert!(message(&answer).contains("`allowed_hosts`"), "{answer}");
+    }
+    let answer = patch(json!({ "quotas": { "max_http_in_flight": 0 } })).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let answer = api.send(Method::PATCH, "/v1/tenants/nobody", Some(ADMIN), Some(json!({ "quotas": {} }))).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer}");
+    let answer =
+        api.send(Method::PATCH, path, Some(&write), Some(json!({ "quotas": { "allowed_hosts": ["*"] } }))).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "a tenant cannot widen its own egress: {answer}");
+    let tenants = api.get("/v1/tenants", ADMIN).await;
+    let acme = tenants.body["tenants"].as_array().unwrap().iter().find(|t| t["name"] == "acme").unwrap().clone();
+    assert_eq!(acme["quotas"]["allowed_hosts"], json!([]), "{acme}");
+    // A good change lands, and `null` puts a quota back to its default.
+    let answer =
+        patch(json!({ "quotas": { "allowed_hosts": ["API.example.com.", "https://*.example.org:8443"] } })).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer}");
+    assert_eq!(answer.body["quotas"]["allowed_hosts"], json!(["api.example.com", "https://*.example.org:8443"]));
+    let answer = patch(json!({ "quotas": { "allowed_hosts": null, "max_http_requests": 5 } })).await;
+    assert_eq!(answer.body["quotas"]["allowed_hosts"], json!([]), "{answer}");
+    assert_eq!(answer.body["quotas"]["max_http_requests"], 5, "{answer}");
+}

@@ -56,7 +56,7 @@ type Observation = (&'static str, fn(&mut Cluster));
 #[test]
 fn a_cluster_of_three_nodes_answers_as_one() {
     let (mut cluster, startup) = Cluster::start(["node-a", "node-b", "node-c"]);
-    let observations: [Observation; 9] = [
+    let observations: [Observation; 10] = [
         ("a_tenant_created_through_one_node_is_known_to_the_others_within_a_second", tenant_is_seen_everywhere),
         ("a_token_created_through_one_node_works_on_the_others_within_a_second", token_is_seen_everywhere),
         ("a_job_uploaded_through_one_node_runs_through_the_others_within_a_second", job_upload_is_seen_everywhere),
@@ -65,6 +65,10 @@ fn a_cluster_of_three_nodes_answers_as_one() {
         ("a_tenants_max_running_holds_across_the_cluster", max_running_holds_across_the_cluster),
         ("a_running_task_is_revoked_through_any_node", running_task_is_revoked_through_any_node),
         ("a_completion_on_one_node_wakes_a_waiter_on_another", completion_wakes_waiter_on_another_node),
+        (
+            "an_egress_allow_list_changed_through_one_node_governs_every_node_within_a_second",
+            egress_policy_is_seen_everywhere,
+        ),
         // Kills node A: last.
         ("periodic_jobs_tick_once_across_the_cluster_survive_a_node_and_stop_when_deleted", periodic_job_ticks),
     ];
@@ -331,6 +335,69 @@ fn completion_wakes_waiter_on_another_node(c: &mut Cluster) {
     eprintln!("the wait through node-c answered {late} ms after task {id} finished ({took:.1?} after it was asked)");
 }
 
+/// A tenant's egress allow-list, changed through one node, governs the
+/// tasks every node runs within a second: allowed through A, a request to
+/// a local server succeeds on whichever node runs it (and the stored task
+/// shows the request); emptied through B, the same request is denied.
+fn egress_policy_is_seen_everywhere(c: &mut Cluster) {
+    let tenant = c.tenant("egress", json!({}), &[wasmjob::examples::FETCH]);
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let url = format!("http://127.0.0.1:{}/", server.local_addr().expect("a bound port").port());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in server.incoming().flatten() {
+            let mut stream = stream;
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+        }
+    });
+    // Tasks queued through every node, so that every node is likely to run some.
+    let fetched = |c: &Cluster| -> Vec<(String, Value)> {
+        let ids: Vec<(usize, String)> = [A, B, C, A, B, C]
+            .iter()
+            .map(|&n| (n, c.queue(n, &tenant.token, "fetch", json!({ "url": url }))))
+            .collect();
+        ids.into_iter()
+            .map(|(n, id)| {
+                let task = c.wait(n, &tenant.token, &id, Duration::from_secs(30));
+                let answer: Value =
+                    task["result"].as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+                (format!("task {id} (queued through {}) {task}", c.id(n)), answer[0].clone())
+            })
+            .collect()
+    };
+    for (what, answer) in fetched(c) {
+        assert_eq!(answer["error"], "HttpRequestDenied", "before any allow-list: {what}");
+    }
+    let path = format!("/v1/tenants/{}", tenant.name);
+    let changed = c.patch_json(A, &path, ADMIN, &json!({ "quotas": { "allowed_hosts": ["127.0.0.1"] } }));
+    let answered = Instant::now();
+    expect(&changed, StatusCode::OK, "node-a: PATCH the tenant's allowed_hosts");
+    seen_since(answered, "127.0.0.1 allowed through node-a, then fetched by tasks on every node", || {
+        for (what, answer) in fetched(c) {
+            if answer["head"] != "hello" {
+                return Err(what);
+            }
+        }
+        Ok(())
+    });
+    let id = c.queue(C, &tenant.token, "fetch", json!({ "url": url }));
+    let task = c.wait(C, &tenant.token, &id, Duration::from_secs(30));
+    assert_eq!(task["http"]["requests"], 1, "the stored task shows its request: {task}");
+    let changed = c.patch_json(B, &path, ADMIN, &json!({ "quotas": { "allowed_hosts": null } }));
+    let answered = Instant::now();
+    expect(&changed, StatusCode::OK, "node-b: PATCH the tenant's allowed_hosts back to the default");
+    seen_since(answered, "the allow-list emptied through node-b, then fetches denied on every node", || {
+        for (what, answer) in fetched(c) {
+            if answer["error"] != "HttpRequestDenied" {
+                return Err(what);
+            }
+        }
+        Ok(())
+    });
+}
+
 /// A periodic job uploaded through A ticks about once a second, once per
 /// due time across the cluster; its ticks go on when A dies, and stop once
 /// it is deleted through B.
@@ -520,6 +587,12 @@ impl Cluster {
         answer(&node.id, "POST", path, request.send_json(body))
     }
 
+    fn patch_json(&self, n: usize, path: &str, token: &str, body: &Value) -> Answer {
+        let node = &self.nodes[n];
+        let request = self.http.patch(format!("{}{path}", node.url)).header("Authorization", format!("Bearer {token}"));
+        answer(&node.id, "PATCH", path, request.send_json(body))
+    }
+
     fn post_empty(&self, n: usize, path: &str, token: &str) -> Answer {
         let node = &self.nodes[n];
         let request = self.http.post(format!("{}{path}", node.url)).header("Authorization", format!("Bearer {token}"));
@@ -639,6 +712,8 @@ impl Node {
             .args(["serve", "--listen", &self.listen, "--node-id", &self.id, "--store", &self.store, "--data"])
             .arg(&self.data)
             .env("WASMJOB_ADMIN_TOKEN", ADMIN)
+            // The egress observation's server is on loopback.
+            .env("WASMJOB_EGRESS_ALLOW_NET", "127.0.0.0/8")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

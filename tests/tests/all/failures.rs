@@ -18,6 +18,7 @@ async fn an_infinite_loop_runs_out_of_fuel() {
         args: "{}".into(),
         limits,
         children: std::sync::Arc::new(RecordingQueue::default()),
+        egress: wasmjob::egress::Grant::default(),
     };
     let report = RUNTIME.run(&job, input).await;
     assert_eq!(report.outcome, Outcome::FuelExhausted { fuel: 50_000_000 });
@@ -37,6 +38,7 @@ async fn an_infinite_loop_with_ample_fuel_stops_at_its_deadline() {
         args: "{}".into(),
         limits,
         children: std::sync::Arc::new(RecordingQueue::default()),
+        egress: wasmjob::egress::Grant::default(),
     };
     let report = RUNTIME.run(&job, input).await;
     assert_eq!(report.outcome, Outcome::DeadlineExceeded { timeout_ms: 200 });

@@ -12,6 +12,7 @@ mod bad_input;
 mod client;
 mod cluster;
 mod compile_bounds;
+mod egress;
 mod failures;
 mod fork_bomb;
 mod guest_answers;

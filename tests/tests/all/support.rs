@@ -26,6 +26,7 @@ pub async fn run(job: &JobComponent, args: &str) -> (TaskReport, Arc<RecordingQu
         args: args.into(),
         limits: RUNTIME.task_limits(job),
         children: children.clone(),
+        egress: wasmjob::egress::Grant::default(),
     };
     (RUNTIME.run(job, input).await, children)
 }
@@ -176,6 +177,7 @@ pub fn success(id: &str, lease: &str, at: i64, result: &str) -> wasmjob::store::
         error: None,
         fuel: 1,
         wall_time_us: 1,
+        http: Default::default(),
         log: String::new(),
         finished_at: at,
         retry_at: None,

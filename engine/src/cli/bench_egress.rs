@@ -1,0 +1,233 @@
+//! `wasmjob bench-egress`: jobs waiting on the network, at scale, and the
+//! cost of the egress hook.
+//!
+//! A local HTTP server (in this process, on 127.0.0.1, which the benchmark's
+//! operator configuration allows) answers `/slow` after `--delay` and
+//! `/now` at once. On one node with a fresh SQLite store:
+//!
+//! 1. Waiting: `--tasks` `fetch` tasks each GET `/slow`, all at once
+//!    (concurrency = tasks). Reports the wall time from the start of serving
+//!    until the last succeeds, the process's peak RSS and its CPU time
+//!    (server included), and what each task in flight costs in memory.
+//! 2. Overhead: one task makes `--requests` GETs of `/now` one after
+//!    another (requests per second from one task), then 100 tasks make
+//!    `--requests / 100` each, all at once (from many).
+//!
+//! Run it on a release build: `cargo run --release -- bench-egress`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::node::{Node, NodeConfig};
+use crate::task::QueueOptions;
+
+/// The benchmark's tenant.
+const TENANT: &str = "bench";
+/// Tasks in the "from many" overhead run.
+const MANY: usize = 100;
+
+#[derive(Debug, Args)]
+pub struct BenchEgressArgs {
+    /// Tasks waiting on the slow server at once.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// How long the slow server takes to answer.
+    #[arg(long, value_parser = super::args::parse_duration, default_value = "1s")]
+    delay: Duration,
+    /// Requests in each overhead run.
+    #[arg(long, default_value_t = 10_000)]
+    requests: usize,
+    /// Print one JSON line per measurement instead of prose.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Waiting {
+    kind: &'static str,
+    tasks: usize,
+    delay_ms: u128,
+    /// From the start of serving until the last task's success.
+    wall_s: f64,
+    /// The process's peak resident memory, server included.
+    peak_rss_mib: f64,
+    /// The process's CPU time (user + system) during the run.
+    cpu_s: f64,
+    /// Peak RSS growth during the run, per task.
+    rss_per_task_kib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Overhead {
+    kind: &'static str,
+    tasks: usize,
+    requests: usize,
+    wall_s: f64,
+    requests_per_s: f64,
+}
+
+pub async fn bench_egress(args: BenchEgressArgs) -> anyhow::Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run `cargo run --release -- bench-egress` for real figures");
+    }
+    anyhow::ensure!(args.tasks > 0 && args.requests >= MANY, "--tasks must be at least 1, --requests at least 100");
+    let port = serve_local(args.delay).await?;
+    let dir = std::env::temp_dir().join(format!("wasmjob-bench-egress-{}", std::process::id()));
+    let mut config = NodeConfig::new(&dir);
+    config.concurrency = args.tasks.max(MANY);
+    config.runtime.max_instances = u32::try_from(config.concurrency + 16).unwrap_or(u32::MAX);
+    config.runtime.egress.allow_networks = vec!["127.0.0.1".into()];
+    let node = Arc::new(Node::open(config, true).await?);
+    let quotas = json!({
+        "max_queued": 100_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 1_000_000,
+        "allowed_hosts": ["http://127.0.0.1"], "max_http_requests": args.requests,
+    });
+    node.tenants.create(TENANT, quotas.as_object().expect("an object").clone()).await?;
+    node.registry.register(TENANT, &std::fs::read(crate::examples::FETCH)?, usize::MAX).await?;
+
+    let (stop, shutdown) = watch::channel(false);
+    let serving = tokio::spawn({
+        let node = node.clone();
+        async move { node.serve(shutdown).await }
+    });
+
+    // 1. Waiting.
+    let slow = json!({ "url": format!("http://127.0.0.1:{port}/slow") }).to_string();
+    let rss_before = rss_kib("VmRSS");
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    run_all(&node, vec![slow; args.tasks]).await?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let peak = rss_kib("VmHWM");
+    let waiting = Waiting {
+        kind: "waiting",
+        tasks: args.tasks,
+        delay_ms: args.delay.as_millis(),
+        wall_s,
+        peak_rss_mib: peak / 1024.0,
+        cpu_s: cpu_seconds() - cpu_before,
+        rss_per_task_kib: (peak - rss_before).max(0.0) / args.tasks as f64,
+    };
+    report(&args, &waiting, || {
+        format!(
+            "{} tasks waiting {} ms on the network at once: all done in {:.2} s; peak RSS {:.0} MiB \
+             ({:.0} KiB per task in flight), CPU {:.2} s",
+            waiting.tasks,
+            waiting.delay_ms,
+            waiting.wall_s,
+            waiting.peak_rss_mib,
+            waiting.rss_per_task_kib,
+            waiting.cpu_s
+        )
+    })?;
+
+    // 2. Overhead, from one task and from many.
+    let now = format!("http://127.0.0.1:{port}/now");
+    for tasks in [1, MANY] {
+        let each = args.requests / tasks;
+        let job_args = json!({ "url": now, "repeat": each }).to_string();
+        let started = Instant::now();
+        run_all(&node, vec![job_args; tasks]).await?;
+        let wall_s = started.elapsed().as_secs_f64();
+        let overhead = Overhead {
+            kind: "overhead",
+            tasks,
+            requests: each * tasks,
+            wall_s,
+            requests_per_s: (each * tasks) as f64 / wall_s,
+        };
+        report(&args, &overhead, || {
+            format!(
+                "{} requests from {} task(s) to a server that answers at once: {:.0} requests/s",
+                overhead.requests, overhead.tasks, overhead.requests_per_s
+            )
+        })?;
+    }
+
+    let _ = stop.send(true);
+    serving.await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Queues a `fetch` task per args and waits for all; fails if any did not
+/// succeed or met a network error.
+async fn run_all(node: &Node, all_args: Vec<String>) -> anyhow::Result<()> {
+    let requests: Vec<_> = all_args.into_iter().map(|a| ("fetch".to_owned(), a, QueueOptions::default())).collect();
+    let mut ids = Vec::new();
+    for batch in requests.chunks(1000) {
+        for answer in node.queue.queue_many(TENANT, batch).await? {
+            ids.push(answer?);
+        }
+    }
+    for id in ids {
+        let task = node
+            .queue
+            .wait(&id, Duration::from_secs(3600))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("task {id} is gone"))?;
+        let result = task.result.unwrap_or_default();
+        anyhow::ensure!(
+            task.state == crate::store::TaskState::Success && !result.contains("\"error\""),
+            "task {id} ended {}: {} {}",
+            task.state.as_str(),
+            task.error.unwrap_or_default(),
+            result.chars().take(300).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+fn report<T: Serialize>(args: &BenchEgressArgs, figures: &T, prose: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if args.json {
+        println!("{}", serde_json::to_string(figures)?);
+    } else {
+        println!("{}", prose());
+    }
+    Ok(())
+}
+
+/// The local server: `/slow` answers after `delay`, `/now` at once.
+async fn serve_local(delay: Duration) -> anyhow::Result<u16> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            get(move || async move {
+                tokio::time::sleep(delay).await;
+                "slow"
+            }),
+        )
+        .route("/now", get(|| async { "now" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(port)
+}
+
+/// A `/proc/self/status` figure in KiB (`VmRSS`, `VmHWM`); 0 if unknown.
+fn rss_kib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// This process's CPU time so far (user + system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    /// Clock ticks per second, as Linux reports them.
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    // utime and stime are fields 14 and 15: indices 11 and 12 here.
+    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / TICKS
+}

@@ -1,0 +1,453 @@
+//! Jobs reach the network only where their tenant's egress policy allows,
+//! and only within their limits; a hostile server or job gets a clear error
+//! or outcome, and the engine keeps serving.
+//!
+//! The tests run the `fetch` example against servers on 127.0.0.1 that they
+//! start, under a runtime whose operator allows loopback (as an operator
+//! must, explicitly: a tenant cannot) and trusts the tests' own CA. They
+//! run on several threads, as the engine does: a request's error then
+//! races the guest's writes of its body, and the guest must still read the
+//! request's own error code.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::{Value, json};
+use tokio_rustls::rustls;
+use wasmjob::egress::{AllowList, EgressConfig, Grant, HttpLimits};
+use wasmjob::runtime::{JobComponent, Outcome, RecordingQueue, Runtime, RuntimeConfig, TaskInput, TaskReport};
+
+use crate::support::{RUNTIME, assert_engine_still_works};
+
+/// The tests' CA: a self-signed certificate for `localhost` and 127.0.0.1,
+/// its PEM file (the operator's CA bundle) and its key.
+struct TestCa {
+    cert_pem: String,
+    key_pem: String,
+    bundle: tempfile::NamedTempFile,
+}
+
+static CA: LazyLock<TestCa> = LazyLock::new(|| {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    let bundle = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bundle.path(), cert.pem()).unwrap();
+    TestCa { cert_pem: cert.pem(), key_pem: key.serialize_pem(), bundle }
+});
+
+/// A runtime whose operator allows loopback and trusts [`CA`].
+static EGRESS_RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    let egress = EgressConfig { allow_networks: vec!["127.0.0.0/8".into()], ca_bundle: Some(CA.bundle.path().into()) };
+    Runtime::new(RuntimeConfig { max_instances: 50, egress, ..RuntimeConfig::default() }).unwrap()
+});
+
+/// What the test server saw.
+#[derive(Default)]
+struct Seen {
+    /// The `Host` headers of every request.
+    hosts: Mutex<Vec<String>>,
+    /// Connections of `/hang` whose client went away.
+    hung_up: AtomicU64,
+}
+
+/// Starts the test server on 127.0.0.1; returns its address.
+async fn server() -> (SocketAddr, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route(
+            "/redirect",
+            get(|Query(q): Query<Value>| async move {
+                (StatusCode::FOUND, [(header::LOCATION, q["to"].as_str().unwrap_or("/").to_owned())], "")
+            }),
+        )
+        .route("/echo", any(|body: axum::body::Bytes| async move { format!("{}", body.len()) }))
+        .route(
+            "/sleep",
+            get(|Query(q): Query<Value>| async move {
+                let ms = q["ms"].as_str().and_then(|m| m.parse().ok()).unwrap_or(100);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                "slept"
+            }),
+        )
+        // A gigabyte, streamed.
+        .route(
+            "/huge",
+            get(|| async {
+                let chunk = axum::body::Bytes::from(vec![b'x'; 64 << 10]);
+                let chunks = futures_stream(16_384, chunk, Duration::ZERO);
+                Response::builder().header(header::CONTENT_LENGTH, (1u64 << 30).to_string()).body(chunks).unwrap()
+            }),
+        )
+        // One byte a second, for ever (slowloris).
+        .route(
+            "/drip",
+            get(|| async {
+                futures_stream(u64::MAX, axum::body::Bytes::from_static(b"x"), Duration::from_secs(1)).into_response()
+            }),
+        )
+        // Answers never; notes when the client hangs up.
+        .route(
+            "/hang",
+            get(|State(seen): State<Arc<Seen>>| async move {
+                struct Noted(Arc<Seen>);
+                impl Drop for Noted {
+                    fn drop(&mut self) {
+                        self.0.hung_up.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                let _noted = Noted(seen);
+                std::future::pending::<()>().await;
+                "never"
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(seen.clone(), note_host))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+async fn note_host(
+    State(seen): State<Arc<Seen>>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_owned();
+    seen.hosts.lock().unwrap().push(host);
+    next.run(request).await
+}
+
+/// `n` copies of `chunk`, `every` apart.
+fn futures_stream(n: u64, chunk: axum::body::Bytes, every: Duration) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for _ in 0..n {
+            if !every.is_zero() {
+                tokio::time::sleep(every).await;
+            }
+            if tx.send(Ok(chunk.clone())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut rx = rx;
+    Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+static FETCH: tokio::sync::OnceCell<JobComponent> = tokio::sync::OnceCell::const_new();
+
+async fn fetch_job(runtime: &Runtime) -> JobComponent {
+    let bytes = std::fs::read(wasmjob::examples::FETCH).unwrap();
+    runtime.load(&bytes).await.unwrap()
+}
+
+/// Runs `fetch` with `args` under the egress runtime, allowed `hosts`.
+async fn fetch(args: Value, hosts: &[&str], limits: HttpLimits) -> TaskReport {
+    let job = FETCH.get_or_init(|| fetch_job(&EGRESS_RUNTIME)).await;
+    fetch_on(&EGRESS_RUNTIME, job, args, hosts, limits, Duration::from_secs(20)).await
+}
+
+async fn fetch_on(
+    runtime: &Runtime,
+    job: &JobComponent,
+    args: Value,
+    hosts: &[&str],
+    limits: HttpLimits,
+    timeout: Duration,
+) -> TaskReport {
+    let mut task_limits = runtime.task_limits(job);
+    task_limits.timeout = timeout;
+    let input = TaskInput {
+        task_id: "t1".into(),
+        attempt: 1,
+        args: args.to_string(),
+        limits: task_limits,
+        children: Arc::new(RecordingQueue::default()),
+        egress: Grant { allow: AllowList::parse(hosts).unwrap(), limits },
+    };
+    runtime.run(job, input).await
+}
+
+/// The answers of a successful `fetch`.
+fn answers(report: &TaskReport) -> Vec<Value> {
+    match &report.outcome {
+        Outcome::Success { result } => serde_json::from_str::<Vec<Value>>(result).unwrap(),
+        other => panic!("the task did not succeed: {other:?}; log: {}", report.log),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_reaches_an_allowed_host_and_its_usage_is_reported() {
+    let (addr, _) = server().await;
+    let url = format!("http://127.0.0.1:{}/echo", addr.port());
+    let report =
+        fetch(json!({"url": url, "method": "POST", "body": "0123456789"}), &["127.0.0.1"], HttpLimits::default()).await;
+    let answer = &answers(&report)[0];
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["head"], "10");
+    assert_eq!(report.http.requests, 1);
+    assert_eq!(report.http.bytes_sent, 10);
+    assert_eq!(report.http.bytes_received, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_not_on_the_allow_list_is_denied_and_the_log_names_it() {
+    let (addr, seen) = server().await;
+    for hosts in [&[][..], &["localhost"], &["127.0.0.1:1"], &["https://127.0.0.1"]] {
+        let url = format!("http://127.0.0.1:{}/hello", addr.port());
+        let report = fetch(json!({ "url": url }), hosts, HttpLimits::default()).await;
+        let answer = &answers(&report)[0];
+        assert_eq!(answer["error"], "HttpRequestDenied", "allowed {hosts:?}: {answer}");
+        assert!(report.log.contains(&format!("egress denied: http://127.0.0.1:{}", addr.port())), "{}", report.log);
+        assert_eq!(report.http.requests, 0);
+    }
+    assert!(seen.hosts.lock().unwrap().is_empty(), "a denied request reached the server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_address_is_refused_unless_the_operator_allows_it() {
+    let (addr, seen) = server().await;
+    // The shared runtime's operator allows no reserved range: a tenant that
+    // allows every host still cannot reach loopback, by name or address.
+    let job = fetch_job(&RUNTIME).await;
+    for url in [
+        format!("http://localhost:{}/hello", addr.port()),
+        format!("http://127.0.0.1:{}/hello", addr.port()),
+        format!("http://[::ffff:127.0.0.1]:{}/hello", addr.port()),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let report =
+            fetch_on(&RUNTIME, &job, json!({ "url": url }), &["*"], HttpLimits::default(), Duration::from_secs(20))
+                .await;
+        let answer = &answers(&report)[0];
+        assert_eq!(answer["error"], "DestinationIpProhibited", "{url}: {answer}");
+        assert!(report.log.contains("private or reserved address"), "{}", report.log);
+        assert_eq!(report.http.requests, 0, "a refused request is not one made");
+    }
+    assert!(seen.hosts.lock().unwrap().is_empty(), "a refused request reached the server");
+    // The operator's own allowance makes the same name reachable.
+    let url = format!("http://localhost:{}/hello", addr.port());
+    let report = fetch(json!({ "url": url }), &["localhost"], HttpLimits::default()).await;
+    assert_eq!(answers(&report)[0]["head"], "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_host_header_cannot_widen_access() {
+    let (addr, seen) = server().await;
+    let url = format!("http://127.0.0.1:{}/hello", addr.port());
+    let args = json!({ "url": url, "headers": {"Host": "allowed.example"} });
+    let report = fetch(args, &["127.0.0.1", "allowed.example"], HttpLimits::default()).await;
+    let answer = &answers(&report)[0];
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("orbidden")), "{answer}");
+    assert!(!seen.hosts.lock().unwrap().iter().any(|h| h.contains("allowed.example")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_denied_host_is_checked_again() {
+    let (addr, seen) = server().await;
+    let port = addr.port();
+    let url = format!("http://127.0.0.1:{port}/redirect?to=http://localhost:{port}/hello");
+    let report = fetch(json!({ "url": url, "follow": 3 }), &["127.0.0.1"], HttpLimits::default()).await;
+    let answer = &answers(&report)[0];
+    assert_eq!(answer["error"], "HttpRequestDenied", "{answer}");
+    assert_eq!(seen.hosts.lock().unwrap().len(), 1, "only the first hop reached the server");
+    // Allowed, the same redirect is followed.
+    let report = fetch(json!({ "url": url, "follow": 3 }), &["127.0.0.1", "localhost"], HttpLimits::default()).await;
+    assert_eq!(answers(&report)[0]["head"], "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigabyte_response_is_cut_at_the_tasks_byte_limit() {
+    let (addr, _) = server().await;
+    let url = format!("http://127.0.0.1:{}/huge", addr.port());
+    let limits = HttpLimits { max_received_bytes: 1 << 20, ..HttpLimits::default() };
+    let started = Instant::now();
+    let report = fetch(json!({ "url": url }), &["127.0.0.1"], limits).await;
+    let answer = &answers(&report)[0];
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("body size exceeds limit: 1048576")), "{answer}");
+    // Counted as received from the network: the limit plus the last read.
+    assert!(report.http.bytes_received < 4 << 20, "{:?}", report.http);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_engine_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_over_the_limit_is_refused() {
+    let (addr, _) = server().await;
+    let url = format!("http://127.0.0.1:{}/echo", addr.port());
+    let limits = HttpLimits { max_sent_bytes: 1000, ..HttpLimits::default() };
+    let report = fetch(json!({ "url": url, "method": "POST", "body": "y".repeat(5000) }), &["127.0.0.1"], limits).await;
+    let answer = &answers(&report)[0];
+    assert!(answer["error"].is_string(), "{answer}");
+    assert!(report.http.bytes_sent <= 5000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_a_byte_a_second_is_stopped_by_the_tasks_deadline() {
+    let (addr, _) = server().await;
+    let job = FETCH.get_or_init(|| fetch_job(&EGRESS_RUNTIME)).await;
+    let url = format!("http://127.0.0.1:{}/drip", addr.port());
+    let started = Instant::now();
+    let report = fetch_on(
+        &EGRESS_RUNTIME,
+        job,
+        json!({ "url": url }),
+        &["127.0.0.1"],
+        HttpLimits::default(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::DeadlineExceeded { timeout_ms: 2000 }, "{}", report.log);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_stopped_at_its_deadline_has_its_requests_cancelled() {
+    let (addr, seen) = server().await;
+    let job = FETCH.get_or_init(|| fetch_job(&EGRESS_RUNTIME)).await;
+    let url = format!("http://127.0.0.1:{}/hang", addr.port());
+    let args = json!({ "urls": [url.clone(), url] });
+    let report =
+        fetch_on(&EGRESS_RUNTIME, job, args, &["127.0.0.1"], HttpLimits::default(), Duration::from_millis(500)).await;
+    assert_eq!(report.outcome, Outcome::DeadlineExceeded { timeout_ms: 500 });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.hung_up.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the server still holds the task's requests");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_tasks_quota_are_denied() {
+    let (addr, seen) = server().await;
+    let url = format!("http://127.0.0.1:{}/hello", addr.port());
+    let limits = HttpLimits { max_requests: 3, ..HttpLimits::default() };
+    let report = fetch(json!({ "url": url, "repeat": 5 }), &["127.0.0.1"], limits).await;
+    let errors: Vec<Value> = answers(&report).iter().map(|a| a["error"].clone()).collect();
+    assert_eq!(errors, [Value::Null, Value::Null, Value::Null, json!("HttpRequestDenied"), json!("HttpRequestDenied")]);
+    assert_eq!(report.http.requests, 3);
+    assert_eq!(seen.hosts.lock().unwrap().len(), 3);
+    assert!(report.log.contains("made its 3 requests"), "{}", report.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_in_flight_limit_are_refused_and_the_rest_run_concurrently() {
+    let (addr, _) = server().await;
+    let url = format!("http://127.0.0.1:{}/sleep?ms=300", addr.port());
+    let limits = HttpLimits { max_in_flight: 2, ..HttpLimits::default() };
+    let started = Instant::now();
+    let report = fetch(json!({ "urls": [url, url, url, url] }), &["127.0.0.1"], limits).await;
+    let answers = answers(&report);
+    let slept = answers.iter().filter(|a| a["head"] == "slept").count();
+    let refused = answers.iter().filter(|a| a["error"] == "ConnectionLimitReached").count();
+    assert_eq!((slept, refused), (2, 2), "{answers:?}");
+    assert!(started.elapsed() < Duration::from_millis(3000), "two 300 ms requests ran one after the other?");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_reaches_a_server_the_operators_ca_bundle_trusts() {
+    let port = tls_server().await;
+    let url = format!("https://localhost:{port}/");
+    let report = fetch(json!({ "url": url }), &["https://localhost"], HttpLimits::default()).await;
+    let answer = &answers(&report)[0];
+    assert_eq!(answer["head"], "tls hello", "{answer}");
+    // Over plain HTTP to a TLS port, or without the bundle, it fails cleanly.
+    let plain = Runtime::new(RuntimeConfig {
+        max_instances: 10,
+        egress: EgressConfig { allow_networks: vec!["127.0.0.0/8".into()], ca_bundle: None },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let job = fetch_job(&plain).await;
+    let report =
+        fetch_on(&plain, &job, json!({ "url": url }), &["localhost"], HttpLimits::default(), Duration::from_secs(20))
+            .await;
+    assert_eq!(answers(&report)[0]["error"], "TlsCertificateError");
+}
+
+/// A TLS server on 127.0.0.1 with [`CA`]'s certificate that answers every
+/// request with `tls hello`; returns its port.
+async fn tls_server() -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    let certs = vec![rustls::pki_types::CertificateDer::from_pem_slice(CA.cert_pem.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(CA.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ =
+                    tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntls hello").await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_task_reaches_what_its_tenants_admin_allowed_and_its_usage_is_stored() {
+    use crate::api_support::{ADMIN, Api};
+    use axum::http::Method;
+    let (addr, _) = server().await;
+    let api = Api::start_with(2, |config| {
+        config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let (write, _) = api.tenant("crawl", json!({})).await;
+    let uploaded = api.upload(&write, wasmjob::examples::FETCH).await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+    let url = format!("http://127.0.0.1:{}/echo", addr.port());
+    let args = json!({ "url": url, "method": "POST", "body": "abc" });
+    let run = |args: Value| {
+        let (api, write) = (&api, &write);
+        async move {
+            let id = api.queue(write, "fetch", args).await;
+            let task = api.wait(write, &id).await;
+            let result: Value = serde_json::from_str(task["result"].as_str().unwrap()).unwrap();
+            (task, result[0].clone())
+        }
+    };
+    let (task, answer) = run(args.clone()).await;
+    assert_eq!(answer["error"], "HttpRequestDenied", "denied by default: {task}");
+    assert_eq!(task["http"], json!({ "requests": 0, "bytes_sent": 0, "bytes_received": 0 }));
+    let allowed = json!({ "quotas": { "allowed_hosts": ["http://127.0.0.1"] } });
+    let answer = api.send(Method::PATCH, "/v1/tenants/crawl", Some(ADMIN), Some(allowed)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer}");
+    let (task, answer) = run(args).await;
+    assert_eq!(answer["head"], "3", "{task}");
+    assert_eq!(task["http"], json!({ "requests": 1, "bytes_sent": 3, "bytes_received": 1 }));
+}
