@@ -115,9 +115,15 @@ impl Running {
         }
     }
 
-    fn stop_lease(&self, lease: &str, why: Stop) {
-        if let Some((_, stop)) = self.0.lock().unwrap().remove(lease) {
-            let _ = stop.send(why);
+    /// Stops the attempt holding `lease`; false if none runs here (any
+    /// more: it may have ended since the lease was looked at).
+    fn stop_lease(&self, lease: &str, why: Stop) -> bool {
+        match self.0.lock().unwrap().remove(lease) {
+            Some((_, stop)) => {
+                let _ = stop.send(why);
+                true
+            }
+            None => false,
         }
     }
 
@@ -241,6 +247,12 @@ impl Workers {
                 if claim.contended && claim.tasks.len() < free {
                     sleep = sleep.min(CONTENDED_RETRY);
                 }
+                // A full claim: more may be due, and there may be room for
+                // them now (long tasks, such as ones waiting on the network,
+                // free no slot to wake this loop).
+                if claim.tasks.len() == free {
+                    sleep = Duration::ZERO;
+                }
                 // A task due later: wake for it. One due now but not claimed
                 // (its tenant has no free slot) waits for a slot to free up,
                 // not in a busy loop.
@@ -306,11 +318,16 @@ impl Workers {
                 .await?;
             for lease in &live {
                 match held.iter().find(|h| &h.lease == lease) {
+                    // Not held: lost, unless the task ended meanwhile (its
+                    // ending clears the lease, and it left `running` first).
                     None => {
-                        tracing::warn!(lease = %lease, "lost a task's lease: stopping it");
-                        self.running.stop_lease(lease, Stop::LeaseLost);
+                        if self.running.stop_lease(lease, Stop::LeaseLost) {
+                            tracing::warn!(lease = %lease, "lost a task's lease: stopped it");
+                        }
                     }
-                    Some(h) if h.revoke_requested => self.running.stop_lease(lease, Stop::Revoked),
+                    Some(h) if h.revoke_requested => {
+                        self.running.stop_lease(lease, Stop::Revoked);
+                    }
                     Some(_) => {}
                 }
             }

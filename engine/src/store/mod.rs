@@ -358,6 +358,15 @@ pub struct TaskRecord {
     pub http: Option<HttpUsage>,
 }
 
+/// The id of the task a lease (`node:id:attempt`) was given for: leases are
+/// renewed and released by primary key, since thousands of tasks may be
+/// started at once (a node's tasks waiting on the network).
+fn lease_task_id(lease: &str) -> Option<i64> {
+    let mut parts = lease.rsplitn(3, ':');
+    let _attempt = parts.next()?;
+    crate::task::parse_id(parts.next()?)
+}
+
 /// A task's network usage from its three columns (none before it ran).
 fn http_usage(requests: Option<i64>, sent: Option<i64>, received: Option<i64>) -> Option<HttpUsage> {
     let count = |n: i64| u64::try_from(n).unwrap_or(0);

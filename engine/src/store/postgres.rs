@@ -761,11 +761,13 @@ impl Store for PostgresStore {
     }
 
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError> {
+        let ids: Vec<i64> = leases.iter().map(|l| super::lease_task_id(l).unwrap_or(-1)).collect();
         let rows = self
             .query(
-                "UPDATE tasks SET lease_expires_at = $2 WHERE state = 'started' AND lease = ANY($1) \
-                 RETURNING lease, revoke_requested_at IS NOT NULL",
-                &[&leases, &until],
+                "UPDATE tasks t SET lease_expires_at = $2 FROM unnest($3::bigint[], $1::text[]) AS l(id, lease) \
+                 WHERE t.id = l.id AND t.lease = l.lease AND t.state = 'started' \
+                 RETURNING t.lease, t.revoke_requested_at IS NOT NULL",
+                &[&leases, &until, &ids],
             )
             .await?;
         Ok(rows.iter().map(|r| HeldLease { lease: r.get(0), revoke_requested: r.get(1) }).collect())
@@ -794,14 +796,17 @@ impl Store for PostgresStore {
     }
 
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = leases.iter().map(|l| super::lease_task_id(l).unwrap_or(-1)).collect();
         self.execute(
             "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
              finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN $2 END, \
              attempt = attempt - 1, reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                ELSE 'released-at-shutdown' END, run_at = $2, lease = NULL, \
-             lease_expires_at = NULL, started_at = NULL WHERE state = 'started' AND lease = ANY($1)",
-            &[&leases, &now],
+             lease_expires_at = NULL, started_at = NULL \
+             FROM unnest($3::bigint[], $1::text[]) AS l(id, lease) \
+             WHERE tasks.id = l.id AND tasks.lease = l.lease AND tasks.state = 'started'",
+            &[&leases, &now, &ids],
         )
         .await
     }

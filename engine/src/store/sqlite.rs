@@ -639,12 +639,13 @@ impl Store for SqliteStore {
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "UPDATE tasks INDEXED BY tasks_running SET lease_expires_at = ?2 WHERE state = 'started' AND lease = ?1 \
+                "UPDATE tasks SET lease_expires_at = ?2 WHERE id = ?3 AND state = 'started' AND lease = ?1 \
                  RETURNING revoke_requested_at IS NOT NULL",
             )?;
             let mut held = Vec::with_capacity(leases.len());
             for lease in leases {
-                if let Some(revoke_requested) = stmt.query_row(params![lease, until], |r| r.get(0)).optional()? {
+                let id = super::lease_task_id(&lease);
+                if let Some(revoke_requested) = stmt.query_row(params![lease, until, id], |r| r.get(0)).optional()? {
                     held.push(HeldLease { lease, revoke_requested });
                 }
             }
@@ -656,16 +657,16 @@ impl Store for SqliteStore {
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "UPDATE tasks INDEXED BY tasks_running SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                    WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
                  finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN ?2 END, \
                  attempt = attempt - 1, reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                    ELSE 'released-at-shutdown' END, run_at = ?2, lease = NULL, \
-                 lease_expires_at = NULL, started_at = NULL WHERE state = 'started' AND lease = ?1",
+                 lease_expires_at = NULL, started_at = NULL WHERE id = ?3 AND state = 'started' AND lease = ?1",
             )?;
             let mut released = 0;
             for lease in &leases {
-                released += stmt.execute(params![lease, now])? as u64;
+                released += stmt.execute(params![lease, now, super::lease_task_id(lease)])? as u64;
             }
             Ok(released)
         })
