@@ -37,6 +37,8 @@ extern crate self as wasmjob_sdk;
 
 mod context;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod job;
 mod metadata;
 pub mod schedule;

@@ -1,4 +1,4 @@
-//! Fetches URLs over `wasi:http` (with `wstd`'s client), as a crawler's
+//! Fetches URLs over `wasi:http` (with the SDK's `http` client), as a crawler's
 //! fetch step would: one URL, following redirects itself (each hop is a new
 //! request, checked again by the engine's egress policy), or several at once.
 //! A network error is part of the answer (`"error"`): the job decides what
@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use futures_concurrency::future::Join;
+use wasmjob_sdk::http::{self, Body, Client, HttpError, Request};
 use wasmjob_sdk::prelude::*;
-use wstd::http::{Body, Client, Request};
 
 #[derive(Deserialize)]
 struct Args {
@@ -65,7 +65,7 @@ impl Job for Fetch {
     }
 
     fn call(_ctx: &Context, args: Args) -> Result<Vec<Fetched>, Error> {
-        wstd::runtime::block_on(async move {
+        http::block_on(async move {
             let mut answers = Vec::new();
             if let Some(url) = &args.url {
                 for _ in 0..args.repeat {
@@ -120,8 +120,8 @@ async fn fetch(args: &Args, mut url: String) -> Fetched {
 }
 
 /// The `wasi:http` error code if there is one, else the error's text.
-fn describe(e: &wstd::http::Error) -> String {
-    match e.downcast_ref::<wstd::http::error::ErrorCode>() {
+fn describe(e: &HttpError) -> String {
+    match http::error_code(e) {
         Some(code) => format!("{code:?}").trim_start_matches("ErrorCode::").to_owned(),
         None => format!("{e:#}"),
     }

@@ -65,6 +65,19 @@ async fn server() -> (SocketAddr, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
+        // A small site: a links to b and c, b to c and a, c nowhere.
+        .route(
+            "/site/{page}",
+            get(|axum::extract::Path(page): axum::extract::Path<String>| async move {
+                let links: &[&str] = match page.as_str() {
+                    "a" => &["/site/b", "/site/c"],
+                    "b" => &["/site/c", "/site/a"],
+                    _ => &[],
+                };
+                let body: String = links.iter().map(|l| format!("<a href=\"{l}\">{l}</a>\n")).collect();
+                axum::response::Html(body)
+            }),
+        )
         .route(
             "/redirect",
             get(|Query(q): Query<Value>| async move {
@@ -450,4 +463,41 @@ async fn a_queued_task_reaches_what_its_tenants_admin_allowed_and_its_usage_is_s
     let (task, answer) = run(args).await;
     assert_eq!(answer["head"], "3", "{task}");
     assert_eq!(task["http"], json!({ "requests": 1, "bytes_sent": 3, "bytes_received": 1 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawler_queues_a_child_per_new_link_down_to_its_depth() {
+    use crate::api_support::{ADMIN, Api};
+    use axum::http::Method;
+    let (addr, _) = server().await;
+    let api = Api::start_with(4, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
+    let (write, _) = api.tenant("crawl", json!({})).await;
+    let allowed = json!({ "quotas": { "allowed_hosts": ["http://127.0.0.1"] } });
+    assert_eq!(api.send(Method::PATCH, "/v1/tenants/crawl", Some(ADMIN), Some(allowed)).await.status, StatusCode::OK);
+    assert_eq!(api.upload(&write, wasmjob::examples::CRAWLER).await.status, StatusCode::CREATED);
+    let page = |p: &str| format!("http://127.0.0.1:{}/site/{p}", addr.port());
+    let root = api.queue(&write, "crawler", json!({ "urls": [page("a")], "depth": 2 })).await;
+    // a queues b and c; b queues c and a (depth 0: they queue nothing); c has no links.
+    let mut ended = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.len() < 5 {
+        assert!(Instant::now() < deadline, "the crawl did not end: {ended:?}");
+        let tasks = api.get("/v1/tasks?job=crawler&limit=100", &write).await.body["tasks"].clone();
+        ended = tasks.as_array().unwrap().iter().filter(|t| t["state"] == "success").cloned().collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = |t: &Value| serde_json::from_str::<Value>(t["result"].as_str().unwrap()).unwrap();
+    let by_url = |url: String, parent: &str| {
+        ended.iter().filter(move |t| result(t)["pages"][0]["url"] == url.as_str() && t["from_task"] == parent).count()
+    };
+    let root_task = ended.iter().find(|t| t["id"] == root.as_str()).expect("the root ended");
+    assert_eq!(result(root_task)["queued"], 2, "{root_task}");
+    assert_eq!(result(root_task)["pages"][0]["links"], json!([page("b"), page("c")]));
+    let b = ended.iter().find(|t| t["from_task"] == root.as_str() && result(t)["pages"][0]["url"] == page("b"));
+    let b = b.expect("b was crawled as a's child");
+    assert_eq!(result(b)["queued"], 2, "{b}");
+    let b_id = b["id"].as_str().unwrap();
+    assert_eq!((by_url(page("c"), b_id), by_url(page("a"), b_id)), (1, 1), "{ended:?}");
+    assert_eq!(ended.len(), 5, "{ended:?}");
+    assert!(ended.iter().all(|t| t["http"]["requests"] == 1), "{ended:?}");
 }
