@@ -85,6 +85,9 @@ pub async fn show(
     let schedule = state.node.registry.schedule(tenant, &metadata.name).await?;
     let next_due = schedule.as_ref().and_then(|s| DateTime::from_timestamp_millis(s.next_due_at));
     let last_run = schedule.as_ref().and_then(|s| s.last_run_at).and_then(DateTime::from_timestamp_millis);
+    // Where its tasks' requests may go: the tenant's allow-list (a job
+    // cannot narrow it yet, so this is also the effective list).
+    let egress = state.node.tenants.get(tenant).await?.map(|q| q.grant(None).allow).unwrap_or_default();
     Ok(Json(json!({
         "name": metadata.name,
         "version": job.component.hash(),
@@ -93,6 +96,7 @@ pub async fn show(
         "versions": versions,
         "next_due": next_due,
         "last_run": last_run,
+        "allowed_hosts": egress,
     })))
 }
 

@@ -460,6 +460,8 @@ async fn a_queued_task_reaches_what_its_tenants_admin_allowed_and_its_usage_is_s
     let allowed = json!({ "quotas": { "allowed_hosts": ["http://127.0.0.1"] } });
     let answer = api.send(Method::PATCH, "/v1/tenants/crawl", Some(ADMIN), Some(allowed)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer}");
+    let job = api.get("/v1/jobs/fetch", &write).await;
+    assert_eq!(job.body["allowed_hosts"], json!(["http://127.0.0.1"]), "the job's view shows where it may go: {job}");
     let (task, answer) = run(args).await;
     assert_eq!(answer["head"], "3", "{task}");
     assert_eq!(task["http"], json!({ "requests": 1, "bytes_sent": 3, "bytes_received": 1 }));
@@ -500,4 +502,35 @@ async fn the_crawler_queues_a_child_per_new_link_down_to_its_depth() {
     assert_eq!((by_url(page("c"), b_id), by_url(page("a"), b_id)), (1, 1), "{ended:?}");
     assert_eq!(ended.len(), 5, "{ended:?}");
     assert!(ended.iter().all(|t| t["http"]["requests"] == 1), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_revoked_mid_request_has_its_request_cancelled() {
+    use crate::api_support::{ADMIN, Api};
+    use axum::http::Method;
+    let (addr, seen) = server().await;
+    let api = Api::start_with(2, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
+    let (write, _) = api.tenant("hung", json!({})).await;
+    let allowed = json!({ "quotas": { "allowed_hosts": ["127.0.0.1"] } });
+    assert_eq!(api.send(Method::PATCH, "/v1/tenants/hung", Some(ADMIN), Some(allowed)).await.status, StatusCode::OK);
+    assert_eq!(api.upload(&write, wasmjob::examples::FETCH).await.status, StatusCode::CREATED);
+    let id = api.queue(&write, "fetch", json!({ "url": format!("http://127.0.0.1:{}/hang", addr.port()) })).await;
+    // Revoked once the server holds its request.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.hosts.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the request never reached the server");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let revoked = api.post(&format!("/v1/tasks/{id}/revoke"), &write, json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{revoked}");
+    let task = api.wait(&write, &id).await;
+    assert_eq!(task["state"], "revoked", "{task}");
+    while seen.hung_up.load(Ordering::SeqCst) < 1 {
+        assert!(Instant::now() < deadline, "the server still holds the revoked task's request");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The engine goes on serving the tenant.
+    let id = api.queue(&write, "fetch", json!({ "url": format!("http://127.0.0.1:{}/hello", addr.port()) })).await;
+    let task = api.wait(&write, &id).await;
+    assert_eq!(task["state"], "success", "{task}");
 }
