@@ -49,6 +49,10 @@ pub struct NodeConfig {
     pub grace: Duration,
 }
 
+/// Instances kept beside the running tasks' for control calls (`metadata`
+/// at upload, `is-due`, `overlap-key`). Default 64.
+const CONTROL_INSTANCES: usize = 64;
+
 impl NodeConfig {
     /// The defaults, with data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -135,7 +139,12 @@ impl Node {
                 (store, clock, serving)
             }
         };
-        let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
+        // Every task running holds an instance: the pool has room for all of
+        // them, plus the control calls (uploads, the scheduler) beside.
+        let mut runtime_config = config.runtime.clone();
+        let needed = u32::try_from(config.concurrency.saturating_add(CONTROL_INSTANCES)).unwrap_or(u32::MAX);
+        runtime_config.max_instances = runtime_config.max_instances.max(needed);
+        let runtime = Arc::new(Runtime::new(runtime_config)?);
         let registry = Arc::new(Registry::open(runtime.clone(), store.clone(), clock.clone(), signals.clone()).await?);
         let tenants = Arc::new(Tenants::open(store.clone(), clock.clone(), config.quotas.clone()).await?);
         let auth = Arc::new(Auth::open(store.clone(), clock.clone()).await?);

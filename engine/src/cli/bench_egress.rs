@@ -81,7 +81,6 @@ pub async fn bench_egress(args: BenchEgressArgs) -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("wasmjob-bench-egress-{}", std::process::id()));
     let mut config = NodeConfig::new(&dir);
     config.concurrency = args.tasks.max(MANY);
-    config.runtime.max_instances = u32::try_from(config.concurrency + 16).unwrap_or(u32::MAX);
     config.runtime.egress.allow_networks = vec!["127.0.0.1".into()];
     let node = Arc::new(Node::open(config, true).await?);
     let quotas = json!({

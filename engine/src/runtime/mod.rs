@@ -57,7 +57,9 @@ pub struct RuntimeConfig {
     /// Default: none.
     pub cache_dir: Option<PathBuf>,
     /// Instances that may exist at once: the size of the pooling allocator.
-    /// Default 1,000.
+    /// Default 1,000; a node raises it to its concurrency plus room for
+    /// control calls. Each slot reserves address space (not memory) for the
+    /// largest memory a task may have.
     pub max_instances: u32,
     /// Meter fuel. Default on; turning it off is for benchmarks only, since
     /// the fuel budget is then not enforced.
