@@ -58,6 +58,8 @@ struct Seen {
     hosts: Mutex<Vec<String>>,
     /// Connections of `/hang` whose client went away.
     hung_up: AtomicU64,
+    /// Calls of `/hook`, and the idempotency keys they carried.
+    hooks: Mutex<Vec<String>>,
 }
 
 /// Starts the test server on 127.0.0.1; returns its address.
@@ -65,6 +67,17 @@ async fn server() -> (SocketAddr, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
+        // A webhook receiver that fails twice, then takes the delivery.
+        .route(
+            "/hook",
+            axum::routing::post(|State(seen): State<Arc<Seen>>, headers: HeaderMap| async move {
+                let key = headers.get("idempotency-key").and_then(|k| k.to_str().ok()).unwrap_or("").to_owned();
+                let mut hooks = seen.hooks.lock().unwrap();
+                hooks.push(key);
+                if hooks.len() <= 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
+            }),
+        )
+        .route("/refuse", axum::routing::post(|| async { StatusCode::NOT_FOUND }))
         // A small site: a links to b and c, b to c and a, c nowhere.
         .route(
             "/site/{page}",
@@ -533,4 +546,29 @@ async fn a_task_revoked_mid_request_has_its_request_cancelled() {
     let id = api.queue(&write, "fetch", json!({ "url": format!("http://127.0.0.1:{}/hello", addr.port()) })).await;
     let task = api.wait(&write, &id).await;
     assert_eq!(task["state"], "success", "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_retried_on_5xx_and_not_on_4xx_or_a_denied_host() {
+    use crate::api_support::{ADMIN, Api};
+    use axum::http::Method;
+    let (addr, seen) = server().await;
+    let api = Api::start_with(2, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
+    let (write, _) = api.tenant("hooks", json!({})).await;
+    let allowed = json!({ "quotas": { "allowed_hosts": ["127.0.0.1"] } });
+    assert_eq!(api.send(Method::PATCH, "/v1/tenants/hooks", Some(ADMIN), Some(allowed)).await.status, StatusCode::OK);
+    assert_eq!(api.upload(&write, wasmjob::examples::WEBHOOK).await.status, StatusCode::CREATED);
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", addr.port());
+    let id = api.queue(&write, "webhook", json!({ "url": url("/hook"), "payload": { "event": "paid" } })).await;
+    let task = api.wait(&write, &id).await;
+    assert_eq!((task["state"].as_str(), task["attempt"].as_u64()), (Some("success"), Some(3)), "{task}");
+    assert_eq!(*seen.hooks.lock().unwrap(), vec![id.clone(); 3], "every attempt carries the task's id as its key");
+    let id = api.queue(&write, "webhook", json!({ "url": url("/refuse") })).await;
+    let task = api.wait(&write, &id).await;
+    assert_eq!((task["state"].as_str(), task["attempt"].as_u64()), (Some("failure"), Some(1)), "{task}");
+    assert_eq!(task["reason"], "fatal-error", "{task}");
+    let id = api.queue(&write, "webhook", json!({ "url": "https://example.com/hook" })).await;
+    let task = api.wait(&write, &id).await;
+    assert_eq!((task["state"].as_str(), task["attempt"].as_u64()), (Some("failure"), Some(1)), "{task}");
+    assert!(task["log"].as_str().unwrap().contains("egress denied: https://example.com:443"), "{task}");
 }
