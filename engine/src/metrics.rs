@@ -1,5 +1,6 @@
 //! Counters for `/metrics`, in the Prometheus text format: tasks ended per
-//! tenant, job and state, their fuel and their durations (a histogram),
+//! tenant, job and state, their fuel, their HTTP usage and their durations
+//! (a histogram),
 //! kept by this node as its workers record endings; and the time each
 //! tenant's `is-due` calls cost the scheduler (charged to the tenant).
 
@@ -8,6 +9,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::egress::HttpUsage;
+
 /// Upper bounds of the duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0];
 
@@ -15,6 +18,7 @@ const BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 
 struct Series {
     count: u64,
     fuel: u64,
+    http: HttpUsage,
     seconds: f64,
     buckets: [u64; BUCKETS.len()],
 }
@@ -29,12 +33,15 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts a task of `tenant`'s `job` that ended (this attempt) in `state`.
-    pub fn ended(&self, tenant: &str, job: &str, state: &'static str, fuel: u64, wall_time: Duration) {
+    pub fn ended(&self, tenant: &str, job: &str, state: &'static str, fuel: u64, http: HttpUsage, wall_time: Duration) {
         let mut ended = self.ended.lock().unwrap();
         let series = ended.entry((tenant.to_owned(), job.to_owned(), state)).or_default();
         let seconds = wall_time.as_secs_f64();
         series.count += 1;
         series.fuel += fuel;
+        series.http.requests += http.requests;
+        series.http.bytes_sent += http.bytes_sent;
+        series.http.bytes_received += http.bytes_received;
         series.seconds += seconds;
         for (bucket, bound) in series.buckets.iter_mut().zip(BUCKETS) {
             if seconds <= bound {
@@ -68,6 +75,19 @@ impl Metrics {
         out.push_str("# TYPE wasmjob_fuel_consumed_total counter\n");
         for ((tenant, job, state), s) in ended.iter() {
             let _ = writeln!(out, "wasmjob_fuel_consumed_total{{{}}} {}", labels(tenant, job, state), s.fuel);
+        }
+        let http: [(&str, &str, fn(&HttpUsage) -> u64); 3] = [
+            ("wasmjob_http_requests_total", "HTTP requests made by ended task attempts.", |h| h.requests),
+            ("wasmjob_http_sent_bytes_total", "HTTP request body bytes sent by ended task attempts.", |h| h.bytes_sent),
+            ("wasmjob_http_received_bytes_total", "HTTP response body bytes received by ended task attempts.", |h| {
+                h.bytes_received
+            }),
+        ];
+        for (name, help, value) in http {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((tenant, job, state), s) in ended.iter() {
+                let _ = writeln!(out, "{name}{{{}}} {}", labels(tenant, job, state), value(&s.http));
+            }
         }
         out.push_str("# HELP wasmjob_task_duration_seconds Wall time of ended task attempts.\n");
         out.push_str("# TYPE wasmjob_task_duration_seconds histogram\n");

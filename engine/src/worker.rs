@@ -462,6 +462,7 @@ impl Workers {
             &task.job,
             completion.state.as_str(),
             completion.fuel,
+            completion.http,
             Duration::from_micros(completion.wall_time_us),
         );
         completer.complete(completion).await;

@@ -478,6 +478,16 @@ async fn a_queued_task_reaches_what_its_tenants_admin_allowed_and_its_usage_is_s
     let (task, answer) = run(args).await;
     assert_eq!(answer["head"], "3", "{task}");
     assert_eq!(task["http"], json!({ "requests": 1, "bytes_sent": 3, "bytes_received": 1 }));
+    // And /metrics adds it up per tenant and job, for billing.
+    let metrics = api.get("/metrics", ADMIN).await.body;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        r#"wasmjob_http_requests_total{tenant="crawl",job="fetch",state="success"} 1"#,
+        r#"wasmjob_http_sent_bytes_total{tenant="crawl",job="fetch",state="success"} 3"#,
+        r#"wasmjob_http_received_bytes_total{tenant="crawl",job="fetch",state="success"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
