@@ -23,6 +23,9 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
+/// A counter of HTTP usage: its name, its help, and its value in a series.
+type HttpCounter = (&'static str, &'static str, fn(&HttpUsage) -> u64);
+
 /// This node's task counters.
 #[derive(Default)]
 pub struct Metrics {
@@ -76,7 +79,7 @@ impl Metrics {
         for ((tenant, job, state), s) in ended.iter() {
             let _ = writeln!(out, "wasmjob_fuel_consumed_total{{{}}} {}", labels(tenant, job, state), s.fuel);
         }
-        let http: [(&str, &str, fn(&HttpUsage) -> u64); 3] = [
+        let http: [HttpCounter; 3] = [
             ("wasmjob_http_requests_total", "HTTP requests made by ended task attempts.", |h| h.requests),
             ("wasmjob_http_sent_bytes_total", "HTTP request body bytes sent by ended task attempts.", |h| h.bytes_sent),
             ("wasmjob_http_received_bytes_total", "HTTP response body bytes received by ended task attempts.", |h| {
