@@ -582,3 +582,29 @@ async fn a_webhook_is_retried_on_5xx_and_not_on_4xx_or_a_denied_host() {
     assert_eq!((task["state"].as_str(), task["attempt"].as_u64()), (Some("failure"), Some(1)), "{task}");
     assert!(task["log"].as_str().unwrap().contains("egress denied: https://example.com:443"), "{task}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_or_headers_far_past_any_bound_get_an_error_and_the_engine_keeps_serving() {
+    let (addr, seen) = server().await;
+    let base = format!("http://127.0.0.1:{}", addr.port());
+    let long_path = format!("{base}/{}", "p".repeat(512 << 10));
+    let long_host = format!("http://{}.example.com/", "h".repeat(100_000));
+    let headers: serde_json::Map<String, Value> =
+        (0..5_000).map(|i| (format!("x-h{i}"), json!("v".repeat(100)))).collect();
+    for args in [
+        json!({ "url": long_path }),
+        json!({ "url": long_host }),
+        json!({ "url": format!("{base}/hello"), "headers": headers }),
+        json!({ "url": format!("{base}/hello"), "headers": { "x-big": "v".repeat(512 << 10) } }),
+    ] {
+        let report = fetch(args, &["127.0.0.1", "*.example.com"], HttpLimits::default()).await;
+        match &report.outcome {
+            // Headers past wasi:http's 128 KiB bound trap the guest, naming it.
+            Outcome::Trap { message } => assert!(message.contains("exceeds limit"), "{message}"),
+            _ => assert!(answers(&report)[0]["error"].is_string(), "{:?}", report.outcome),
+        }
+    }
+    assert!(seen.hosts.lock().unwrap().is_empty(), "an oversized request reached the server");
+    let report = fetch(json!({ "url": format!("{base}/hello") }), &["127.0.0.1"], HttpLimits::default()).await;
+    assert_eq!(answers(&report)[0]["head"], "hello");
+}
