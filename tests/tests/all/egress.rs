@@ -608,3 +608,34 @@ async fn a_url_or_headers_far_past_any_bound_get_an_error_and_the_engine_keeps_s
     let report = fetch(json!({ "url": format!("{base}/hello") }), &["127.0.0.1"], HttpLimits::default()).await;
     assert_eq!(answers(&report)[0]["head"], "hello");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_using_raw_wasi_http_bindings_oddly_gets_answers_and_the_engine_keeps_serving() {
+    let (addr, _) = server().await;
+    let raw = EGRESS_RUNTIME.load(&std::fs::read(wasmjob::examples::RAW_HTTP).unwrap()).await.unwrap();
+    let run = |mode: &str| {
+        let args = json!({ "mode": mode, "authority": format!("127.0.0.1:{}", addr.port()) });
+        fetch_on(&EGRESS_RUNTIME, &raw, args, &["127.0.0.1"], HttpLimits::default(), Duration::from_secs(20))
+    };
+    let answers = |report: &TaskReport| -> Vec<String> {
+        match &report.outcome {
+            Outcome::Success { result } => serde_json::from_str::<Value>(result).unwrap()["answers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect(),
+            other => panic!("{other:?}; log: {}", report.log),
+        }
+    };
+    assert_eq!(answers(&run("no-body").await), ["200"]);
+    // A body dropped unfinished: the request ends one way or the other, at once.
+    let abandoned = answers(&run("abandoned-body").await);
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    // 100 requests started before any is awaited: 32 in flight, the rest refused.
+    let flood = answers(&run("flood").await);
+    let ok = flood.iter().filter(|a| *a == "200").count();
+    let refused = flood.iter().filter(|a| *a == "ConnectionLimitReached").count();
+    assert_eq!((ok, refused), (32, 68), "{flood:?}");
+    assert_engine_still_works().await;
+}
