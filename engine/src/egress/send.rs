@@ -158,29 +158,30 @@ struct Meter {
 pub struct TaskHttp {
     egress: Arc<Egress>,
     grant: Grant,
-    meter: Arc<Meter>,
-    in_flight: Arc<Semaphore>,
+    /// The counts and the in-flight places, made at the task's first
+    /// request: most tasks make none, and building a task is the hot path.
+    used: Option<(Arc<Meter>, Arc<Semaphore>)>,
     log: TaskLog,
 }
 
 impl TaskHttp {
     pub fn new(egress: Arc<Egress>, grant: Grant, log: TaskLog) -> TaskHttp {
-        let in_flight = Arc::new(Semaphore::new(grant.limits.max_in_flight as usize));
-        TaskHttp { egress, grant, meter: Arc::default(), in_flight, log }
+        TaskHttp { egress, grant, used: None, log }
     }
 
     /// What the task used so far.
     pub fn usage(&self) -> HttpUsage {
+        let Some((meter, _)) = &self.used else { return HttpUsage::default() };
         HttpUsage {
-            requests: self.meter.requests.load(Ordering::Relaxed),
-            bytes_sent: self.meter.sent.load(Ordering::Relaxed),
-            bytes_received: self.meter.received.load(Ordering::Relaxed),
+            requests: meter.requests.load(Ordering::Relaxed),
+            bytes_sent: meter.sent.load(Ordering::Relaxed),
+            bytes_received: meter.received.load(Ordering::Relaxed),
         }
     }
 
     /// Checks a request against the grant and the limits; on success counts
     /// it and holds one of the in-flight places for it.
-    fn admit(&mut self, uri: &http::Uri) -> Result<(Target, OwnedSemaphorePermit), Error> {
+    fn admit(&mut self, uri: &http::Uri) -> Result<(Target, Arc<Meter>, OwnedSemaphorePermit), Error> {
         let scheme = match uri.scheme() {
             Some(s) if *s == UriScheme::HTTPS => Scheme::Https,
             Some(s) if *s == UriScheme::HTTP => Scheme::Http,
@@ -195,18 +196,20 @@ impl TaskHttp {
             return Err(Error::HttpRequestDenied);
         }
         let limits = self.grant.limits;
-        if self.meter.admitted.load(Ordering::Relaxed) >= limits.max_requests {
+        let (meter, in_flight) =
+            self.used.get_or_insert_with(|| (Arc::default(), Arc::new(Semaphore::new(limits.max_in_flight as usize))));
+        if meter.admitted.load(Ordering::Relaxed) >= limits.max_requests {
             let line = format!("egress denied: {shown}: the task made its {} requests", limits.max_requests);
             self.log.line(LogLevel::Warn, &line);
             return Err(Error::HttpRequestDenied);
         }
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             let line = format!("egress denied: {shown}: {} requests already open", limits.max_in_flight);
             self.log.line(LogLevel::Warn, &line);
             return Err(Error::ConnectionLimitReached);
         };
-        self.meter.admitted.fetch_add(1, Ordering::Relaxed);
-        Ok((Target { scheme, host, port, shown }, permit))
+        meter.admitted.fetch_add(1, Ordering::Relaxed);
+        Ok((Target { scheme, host, port, shown }, meter.clone(), permit))
     }
 }
 
@@ -233,24 +236,13 @@ impl WasiHttpHooks for TaskHttp {
     ) -> ResponseFuture {
         let admitted = self.admit(request.uri());
         let egress = self.egress.clone();
-        let meter = self.meter.clone();
         let limits = self.grant.limits;
         let log = self.log.clone();
+        // Whatever happens to the request, its body lingers for the guest.
+        let request = request.map(|body| Lingering(Some(body)));
         Box::new(async move {
-            let (head, body) = request.into_parts();
-            let mut body = Some(body);
-            let sent = match admitted {
-                Ok((target, permit)) => {
-                    send(&egress, target, head, &mut body, options, limits, meter, permit, &log).await
-                }
-                Err(e) => Err(e),
-            };
-            if sent.is_err()
-                && let Some(body) = body
-            {
-                drain(body).await;
-            }
-            sent
+            let (target, meter, permit) = admitted?;
+            send(&egress, target, request, options, limits, meter, permit, &log).await
         })
     }
 
@@ -281,8 +273,7 @@ impl WasiHttpHooks for TaskHttp {
 async fn send(
     egress: &Egress,
     target: Target,
-    mut head: http::request::Parts,
-    body: &mut Option<WasiBody>,
+    mut request: http::Request<Lingering>,
     options: Option<RequestOptions>,
     limits: HttpLimits,
     meter: Arc<Meter>,
@@ -315,10 +306,9 @@ async fn send(
     meter.requests.fetch_add(1, Ordering::Relaxed);
 
     // The head says where to: only the path and query go on the wire.
-    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-    head.uri = http::Uri::builder().path_and_query(path).build().map_err(|_| Error::HttpRequestUriInvalid)?;
-    let body = Lingering(body.take());
-    let request = http::Request::from_parts(head, body).map(|body| {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = http::Uri::builder().path_and_query(path).build().map_err(|_| Error::HttpRequestUriInvalid)?;
+    let request = request.map(|body| {
         Metered {
             inner: body,
             meter: meter.clone(),
@@ -358,11 +348,12 @@ async fn send(
     Ok((response, io))
 }
 
-/// How long a request that failed before it was sent keeps reading its body
-/// (and how much of it), so that the guest's body writes succeed and the
-/// guest reads the request's own error code: dropped at once, the body
-/// would fail the guest's writes first ("connection reset"), depending on
-/// which of the two the guest happened to look at first.
+/// How long a request body dropped unfinished (its request failed, or
+/// hyper needed no more of it) is still read, and how much of it, so that
+/// the guest's body writes succeed and it reads the request's own error
+/// code: dropped at once, the body would fail the guest's writes first
+/// ("connection reset"), depending on which of the two the guest looked at
+/// first.
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
 const DRAIN_BYTES: usize = 1 << 20;
 
@@ -380,10 +371,11 @@ async fn drain(mut body: WasiBody) {
     let _ = tokio::time::timeout(DRAIN_WAIT, read).await;
 }
 
-/// A request body that outlives hyper's interest in it: hyper drops a body
-/// it need not read (an empty one, or once the response is in), and the
-/// guest's next write (even of nothing, which some clients make) would then
-/// fail. Dropped unfinished, it is [drained](drain) in the background.
+/// A request body that outlives the engine's interest in it: a request
+/// that fails before it is sent drops its body, and hyper drops one it need
+/// not read (an empty one, or once the response is in); the guest's next
+/// write (even of nothing, which some clients make) would then fail.
+/// Dropped unfinished, it is [drained](drain) in the background.
 struct Lingering(Option<WasiBody>);
 
 impl Body for Lingering {
