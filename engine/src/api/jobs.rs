@@ -87,7 +87,7 @@ pub async fn show(
     let last_run = schedule.as_ref().and_then(|s| s.last_run_at).and_then(DateTime::from_timestamp_millis);
     // Where its tasks' requests may go: the tenant's allow-list (a job
     // cannot narrow it yet, so this is also the effective list).
-    let egress = state.node.tenants.get(tenant).await?.map(|q| q.grant(None).allow).unwrap_or_default();
+    let egress = state.node.tenants.get(tenant).await?.map(|q| q.allowed_hosts).unwrap_or_default();
     Ok(Json(json!({
         "name": metadata.name,
         "version": job.component.hash(),

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Most rules in one list. Default 256.
 pub const MAX_RULES: usize = 256;
@@ -195,7 +196,8 @@ fn is_name(host: &str) -> bool {
 /// A list of rules: a destination is allowed if any rule allows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
-    rules: Vec<Rule>,
+    /// Shared: a tenant's list is cloned into every task it runs.
+    rules: Arc<[Rule]>,
 }
 
 impl AllowList {
@@ -204,7 +206,8 @@ impl AllowList {
         if texts.len() > MAX_RULES {
             return Err(RuleError { rule: format!("{} rules", texts.len()), reason: "at most 256 rules per list" });
         }
-        Ok(AllowList { rules: texts.iter().map(|t| Rule::parse(t.as_ref())).collect::<Result<_, _>>()? })
+        let rules: Vec<Rule> = texts.iter().map(|t| Rule::parse(t.as_ref())).collect::<Result<_, _>>()?;
+        Ok(AllowList { rules: rules.into() })
     }
 
     /// Whether a request to `scheme://host:port` is allowed. `host` is
@@ -219,8 +222,8 @@ impl AllowList {
     /// tenant's list leaves).
     pub fn and(&self, other: &AllowList) -> AllowList {
         let mut rules: Vec<Rule> = Vec::new();
-        for a in &self.rules {
-            for b in &other.rules {
+        for a in self.rules.iter() {
+            for b in other.rules.iter() {
                 if let Some(rule) = a.and(b)
                     && !rules.contains(&rule)
                 {
@@ -228,7 +231,7 @@ impl AllowList {
                 }
             }
         }
-        AllowList { rules }
+        AllowList { rules: rules.into() }
     }
 
     /// The rules, written as they parse.
