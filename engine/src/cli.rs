@@ -15,6 +15,7 @@ mod inspect;
 mod remote;
 mod run;
 mod serve;
+mod usage;
 
 use std::process::ExitCode;
 

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::usage;
 use crate::node::{Node, NodeConfig};
 use crate::task::QueueOptions;
 
@@ -98,20 +99,20 @@ pub async fn bench_egress(args: BenchEgressArgs) -> anyhow::Result<ExitCode> {
 
     // 1. Waiting.
     let slow = json!({ "url": format!("http://127.0.0.1:{port}/slow") }).to_string();
-    let rss_before = rss_kib("VmRSS");
-    let cpu_before = cpu_seconds();
+    let rss_before = usage::rss_mib().unwrap_or(f64::NAN);
+    let cpu_before = usage::cpu_time()?;
     let started = Instant::now();
     run_all(&node, vec![slow; args.tasks]).await?;
     let wall_s = started.elapsed().as_secs_f64();
-    let peak = rss_kib("VmHWM");
+    let peak = usage::peak_rss_mib().unwrap_or(f64::NAN);
     let waiting = Waiting {
         kind: "waiting",
         tasks: args.tasks,
         delay_ms: args.delay.as_millis(),
         wall_s,
-        peak_rss_mib: peak / 1024.0,
-        cpu_s: cpu_seconds() - cpu_before,
-        rss_per_task_kib: (peak - rss_before).max(0.0) / args.tasks as f64,
+        peak_rss_mib: peak,
+        cpu_s: usage::cpu_time()? - cpu_before,
+        rss_per_task_kib: (peak - rss_before).max(0.0) * 1024.0 / args.tasks as f64,
     };
     report(&args, &waiting, || {
         format!(
@@ -208,25 +209,4 @@ async fn serve_local(delay: Duration) -> anyhow::Result<u16> {
     let port = listener.local_addr()?.port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(port)
-}
-
-/// A `/proc/self/status` figure in KiB (`VmRSS`, `VmHWM`); 0 if unknown.
-fn rss_kib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// This process's CPU time so far (user + system), from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    /// Clock ticks per second, as Linux reports them.
-    const TICKS: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces), from field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
-    // utime and stime are fields 14 and 15: indices 11 and 12 here.
-    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / TICKS
 }

@@ -45,8 +45,6 @@ const SKIPPED_OVER_MS: Millis = 19_000;
 const REGISTERING: usize = 16;
 /// Registrations between two refreshes of the nodes' catalogs.
 const REFRESH_EVERY: usize = 1000;
-/// `/proc/self/stat` counts CPU time in these per second (Linux's `USER_HZ`).
-const CLOCK_TICKS: f64 = 100.0;
 
 #[derive(Debug, Args)]
 pub struct BenchScheduleArgs {
@@ -184,7 +182,7 @@ pub async fn bench_schedule(args: BenchScheduleArgs) -> anyhow::Result<ExitCode>
         ticks: TickStats::measure(&ticks, args.jobs, &window),
         cpu_s: window.cpu_s,
         cpu_percent: 100.0 * window.cpu_s / ((window.end - window.start) as f64 / 1000.0),
-        peak_rss_mib: peak_rss_mib().unwrap_or(f64::NAN),
+        peak_rss_mib: super::usage::peak_rss_mib().unwrap_or(f64::NAN),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -261,7 +259,7 @@ async fn schedule_for(nodes: &[Arc<Node>], duration: Duration) -> anyhow::Result
     let (stop, shutdown) = watch::channel(false);
     let clock = nodes[0].clock.clone();
     let start = clock.now_millis();
-    let cpu_start = cpu_time()?;
+    let cpu_start = super::usage::cpu_time()?;
     let scheduling: Vec<_> = nodes
         .iter()
         .map(|node| {
@@ -270,7 +268,7 @@ async fn schedule_for(nodes: &[Arc<Node>], duration: Duration) -> anyhow::Result
         })
         .collect();
     tokio::time::sleep(duration).await;
-    let cpu_s = cpu_time()? - cpu_start;
+    let cpu_s = super::usage::cpu_time()? - cpu_start;
     let end = clock.now_millis();
     let _ = stop.send(true);
     for node in scheduling {
@@ -427,28 +425,6 @@ async fn ticks_by_job(
         queued.sort_unstable();
     }
     Ok(ticks)
-}
-
-/// This process's user + system CPU time so far, in seconds, from
-/// `/proc/self/stat` (fields 14 and 15, after the parenthesised name).
-fn cpu_time() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("cannot read /proc/self/stat")?;
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime 15.
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    let (Some(user), Some(system)) = (field(14), field(15)) else {
-        anyhow::bail!("cannot parse /proc/self/stat");
-    };
-    Ok((user + system) as f64 / CLOCK_TICKS)
-}
-
-/// The process's peak resident memory (`VmHWM`), in MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Drops wasmjob's tables in the URL's schema, so that the run starts
