@@ -180,6 +180,23 @@ async fn fetch_job(runtime: &Runtime) -> JobComponent {
     runtime.load(&bytes).await.unwrap()
 }
 
+/// A node with `concurrency` workers whose operator allows loopback,
+/// serving `tenant`, which may reach `host` and has `job` uploaded; the
+/// tenant's write token.
+async fn serving(concurrency: usize, tenant: &str, host: &str, job: &str) -> (crate::api_support::Api, String) {
+    use crate::api_support::{ADMIN, Api};
+    let api =
+        Api::start_with(concurrency, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
+    let (write, _) = api.tenant(tenant, json!({})).await;
+    let allowed = json!({ "quotas": { "allowed_hosts": [host] } });
+    let path = format!("/v1/tenants/{tenant}");
+    let changed = api.send(axum::http::Method::PATCH, &path, Some(ADMIN), Some(allowed)).await;
+    assert_eq!(changed.status, StatusCode::OK, "{changed}");
+    let uploaded = api.upload(&write, job).await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{uploaded}");
+    (api, write)
+}
+
 /// Runs `fetch` with `args` under the egress runtime, allowed `hosts`.
 async fn fetch(args: Value, hosts: &[&str], limits: HttpLimits) -> TaskReport {
     let job = FETCH.get_or_init(|| fetch_job(&EGRESS_RUNTIME)).await;
@@ -492,14 +509,8 @@ async fn a_queued_task_reaches_what_its_tenants_admin_allowed_and_its_usage_is_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_crawler_queues_a_child_per_new_link_down_to_its_depth() {
-    use crate::api_support::{ADMIN, Api};
-    use axum::http::Method;
     let (addr, _) = server().await;
-    let api = Api::start_with(4, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
-    let (write, _) = api.tenant("crawl", json!({})).await;
-    let allowed = json!({ "quotas": { "allowed_hosts": ["http://127.0.0.1"] } });
-    assert_eq!(api.send(Method::PATCH, "/v1/tenants/crawl", Some(ADMIN), Some(allowed)).await.status, StatusCode::OK);
-    assert_eq!(api.upload(&write, wasmjob::examples::CRAWLER).await.status, StatusCode::CREATED);
+    let (api, write) = serving(4, "crawl", "http://127.0.0.1", wasmjob::examples::CRAWLER).await;
     let page = |p: &str| format!("http://127.0.0.1:{}/site/{p}", addr.port());
     let root = api.queue(&write, "crawler", json!({ "urls": [page("a")], "depth": 2 })).await;
     // a queues b and c; b queues c and a (depth 0: they queue nothing); c has no links.
@@ -529,14 +540,8 @@ async fn the_crawler_queues_a_child_per_new_link_down_to_its_depth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_revoked_mid_request_has_its_request_cancelled() {
-    use crate::api_support::{ADMIN, Api};
-    use axum::http::Method;
     let (addr, seen) = server().await;
-    let api = Api::start_with(2, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
-    let (write, _) = api.tenant("hung", json!({})).await;
-    let allowed = json!({ "quotas": { "allowed_hosts": ["127.0.0.1"] } });
-    assert_eq!(api.send(Method::PATCH, "/v1/tenants/hung", Some(ADMIN), Some(allowed)).await.status, StatusCode::OK);
-    assert_eq!(api.upload(&write, wasmjob::examples::FETCH).await.status, StatusCode::CREATED);
+    let (api, write) = serving(2, "hung", "127.0.0.1", wasmjob::examples::FETCH).await;
     let id = api.queue(&write, "fetch", json!({ "url": format!("http://127.0.0.1:{}/hang", addr.port()) })).await;
     // Revoked once the server holds its request.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -560,14 +565,8 @@ async fn a_task_revoked_mid_request_has_its_request_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_is_retried_on_5xx_and_not_on_4xx_or_a_denied_host() {
-    use crate::api_support::{ADMIN, Api};
-    use axum::http::Method;
     let (addr, seen) = server().await;
-    let api = Api::start_with(2, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
-    let (write, _) = api.tenant("hooks", json!({})).await;
-    let allowed = json!({ "quotas": { "allowed_hosts": ["127.0.0.1"] } });
-    assert_eq!(api.send(Method::PATCH, "/v1/tenants/hooks", Some(ADMIN), Some(allowed)).await.status, StatusCode::OK);
-    assert_eq!(api.upload(&write, wasmjob::examples::WEBHOOK).await.status, StatusCode::CREATED);
+    let (api, write) = serving(2, "hooks", "127.0.0.1", wasmjob::examples::WEBHOOK).await;
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", addr.port());
     let id = api.queue(&write, "webhook", json!({ "url": url("/hook"), "payload": { "event": "paid" } })).await;
     let task = api.wait(&write, &id).await;
