@@ -495,6 +495,12 @@ async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &En
     Ok(rows.len())
 }
 
+/// The tasks `leases` were given for, in order (-1, no task, for a lease
+/// not of this engine's making).
+fn lease_ids(leases: &[String]) -> Vec<i64> {
+    leases.iter().map(|l| super::lease_task_id(l).unwrap_or(-1)).collect()
+}
+
 /// Tenants with waiting tasks: a loose index scan of `tasks_claim`, one
 /// seek per tenant however many tasks wait. Spelled `ORDER BY ... LIMIT 1`,
 /// not `min()`: with statistics taken while no task waited, the planner
@@ -761,7 +767,7 @@ impl Store for PostgresStore {
     }
 
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError> {
-        let ids: Vec<i64> = leases.iter().map(|l| super::lease_task_id(l).unwrap_or(-1)).collect();
+        let ids = lease_ids(&leases);
         let rows = self
             .query(
                 "UPDATE tasks t SET lease_expires_at = $2 FROM unnest($3::bigint[], $1::text[]) AS l(id, lease) \
@@ -796,7 +802,7 @@ impl Store for PostgresStore {
     }
 
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
-        let ids: Vec<i64> = leases.iter().map(|l| super::lease_task_id(l).unwrap_or(-1)).collect();
+        let ids = lease_ids(&leases);
         self.execute(
             "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
