@@ -69,7 +69,15 @@ async fn a_compile_over_its_wall_time_is_killed() {
 
 #[tokio::test]
 async fn a_compile_over_its_memory_is_refused_naming_the_limit() {
-    let runtime = runtime(CompileLimits { memory_bytes: 512 << 20, ..CompileLimits::default() });
+    // Time limits far above the memory's, so that on a slow machine the
+    // memory still runs out first (at the default 120 s of CPU it once did not).
+    let limits = CompileLimits {
+        memory_bytes: 512 << 20,
+        cpu: Duration::from_secs(1800),
+        wall: Duration::from_secs(1800),
+        ..CompileLimits::default()
+    };
+    let runtime = runtime(limits);
     let refused = runtime.load(&bomb(20_000, 200_000)).await.err().expect("the bomb compiled");
     assert!(matches!(&refused, LoadError::CompileLimit(m) if m.contains("`memory_bytes`")), "{refused}");
     runtime.load(&std::fs::read(wasmjob::examples::ADDITION).unwrap()).await.expect("a sound job is refused");
