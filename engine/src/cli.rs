@@ -62,6 +62,9 @@ enum Command {
     /// Manage tokens (admin).
     #[command(subcommand)]
     Token(remote::TokenCommand),
+    /// Manage the tenant's secrets, which jobs read by name (write-only).
+    #[command(subcommand)]
+    Secret(remote::SecretCommand),
     /// Run one task of a job component and print its outcome.
     Run(run::RunArgs),
     /// Print a job component's metadata (and when a periodic job is next due).
@@ -96,6 +99,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => remote::logs(&cli.server, args),
         Command::Tenant(command) => remote::tenant(&cli.server, command),
         Command::Token(command) => remote::token(&cli.server, command),
+        Command::Secret(command) => remote::secret(&cli.server, command),
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
         Command::BenchApi(args) => runtime.block_on(bench_api::bench_api(args)),

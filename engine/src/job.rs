@@ -6,12 +6,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::egress::{AllowList, RuleError};
+use crate::secret::SecretError;
+
 /// The longest job name the engine accepts.
 pub const MAX_NAME_LEN: usize = 128;
 /// The longest doc the engine keeps (64 KiB).
 pub const MAX_DOC_LEN: usize = 64 * 1024;
 
-/// A job's declaration: name, doc, kind, overlap, expiry, limits, retries.
+/// A job's declaration: name, doc, kind, overlap, expiry, limits, retries,
+/// the hosts it may reach and the secrets it reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMetadata {
     /// Lower-case, unique within a tenant's registry.
@@ -25,6 +29,13 @@ pub struct JobMetadata {
     pub expiry: Option<Duration>,
     pub limits: RequestedLimits,
     pub retry: RetryPolicy,
+    /// Where the job's requests may go, within its tenant's allow-list.
+    /// `None` (and every job of contract 0.1.0): wherever its tenant's may.
+    #[serde(default)]
+    pub allowed_hosts: Option<AllowList>,
+    /// The names of its tenant's secrets the job reads.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// The markup of a job's doc.
@@ -107,6 +118,10 @@ pub enum MetadataError {
     ZeroPeriod,
     #[error("the periodic job's anchor is out of range")]
     AnchorOutOfRange,
+    #[error("the job's `allowed-hosts`: {0}")]
+    AllowedHosts(RuleError),
+    #[error("the job's `secrets`: {0}")]
+    Secrets(SecretError),
 }
 
 /// Checks a job name as the guest (or client) gave it, before it is

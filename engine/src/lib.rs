@@ -25,6 +25,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scheduler;
+pub mod secret;
 pub mod signals;
 pub mod store;
 pub mod task;

@@ -215,11 +215,7 @@ impl Quotas {
     /// What a task of a job that narrows egress to `job_hosts` (if it does)
     /// may reach: the tenant's list and the job's together.
     pub fn grant(&self, job_hosts: Option<&AllowList>) -> Grant {
-        let allow = match job_hosts {
-            Some(job) => self.allowed_hosts.and(job),
-            None => self.allowed_hosts.clone(),
-        };
-        Grant { allow, limits: self.http_limits() }
+        Grant { allow: self.allowed_hosts.clone(), narrow: job_hosts.cloned(), limits: self.http_limits() }
     }
 
     /// `limits` capped by these quotas.

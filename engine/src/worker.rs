@@ -370,8 +370,19 @@ impl Workers {
             Ok(None) => Err(format!("the task's tenant `{}` does not exist", task.tenant)),
             Err(e) => Err(e.to_string()),
         };
-        let ended = match (self.registry.version(&task.version).await, quotas) {
-            (Ok(job), Ok(quotas)) => {
+        let job = self.registry.version(&task.version).await;
+        // Read for each task, so that a secret set on any node is seen by
+        // the next task; only for jobs that declare some.
+        let secrets = match &job {
+            Ok(job) if !job.metadata().secrets.is_empty() => self
+                .store
+                .secrets(&task.tenant, &job.metadata().secrets)
+                .await
+                .map_err(|e| format!("cannot read the tenant's secrets: {e}")),
+            _ => Ok(HashMap::new()),
+        };
+        let ended = match (job, quotas.and_then(|quotas| Ok((quotas, secrets?)))) {
+            (Ok(job), Ok((quotas, secrets))) => {
                 let parent = Parent {
                     id: task.id.clone(),
                     root: task.root_task.clone().unwrap_or_else(|| task.id.clone()),
@@ -383,7 +394,8 @@ impl Workers {
                     args: task.args.clone(),
                     limits: quotas.cap(self.runtime.task_limits(&job)),
                     children: self.queue.children_of(task.tenant.clone(), parent),
-                    egress: quotas.grant(None),
+                    egress: quotas.grant(job.metadata().allowed_hosts.as_ref()),
+                    secrets,
                 };
                 // Wait for a sandbox slot, unless stopped meanwhile.
                 let slot = tokio::select! {
@@ -415,7 +427,7 @@ impl Workers {
                 Ended::Unavailable(format!("the version {} of job {} cannot be loaded", task.version, task.job))
             }
             (_, Err(e)) => {
-                tracing::error!(task = %task.id, error = %e, "cannot read the task's tenant");
+                tracing::error!(task = %task.id, error = %e, "cannot read the task's tenant or its secrets");
                 Ended::Unavailable(e)
             }
         };

@@ -1,11 +1,12 @@
 //! The task's view of the engine (pulsar's `consumer`): its id, its attempt,
-//! queueing more tasks and logging.
+//! queueing more tasks, logging and its secrets.
 
 use std::fmt;
 
 use serde::Serialize;
 
 use crate::__private::bindings::wasmjob::job::{host, types};
+use crate::Error;
 
 /// The id of a task, as the engine gives it.
 pub type TaskId = String;
@@ -65,6 +66,20 @@ impl Context {
     /// Appends an `info` line to the task's log.
     pub fn info(&self, message: impl AsRef<str>) {
         self.log(LogLevel::Info, message);
+    }
+
+    /// The value of the tenant's secret `name`, which the job's metadata
+    /// must declare ([`crate::Metadata::secret`]). A name not declared, or
+    /// not set for the tenant, is a fatal error saying which.
+    pub fn secret(&self, name: &str) -> Result<String, Error> {
+        host::secret(name).map_err(|e| match e {
+            types::SecretError::Undeclared(name) => Error::fatal(format!(
+                "the job reads the secret `{name}` without declaring it: add `.secret(\"{name}\")` to its metadata"
+            )),
+            types::SecretError::Missing(name) => {
+                Error::fatal(format!("the tenant has no secret `{name}`: set it with `wasmjob secret set {name}`"))
+            }
+        })
     }
 }
 

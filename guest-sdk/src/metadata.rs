@@ -86,6 +86,8 @@ pub struct Metadata {
     expiry: Option<Duration>,
     limits: Limits,
     retry: RetryPolicy,
+    allowed_hosts: Option<Vec<String>>,
+    secrets: Vec<String>,
 }
 
 impl Metadata {
@@ -100,6 +102,8 @@ impl Metadata {
             expiry: None,
             limits: Limits::default(),
             retry: RetryPolicy::default(),
+            allowed_hosts: None,
+            secrets: Vec::new(),
         }
     }
 
@@ -166,6 +170,29 @@ impl Metadata {
         self
     }
 
+    /// Lets the job reach `host` over HTTP (repeatable):
+    /// `[scheme://]host[:port]`, `*.example.com` for subdomains. Once a job
+    /// names any host it reaches only hosts it names that its tenant's
+    /// allow-list also allows; a job that names none reaches whatever its
+    /// tenant's list allows.
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.get_or_insert_with(Vec::new).push(host.into());
+        self
+    }
+
+    /// Reaches no host at all, whatever its tenant's allow-list says.
+    pub fn no_egress(mut self) -> Self {
+        self.allowed_hosts = Some(Vec::new());
+        self
+    }
+
+    /// Declares that the job reads its tenant's secret `name` with
+    /// [`crate::Context::secret`] (repeatable); it can read no other.
+    pub fn secret(mut self, name: impl Into<String>) -> Self {
+        self.secrets.push(name.into());
+        self
+    }
+
     /// `(run_every, anchor)` of a periodic job.
     pub fn schedule(&self) -> Option<(Duration, Option<Timestamp>)> {
         self.schedule
@@ -203,6 +230,8 @@ impl Metadata {
                 retry_on_trap: self.retry.retry_on_trap,
                 retry_on_timeout: self.retry.retry_on_timeout,
             },
+            allowed_hosts: self.allowed_hosts,
+            secrets: self.secrets,
         }
     }
 }

@@ -85,9 +85,17 @@ pub async fn show(
     let schedule = state.node.registry.schedule(tenant, &metadata.name).await?;
     let next_due = schedule.as_ref().and_then(|s| DateTime::from_timestamp_millis(s.next_due_at));
     let last_run = schedule.as_ref().and_then(|s| s.last_run_at).and_then(DateTime::from_timestamp_millis);
-    // Where its tasks' requests may go: the tenant's allow-list (a job
-    // cannot narrow it yet, so this is also the effective list).
-    let egress = state.node.tenants.get(tenant).await?.map(|q| q.allowed_hosts).unwrap_or_default();
+    // Where its tasks' requests may go: the tenant's allow-list, narrowed
+    // by the job's own if it has one.
+    let tenant_hosts = state.node.tenants.get(tenant).await?.map(|q| q.allowed_hosts).unwrap_or_default();
+    let egress = match &metadata.allowed_hosts {
+        Some(job_hosts) => tenant_hosts.and(job_hosts),
+        None => tenant_hosts,
+    };
+    // The secrets it declares that its tenant has not set: its tasks would
+    // be refused them.
+    let set = state.node.store.secrets(tenant, &metadata.secrets).await?;
+    let missing: Vec<&String> = metadata.secrets.iter().filter(|name| !set.contains_key(*name)).collect();
     Ok(Json(json!({
         "name": metadata.name,
         "version": job.component.hash(),
@@ -96,7 +104,9 @@ pub async fn show(
         "versions": versions,
         "next_due": next_due,
         "last_run": last_run,
+        "contract": job.component.contract(),
         "allowed_hosts": egress,
+        "missing_secrets": missing,
     })))
 }
 

@@ -13,13 +13,14 @@ mod caller;
 mod error;
 mod health;
 mod jobs;
+mod secrets;
 mod tasks;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 
 pub use self::caller::Caller;
 pub use self::error::ApiError;
@@ -52,6 +53,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/tenants/{name}", patch(admin::update_tenant))
         .route("/tenants/{name}/tokens", post(admin::create_token))
         .route("/tokens/{id}", delete(admin::revoke_token))
+        .route("/secrets", get(secrets::list))
+        .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
         .route("/openapi.json", get(health::openapi))
         .fallback(|| async { ApiError::not_found("route") });
     Router::new()

@@ -200,6 +200,7 @@ fn input(runtime: &Runtime, job: &JobComponent, i: u32, args: &str) -> TaskInput
         limits: runtime.task_limits(job),
         children: Arc::new(RecordingQueue::default()),
         egress: crate::egress::Grant::default(),
+        secrets: Default::default(),
     }
 }
 

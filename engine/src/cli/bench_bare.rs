@@ -24,7 +24,7 @@ use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::contract::JobPre;
+use crate::contract::{Answer, CallResult, Export, JobPre};
 
 /// What a bare host turns on; everything else is wasmtime's default.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +94,7 @@ impl BareHost {
     /// Compiles and pre-links the job component at `path`.
     pub(super) fn load(&self, path: &str) -> anyhow::Result<BareJob> {
         let component = Component::from_file(&self.engine, path).with_context(|| format!("compiling {path}"))?;
-        let pre = JobPre::new(self.linker.instantiate_pre(&component)?)?;
+        let pre = JobPre::new(self.linker.instantiate_pre(&component)?).map_err(anyhow::Error::msg)?;
         Ok(BareJob { pre })
     }
 
@@ -113,10 +113,9 @@ impl BareHost {
             // the first check; nothing advances the epoch past this one.
             store.set_epoch_deadline(1);
         }
-        let instance = job.pre.instantiate_async(&mut store).await?;
-        match instance.call_call(&mut store, args).await? {
-            Ok(_) => Ok(start.elapsed()),
-            Err(error) => anyhow::bail!("the job answered an error: {error:?}"),
+        match job.pre.invoke(&mut store, Export::Call(args)).await? {
+            Answer::Call(CallResult::Ok(_)) => Ok(start.elapsed()),
+            _ => anyhow::bail!("the job answered an error"),
         }
     }
 }
@@ -138,12 +137,17 @@ impl WasiView for BareState {
 /// task id and attempt, `log` dropped, `queue-task` a trap (no benchmarked
 /// job queues tasks). Dynamic functions (`func_new`) spare the WIT types.
 fn add_job_host_to_linker(linker: &mut Linker<BareState>) -> wasmtime::Result<()> {
-    // An interface of types only, which every job imports.
-    linker.instance("wasmjob:job/types@0.1.0")?;
-    let mut host = linker.instance("wasmjob:job/host@0.1.0")?;
-    host.func_wrap("current-task-id", |_, ()| Ok((String::from("bare"),)))?;
-    host.func_wrap("attempt", |_, ()| Ok((1u32,)))?;
-    host.func_new("log", |_, _, _, _| Ok(()))?;
-    host.func_new("queue-task", |_, _, _, _| Err(wasmtime::Error::msg("the bare host queues no tasks")))?;
+    for version in ["0.1.0", "0.2.0"] {
+        // An interface of types only, which every job imports.
+        linker.instance(&format!("wasmjob:job/types@{version}"))?;
+        let mut host = linker.instance(&format!("wasmjob:job/host@{version}"))?;
+        host.func_wrap("current-task-id", |_, ()| Ok((String::from("bare"),)))?;
+        host.func_wrap("attempt", |_, ()| Ok((1u32,)))?;
+        host.func_new("log", |_, _, _, _| Ok(()))?;
+        host.func_new("queue-task", |_, _, _, _| Err(wasmtime::Error::msg("the bare host queues no tasks")))?;
+        if version == "0.2.0" {
+            host.func_new("secret", |_, _, _, _| Err(wasmtime::Error::msg("the bare host has no secrets")))?;
+        }
+    }
     Ok(())
 }

@@ -104,6 +104,12 @@ impl Client {
         self.answer(response)
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response =
+            self.agent.put(format!("{}{path}", self.url)).header("Authorization", self.auth()?).send_json(body);
+        self.answer(response)
+    }
+
     pub fn post_bytes(&self, path: &str, bytes: &[u8], content_type: &str) -> anyhow::Result<Value> {
         let response = self
             .agent

@@ -33,12 +33,18 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         None
     };
     if args.json {
-        let value = serde_json::json!({ "version": job.hash(), "metadata": metadata, "next_due": next_due });
+        let value = serde_json::json!({
+            "version": job.hash(),
+            "contract": job.contract(),
+            "metadata": metadata,
+            "next_due": next_due,
+        });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("name:       {}", metadata.name);
     println!("version:    {}", job.hash());
+    println!("contract:   wasmjob:job@{}", job.contract());
     match &metadata.kind {
         JobKind::Regular => println!("kind:       regular"),
         JobKind::Periodic(schedule) => {
@@ -72,6 +78,14 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         retry.retry_on_trap,
         retry.retry_on_timeout
     );
+    match &metadata.allowed_hosts {
+        None => println!("egress:     whatever its tenant allows"),
+        Some(hosts) if hosts.is_empty() => println!("egress:     none"),
+        Some(hosts) => println!("egress:     {} (within its tenant's allow-list)", hosts.to_strings().join(", ")),
+    }
+    if !metadata.secrets.is_empty() {
+        println!("secrets:    {}", metadata.secrets.join(", "));
+    }
     if !metadata.doc.is_empty() {
         println!("doc ({:?}):\n{}", metadata.doc_syntax, metadata.doc);
     }

@@ -1,5 +1,6 @@
 //! The client subcommands: `upload`, `jobs`, `queue`, `status`, `wait`,
-//! `tasks`, `revoke`, `logs`, `tenant` and `token`, against a server's API.
+//! `tasks`, `revoke`, `logs`, `tenant`, `token` and `secret`, against a
+//! server's API.
 //! Tables for people by default; `--json` for scripts.
 
 use std::path::PathBuf;
@@ -127,6 +128,22 @@ pub enum TokenCommand {
     },
     /// Revoke a token (admin), effective at once.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret of the tenant; its value is read from stdin (one line,
+    /// or everything piped), or given with --value.
+    Set {
+        name: String,
+        /// The value (it then shows in the shell's history and `ps`).
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// List the tenant's secrets: names only, values are never served.
+    List,
+    /// Delete a secret.
+    Delete { name: String },
 }
 
 fn print_json(value: &Value) {
@@ -341,4 +358,49 @@ pub fn token(server: &ServerArgs, command: TokenCommand) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn secret(server: &ServerArgs, command: SecretCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server)?;
+    match command {
+        SecretCommand::Set { name, value } => {
+            let value = match value {
+                Some(value) => value,
+                None => read_value()?,
+            };
+            client.put(&format!("/v1/secrets/{name}"), &json!({ "value": value }))?;
+            println!("secret {name} set");
+        }
+        SecretCommand::List => {
+            let answer = client.get("/v1/secrets")?;
+            if server.json {
+                print_json(&answer);
+            } else {
+                for s in answer["secrets"].as_array().into_iter().flatten() {
+                    println!("{:<32} set {}", text(&s["name"]), text(&s["updated_at"]));
+                }
+            }
+        }
+        SecretCommand::Delete { name } => {
+            client.delete(&format!("/v1/secrets/{name}"))?;
+            println!("secret {name} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A secret's value from stdin: one line from a terminal, all of a pipe
+/// (without its final newline).
+fn read_value() -> anyhow::Result<String> {
+    use std::io::{IsTerminal, Read};
+    let stdin = std::io::stdin();
+    let mut value = String::new();
+    if stdin.is_terminal() {
+        eprint!("value: ");
+        stdin.read_line(&mut value)?;
+    } else {
+        stdin.lock().read_to_string(&mut value)?;
+    }
+    let trimmed = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+    Ok(trimmed.to_owned())
 }

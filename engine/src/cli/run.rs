@@ -1,5 +1,6 @@
 //! `wasmjob run`: one task of one component, printed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,6 +37,11 @@ pub struct RunArgs {
     /// `*.example.com` for subdomains (repeatable; default: nowhere).
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_host: Vec<String>,
+    /// A secret the task may read, if its job declares NAME (repeatable).
+    /// The value is not printed; pass `NAME` alone to read it from the
+    /// environment variable of that name instead of the command line.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    secret: Vec<String>,
     #[command(flatten)]
     egress: EgressArgs,
     /// Print a JSON report instead of text.
@@ -87,7 +93,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args: task_args,
         limits,
         children: children.clone(),
-        egress: quotas.grant(None),
+        egress: quotas.grant(job.metadata().allowed_hosts.as_ref()),
+        secrets: secrets(&args.secret)?,
     };
     let report = runtime.run(&job, input).await;
     let queued: Vec<Child> = children.children().into_iter().map(|(id, request)| Child { id, request }).collect();
@@ -100,6 +107,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         print_text(&job.metadata().name, &report, &queued);
     }
     Ok(if report.outcome.is_success() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_TASK_FAILED) })
+}
+
+/// `NAME=VALUE` or `NAME` (read from the environment), each name checked.
+fn secrets(given: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    let mut secrets = HashMap::new();
+    for text in given {
+        let (name, value) = match text.split_once('=') {
+            Some((name, value)) => (name, value.to_owned()),
+            None => (
+                text.as_str(),
+                std::env::var(text).with_context(|| format!("--secret {text}: no environment variable `{text}`"))?,
+            ),
+        };
+        crate::secret::validate_secret_name(name).with_context(|| format!("--secret {name}"))?;
+        crate::secret::validate_value(&value).with_context(|| format!("--secret {name}"))?;
+        secrets.insert(name.to_owned(), value);
+    }
+    Ok(secrets)
 }
 
 fn print_text(job: &str, report: &TaskReport, queued: &[Child]) {

@@ -1,40 +1,125 @@
-//! The `wasmjob:job` WIT world (`wit/job.wit`), and the boundary between its
-//! generated types and the engine's own.
+//! The `wasmjob:job` WIT worlds a job may export (`wit/job.wit`, 0.2.0, and
+//! `wit/v0.1.0/job.wit`, 0.1.0), and the boundary between their generated
+//! types and the engine's own.
 //!
 //! `bindgen!` stays private to this module: the rest of the engine sees
-//! [`JobMetadata`], [`Due`] and [`QueueError`], never a generated type. The
-//! host imports are implemented here on the sandbox's state by delegating to
-//! [`TaskContext`]; errors the guest may see (`queue-error`) are kept apart
+//! [`JobPre`], [`JobMetadata`], [`Due`] and [`QueueError`](crate::task::QueueError),
+//! never a generated type. The host imports are implemented on the
+//! sandbox's state by delegating to the task's `TaskContext`;
+//! errors the guest may see (`queue-error`, `secret-error`) are kept apart
 //! from traps (a failure of the engine itself, which aborts the task).
+//!
+//! Both versions are linked side by side: a component is pre-linked against
+//! 0.2.0 first, then 0.1.0, and runs with the one it exports.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::Store;
+use wasmtime::component::{InstancePre, Linker};
 
-use crate::job::{
-    DocSyntax, JobKind, JobMetadata, MAX_DOC_LEN, MetadataError, Overlap, RequestedLimits, RetryPolicy, Schedule,
-    validate_name,
-};
-use crate::runtime::LogLevel;
+use crate::egress::AllowList;
+use crate::job::{JobKind, JobMetadata, MAX_DOC_LEN, MetadataError, Schedule, validate_name};
 use crate::runtime::sandbox::TaskState;
-use crate::task::{QueueError, QueueOptions, TaskId};
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "wasmjob:job/job",
-        imports: {
-            // Queueing may wait on the store; a store failure traps the task.
-            "wasmjob:job/host.queue-task": async | trappable,
-            default: trappable,
+mod world;
+
+/// Contract 0.1.0: no declared hosts or secrets.
+mod v0_1 {
+    super::world::world! {
+        bindgen: {
+            path: "../wit/v0.1.0",
+            world: "wasmjob:job/job",
+            imports: {
+                // Queueing may wait on the store; a store failure traps the task.
+                "wasmjob:job/host.queue-task": async | trappable,
+                default: trappable,
+            },
+            exports: { default: async },
         },
-        exports: { default: async },
-    });
+        declared: |m| Declared::default(),
+        host: {},
+    }
 }
 
-use bindings::wasmjob::job::{host, types};
-pub(crate) use bindings::{Job as JobInstance, JobPre};
+/// Contract 0.2.0: declared hosts and secrets, and `host.secret`.
+mod v0_2 {
+    super::world::world! {
+        bindgen: {
+            path: "../wit",
+            world: "wasmjob:job/job",
+            imports: {
+                // Queueing may wait on the store; a store failure traps the task.
+                "wasmjob:job/host.queue-task": async | trappable,
+                default: trappable,
+            },
+            exports: { default: async },
+        },
+        declared: |m| Declared { allowed_hosts: m.allowed_hosts.take(), secrets: std::mem::take(&mut m.secrets) },
+        host: {
+            fn secret(&mut self, name: String) -> wasmtime::Result<Result<String, types::SecretError>> {
+                use crate::secret::Unreadable;
+                Ok(match self.task.secret(&name) {
+                    Ok(value) => Ok(value),
+                    Err(Unreadable::Undeclared(name)) => Err(types::SecretError::Undeclared(name)),
+                    Err(Unreadable::Missing(name)) => Err(types::SecretError::Missing(name)),
+                })
+            }
+        },
+    }
+}
+
+/// A job component pre-linked against the contract version it exports.
+pub(crate) enum JobPre<T: 'static> {
+    V0_1(v0_1::JobPre<T>),
+    V0_2(v0_2::JobPre<T>),
+}
+
+impl<T: 'static> Clone for JobPre<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::V0_1(pre) => Self::V0_1(pre.clone()),
+            Self::V0_2(pre) => Self::V0_2(pre.clone()),
+        }
+    }
+}
+
+impl<T: Send + 'static> JobPre<T> {
+    /// Finds the contract version `pre` exports, newest first. The error
+    /// says why it is neither.
+    pub(crate) fn new(pre: InstancePre<T>) -> Result<Self, String> {
+        let newest = match v0_2::JobPre::new(pre.clone()) {
+            Ok(pre) => return Ok(Self::V0_2(pre)),
+            Err(e) => e,
+        };
+        v0_1::JobPre::new(pre)
+            .map(Self::V0_1)
+            .map_err(|old| format!("not a `wasmjob:job/job@0.2.0` ({newest:#}) nor a `@0.1.0` ({old:#})"))
+    }
+
+    /// The contract version: "0.2.0" or "0.1.0".
+    pub(crate) fn contract(&self) -> &'static str {
+        match self {
+            Self::V0_1(_) => "0.1.0",
+            Self::V0_2(_) => "0.2.0",
+        }
+    }
+
+    /// Instantiates the component in `store` and calls `export`. Errors are
+    /// traps.
+    pub(crate) async fn invoke(&self, store: &mut Store<T>, export: Export<'_>) -> wasmtime::Result<Answer> {
+        match self {
+            Self::V0_1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                v0_1::invoke(&instance, store, export).await
+            }
+            Self::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                v0_2::invoke(&instance, store, export).await
+            }
+        }
+    }
+}
 
 /// The answer of a periodic job's `is-due` export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -45,58 +130,17 @@ pub struct Due {
     pub next_run_in: Duration,
 }
 
-/// Links the `wasmjob:job/host` imports into `linker`.
+/// Links the `wasmjob:job/host` imports of every version into `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
-    host::add_to_linker::<TaskState, HasSelf<TaskState>>(linker, |state| state)?;
-    types::add_to_linker::<TaskState, HasSelf<TaskState>>(linker, |state| state)
+    v0_1::add_to_linker(linker)?;
+    v0_2::add_to_linker(linker)
 }
 
-impl types::Host for TaskState {}
-
-impl host::Host for TaskState {
-    fn current_task_id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.task.task_id.clone())
-    }
-
-    fn attempt(&mut self) -> wasmtime::Result<u32> {
-        Ok(self.task.attempt)
-    }
-
-    async fn queue_task(
-        &mut self,
-        job: String,
-        args: String,
-        options: types::QueueOptions,
-    ) -> wasmtime::Result<Result<TaskId, types::QueueError>> {
-        let options = QueueOptions {
-            expiry: options.expiry.map(Duration::from_millis),
-            delay: options.delay.map(Duration::from_millis),
-            priority: options.priority,
-            max_retries: options.max_retries,
-        };
-        let answer = self.task.queue_child(job, args, options).await.map_err(wasmtime::Error::from_anyhow)?;
-        Ok(answer.map_err(|e| match e {
-            QueueError::UnknownJob(job) => types::QueueError::UnknownJob(job),
-            QueueError::Duplicate(id) => types::QueueError::Duplicate(id),
-            QueueError::InvalidArgs(why) => types::QueueError::InvalidArgs(why),
-            // The WIT has no case of its own for options; the message names the option.
-            e @ QueueError::InvalidOption { .. } => types::QueueError::InvalidArgs(e.to_string()),
-            QueueError::QuotaExceeded(which) => types::QueueError::QuotaExceeded(which),
-            QueueError::DepthExceeded(max) => types::QueueError::DepthExceeded(max),
-        }))
-    }
-
-    fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            types::LogLevel::Trace => LogLevel::Trace,
-            types::LogLevel::Debug => LogLevel::Debug,
-            types::LogLevel::Info => LogLevel::Info,
-            types::LogLevel::Warn => LogLevel::Warn,
-            types::LogLevel::Error => LogLevel::Error,
-        };
-        self.task.log.line(level, &message);
-        Ok(())
-    }
+/// What a job declares it reaches and reads, as the guest wrote it.
+#[derive(Default)]
+struct Declared {
+    allowed_hosts: Option<Vec<String>>,
+    secrets: Vec<String>,
 }
 
 /// What a job's `call` returned, before the engine checks the result.
@@ -104,18 +148,6 @@ pub(crate) enum CallResult {
     Ok(String),
     Retryable(String),
     Fatal(String),
-}
-
-impl From<Result<String, types::JobError>> for CallResult {
-    /// A job-error message is guest-controlled: it is cut to
-    /// [`MAX_ERROR_BYTES`] (and the cut said), since it is stored and served.
-    fn from(result: Result<String, types::JobError>) -> Self {
-        match result {
-            Ok(json) => Self::Ok(json),
-            Err(types::JobError::Retryable(message)) => Self::Retryable(bounded_message(message)),
-            Err(types::JobError::Fatal(message)) => Self::Fatal(bounded_message(message)),
-        }
-    }
 }
 
 /// Longest job-error message kept. Default 16 KiB.
@@ -139,58 +171,36 @@ fn bounded_message(mut message: String) -> String {
     message
 }
 
-pub(crate) fn due_from_wit(due: types::Due) -> Due {
-    Due { is_due: due.is_due, next_run_in: Duration::from_millis(due.next_run_in) }
-}
-
-/// Checks the job's declared metadata and maps it onto [`JobMetadata`]. The
-/// name is lower-cased here, whatever the guest sent.
-pub(crate) fn metadata_from_wit(m: types::Metadata) -> Result<JobMetadata, MetadataError> {
+/// Checks a job's metadata as a version mapped it (the name as the guest
+/// sent it, regular, nothing declared), and completes it with its
+/// `schedule` (`run-every`, `anchor` in ms) and what it declared. The name is
+/// lower-cased here, whatever the guest sent.
+fn checked_metadata(
+    mut m: JobMetadata,
+    schedule: Option<(u64, Option<i64>)>,
+    declared: Declared,
+) -> Result<JobMetadata, MetadataError> {
     validate_name(&m.name)?;
-    let name = m.name.to_ascii_lowercase();
+    m.name = m.name.to_ascii_lowercase();
     if m.doc.len() > MAX_DOC_LEN {
         return Err(MetadataError::DocTooLong);
     }
-    let kind = match m.kind {
-        types::JobKind::Regular => JobKind::Regular,
-        types::JobKind::Periodic(s) => {
-            if s.run_every == 0 {
-                return Err(MetadataError::ZeroPeriod);
-            }
-            let anchor = s
-                .anchor
-                .map(|ms| DateTime::<Utc>::from_timestamp_millis(ms).ok_or(MetadataError::AnchorOutOfRange))
-                .transpose()?;
-            JobKind::Periodic(Schedule { run_every: Duration::from_millis(s.run_every), anchor })
+    if let Some((run_every, anchor)) = schedule {
+        if run_every == 0 {
+            return Err(MetadataError::ZeroPeriod);
         }
-    };
-    Ok(JobMetadata {
-        name,
-        doc: m.doc,
-        doc_syntax: match m.doc_syntax {
-            types::DocSyntax::Markdown => DocSyntax::Markdown,
-            types::DocSyntax::Plain => DocSyntax::Plain,
-        },
-        kind,
-        overlap: match m.overlap {
-            types::Overlap::Allow => Overlap::Allow,
-            types::Overlap::Forbid => Overlap::Forbid,
-            types::Overlap::ByArgs => Overlap::ByArgs,
-        },
-        expiry: m.expiry.map(Duration::from_millis),
-        limits: RequestedLimits {
-            fuel: m.limits.fuel,
-            timeout: m.limits.timeout.map(Duration::from_millis),
-            memory_bytes: m.limits.memory_bytes,
-        },
-        retry: RetryPolicy {
-            max_retries: m.retry.max_retries,
-            initial_backoff: Duration::from_millis(m.retry.initial_backoff),
-            max_backoff: Duration::from_millis(m.retry.max_backoff),
-            retry_on_trap: m.retry.retry_on_trap,
-            retry_on_timeout: m.retry.retry_on_timeout,
-        },
-    })
+        let anchor = anchor
+            .map(|ms| DateTime::<Utc>::from_timestamp_millis(ms).ok_or(MetadataError::AnchorOutOfRange))
+            .transpose()?;
+        m.kind = JobKind::Periodic(Schedule { run_every: Duration::from_millis(run_every), anchor });
+    }
+    m.allowed_hosts = declared
+        .allowed_hosts
+        .map(|hosts| AllowList::parse(&hosts))
+        .transpose()
+        .map_err(MetadataError::AllowedHosts)?;
+    m.secrets = crate::secret::validate_declared(declared.secrets).map_err(MetadataError::Secrets)?;
+    Ok(m)
 }
 
 /// A call into one of the world's exports.
@@ -209,18 +219,71 @@ pub(crate) enum Answer {
     IsDue(Due),
 }
 
-/// Calls `export` on a fresh instance. Errors are traps.
-pub(crate) async fn invoke(
-    instance: &JobInstance,
-    store: &mut wasmtime::Store<TaskState>,
-    export: Export<'_>,
-) -> wasmtime::Result<Answer> {
-    Ok(match export {
-        Export::Metadata => Answer::Metadata(metadata_from_wit(instance.call_metadata(store).await?)),
-        Export::Call(args) => Answer::Call(instance.call_call(store, args).await?.into()),
-        Export::OverlapKey(args) => Answer::OverlapKey(instance.call_overlap_key(store, args).await?),
-        Export::IsDue { last_run_at, now } => {
-            Answer::IsDue(due_from_wit(instance.call_is_due(store, last_run_at, now).await?))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{DocSyntax, Overlap, RequestedLimits, RetryPolicy};
+    use crate::secret::SecretError;
+
+    fn regular(name: &str) -> JobMetadata {
+        JobMetadata {
+            name: name.into(),
+            doc: String::new(),
+            doc_syntax: DocSyntax::Plain,
+            kind: JobKind::Regular,
+            overlap: Overlap::Allow,
+            expiry: None,
+            limits: RequestedLimits::default(),
+            retry: RetryPolicy {
+                max_retries: 0,
+                initial_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+                retry_on_trap: false,
+                retry_on_timeout: false,
+            },
+            allowed_hosts: None,
+            secrets: Vec::new(),
         }
-    })
+    }
+
+    fn declared(hosts: Option<Vec<String>>, secrets: Vec<String>) -> Declared {
+        Declared { allowed_hosts: hosts, secrets }
+    }
+
+    #[test]
+    fn declared_hosts_and_secrets_are_checked_and_kept() {
+        let hosts = Some(vec!["https://*.example.com".to_owned(), "localhost:8080".to_owned()]);
+        let secrets = vec!["token".to_owned(), "token".to_owned(), "API.key".to_owned()];
+        let m = checked_metadata(regular("Hook"), None, declared(hosts, secrets)).unwrap();
+        assert_eq!(m.name, "hook");
+        assert_eq!(m.allowed_hosts.unwrap().to_strings(), ["https://*.example.com", "localhost:8080"]);
+        assert_eq!(m.secrets, ["token", "API.key"], "duplicates dropped, case kept");
+        let none = checked_metadata(regular("a"), None, Declared::default()).unwrap();
+        assert_eq!((none.allowed_hosts, none.secrets), (None, vec![]), "nothing declared: the tenant's list applies");
+        let nowhere = checked_metadata(regular("a"), None, declared(Some(vec![]), vec![])).unwrap();
+        assert!(nowhere.allowed_hosts.unwrap().is_empty(), "an empty list reaches no host");
+    }
+
+    #[test]
+    fn declarations_far_past_their_bounds_are_refused_naming_the_field() {
+        let many_hosts: Vec<String> = (0..100_000).map(|i| format!("h{i}.example.com")).collect();
+        let e = checked_metadata(regular("a"), None, declared(Some(many_hosts), vec![])).unwrap_err();
+        assert!(matches!(e, MetadataError::AllowedHosts(_)), "{e}");
+        let long_host = vec![format!("{}.example.com", "h".repeat(1 << 20))];
+        let e = checked_metadata(regular("a"), None, declared(Some(long_host), vec![])).unwrap_err();
+        assert!(e.to_string().starts_with("the job's `allowed-hosts`"), "{e}");
+        for bad in ["http://", "ftp://example.com", "exa mple.com", "example.com:99999", ""] {
+            let e = checked_metadata(regular("a"), None, declared(Some(vec![bad.into()]), vec![])).unwrap_err();
+            assert!(matches!(e, MetadataError::AllowedHosts(_)), "`{bad}`: {e}");
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        let e = checked_metadata(regular("a"), None, declared(None, many)).unwrap_err();
+        assert_eq!(e, MetadataError::Secrets(SecretError::TooManyDeclared));
+        for bad in ["", "a b", "x/../y", "\u{212A}"] {
+            let e = checked_metadata(regular("a"), None, declared(None, vec![bad.into()])).unwrap_err();
+            assert!(matches!(e, MetadataError::Secrets(SecretError::InvalidName(_))), "`{bad}`: {e}");
+        }
+        let e = checked_metadata(regular("a"), None, declared(None, vec!["s".repeat(1 << 20)])).unwrap_err();
+        assert!(e.to_string().len() < 200, "the error does not echo a megabyte: {e}");
+    }
 }

@@ -18,7 +18,7 @@ pub const MAX_RULES: usize = 256;
 const MAX_HOST_BYTES: usize = 253;
 
 /// A scheme a request may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
     Http,
     Https,
@@ -42,7 +42,7 @@ impl Scheme {
 }
 
 /// The hosts a rule allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Hosts {
     Any,
     /// This name or address exactly.
@@ -83,7 +83,7 @@ impl Hosts {
 }
 
 /// One allowed destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rule {
     scheme: Option<Scheme>,
     hosts: Hosts,
@@ -219,13 +219,16 @@ impl AllowList {
     }
 
     /// The destinations both lists allow (what a job's narrowing of its
-    /// tenant's list leaves).
+    /// tenant's list leaves), to show; requests check each list apart
+    /// ([`super::Grant::allows`]).
     pub fn and(&self, other: &AllowList) -> AllowList {
+        // At most MAX_RULES² rules: the set keeps dropping duplicates linear.
+        let mut seen = std::collections::HashSet::new();
         let mut rules: Vec<Rule> = Vec::new();
         for a in self.rules.iter() {
             for b in other.rules.iter() {
                 if let Some(rule) = a.and(b)
-                    && !rules.contains(&rule)
+                    && seen.insert(rule.clone())
                 {
                     rules.push(rule);
                 }

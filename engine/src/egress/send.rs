@@ -126,9 +126,20 @@ impl Default for HttpLimits {
 /// What one task may reach, and how much. Default: nowhere.
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
-    /// Where requests may go: the tenant's allow-list, narrowed by the job's.
+    /// Where the tenant's requests may go.
     pub allow: AllowList,
+    /// Where the job's may go, if it narrows its tenant's list. A request
+    /// goes out only if both allow it; checking each list apart spares
+    /// building their intersection for every task.
+    pub narrow: Option<AllowList>,
     pub limits: HttpLimits,
+}
+
+impl Grant {
+    /// Whether a request to `scheme://host:port` may go out.
+    pub fn allows(&self, scheme: Scheme, host: &str, port: u16) -> bool {
+        self.allow.allows(scheme, host, port) && self.narrow.as_ref().is_none_or(|job| job.allows(scheme, host, port))
+    }
 }
 
 /// What a task used of the network: billing-ready, like fuel.
@@ -191,7 +202,7 @@ impl TaskHttp {
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host).to_owned();
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         let shown = format!("{}://{host}:{port}", if scheme == Scheme::Https { "https" } else { "http" });
-        if !self.grant.allow.allows(scheme, &host, port) {
+        if !self.grant.allows(scheme, &host, port) {
             self.log.line(LogLevel::Warn, &format!("egress denied: {shown} is not on the allow-list"));
             return Err(Error::HttpRequestDenied);
         }

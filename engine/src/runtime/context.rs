@@ -1,5 +1,5 @@
 //! What a running task knows about itself (pulsar's `consumer`): its id, its
-//! attempt, where the tasks it queues go, and its log.
+//! attempt, where the tasks it queues go, its log and its secrets.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::log::TaskLog;
+use crate::secret::{Secrets, Unreadable};
 use crate::task::{QueueError, QueueOptions, TaskId};
 
 /// A boxed future, for the object-safe [`ChildQueue`].
@@ -77,6 +78,7 @@ pub struct TaskContext {
     pub(crate) children: Arc<dyn ChildQueue>,
     pub(crate) log: TaskLog,
     max_args_bytes: usize,
+    secrets: Secrets,
 }
 
 impl TaskContext {
@@ -87,7 +89,19 @@ impl TaskContext {
         log: TaskLog,
         max_args_bytes: usize,
     ) -> Self {
-        Self { task_id, attempt, children, log, max_args_bytes }
+        Self { task_id, attempt, children, log, max_args_bytes, secrets: Secrets::default() }
+    }
+
+    /// The task may read `secrets`.
+    pub(crate) fn with_secrets(self, secrets: Secrets) -> Self {
+        Self { secrets, ..self }
+    }
+
+    /// The value of the secret `name`, paid in fuel per byte as args are.
+    pub(crate) fn secret(&self, name: &str) -> Result<String, Unreadable> {
+        let value = self.secrets.get(name)?;
+        self.log.work().charge(value.len() as u64, super::meter::FUEL_PER_ARGS_BYTE);
+        Ok(value.to_owned())
     }
 
     /// Checks a guest's `queue-task` request and passes it on.

@@ -30,6 +30,12 @@ impl JobComponent {
     pub fn metadata(&self) -> &JobMetadata {
         &self.metadata
     }
+
+    /// The version of the `wasmjob:job` contract the component exports:
+    /// "0.2.0" or "0.1.0".
+    pub fn contract(&self) -> &'static str {
+        self.pre.contract()
+    }
 }
 
 /// Why a component was refused. Each message names what is wrong.
@@ -97,7 +103,7 @@ impl Runtime {
         let component = self.compile(bytes, &hash).await?;
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
-        let pre = JobPre::new(instance_pre).map_err(|e| LoadError::NotAJob(format!("{e:#}")))?;
+        let pre = JobPre::new(instance_pre).map_err(LoadError::NotAJob)?;
         let metadata = match self.control_call(&pre, Export::Metadata).await {
             Ok(Answer::Metadata(metadata)) => metadata?,
             Ok(_) => unreachable!("`metadata` answers with metadata"),

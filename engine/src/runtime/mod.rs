@@ -26,6 +26,7 @@ pub mod meter;
 mod outcome;
 pub(crate) mod sandbox;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +47,7 @@ use self::outcome::{StopCause, classify};
 use self::sandbox::{SandboxLimiter, TaskState};
 use crate::contract::{self, Answer, CallResult, Due, Export, JobPre};
 use crate::egress::{Egress, EgressConfig, Grant, HttpUsage, TaskHttp};
+use crate::secret::Secrets;
 use crate::task::TaskId;
 
 /// How to build a [`Runtime`].
@@ -128,6 +130,9 @@ pub struct TaskInput {
     pub children: Arc<dyn ChildQueue>,
     /// Where its requests may go, and how much it may send and receive.
     pub egress: Grant,
+    /// Its tenant's secrets, by name: the task reads those its job
+    /// declares (any others are dropped).
+    pub secrets: HashMap<String, String>,
 }
 
 /// A call to `is-due` or `overlap-key` that did not answer.
@@ -208,8 +213,10 @@ impl Runtime {
             };
         }
         let limits = self.limits.cap(input.limits);
+        let secrets = Secrets::new(&job.metadata().secrets, input.secrets);
         let ctx =
-            TaskContext::new(input.task_id, input.attempt, input.children, log.clone(), self.limits.max_args_bytes);
+            TaskContext::new(input.task_id, input.attempt, input.children, log.clone(), self.limits.max_args_bytes)
+                .with_secrets(secrets);
         let hooks = TaskHttp::new(self.egress.clone(), input.egress, log.clone());
         let (answer, fuel_consumed, wall_time, http) =
             self.sandboxed(&job.pre, ctx, hooks, limits, Export::Call(&input.args)).await;
@@ -295,10 +302,7 @@ impl Runtime {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
 
-        let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            contract::invoke(&instance, &mut store, export).await
-        };
+        let call = pre.invoke(&mut store, export);
         // The epoch stops wasm at the deadline; this backstop also stops a
         // task stuck in an async host call.
         let result = match tokio::time::timeout(limits.timeout + 4 * EPOCH_TICK, call).await {

@@ -31,6 +31,8 @@ mod fair;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::egress::HttpUsage;
@@ -501,4 +503,21 @@ pub trait Store: Send + Sync + 'static {
     async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
     /// Revokes a token; whether it was live.
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+
+    /// Sets `tenant`'s secret `name` to `value`, unless that would make more
+    /// than `max` secrets (then false, storing nothing).
+    async fn put_secret(
+        &self,
+        tenant: &str,
+        name: &str,
+        value: &str,
+        now: Millis,
+        max: usize,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a secret; whether it existed.
+    async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+    /// The names of `tenant`'s secrets, with when each was last set, by name.
+    async fn secret_names(&self, tenant: &str) -> Result<Vec<(String, Millis)>, StoreError>;
+    /// The values of those of `names` that `tenant` has set.
+    async fn secrets(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, StoreError>;
 }

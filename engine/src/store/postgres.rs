@@ -18,6 +18,7 @@
 //! meanwhile are lost. Time comes from the database ([`DbClock`]), so nodes
 //! with skewed clocks agree on leases, expiry and schedules.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -51,11 +52,12 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
     include_str!("postgres_schema_v4.sql"),
+    include_str!("postgres_schema_v5.sql"),
 ];
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -1116,6 +1118,49 @@ impl Store for PostgresStore {
         bump(&tx, "tokens").await?;
         tx.commit().await?;
         Ok(n > 0)
+    }
+
+    async fn put_secret(
+        &self,
+        tenant: &str,
+        name: &str,
+        value: &str,
+        now: Millis,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Writes of one tenant's secrets take turns, so that the count holds.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('wasmjob secrets ' || $1, 0))", &[&tenant]).await?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let n = tx
+            .execute(
+                "INSERT INTO secrets (tenant, name, value, updated_at) SELECT $1::text, $2::text, $3::text, $4::bigint \
+                 WHERE EXISTS (SELECT 1 FROM secrets WHERE tenant = $1 AND name = $2) \
+                    OR (SELECT COUNT(*) FROM secrets WHERE tenant = $1) < $5::bigint \
+                 ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                &[&tenant, &name, &value, &now, &max],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM secrets WHERE tenant = $1 AND name = $2", &[&tenant, &name]).await? > 0)
+    }
+
+    async fn secret_names(&self, tenant: &str) -> Result<Vec<(String, Millis)>, StoreError> {
+        let rows =
+            self.query("SELECT name, updated_at FROM secrets WHERE tenant = $1 ORDER BY name", &[&tenant]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn secrets(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, StoreError> {
+        let rows = self
+            .query("SELECT name, value FROM secrets WHERE tenant = $1 AND name = ANY($2)", &[&tenant, &names])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 

@@ -21,6 +21,7 @@
 //! with its own connection does, without blocking the writer. Should it
 //! fall behind, the writer checkpoints at [`WRITER_CHECKPOINT_PAGES`].
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -170,7 +171,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -178,6 +179,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
+    include_str!("schema_v8.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -992,6 +994,64 @@ impl Store for SqliteStore {
                 > 0;
             bump(conn, "tokens")?;
             Ok(revoked)
+        })
+        .await
+    }
+
+    async fn put_secret(
+        &self,
+        tenant: &str,
+        name: &str,
+        value: &str,
+        now: Millis,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let (tenant, name, value) = (tenant.to_owned(), name.to_owned(), value.to_owned());
+        // One writer: the count and the write cannot interleave with another.
+        self.op(move |conn| {
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO secrets (tenant, name, value, updated_at) SELECT ?1, ?2, ?3, ?4 \
+                     WHERE EXISTS (SELECT 1 FROM secrets WHERE tenant = ?1 AND name = ?2) \
+                        OR (SELECT COUNT(*) FROM secrets WHERE tenant = ?1) < ?5 \
+                     ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )?
+                .execute(params![tenant, name, value, now, max as i64])?;
+            Ok(written > 0)
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.op(
+            move |conn| Ok(conn.execute("DELETE FROM secrets WHERE tenant = ?1 AND name = ?2", [tenant, name])? > 0),
+        )
+        .await
+    }
+
+    async fn secret_names(&self, tenant: &str) -> Result<Vec<(String, Millis)>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.op(move |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT name, updated_at FROM secrets WHERE tenant = ?1 ORDER BY name")?;
+            let names = statement.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn secrets(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, StoreError> {
+        let (tenant, names) = (tenant.to_owned(), names.to_vec());
+        self.op(move |conn| {
+            let mut statement = conn.prepare_cached("SELECT value FROM secrets WHERE tenant = ?1 AND name = ?2")?;
+            let mut values = HashMap::with_capacity(names.len());
+            for name in names {
+                if let Some(value) = statement.query_row([&tenant, &name], |r| r.get(0)).optional()? {
+                    values.insert(name, value);
+                }
+            }
+            Ok(values)
         })
         .await
     }

@@ -1,5 +1,6 @@
-//! Delivers a webhook: POSTs its `payload` as JSON to `url`. A 2xx answer
-//! is delivered; a 5xx, a timeout or a network failure is worth retrying
+//! Delivers a webhook: POSTs its `payload` as JSON to `url`, with the
+//! tenant's secret `webhook-token` as a bearer token. A 2xx answer is
+//! delivered; a 5xx, a timeout or a network failure is worth retrying
 //! (with backoff, up to 5 times); a 4xx is the receiver refusing, and a
 //! host the tenant's egress policy does not allow is refused for good:
 //! neither is retried.
@@ -21,23 +22,31 @@ struct Delivered {
 
 struct Webhook;
 
+/// The tenant's secret sent as the bearer token.
+const TOKEN: &str = "webhook-token";
+
 impl Job for Webhook {
     type Args = Args;
     type Output = Delivered;
 
     fn metadata() -> Metadata {
-        Metadata::regular().doc("POST a JSON payload to a URL, retrying 5xx and timeouts").retry(RetryPolicy {
-            max_retries: 5,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(60),
-            ..RetryPolicy::default()
-        })
+        Metadata::regular()
+            .doc("POST a JSON payload to a URL, retrying 5xx and timeouts")
+            .retry(RetryPolicy {
+                max_retries: 5,
+                initial_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(60),
+                ..RetryPolicy::default()
+            })
+            .secret(TOKEN)
     }
 
     fn call(ctx: &Context, args: Args) -> Result<Delivered, Error> {
         let body = serde_json::to_vec(&args.payload).map_err(|e| Error::fatal(e.to_string()))?;
+        let token = ctx.secret(TOKEN)?;
         let request = Request::post(&args.url)
             .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
             .header("idempotency-key", ctx.task_id())
             .body(Body::from(body))
             .map_err(|e| Error::fatal(format!("invalid request: {e}")))?;

@@ -56,7 +56,7 @@ type Observation = (&'static str, fn(&mut Cluster));
 #[test]
 fn a_cluster_of_three_nodes_answers_as_one() {
     let (mut cluster, startup) = Cluster::start(["node-a", "node-b", "node-c"]);
-    let observations: [Observation; 10] = [
+    let observations: [Observation; 11] = [
         ("a_tenant_created_through_one_node_is_known_to_the_others_within_a_second", tenant_is_seen_everywhere),
         ("a_token_created_through_one_node_works_on_the_others_within_a_second", token_is_seen_everywhere),
         ("a_job_uploaded_through_one_node_runs_through_the_others_within_a_second", job_upload_is_seen_everywhere),
@@ -69,6 +69,7 @@ fn a_cluster_of_three_nodes_answers_as_one() {
             "an_egress_allow_list_changed_through_one_node_governs_every_node_within_a_second",
             egress_policy_is_seen_everywhere,
         ),
+        ("a_secret_changed_through_one_node_is_read_by_the_next_task_on_every_node", secret_is_read_everywhere),
         // Kills node A: last.
         ("periodic_jobs_tick_once_across_the_cluster_survive_a_node_and_stop_when_deleted", periodic_job_ticks),
     ];
@@ -398,6 +399,32 @@ fn egress_policy_is_seen_everywhere(c: &mut Cluster) {
     });
 }
 
+/// A secret is read from the store when a task starts, not cached: set
+/// through B, changed through C, deleted through A, the next tasks on every
+/// node read what was set last.
+fn secret_is_read_everywhere(c: &mut Cluster) {
+    let tenant = c.tenant("secrets", json!({}), &[wasmjob::examples::NOSY]);
+    let read_everywhere = |c: &Cluster, change: &str, expected: Value| {
+        for n in [A, B, C, A, B, C] {
+            let id = c.queue(n, &tenant.token, "nosy", json!({ "secrets": ["mine"] }));
+            let task = c.wait(n, &tenant.token, &id, Duration::from_secs(30));
+            let got: Value = task["result"].as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+            assert_eq!(got["secrets"]["mine"], expected, "{change}, then task {id} queued through {}: {task}", c.id(n));
+        }
+    };
+    let path = "/v1/secrets/mine";
+    let set = c.put_json(B, path, &tenant.token, &json!({ "value": "first" }));
+    expect(&set, StatusCode::NO_CONTENT, "node-b: PUT the secret");
+    read_everywhere(c, "set to `first` through node-b", json!({ "Ok": "first" }));
+    let set = c.put_json(C, path, &tenant.token, &json!({ "value": "second" }));
+    expect(&set, StatusCode::NO_CONTENT, "node-c: PUT the secret again");
+    read_everywhere(c, "changed to `second` through node-c", json!({ "Ok": "second" }));
+    let deleted = c.delete(A, path, &tenant.token);
+    expect(&deleted, StatusCode::NO_CONTENT, "node-a: DELETE the secret");
+    let missing = "the tenant has no secret `mine`: set it with `wasmjob secret set mine`";
+    read_everywhere(c, "deleted through node-a", json!({ "Err": missing }));
+}
+
 /// A periodic job uploaded through A ticks about once a second, once per
 /// due time across the cluster; its ticks go on when A dies, and stop once
 /// it is deleted through B.
@@ -585,6 +612,12 @@ impl Cluster {
         let node = &self.nodes[n];
         let request = self.http.post(format!("{}{path}", node.url)).header("Authorization", format!("Bearer {token}"));
         answer(&node.id, "POST", path, request.send_json(body))
+    }
+
+    fn put_json(&self, n: usize, path: &str, token: &str, body: &Value) -> Answer {
+        let node = &self.nodes[n];
+        let request = self.http.put(format!("{}{path}", node.url)).header("Authorization", format!("Bearer {token}"));
+        answer(&node.id, "PUT", path, request.send_json(body))
     }
 
     fn patch_json(&self, n: usize, path: &str, token: &str, body: &Value) -> Answer {

@@ -53,17 +53,19 @@ static EGRESS_RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 
 /// What the test server saw.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// The `Host` headers of every request.
     hosts: Mutex<Vec<String>>,
     /// Connections of `/hang` whose client went away.
     hung_up: AtomicU64,
     /// Calls of `/hook`, and the idempotency keys they carried.
     hooks: Mutex<Vec<String>>,
+    /// The `Authorization` headers of the calls of `/hook`.
+    authorizations: Mutex<Vec<String>>,
 }
 
 /// Starts the test server on 127.0.0.1; returns its address.
-async fn server() -> (SocketAddr, Arc<Seen>) {
+pub(crate) async fn server() -> (SocketAddr, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
@@ -71,7 +73,9 @@ async fn server() -> (SocketAddr, Arc<Seen>) {
         .route(
             "/hook",
             axum::routing::post(|State(seen): State<Arc<Seen>>, headers: HeaderMap| async move {
-                let key = headers.get("idempotency-key").and_then(|k| k.to_str().ok()).unwrap_or("").to_owned();
+                let header = |name: &str| headers.get(name).and_then(|k| k.to_str().ok()).unwrap_or("").to_owned();
+                let key = header("idempotency-key");
+                seen.authorizations.lock().unwrap().push(header("authorization"));
                 let mut hooks = seen.hooks.lock().unwrap();
                 hooks.push(key);
                 if hooks.len() <= 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
@@ -183,7 +187,12 @@ async fn fetch_job(runtime: &Runtime) -> JobComponent {
 /// A node with `concurrency` workers whose operator allows loopback,
 /// serving `tenant`, which may reach `host` and has `job` uploaded; the
 /// tenant's write token.
-async fn serving(concurrency: usize, tenant: &str, host: &str, job: &str) -> (crate::api_support::Api, String) {
+pub(crate) async fn serving(
+    concurrency: usize,
+    tenant: &str,
+    host: &str,
+    job: &str,
+) -> (crate::api_support::Api, String) {
     use crate::api_support::{ADMIN, Api};
     let api =
         Api::start_with(concurrency, |config| config.runtime.egress.allow_networks = vec!["127.0.0.0/8".into()]).await;
@@ -219,7 +228,8 @@ async fn fetch_on(
         args: args.to_string(),
         limits: task_limits,
         children: Arc::new(RecordingQueue::default()),
-        egress: Grant { allow: AllowList::parse(hosts).unwrap(), limits },
+        egress: Grant { allow: AllowList::parse(hosts).unwrap(), narrow: None, limits },
+        secrets: Default::default(),
     };
     runtime.run(job, input).await
 }
@@ -568,10 +578,20 @@ async fn a_webhook_is_retried_on_5xx_and_not_on_4xx_or_a_denied_host() {
     let (addr, seen) = server().await;
     let (api, write) = serving(2, "hooks", "127.0.0.1", wasmjob::examples::WEBHOOK).await;
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", addr.port());
+    // Without its secret, the webhook fails for good, saying which.
+    let id = api.queue(&write, "webhook", json!({ "url": url("/hook") })).await;
+    let task = api.wait(&write, &id).await;
+    assert_eq!((task["state"].as_str(), task["attempt"].as_u64()), (Some("failure"), Some(1)), "{task}");
+    assert!(task["error"].as_str().unwrap().contains("no secret `webhook-token`"), "{task}");
+    let set = json!({ "value": "hook-secret" });
+    let answer = api.send(axum::http::Method::PUT, "/v1/secrets/webhook-token", Some(&write), Some(set)).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{answer}");
     let id = api.queue(&write, "webhook", json!({ "url": url("/hook"), "payload": { "event": "paid" } })).await;
     let task = api.wait(&write, &id).await;
     assert_eq!((task["state"].as_str(), task["attempt"].as_u64()), (Some("success"), Some(3)), "{task}");
     assert_eq!(*seen.hooks.lock().unwrap(), vec![id.clone(); 3], "every attempt carries the task's id as its key");
+    assert_eq!(*seen.authorizations.lock().unwrap(), vec!["Bearer hook-secret"; 3], "the secret is the bearer token");
+    assert!(!task.to_string().contains("hook-secret"), "the task's record holds no secret: {task}");
     let id = api.queue(&write, "webhook", json!({ "url": url("/refuse") })).await;
     let task = api.wait(&write, &id).await;
     assert_eq!((task["state"].as_str(), task["attempt"].as_u64()), (Some("failure"), Some(1)), "{task}");

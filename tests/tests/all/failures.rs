@@ -19,6 +19,7 @@ async fn an_infinite_loop_runs_out_of_fuel() {
         limits,
         children: std::sync::Arc::new(RecordingQueue::default()),
         egress: wasmjob::egress::Grant::default(),
+        secrets: Default::default(),
     };
     let report = RUNTIME.run(&job, input).await;
     assert_eq!(report.outcome, Outcome::FuelExhausted { fuel: 50_000_000 });
@@ -39,6 +40,7 @@ async fn an_infinite_loop_with_ample_fuel_stops_at_its_deadline() {
         limits,
         children: std::sync::Arc::new(RecordingQueue::default()),
         egress: wasmjob::egress::Grant::default(),
+        secrets: Default::default(),
     };
     let report = RUNTIME.run(&job, input).await;
     assert_eq!(report.outcome, Outcome::DeadlineExceeded { timeout_ms: 200 });

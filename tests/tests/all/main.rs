@@ -26,5 +26,6 @@ mod periodic;
 mod queueing;
 mod results;
 mod schedule;
+mod secrets;
 mod shutdown;
 mod validation;

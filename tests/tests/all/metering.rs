@@ -20,6 +20,7 @@ async fn hog(what: &str) -> Outcome {
         limits: TaskLimits { fuel: 1_000_000_000, timeout: Duration::from_secs(60), memory_bytes: 64 << 20 },
         children: Arc::new(RecordingQueue::default()),
         egress: wasmjob::egress::Grant::default(),
+        secrets: Default::default(),
     };
     RUNTIME.run(&job, input).await.outcome
 }

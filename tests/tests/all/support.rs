@@ -27,6 +27,7 @@ pub async fn run(job: &JobComponent, args: &str) -> (TaskReport, Arc<RecordingQu
         limits: RUNTIME.task_limits(job),
         children: children.clone(),
         egress: wasmjob::egress::Grant::default(),
+        secrets: Default::default(),
     };
     (RUNTIME.run(job, input).await, children)
 }

@@ -7,9 +7,13 @@
 //! - `flood`: 100 requests started before any is awaited.
 //!
 //! Answers `{"answers": [...]}`: per request its status or its error code.
+//!
+//! It is built against the contract's first version, `wasmjob:job@0.1.0`
+//! (`wit/v0.1.0/`), which the engine still runs: the tests that run it are
+//! the proof.
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../../wit", world: "wasmjob:job/job" });
+    wit_bindgen::generate!({ path: "../../../wit/v0.1.0", world: "wasmjob:job/job" });
 }
 
 use bindings::wasmjob::job::types::{DocSyntax, Due, JobError, JobKind, Limits, Metadata, Overlap, RetryPolicy};

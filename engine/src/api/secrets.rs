@@ -1,0 +1,72 @@
+//! `/v1/secrets`: a tenant's secrets, write-only. Values go in and are
+//! never served: the list has names and times only.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::DateTime;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState, Caller};
+use crate::secret::{MAX_SECRETS, SecretError, validate_secret_name, validate_value};
+
+/// The body of `PUT /v1/secrets/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretValue {
+    value: String,
+}
+
+/// `PUT /v1/secrets/{name}`: sets a secret (creates or replaces it).
+pub async fn put(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<SecretValue>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = caller.writer()?;
+    validate_secret_name(&name).map_err(refused)?;
+    let Json(SecretValue { value }) = body?;
+    validate_value(&value).map_err(refused)?;
+    let now = state.node.clock.now_millis();
+    if !state.node.store.put_secret(tenant, &name, &value, now, MAX_SECRETS).await? {
+        return Err(refused(SecretError::TooMany));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/secrets`: the names of the caller's secrets, never a value.
+pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.reader()?;
+    let names = state.node.store.secret_names(tenant).await?;
+    let secrets: Vec<Value> = names
+        .into_iter()
+        .map(|(name, at)| json!({ "name": name, "updated_at": DateTime::from_timestamp_millis(at) }))
+        .collect();
+    Ok(Json(json!({ "secrets": secrets })))
+}
+
+/// `DELETE /v1/secrets/{name}`.
+pub async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = caller.writer()?;
+    if !state.node.store.delete_secret(tenant, &name).await? {
+        return Err(ApiError::not_found(format!("secret `{}`", name.escape_default())));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn refused(e: SecretError) -> ApiError {
+    match e {
+        SecretError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
+        }
+        SecretError::TooMany => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string()),
+        SecretError::InvalidName(_) | SecretError::TooManyDeclared => ApiError::bad_request(e.to_string()),
+    }
+}

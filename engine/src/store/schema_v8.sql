@@ -1,0 +1,9 @@
+-- Version 8: each tenant's named secrets, write-only through the API; a
+-- task reads the values of the names its job declares.
+CREATE TABLE secrets (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
