@@ -2,8 +2,8 @@
 //!
 //! The life of a task, module by module:
 //!
-//! - [`contract`]: the `wasmjob:job` WIT world a job implements, mapped onto
-//!   the engine's own types ([`job`]).
+//! - [`contract`]: the `wasmjob:job` WIT worlds a job may implement (0.2.0,
+//!   and 0.1.0 still run), mapped onto the engine's own types ([`job`]).
 //! - [`runtime`]: compiles and validates a component once ([`runtime::Runtime::load`]),
 //!   then runs each task in a fresh sandbox with a fuel budget, a wall-clock
 //!   deadline and a memory cap, and tells the outcomes apart

@@ -2,6 +2,7 @@
 //! queue, the workers and the scheduler, wired together. `wasmjob serve`
 //! runs one.
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +113,11 @@ impl Node {
     }
 
     async fn open_inner(config: NodeConfig, serve: bool, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
+        // The store holds tenants' secrets: the directory is the owner's alone.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
         let signals = Arc::new(Signals::default());
         let (store, clock, serving): (Arc<dyn Store>, Arc<dyn Clock>, _) = match &config.store_url {

@@ -30,6 +30,8 @@ pub enum SecretError {
     TooLarge { bytes: usize },
     #[error("a tenant holds at most {MAX_SECRETS} secrets")]
     TooMany,
+    #[error("a secret's value cannot hold a NUL character")]
+    NulByte,
     #[error("a job declares at most {MAX_DECLARED} secrets")]
     TooManyDeclared,
 }
@@ -45,10 +47,14 @@ pub fn validate_secret_name(name: &str) -> Result<(), SecretError> {
     })
 }
 
-/// Checks a value before it is stored.
+/// Checks a value before it is stored: at most [`MAX_VALUE_BYTES`], no NUL.
 pub fn validate_value(value: &str) -> Result<(), SecretError> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(SecretError::TooLarge { bytes: value.len() });
+    }
+    // PostgreSQL's text cannot hold one; both stores refuse it alike.
+    if value.contains('\0') {
+        return Err(SecretError::NulByte);
     }
     Ok(())
 }
@@ -130,6 +136,7 @@ mod tests {
         assert!(matches!(validate_secret_name("a b"), Err(SecretError::InvalidName(_))));
         assert!(matches!(validate_secret_name(&"a".repeat(129)), Err(SecretError::InvalidName(_))));
         assert!(validate_value(&"v".repeat(MAX_VALUE_BYTES)).is_ok());
+        assert_eq!(validate_value("a\0b"), Err(SecretError::NulByte));
         assert_eq!(
             validate_value(&"v".repeat(MAX_VALUE_BYTES + 1)),
             Err(SecretError::TooLarge { bytes: MAX_VALUE_BYTES + 1 })

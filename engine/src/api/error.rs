@@ -56,7 +56,7 @@ impl ApiError {
         }
     }
 
-    fn with(mut self, details: Value) -> Self {
+    pub(crate) fn with(mut self, details: Value) -> Self {
         self.details = Some(details);
         self
     }

@@ -94,8 +94,8 @@ pub async fn show(
     };
     // The secrets it declares that its tenant has not set: its tasks would
     // be refused them.
-    let set = state.node.store.secrets(tenant, &metadata.secrets).await?;
-    let missing: Vec<&String> = metadata.secrets.iter().filter(|name| !set.contains_key(*name)).collect();
+    let set: Vec<String> = state.node.store.secret_names(tenant).await?.into_iter().map(|(name, _)| name).collect();
+    let missing: Vec<&String> = metadata.secrets.iter().filter(|name| !set.contains(name)).collect();
     Ok(Json(json!({
         "name": metadata.name,
         "version": job.component.hash(),

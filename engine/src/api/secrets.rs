@@ -28,7 +28,12 @@ pub async fn put(
 ) -> Result<StatusCode, ApiError> {
     let tenant = caller.writer()?;
     validate_secret_name(&name).map_err(refused)?;
-    let Json(SecretValue { value }) = body?;
+    // The extractor's message may quote the body, which holds the value:
+    // answer one that cannot.
+    let Json(SecretValue { value }) = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::from(rejection),
+        _ => ApiError::bad_request(r#"the body must be {"value": "<the secret>"}"#),
+    })?;
     validate_value(&value).map_err(refused)?;
     let now = state.node.clock.now_millis();
     if !state.node.store.put_secret(tenant, &name, &value, now, MAX_SECRETS).await? {
@@ -55,8 +60,9 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = caller.writer()?;
+    validate_secret_name(&name).map_err(refused)?;
     if !state.node.store.delete_secret(tenant, &name).await? {
-        return Err(ApiError::not_found(format!("secret `{}`", name.escape_default())));
+        return Err(ApiError::not_found(format!("secret `{name}`")));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -66,7 +72,10 @@ fn refused(e: SecretError) -> ApiError {
         SecretError::TooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
         }
-        SecretError::TooMany => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string()),
-        SecretError::InvalidName(_) | SecretError::TooManyDeclared => ApiError::bad_request(e.to_string()),
+        SecretError::TooMany => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string())
+            .with(json!({ "quota": "secrets" })),
+        SecretError::InvalidName(_) | SecretError::NulByte | SecretError::TooManyDeclared => {
+            ApiError::bad_request(e.to_string())
+        }
     }
 }

@@ -364,10 +364,13 @@ pub fn secret(server: &ServerArgs, command: SecretCommand) -> anyhow::Result<Exi
     let client = Client::new(server)?;
     match command {
         SecretCommand::Set { name, value } => {
+            // Checked here too, so that a name is never read as a path.
+            crate::secret::validate_secret_name(&name)?;
             let value = match value {
                 Some(value) => value,
                 None => read_value()?,
             };
+            anyhow::ensure!(!value.is_empty(), "the value is empty: nothing was set");
             client.put(&format!("/v1/secrets/{name}"), &json!({ "value": value }))?;
             println!("secret {name} set");
         }
@@ -382,6 +385,7 @@ pub fn secret(server: &ServerArgs, command: SecretCommand) -> anyhow::Result<Exi
             }
         }
         SecretCommand::Delete { name } => {
+            crate::secret::validate_secret_name(&name)?;
             client.delete(&format!("/v1/secrets/{name}"))?;
             println!("secret {name} deleted");
         }
@@ -389,18 +393,16 @@ pub fn secret(server: &ServerArgs, command: SecretCommand) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// A secret's value from stdin: one line from a terminal, all of a pipe
-/// (without its final newline).
+/// A secret's value from stdin: one line typed without echo at a
+/// terminal, all of a pipe (without its final newline).
 fn read_value() -> anyhow::Result<String> {
     use std::io::{IsTerminal, Read};
     let stdin = std::io::stdin();
-    let mut value = String::new();
     if stdin.is_terminal() {
-        eprint!("value: ");
-        stdin.read_line(&mut value)?;
-    } else {
-        stdin.lock().read_to_string(&mut value)?;
+        return Ok(rpassword::prompt_password("value (not shown): ")?);
     }
+    let mut value = String::new();
+    stdin.lock().read_to_string(&mut value)?;
     let trimmed = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
     Ok(trimmed.to_owned())
 }

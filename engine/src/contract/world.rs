@@ -8,7 +8,7 @@
 ///
 /// - `bindgen`: the arguments of its `bindgen!`;
 /// - `declared`: given the guest's `metadata` record (`&mut`), the hosts
-///   and secrets it declares, as `(Option<Vec<String>>, Vec<String>)`;
+///   and secrets it declares, as a `Declared`;
 /// - `host`: the host functions of this version beyond the ones all share.
 macro_rules! world {
     (

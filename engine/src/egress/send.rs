@@ -136,9 +136,15 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether a request to `scheme://host:port` may go out.
-    pub fn allows(&self, scheme: Scheme, host: &str, port: u16) -> bool {
-        self.allow.allows(scheme, host, port) && self.narrow.as_ref().is_none_or(|job| job.allows(scheme, host, port))
+    /// Which list refuses a request to `scheme://host:port`, if one does.
+    pub fn refused_by(&self, scheme: Scheme, host: &str, port: u16) -> Option<&'static str> {
+        if !self.allow.allows(scheme, host, port) {
+            Some("its tenant's allow-list")
+        } else if self.narrow.as_ref().is_some_and(|job| !job.allows(scheme, host, port)) {
+            Some("its job's allowed-hosts")
+        } else {
+            None
+        }
     }
 }
 
@@ -202,8 +208,8 @@ impl TaskHttp {
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host).to_owned();
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         let shown = format!("{}://{host}:{port}", if scheme == Scheme::Https { "https" } else { "http" });
-        if !self.grant.allows(scheme, &host, port) {
-            self.log.line(LogLevel::Warn, &format!("egress denied: {shown} is not on the allow-list"));
+        if let Some(list) = self.grant.refused_by(scheme, &host, port) {
+            self.log.line(LogLevel::Warn, &format!("egress denied: {shown} is not on {list}"));
             return Err(Error::HttpRequestDenied);
         }
         let limits = self.grant.limits;

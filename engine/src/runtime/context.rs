@@ -97,8 +97,10 @@ impl TaskContext {
         Self { secrets, ..self }
     }
 
-    /// The value of the secret `name`, paid in fuel per byte as args are.
+    /// The value of the secret `name`, paid in fuel per byte of the name
+    /// and of the value, as args are.
     pub(crate) fn secret(&self, name: &str) -> Result<String, Unreadable> {
+        self.log.work().charge(name.len() as u64, super::meter::FUEL_PER_ARGS_BYTE);
         let value = self.secrets.get(name)?;
         self.log.work().charge(value.len() as u64, super::meter::FUEL_PER_ARGS_BYTE);
         Ok(value.to_owned())

@@ -26,7 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::fair::FairShares;
 use super::{
@@ -1129,9 +1129,15 @@ impl Store for PostgresStore {
         max: usize,
     ) -> Result<bool, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Writes of one tenant's secrets take turns, so that the count holds.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('wasmjob secrets ' || $1, 0))", &[&tenant]).await?;
+        // Writes of one tenant's secrets take turns, and each counts what
+        // the one before it committed (read committed, whatever the
+        // database's default), so that the bound holds.
+        let tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/wasmjob secrets/' || $1, 0))",
+            &[&tenant],
+        )
+        .await?;
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let n = tx
             .execute(

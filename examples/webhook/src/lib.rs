@@ -22,7 +22,9 @@ struct Delivered {
 
 struct Webhook;
 
-/// The tenant's secret sent as the bearer token.
+/// The tenant's secret sent as the bearer token, to whichever URL the args
+/// name: the tenant's egress allow-list is what keeps it to receivers that
+/// may see it.
 const TOKEN: &str = "webhook-token";
 
 impl Job for Webhook {

@@ -80,12 +80,20 @@ async fn secrets_are_write_only_bounded_and_kept_to_their_tenant() {
         (long.as_str(), json!("v"), StatusCode::BAD_REQUEST),
         ("%E2%84%AA", json!("v"), StatusCode::BAD_REQUEST),
         ("big", json!("v".repeat((64 << 10) + 1)), StatusCode::PAYLOAD_TOO_LARGE),
-        ("number", json!(5), StatusCode::BAD_REQUEST),
+        ("number", json!(123_456_789), StatusCode::BAD_REQUEST),
+        ("nul", json!("a\u{0}b"), StatusCode::BAD_REQUEST),
     ] {
         let answer = put(&api, &write, name, value).await;
         assert_eq!(answer.status, status, "{name}: {answer}");
         assert!(!answer.code().is_empty(), "{answer}");
+        assert!(!answer.body.to_string().contains("123456789"), "an error quotes the value: {answer}");
     }
+    // A body that is not `{"value": ...}` is refused without quoting it.
+    let odd = api.send(Method::PUT, "/v1/secrets/odd", Some(&write), Some(json!("bare-secret-string"))).await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST, "{odd}");
+    assert!(!odd.body.to_string().contains("bare-secret"), "{odd}");
+    let bad = api.send(Method::DELETE, "/v1/secrets/a%20b", Some(&write), None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad}");
     let big = put(&api, &write, "largest", json!("v".repeat(64 << 10))).await;
     assert_eq!(big.status, StatusCode::NO_CONTENT, "the largest value fits: {big}");
     // A read-only token and the admin cannot set one.
@@ -98,6 +106,7 @@ async fn secrets_are_write_only_bounded_and_kept_to_their_tenant() {
     }
     let over = put(&api, &write, "s100", json!("v")).await;
     assert_eq!((over.status, over.code()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{over}");
+    assert_eq!(over.body["error"]["quota"], "secrets", "{over}");
     assert_eq!(put(&api, &write, "s1", json!("again")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(put(&api, &other, "s100", json!("v")).await.status, StatusCode::NO_CONTENT, "the bound is per tenant");
 
