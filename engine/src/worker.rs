@@ -222,10 +222,7 @@ impl Workers {
             let holding = room - held.available_permits();
             let running = self.concurrency - slots.available_permits();
             let allowed = if self.short_tasks() { room } else { self.concurrency };
-            let free = allowed.saturating_sub(holding).min(MAX_CLAIM);
-            // Tasks claimed and waiting here: claim again only in batches.
-            let refill = if holding > running { (allowed / REFILL_DIVISOR).max(1) } else { 1 };
-            if free >= refill {
+            if let Some(free) = claim_size(allowed, holding, running) {
                 let asked_at = std::time::Instant::now();
                 let claim = match self.claim(free).await {
                     Ok(claim) => {
@@ -487,4 +484,33 @@ enum Ended {
     Revoked,
     /// The job's version or the task's tenant could not be read: why.
     Unavailable(String),
+}
+
+/// How many tasks to claim, if any, with room for `allowed` tasks held of
+/// which `holding` are (and `running` of those run): while some claimed
+/// tasks wait here, only once a batch's worth is free (a quarter of the
+/// room, at most one claim, so that a large concurrency does not wait for
+/// a room no claim can fill); at most [`MAX_CLAIM`] at once.
+fn claim_size(allowed: usize, holding: usize, running: usize) -> Option<usize> {
+    let room_left = allowed.saturating_sub(holding);
+    let refill = if holding > running { (allowed / REFILL_DIVISOR).clamp(1, MAX_CLAIM) } else { 1 };
+    (room_left >= refill).then(|| room_left.min(MAX_CLAIM))
+}
+
+#[cfg(test)]
+mod claim_size_tests {
+    use super::{MAX_CLAIM, claim_size};
+
+    #[test]
+    fn a_large_concurrency_claims_again_while_claimed_tasks_wait_for_their_slot() {
+        // 10,000 slots, 256 claimed and not yet running: room for more.
+        assert_eq!(claim_size(10_000, 256, 0), Some(MAX_CLAIM));
+        // Small: wait for a quarter of the room to free up.
+        assert_eq!(claim_size(64, 60, 50), None);
+        assert_eq!(claim_size(64, 48, 40), Some(16));
+        // Everything claimed is running: claim for every free place.
+        assert_eq!(claim_size(64, 63, 63), Some(1));
+        assert_eq!(claim_size(64, 64, 64), None);
+        assert_eq!(claim_size(0, 0, 0), None);
+    }
 }
