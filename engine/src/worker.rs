@@ -206,15 +206,24 @@ impl Workers {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut stops = self.signals.stops();
         let mut next_sweep = tokio::time::Instant::now();
+        // The heartbeat runs beside this loop: renewing tens of thousands of
+        // leases takes a while, and claims go on meanwhile.
+        let mut beating: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             if crate::signals::stopping(&shutdown) {
                 break;
             }
             let now = tokio::time::Instant::now();
             if now >= next_sweep {
-                // A store failure must not stop the workers: log it and go on.
-                if let Err(e) = self.heartbeat().await {
-                    tracing::error!(error = %e, "heartbeat failed");
+                // One still running when the next is due: that one is skipped.
+                if beating.as_ref().is_none_or(|b| b.is_finished()) {
+                    let this = self.clone();
+                    beating = Some(tokio::spawn(async move {
+                        // A store failure must not stop the workers: log it and go on.
+                        if let Err(e) = this.heartbeat().await {
+                            tracing::error!(error = %e, "heartbeat failed");
+                        }
+                    }));
                 }
                 next_sweep = now + HEARTBEAT;
             }
@@ -287,6 +296,9 @@ impl Workers {
             }
         }
 
+        if let Some(beating) = beating {
+            let _ = beating.await;
+        }
         tracing::info!(running = tasks.len(), "shutting down: no more claims; waiting for running tasks");
         let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
@@ -313,8 +325,11 @@ impl Workers {
                 .store
                 .extend_leases(live.clone(), self.clock.now_millis().saturating_add(to_millis(LEASE)))
                 .await?;
+            // By lease: a node may hold tens of thousands (tasks waiting on
+            // the network), and a search per lease was quadratic.
+            let held: HashMap<&str, bool> = held.iter().map(|h| (h.lease.as_str(), h.revoke_requested)).collect();
             for lease in &live {
-                match held.iter().find(|h| &h.lease == lease) {
+                match held.get(lease.as_str()).copied() {
                     // Not held: lost, unless the task ended meanwhile (its
                     // ending clears the lease, and it left `running` first).
                     None => {
@@ -322,10 +337,10 @@ impl Workers {
                             tracing::warn!(lease = %lease, "lost a task's lease: stopped it");
                         }
                     }
-                    Some(h) if h.revoke_requested => {
+                    Some(true) => {
                         self.running.stop_lease(lease, Stop::Revoked);
                     }
-                    Some(_) => {}
+                    Some(false) => {}
                 }
             }
         }
