@@ -143,3 +143,31 @@ async fn a_job_reaches_only_hosts_both_it_and_its_tenant_allow() {
     let view = api.get("/v1/jobs/nosy", &write).await;
     assert_eq!(view.body["allowed_hosts"], json!(["localhost"]), "{view}");
 }
+
+#[test]
+fn wasmjob_run_gives_a_job_the_secrets_named_on_the_command_line_or_in_the_environment() {
+    let run = |secrets: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"));
+        command.args(["run", wasmjob::examples::NOSY, "--json", "--args", r#"{"secrets": ["mine", "other"]}"#]);
+        for secret in secrets {
+            command.args(["--secret", secret]);
+        }
+        command.env("mine", "from-the-environment").output().unwrap()
+    };
+    let got = |output: std::process::Output| -> Value {
+        let report: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+        serde_json::from_str(report["result"].as_str().unwrap()).unwrap()
+    };
+    let on_the_line = got(run(&["mine=on-the-line", "other=x"]));
+    assert_eq!(on_the_line["secrets"]["mine"]["Ok"], "on-the-line", "{on_the_line}");
+    let other = on_the_line["secrets"]["other"]["Err"].as_str().unwrap();
+    assert!(other.contains("without declaring it"), "given but not declared: {on_the_line}");
+    // `--secret NAME` reads the environment variable of that name.
+    let from_env = got(run(&["mine"]));
+    assert_eq!(from_env["secrets"]["mine"]["Ok"], "from-the-environment", "{from_env}");
+    // A bad name is refused before anything runs.
+    let refused = run(&["not a name=x"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("invalid secret name"), "{refused:?}");
+}
