@@ -38,7 +38,9 @@ pub struct Quotas {
     pub max_running: usize,
     /// Most tasks queued or waiting to retry. Default 100,000; at least 1.
     pub max_queued: u64,
-    /// Largest component. Default 16 MiB; at least 1 byte.
+    /// Largest component. Default 64 MiB (a Python job with a few
+    /// dependencies fits); at least 1 byte; the engine's own cap
+    /// (`--max-component-size`) bounds it.
     pub max_component_bytes: usize,
     /// Most registered jobs. Default 100; at least 1.
     pub max_components: usize,
@@ -92,7 +94,7 @@ impl Default for Quotas {
             max_memory_bytes: 128 << 20,
             max_running: 16,
             max_queued: 100_000,
-            max_component_bytes: 16 << 20,
+            max_component_bytes: 64 << 20,
             max_components: 100,
             queue_rate: 10_000.0,
             queue_burst: 20_000.0,

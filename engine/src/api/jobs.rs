@@ -1,13 +1,15 @@
 //! `/v1/jobs`: upload, list, show and delete a tenant's jobs.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use std::error::Error as _;
+
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use super::{ApiError, ApiState, Caller};
 use crate::job::JobMetadata;
@@ -30,24 +32,40 @@ fn summary<'a>(name: &'a str, job: &'a RegisteredJob) -> JobSummary<'a> {
     }
 }
 
+/// Uploads whose bodies are read at once, in this process: each may be as
+/// large as the engine's `max_component_bytes` (128 MiB by default), and
+/// the others wait, unread, so that many at once cannot exhaust memory.
+/// Default 4.
+pub const MAX_UPLOADS_READ: usize = 4;
+static UPLOADS_READ: Semaphore = Semaphore::const_new(MAX_UPLOADS_READ);
+
 /// `POST /v1/jobs`: the body is the component.
 pub async fn upload(
     State(state): State<ApiState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.writer()?;
-    let body = body?;
     let quotas =
         state.node.tenants.get(tenant).await?.ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}`")))?;
-    if body.len() > quotas.max_component_bytes {
-        let message = format!(
-            "quota `max_component_bytes` exceeded: the component is {} bytes, the limit {}",
-            body.len(),
-            quotas.max_component_bytes
-        );
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", message));
-    }
+    let limit = quotas.max_component_bytes.min(state.node.runtime.limits().max_component_bytes);
+    let body = {
+        let _reading = UPLOADS_READ.acquire().await.expect("the semaphore is never closed");
+        match axum::body::to_bytes(body, limit).await {
+            Ok(body) => body,
+            Err(e) if e.source().is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) => {
+                return Err(if limit < state.node.runtime.limits().max_component_bytes {
+                    let message =
+                        format!("quota `max_component_bytes` exceeded: the component is over the limit, {limit} bytes");
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", message)
+                } else {
+                    let message = format!("the component is over the engine's limit, {limit} bytes");
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+                });
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("cannot read the upload: {e}"))),
+        }
+    };
     let component = state.node.registry.register(tenant, &body, quotas.max_components).await?;
     let metadata: &JobMetadata = component.metadata();
     Ok((StatusCode::CREATED, Json(json!({ "name": metadata.name, "version": component.hash(), "metadata": metadata }))))

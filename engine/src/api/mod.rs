@@ -35,11 +35,11 @@ pub struct ApiState {
 
 /// Every route of the API.
 pub fn router(state: ApiState) -> Router {
-    // Uploads may be as large as the engine accepts (tenant quotas are
-    // checked by the handler); other bodies are small.
-    let max_upload = state.node.runtime.limits().max_component_bytes;
+    // Uploads read their body themselves, within the tenant's quota and the
+    // engine's cap, a few at a time (`jobs::MAX_UPLOADS_READ`); other
+    // bodies are small.
     let v1 = Router::new()
-        .route("/jobs", post(jobs::upload).get(jobs::list).layer(DefaultBodyLimit::max(max_upload)))
+        .route("/jobs", post(jobs::upload).get(jobs::list))
         .route("/jobs/{name}", get(jobs::show).delete(jobs::delete))
         .route("/jobs/{name}/revoke", post(jobs::revoke))
         .route("/tasks", post(tasks::queue).get(tasks::list))

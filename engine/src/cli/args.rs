@@ -1,4 +1,7 @@
-//! Parsers shared by subcommands: task args, sizes, durations.
+//! Parsers and places shared by subcommands: task args, sizes, durations,
+//! the user's compile cache.
+
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Map, Value};
@@ -85,4 +88,11 @@ impl From<EgressArgs> for crate::egress::EgressConfig {
     fn from(args: EgressArgs) -> Self {
         Self { allow_networks: args.allow_net, ca_bundle: args.ca_bundle }
     }
+}
+
+/// The compile cache of `wasmjob run` and `inspect`, shared by every run of
+/// the user: `$WASMJOB_CACHE_DIR`, else `wasmjob` in the user's cache
+/// directory (`~/.cache/wasmjob` on Linux); none if neither is known.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("WASMJOB_CACHE_DIR").map(PathBuf::from).or_else(|| dirs::cache_dir().map(|d| d.join("wasmjob")))
 }

@@ -20,7 +20,8 @@ pub struct InspectArgs {
 
 pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
-    let runtime = Runtime::new(RuntimeConfig::isolated())?;
+    let runtime =
+        Runtime::new(RuntimeConfig { cache_dir: super::args::user_cache_dir(), ..RuntimeConfig::isolated() })?;
     let job = runtime.load(&bytes).await.with_context(|| format!("{} was rejected", args.component.display()))?;
     let metadata = job.metadata();
     let next_due = if metadata.is_periodic() {

@@ -69,7 +69,12 @@ struct Child {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let task_args = task_args(args.args.as_deref(), &args.arg)?;
     let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
-    let runtime = Runtime::new(RuntimeConfig { egress: args.egress.clone().into(), ..RuntimeConfig::isolated() })?;
+    let config = RuntimeConfig {
+        egress: args.egress.clone().into(),
+        cache_dir: super::args::user_cache_dir(),
+        ..RuntimeConfig::isolated()
+    };
+    let runtime = Runtime::new(config)?;
     let job = runtime.load(&bytes).await.with_context(|| format!("{} was rejected", args.component.display()))?;
 
     // What the server would apply to a task of the default tenant: its

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Where the HTTP API listens.
     #[arg(long, env = "WASMJOB_LISTEN", default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
+    /// Largest component any tenant may upload, such as 256MiB (default
+    /// 128MiB); each tenant's quota `max_component_bytes` is within it.
+    #[arg(long, value_parser = super::args::parse_size)]
+    max_component_size: Option<u64>,
     /// CPU time one compile of an uploaded component may take (default 120s).
     #[arg(long, value_parser = parse_duration)]
     compile_cpu: Option<Duration>,
@@ -74,6 +78,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(memory) = args.compile_memory {
         config.runtime.compile.memory_bytes = memory;
+    }
+    if let Some(size) = args.max_component_size {
+        config.runtime.limits.max_component_bytes = usize::try_from(size).unwrap_or(usize::MAX);
     }
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);

@@ -38,7 +38,9 @@ pub struct EngineLimits {
     pub max_log_bytes: usize,
     /// Longest log line from `log`; longer lines are cut and marked. Default 4 KiB.
     pub max_log_line_bytes: usize,
-    /// Largest component accepted. Default 32 MiB.
+    /// Largest component accepted, whatever a tenant's quota: also the
+    /// body limit of an upload. Default 128 MiB (a Python job with a few
+    /// dependencies is 20-40 MB); `wasmjob serve --max-component-size`.
     pub max_component_bytes: usize,
     /// Limits of the engine's calls to `metadata`, `is-due` and `overlap-key`:
     /// these must answer quickly. Default 100 M fuel, 2 s, 64 MiB.
@@ -60,7 +62,7 @@ impl Default for EngineLimits {
             max_result_bytes: 1 << 20,
             max_log_bytes: 64 << 10,
             max_log_line_bytes: 4 << 10,
-            max_component_bytes: 32 << 20,
+            max_component_bytes: 128 << 20,
             control_call: TaskLimits { fuel: 100_000_000, timeout: Duration::from_secs(2), memory_bytes: 64 << 20 },
         }
     }

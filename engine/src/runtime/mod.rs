@@ -158,10 +158,14 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         contract::add_to_linker(&mut linker)?;
-        let cache = match &config.cache_dir {
-            Some(dir) => Some(cache::ArtifactCache::open(dir, &engine)?),
-            None => None,
-        };
+        // A cache only saves time: one that cannot be opened is done without.
+        let cache = config.cache_dir.as_ref().and_then(|dir| match cache::ArtifactCache::open(dir, &engine) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot open the compile cache; compiling every time");
+                None
+            }
+        });
         let ticker = epoch::EpochTicker::start(engine.weak());
         let compile = compiler::CompileSpec {
             consume_fuel: config.consume_fuel,

@@ -157,7 +157,7 @@ async fn malformed_uploads_are_refused_with_a_reason() {
             std::fs::read(wasmjob::examples::FORBIDDEN_IMPORT).unwrap(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        ("oversized body", vec![0u8; 40 << 20], StatusCode::PAYLOAD_TOO_LARGE),
+        ("oversized body", vec![0u8; (64 << 20) + 1], StatusCode::PAYLOAD_TOO_LARGE),
     ];
     for (what, bytes, status) in cases {
         let answer = api.send_bytes(Method::POST, "/v1/jobs", Some(&write), Some(bytes), "application/wasm").await;
@@ -266,4 +266,32 @@ async fn a_batch_item_over_the_args_cap_is_refused_alone_and_an_oversized_body_q
     assert_eq!((over.status, over.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"), "{}", over.body);
     let listed = api.get("/v1/tasks?limit=1000", &read).await.body["tasks"].as_array().unwrap().len();
     assert_eq!(listed, 1);
+}
+
+#[tokio::test]
+async fn uploads_are_bounded_by_the_engines_cap_and_the_tenants_quota_whichever_is_lower() {
+    let addition = std::fs::metadata(wasmjob::examples::ADDITION).unwrap().len() as usize;
+    let cap = addition - 1;
+    let api = Api::start_with(1, |config| config.runtime.limits.max_component_bytes = cap).await;
+    // The default quota (64 MiB) is far above the engine's cap: the cap refuses.
+    let (write, _) = api.tenant("acme", json!({})).await;
+    let big = api.upload(&write, wasmjob::examples::ADDITION).await;
+    assert_eq!((big.status, big.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"), "{big}");
+    assert!(big.body["error"]["message"].as_str().unwrap().contains(&cap.to_string()), "{big}");
+    // A body of a gigabyte, streamed, is refused once past the cap, not read whole.
+    let chunks = futures_util::stream::iter(
+        (0..1024).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from_static(&[0u8; 1 << 20]))),
+    );
+    let request = axum::http::Request::post("/v1/jobs")
+        .header("authorization", format!("Bearer {write}"))
+        .body(axum::body::Body::from_stream(chunks))
+        .unwrap();
+    let refused = tower::ServiceExt::oneshot(wasmjob::api::router(api.state.clone()), request).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Under the cap, the quota decides.
+    let quota = json!({ "max_component_bytes": 1000 });
+    let (small, _) = api.tenant("small", quota).await;
+    let over = api.upload(&small, wasmjob::examples::ADDITION).await;
+    assert_eq!((over.status, over.code()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"), "{over}");
+    assert_eq!(wasmjob::tenant::Quotas::default().max_component_bytes, 64 << 20, "a Python job fits by default");
 }

@@ -100,3 +100,34 @@ fn the_client_drives_a_server_from_tenant_to_task() {
     assert_eq!(client(&server, ADMIN, &["token", "revoke", &token_id]).0, 0);
     assert_eq!(client(&server, &token, &["jobs"]).0, 3);
 }
+
+#[test]
+fn run_and_inspect_share_one_compile_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let wasmjob = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
+            .args(args)
+            .env("WASMJOB_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        output
+    };
+    let entries = || -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for dir in std::fs::read_dir(cache.path()).unwrap().flatten() {
+            found.extend(std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()));
+        }
+        found
+    };
+    wasmjob(&["run", wasmjob::examples::ADDITION, "--args", r#"{"a": 1, "b": 2}"#]);
+    let after_run = entries();
+    assert_eq!(after_run.len(), 1, "one compiled component: {after_run:?}");
+    assert!(after_run[0].extension().is_some_and(|e| e == "cwasm"), "{after_run:?}");
+    let written = std::fs::metadata(&after_run[0]).unwrap().modified().unwrap();
+    wasmjob(&["inspect", wasmjob::examples::ADDITION]);
+    let again = wasmjob(&["run", wasmjob::examples::ADDITION, "--args", r#"{"a": 40, "b": 2}"#]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "42");
+    assert_eq!(entries(), after_run, "inspect and the second run compiled nothing new");
+    assert_eq!(std::fs::metadata(&after_run[0]).unwrap().modified().unwrap(), written, "nor rewrote the entry");
+}
