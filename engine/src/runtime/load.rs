@@ -39,7 +39,7 @@ impl JobComponent {
 }
 
 /// Why a component was refused. Each message names what is wrong.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     #[error("the component is {bytes} bytes; the limit is {limit}")]
     TooLarge { bytes: usize, limit: usize },
@@ -112,10 +112,29 @@ impl Runtime {
         Ok(JobComponent { hash: hash.into(), metadata: Arc::new(metadata), pre })
     }
 
+    /// How many components this runtime compiled (loads from the cache and
+    /// loads that shared another's compile not counted).
+    pub fn compiled(&self) -> u64 {
+        self.compiled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The compile of `bytes`: from the cache, from a compile of the same
+    /// bytes in flight, or compiled now.
     async fn compile(&self, bytes: &[u8], hash: &str) -> Result<Component, LoadError> {
         if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, hash)) {
             return Ok(component);
         }
+        let shared = self.in_flight.lock().unwrap().entry(hash.to_owned()).or_default().clone();
+        // If the caller compiling goes away, a waiting one takes over.
+        let result = shared.get_or_init(|| self.compile_fresh(bytes, hash)).await.clone();
+        let mut in_flight = self.in_flight.lock().unwrap();
+        if in_flight.get(hash).is_some_and(|cell| Arc::ptr_eq(cell, &shared)) {
+            in_flight.remove(hash);
+        }
+        result
+    }
+
+    async fn compile_fresh(&self, bytes: &[u8], hash: &str) -> Result<Component, LoadError> {
         check_structure(bytes, &self.compile.limits)?;
         let mut stopping = self.stopping.subscribe();
         if *stopping.borrow() {
@@ -130,6 +149,7 @@ impl Runtime {
             // Dropping the compile kills its child process.
             _ = stopping.wait_for(|stop| *stop) => return Err(LoadError::ShuttingDown),
         };
+        self.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(cache) = &self.cache {
             cache.store(hash, &component);
         }

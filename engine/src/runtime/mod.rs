@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 pub use self::compiler::CompileLimits;
@@ -112,6 +112,11 @@ pub struct Runtime {
     compile: compiler::CompileSpec,
     /// Bounds the compiles running at once.
     compiles: tokio::sync::Semaphore,
+    /// Compiles in flight, by content hash: a second load of the same
+    /// bytes waits for the first one's compile instead of compiling again.
+    in_flight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<Component, LoadError>>>>>,
+    /// Components compiled (not loaded from the cache, nor shared).
+    compiled: std::sync::atomic::AtomicU64,
     /// Turns true when the node stops: compiles in flight are killed.
     stopping: tokio::sync::watch::Sender<bool>,
     egress: Arc<Egress>,
@@ -181,6 +186,8 @@ impl Runtime {
             cache,
             compiler: config.compiler,
             compiles: tokio::sync::Semaphore::new(config.compile.concurrent.max(1)),
+            in_flight: std::sync::Mutex::default(),
+            compiled: std::sync::atomic::AtomicU64::new(0),
             compile,
             stopping: tokio::sync::watch::Sender::new(false),
             egress: Arc::new(Egress::new(&config.egress)?),

@@ -65,3 +65,24 @@ async fn an_oversized_component_is_refused() {
     let bytes = vec![0u8; RUNTIME.limits().max_component_bytes + 1];
     assert!(matches!(refuse(&bytes).await, LoadError::TooLarge { .. }));
 }
+
+#[tokio::test]
+async fn the_same_bytes_loaded_twice_at_once_compile_once() {
+    let runtime = wasmjob::runtime::Runtime::new(wasmjob::runtime::RuntimeConfig {
+        max_instances: 10,
+        ..wasmjob::runtime::RuntimeConfig::default()
+    })
+    .unwrap();
+    let bytes = std::fs::read(wasmjob::examples::FIB).unwrap();
+    // Polled together: the second finds the first's compile in flight.
+    let (a, b) = tokio::join!(runtime.load(&bytes), runtime.load(&bytes));
+    assert_eq!(a.unwrap().hash(), b.unwrap().hash());
+    assert_eq!(runtime.compiled(), 1, "one compile for both loads");
+    // Once it is over, a new load compiles again (this runtime has no cache).
+    runtime.load(&bytes).await.unwrap();
+    assert_eq!(runtime.compiled(), 2);
+    // A refusal is shared too, and refuses both.
+    let broken = b"\0asm\x0d\x00\x01\x00garbage".to_vec();
+    let (a, b) = tokio::join!(runtime.load(&broken), runtime.load(&broken));
+    assert!(matches!((a, b), (Err(LoadError::Invalid(_)), Err(LoadError::Invalid(_)))));
+}
