@@ -114,7 +114,7 @@ pub struct Runtime {
     compiles: tokio::sync::Semaphore,
     /// Compiles in flight, by content hash: a second load of the same
     /// bytes waits for the first one's compile instead of compiling again.
-    in_flight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<Component, LoadError>>>>>,
+    in_flight: std::sync::Mutex<HashMap<String, Arc<SharedCompile>>>,
     /// Components compiled (not loaded from the cache, nor shared).
     compiled: std::sync::atomic::AtomicU64,
     /// Turns true when the node stops: compiles in flight are killed.
@@ -122,6 +122,9 @@ pub struct Runtime {
     egress: Arc<Egress>,
     _ticker: epoch::EpochTicker,
 }
+
+/// One compile, whose result every load of the same bytes waits for.
+type SharedCompile = tokio::sync::OnceCell<Result<Component, LoadError>>;
 
 /// One task to run.
 pub struct TaskInput {
