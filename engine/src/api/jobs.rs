@@ -2,6 +2,7 @@
 
 use axum::Json;
 use std::error::Error as _;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -38,6 +39,10 @@ fn summary<'a>(name: &'a str, job: &'a RegisteredJob) -> JobSummary<'a> {
 /// Default 4.
 pub const MAX_UPLOADS_READ: usize = 4;
 static UPLOADS_READ: Semaphore = Semaphore::const_new(MAX_UPLOADS_READ);
+/// How long one upload's body may take to arrive, so that a client sending
+/// slowly holds a place among [`MAX_UPLOADS_READ`] for no longer: 128 MiB at
+/// 10 Mbit/s. Default 2 min.
+pub const UPLOAD_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `POST /v1/jobs`: the body is the component.
 pub async fn upload(
@@ -51,7 +56,13 @@ pub async fn upload(
     let limit = quotas.max_component_bytes.min(state.node.runtime.limits().max_component_bytes);
     let body = {
         let _reading = UPLOADS_READ.acquire().await.expect("the semaphore is never closed");
-        match axum::body::to_bytes(body, limit).await {
+        let read = tokio::time::timeout(UPLOAD_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+        let Ok(read) = read else {
+            let message =
+                format!("the upload did not arrive within {}", humantime::format_duration(UPLOAD_READ_TIMEOUT));
+            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message));
+        };
+        match read {
             Ok(body) => body,
             Err(e) if e.source().is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) => {
                 return Err(if limit < state.node.runtime.limits().max_component_bytes {

@@ -108,7 +108,7 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
         config.concurrency = c.max(1);
     }
     if let Some(url) = &args.store {
-        reset_postgres(url).await?;
+        crate::store::postgres::drop_tables(url).await?;
         config.store_url = Some(url.clone());
     }
     let store = if args.store.is_some() { "postgres" } else { "sqlite" };
@@ -281,19 +281,6 @@ fn spawn_node(url: &str, dir: &std::path::Path, concurrency: Option<usize>) -> a
         cmd.args(["--concurrency", &c.to_string()]);
     }
     Ok(KillOnDrop(cmd.spawn()?))
-}
-
-/// Drops wasmjob's tables, so that the run starts from an empty store.
-async fn reset_postgres(url: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(
-            "DROP TABLE IF EXISTS tasks, schedules, job_versions, jobs, tokens, tenants, components, rates, generations, \
-             wasmjob_schema",
-        )
-        .await?;
-    Ok(())
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {

@@ -206,7 +206,7 @@ impl Drop for TempDir {
 async fn open_nodes(args: &BenchScheduleArgs, dir: &Path) -> anyhow::Result<Vec<Arc<Node>>> {
     std::fs::create_dir_all(dir)?;
     if let Some(url) = &args.store {
-        reset_postgres(url).await?;
+        crate::store::postgres::drop_tables(url).await?;
     }
     let mut nodes = Vec::with_capacity(args.nodes);
     for i in 0..args.nodes {
@@ -425,23 +425,4 @@ async fn ticks_by_job(
         queued.sort_unstable();
     }
     Ok(ticks)
-}
-
-/// Drops wasmjob's tables in the URL's schema, so that the run starts
-/// from an empty store; refuses a URL with no schema to create them in.
-async fn reset_postgres(url: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
-    anyhow::ensure!(
-        schema.is_some(),
-        "the store's search_path names no existing schema: CREATE SCHEMA IF NOT EXISTS wjbench first"
-    );
-    client
-        .batch_execute(
-            "DROP TABLE IF EXISTS tasks, schedules, job_versions, jobs, tokens, tenants, components, rates, \
-             generations, wasmjob_schema",
-        )
-        .await?;
-    Ok(())
 }

@@ -60,6 +60,39 @@ const MIGRATIONS: [&str; 5] = [
     include_str!("postgres_schema_v5.sql"),
 ];
 
+/// Every table of the store (the migrations' and `wasmjob_schema`), as
+/// [`drop_tables`] drops them; a test checks that the migrations create no
+/// other.
+const TABLES: [&str; 11] = [
+    "tasks",
+    "schedules",
+    "job_versions",
+    "jobs",
+    "tokens",
+    "tenants",
+    "components",
+    "rates",
+    "generations",
+    "secrets",
+    "wasmjob_schema",
+];
+
+/// Drops every table of the store in the URL's schema, so that a benchmark
+/// starts from an empty store; refuses a URL whose `search_path` names no
+/// existing schema (there would be nowhere to create them again).
+pub async fn drop_tables(url: &str) -> Result<(), StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
+    if schema.is_none() {
+        return Err(StoreError::Database(
+            "the store's search_path names no existing schema: CREATE SCHEMA IF NOT EXISTS wjbench first".into(),
+        ));
+    }
+    client.batch_execute(&format!("DROP TABLE IF EXISTS {}", TABLES.join(", "))).await?;
+    Ok(())
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         StoreError::Database(match e.as_db_error() {
@@ -1206,5 +1239,22 @@ fn token_from_row(r: &Row) -> TokenRow {
         scope: r.get(3),
         created_at: r.get(4),
         revoked_at: r.get(5),
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::{MIGRATIONS, TABLES};
+
+    #[test]
+    fn drop_tables_knows_every_table_the_migrations_create() {
+        for migration in MIGRATIONS {
+            for statement in migration.split("CREATE TABLE ").skip(1) {
+                let name = statement.trim_start_matches("IF NOT EXISTS ").split([' ', '(']).next().unwrap();
+                // A table made to replace another takes its name.
+                let renamed = migration.contains(&format!("ALTER TABLE {name} RENAME TO"));
+                assert!(renamed || TABLES.contains(&name), "`{name}` is missing from TABLES");
+            }
+        }
     }
 }
