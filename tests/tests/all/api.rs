@@ -295,3 +295,32 @@ async fn uploads_are_bounded_by_the_engines_cap_and_the_tenants_quota_whichever_
     assert_eq!((over.status, over.code()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"), "{over}");
     assert_eq!(wasmjob::tenant::Quotas::default().max_component_bytes, 64 << 20, "a Python job fits by default");
 }
+
+#[tokio::test]
+async fn an_upload_of_tens_of_megabytes_within_the_quota_is_accepted() {
+    // `addition` with a 20 MiB custom section appended: a Python job's size,
+    // ten times the API's limit on other bodies.
+    let mut bytes = std::fs::read(wasmjob::examples::ADDITION).unwrap();
+    let payload = 20usize << 20;
+    let name = b"padding";
+    let mut size = name.len() + 1 + payload;
+    let mut leb = Vec::new();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        leb.push(if size == 0 { byte } else { byte | 0x80 });
+        if size == 0 {
+            break;
+        }
+    }
+    bytes.push(0); // custom section
+    bytes.extend(leb);
+    bytes.push(name.len() as u8);
+    bytes.extend(name);
+    bytes.resize(bytes.len() + payload, 0);
+    let api = Api::start(1).await;
+    let (write, _) = api.tenant("acme", json!({})).await;
+    let answer = api.send_bytes(Method::POST, "/v1/jobs", Some(&write), Some(bytes), "application/wasm").await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer.body["name"], "addition");
+}
