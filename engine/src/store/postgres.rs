@@ -3,8 +3,10 @@
 //! Locking strategy: claims take due tasks with `FOR UPDATE SKIP LOCKED`,
 //! in batches, so nodes never wait on each other's claims. `max_running`
 //! holds across nodes because a claim takes an advisory lock per tenant
-//! (`pg_try_advisory_lock`; a tenant another node is claiming for is
-//! skipped, not waited for) and counts the tenant's started tasks under it. Schedules are claimed the same way (`SKIP LOCKED`, then
+//! (`pg_try_advisory_xact_lock`; a tenant another node is claiming for is
+//! skipped, not waited for) and counts the tenant's started tasks under it.
+//! A claim is one call of the server-side function `wasmjob_claim`
+//! (`postgres_schema_v6.sql`), one round trip. Schedules are claimed the same way (`SKIP LOCKED`, then
 //! a claim that lasts a lease), and a tick's write is a compare-and-set
 //! with its task's insert in one transaction. Other changes are one
 //! statement each.
@@ -28,7 +30,6 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
-use super::fair::FairShares;
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
     NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter,
@@ -52,12 +53,13 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
     include_str!("postgres_schema_v4.sql"),
     include_str!("postgres_schema_v5.sql"),
+    include_str!("postgres_schema_v6.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
@@ -77,7 +79,10 @@ const TABLES: [&str; 11] = [
     "wasmjob_schema",
 ];
 
-/// Drops every table of the store in the URL's schema, so that a benchmark
+/// Every function of the store, as [`drop_tables`] drops them.
+const FUNCTIONS: [&str; 1] = ["wasmjob_claim"];
+
+/// Drops every table and function of the store in the URL's schema, so that a benchmark
 /// starts from an empty store; refuses a URL whose `search_path` names no
 /// existing schema (there would be nowhere to create them again).
 pub async fn drop_tables(url: &str) -> Result<(), StoreError> {
@@ -90,6 +95,7 @@ pub async fn drop_tables(url: &str) -> Result<(), StoreError> {
         ));
     }
     client.batch_execute(&format!("DROP TABLE IF EXISTS {}", TABLES.join(", "))).await?;
+    client.batch_execute(&format!("DROP FUNCTION IF EXISTS {}", FUNCTIONS.join(", "))).await?;
     Ok(())
 }
 
@@ -536,89 +542,6 @@ fn lease_ids(leases: &[String]) -> Vec<i64> {
     leases.iter().map(|l| super::lease_task_id(l).unwrap_or(-1)).collect()
 }
 
-/// Tenants with waiting tasks: a loose index scan of `tasks_claim`, one
-/// seek per tenant however many tasks wait. Spelled `ORDER BY ... LIMIT 1`,
-/// not `min()`: with statistics taken while no task waited, the planner
-/// aggregated over every waiting task instead (4 ms per claim at 20,000
-/// waiting, and growing with the queue).
-const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
-      (SELECT tenant FROM tasks WHERE state IN ('queued', 'retry') ORDER BY tenant LIMIT 1) \
-      UNION ALL \
-      SELECT (SELECT tenant FROM tasks WHERE state IN ('queued', 'retry') AND tenant > waiting.tenant \
-              ORDER BY tenant LIMIT 1) \
-      FROM waiting WHERE waiting.tenant IS NOT NULL) \
-    SELECT tenant FROM waiting WHERE tenant IS NOT NULL";
-
-/// Claims fairly across the `waiting` tenants, within each one's
-/// `max_running`: a tenant is claimed for only under its session-level
-/// advisory lock (`pg_try_advisory_lock`: a tenant whose lock another node
-/// holds is skipped, not waited for), and its started tasks are counted
-/// under that lock, so no two nodes claim for one tenant at once and the
-/// count is exact. The caller releases the locks.
-async fn claim_under_locks(
-    client: &deadpool_postgres::Object,
-    request: &ClaimRequest,
-    waiting: Vec<String>,
-) -> Result<(Vec<ClaimedTask>, bool), StoreError> {
-    // Keyed by schema too: clusters in schemas of one database are apart.
-    let lock =
-        client.prepare_cached("SELECT pg_try_advisory_lock(7140234, hashtext(current_schema() || '/' || $1))").await?;
-    let running = client.prepare_cached("SELECT count(*) FROM tasks WHERE tenant = $1 AND state = 'started'").await?;
-    let claim = client.prepare_cached(CLAIM_FROM_TENANT).await?;
-    // Every tenant's lock and count in one round trip: the server runs them
-    // in order, so each count's snapshot is taken once its lock is held.
-    let known: Vec<(String, usize)> =
-        waiting.into_iter().filter_map(|tenant| request.max_running.get(&tenant).map(|&max| (tenant, max))).collect();
-    let checks = known.iter().map(|(tenant, _)| async {
-        let params: [&(dyn ToSql + Sync); 1] = [tenant];
-        let (locked, busy) = tokio::join!(client.query_one(&lock, &params), client.query_one(&running, &params));
-        Ok::<_, StoreError>((locked?.get::<_, bool>(0), busy?.get::<_, i64>(0)))
-    });
-    let checked = futures_util::future::join_all(checks).await;
-    let mut tenants: Vec<(String, usize)> = Vec::new();
-    let mut contended = false;
-    for ((tenant, max), check) in known.into_iter().zip(checked) {
-        let (locked, busy) = check?;
-        if !locked {
-            contended = true;
-            continue;
-        }
-        tenants.push((tenant, max.saturating_sub(usize::try_from(busy).unwrap_or(usize::MAX))));
-    }
-    let mut tasks = Vec::new();
-    let mut plan = FairShares::new(tenants, request.limit);
-    while let Some(asks) = plan.round() {
-        // A round's claims in one round trip.
-        let claims = asks.iter().map(|&(i, want)| {
-            let tenant = plan.tenant(i).to_owned();
-            let claim = &claim;
-            async move {
-                let params: [&(dyn ToSql + Sync); 5] =
-                    [&request.now, &request.node, &request.lease_until, &(want as i64), &tenant];
-                client.query(claim, &params).await.map(|rows| (tenant, rows))
-            }
-        });
-        let claimed = futures_util::future::join_all(claims).await;
-        for (&(i, want), rows) in asks.iter().zip(claimed) {
-            let (tenant, rows) = rows?;
-            plan.got(i, want, rows.len());
-            tasks.extend(rows.iter().map(|r| ClaimedTask {
-                id: r.get::<_, i64>(0).to_string(),
-                tenant: tenant.clone(),
-                job: r.get(1),
-                version: r.get(2),
-                args: r.get(3),
-                attempt: r.get::<_, i32>(4) as u32,
-                max_retries: r.get::<_, i32>(5) as u32,
-                root_task: Some(r.get::<_, i64>(6).to_string()),
-                depth: r.get::<_, i32>(7) as u32,
-                lease: r.get(8),
-            }));
-        }
-    }
-    Ok((tasks, contended))
-}
-
 /// Revokes as `expired` up to 1,000 queued tasks whose expiry has passed
 /// (the next call takes the rest). Run by the heartbeat, not by every
 /// claim: without statistics on a young table the planner may read every
@@ -627,21 +550,6 @@ const EXPIRE: &str = "UPDATE tasks SET state = 'revoked', reason = 'expired', fi
     WHERE id = ANY(ARRAY(SELECT id FROM tasks WHERE state = 'queued' AND expires_at IS NOT NULL \
                          AND expires_at <= $1 ORDER BY expires_at LIMIT 1000)) \
     RETURNING id";
-
-/// When the next queued task is due.
-const NEXT_RUN_AT: &str = "SELECT min(run_at) FROM tasks WHERE state IN ('queued', 'retry')";
-
-/// Claims up to `$4` due tasks of tenant `$5`. The picked ids are an
-/// `ARRAY(...)`, which the server computes once: as `id IN (SELECT ...
-/// LIMIT ...)` the planner may run the subquery once per outer row (a
-/// nested loop), and the claim then took many times its limit (seen: 5,248
-/// started tasks for a claim of 128, past the tenant's `max_running`).
-const CLAIM_FROM_TENANT: &str = "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = $1, \
-      lease = $2 || ':' || id || ':' || (attempt + 1), lease_expires_at = $3, reason = NULL \
-    WHERE id = ANY(ARRAY(SELECT id FROM tasks WHERE tenant = $5 AND state IN ('queued', 'retry') AND run_at <= $1 \
-                 AND (expires_at IS NULL OR expires_at > $1) \
-                 ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)) \
-    RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease";
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
@@ -766,26 +674,40 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        let client = self.pool.get().await?;
-        let waiting = client.prepare_cached(WAITING_TENANTS).await?;
-        let waiting: Vec<String> = client.query(&waiting, &[]).await?.iter().map(|r| r.get(0)).collect();
-        // Prepared before any lock is taken, so that nothing can fail between.
-        let unlock = client.prepare_cached("SELECT pg_advisory_unlock_all()").await?;
-        let next = client.prepare_cached(NEXT_RUN_AT).await?;
-        let tasks = claim_under_locks(&client, &request, waiting).await;
-        // The tenants' locks are released whatever happened (before the
-        // answer: a claim released in the background made this node's next
-        // claim find its own tenants locked).
-        let (unlocked, next_run_at) = tokio::join!(client.execute(&unlock, &[]), client.query_one(&next, &[]));
-        if let Err(e) = unlocked {
-            // The connection may still hold locks: close it (which releases
-            // them) rather than give it back to the pool.
-            drop(deadpool_postgres::Object::take(client));
-            return Err(e.into());
+        let (tenants, maxes): (Vec<&str>, Vec<i64>) = request
+            .max_running
+            .iter()
+            .map(|(tenant, &max)| (tenant.as_str(), i64::try_from(max).unwrap_or(i64::MAX)))
+            .unzip();
+        let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
+        let rows = self
+            .query(
+                "SELECT * FROM wasmjob_claim($1, $2, $3, $4, $5, $6)",
+                &[&request.now, &request.node, &request.lease_until, &limit, &tenants, &maxes],
+            )
+            .await?;
+        let mut claim = Claim::default();
+        for r in &rows {
+            match r.get::<_, Option<i64>>(0) {
+                Some(id) => claim.tasks.push(ClaimedTask {
+                    id: id.to_string(),
+                    tenant: r.get(1),
+                    job: r.get(2),
+                    version: r.get(3),
+                    args: r.get(4),
+                    attempt: r.get::<_, i32>(5) as u32,
+                    max_retries: r.get::<_, i32>(6) as u32,
+                    root_task: Some(r.get::<_, i64>(7).to_string()),
+                    depth: r.get::<_, i32>(8) as u32,
+                    lease: r.get(9),
+                }),
+                None => {
+                    claim.contended = r.get(10);
+                    claim.next_run_at = r.get(11);
+                }
+            }
         }
-        let (tasks, contended) = tasks?;
-        let next_run_at = if tasks.len() < request.limit { next_run_at?.get(0) } else { None };
-        Ok(Claim { tasks, next_run_at, contended })
+        Ok(claim)
     }
 
     async fn expire(&self, now: Millis) -> Result<Vec<crate::task::TaskId>, StoreError> {
@@ -1244,16 +1166,20 @@ fn token_from_row(r: &Row) -> TokenRow {
 
 #[cfg(test)]
 mod table_tests {
-    use super::{MIGRATIONS, TABLES};
+    use super::{FUNCTIONS, MIGRATIONS, TABLES};
 
     #[test]
-    fn drop_tables_knows_every_table_the_migrations_create() {
+    fn drop_tables_knows_every_table_and_function_the_migrations_create() {
         for migration in MIGRATIONS {
             for statement in migration.split("CREATE TABLE ").skip(1) {
                 let name = statement.trim_start_matches("IF NOT EXISTS ").split([' ', '(']).next().unwrap();
                 // A table made to replace another takes its name.
                 let renamed = migration.contains(&format!("ALTER TABLE {name} RENAME TO"));
                 assert!(renamed || TABLES.contains(&name), "`{name}` is missing from TABLES");
+            }
+            for statement in migration.split("CREATE FUNCTION ").skip(1) {
+                let name = statement.split([' ', '(']).next().unwrap();
+                assert!(FUNCTIONS.contains(&name), "`{name}` is missing from FUNCTIONS");
             }
         }
     }
