@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::bench_bare::{BareHost, BareSettings};
 use crate::runtime::{JobComponent, RecordingQueue, Runtime, RuntimeConfig, TaskInput};
+use anyhow::Context as _;
 use clap::Args;
 
 /// The args of every `addition` task.
@@ -37,6 +38,17 @@ pub struct BenchArgs {
     /// `n` of the fib benchmark.
     #[arg(long, default_value_t = 30)]
     fib: u32,
+    /// Also measure the per-task cost of this component (repeatable): a job
+    /// in another language, such as `target/polyglot/python/addition.wasm`
+    /// (`scripts/polyglot-bench.sh` builds and measures the examples).
+    #[arg(long = "job", value_name = "PATH")]
+    jobs: Vec<std::path::PathBuf>,
+    /// The args of every task of the `--job` components.
+    #[arg(long, default_value = ADDITION_ARGS)]
+    job_args: String,
+    /// Tasks per round for each `--job` component.
+    #[arg(long, default_value_t = 300)]
+    job_tasks: u32,
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -89,6 +101,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         start.elapsed() / total
     });
     println!("  {cores} cores:      {:.0} tasks/s", 1.0 / throughput.as_secs_f64());
+    for path in &args.jobs {
+        measure_job(&args, &one_thread, &metered, path, per_task)?;
+    }
 
     println!("fib({}), median of {} rounds", args.fib, args.rounds);
     let fib_args = format!(r#"{{"n":{}}}"#, args.fib);
@@ -115,6 +130,44 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let ours = Figures { per_task, native, unfueled, fueled };
     compare_with_bare_host(&args, &one_thread, &ours)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Per-task cost (instantiate + call + drop, fuel on, one thread) of the
+/// component at `path`, beside `addition`'s.
+fn measure_job(
+    args: &BenchArgs,
+    one_thread: &tokio::runtime::Runtime,
+    runtime: &Runtime,
+    path: &std::path::Path,
+    addition: Duration,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let compiling = Instant::now();
+    let job = one_thread.block_on(runtime.load(&bytes)).with_context(|| format!("{} was rejected", path.display()))?;
+    let compiled = compiling.elapsed();
+    let first = one_thread.block_on(runtime.run(&job, input(runtime, &job, 0, &args.job_args)));
+    anyhow::ensure!(first.outcome.is_success(), "{}: {:?}", path.display(), first.outcome);
+    let per_task = median(args.rounds, || {
+        let start = Instant::now();
+        one_thread.block_on(async {
+            for i in 0..args.job_tasks {
+                let report = runtime.run(&job, input(runtime, &job, i, &args.job_args)).await;
+                assert!(report.outcome.is_success(), "{report:?}");
+            }
+        });
+        start.elapsed() / args.job_tasks
+    });
+    println!(
+        "  {} `{}` ({:.1} MB, compiled in {:.1} s): {:.0} µs/task, {:.0}x addition's; fuel {} per task",
+        path.display(),
+        job.metadata().name,
+        bytes.len() as f64 / 1e6,
+        compiled.as_secs_f64(),
+        micros(per_task),
+        ratio(per_task, addition),
+        first.fuel_consumed
+    );
+    Ok(())
 }
 
 /// The sandbox's figures, printed again beside the bare host's.

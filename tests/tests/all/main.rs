@@ -1,7 +1,8 @@
 //! wasmjob's integration tests, in one binary.
 //!
 //! The example components under `examples/` are built by the engine's build
-//! script; their paths are `wasmjob::examples::*`.
+//! script; their paths are `wasmjob::examples::*`. The Python and JavaScript
+//! ones (`examples/python/`, `examples/js/`) are built by `tests/build.rs`.
 
 mod api_support;
 mod support;
@@ -23,6 +24,7 @@ mod metering;
 mod multinode;
 mod overlap;
 mod periodic;
+mod polyglot;
 mod queueing;
 mod results;
 mod schedule;
