@@ -30,6 +30,7 @@ pub mod signals;
 pub mod store;
 pub mod task;
 pub mod tenant;
+pub mod upload;
 pub mod worker;
 
 /// Paths of the example components, built by `engine/build.rs` from

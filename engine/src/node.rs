@@ -23,6 +23,7 @@ use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::tenant::{Quotas, Tenants};
+use crate::upload::Uploads;
 use crate::worker::Workers;
 
 /// How to run a node.
@@ -77,6 +78,8 @@ impl NodeConfig {
 pub struct Node {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
+    /// Uploads compiling in the background.
+    pub uploads: Arc<Uploads>,
     pub queue: Arc<Queue>,
     pub tenants: Arc<Tenants>,
     pub auth: Arc<Auth>,
@@ -170,9 +173,11 @@ impl Node {
             signals: signals.clone(),
         });
         let id = config.node_id.clone().unwrap_or_else(|| format!("{:016x}", retry_free_random()));
+        let uploads = Arc::new(Uploads::new(registry.clone(), runtime.clone(), store.clone(), clock.clone()));
         Ok(Self {
             store,
             registry,
+            uploads,
             queue,
             tenants,
             auth,

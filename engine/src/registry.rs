@@ -288,6 +288,11 @@ impl Registry {
         Ok(component)
     }
 
+    /// Whether version `hash` is compiled on this node.
+    pub fn loaded(&self, hash: &str) -> bool {
+        self.versions.read().unwrap().contains_key(hash)
+    }
+
     /// `tenant`'s regular jobs, by name.
     pub fn regular(&self, tenant: &str) -> Vec<(String, RegisteredJob)> {
         self.current_where(|t, m| t == tenant && !m.is_periodic()).into_iter().map(|((_, n), j)| (n, j)).collect()

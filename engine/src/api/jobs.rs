@@ -5,16 +5,17 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use super::{ApiError, ApiState, Caller};
 use crate::job::JobMetadata;
 use crate::registry::RegisteredJob;
+use crate::store::{UploadRow, UploadState};
 
 #[derive(Serialize)]
 struct JobSummary<'a> {
@@ -44,13 +45,40 @@ static UPLOADS_READ: Semaphore = Semaphore::const_new(MAX_UPLOADS_READ);
 /// 10 Mbit/s. Default 2 min.
 pub const UPLOAD_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `POST /v1/jobs`: the body is the component.
+/// The longest an upload waits for its compile (`?wait=`). Default 5 min,
+/// above a compile's wall-clock limit.
+pub const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(300);
+/// How long uploads stay listed as rejected in `GET /v1/jobs`. Default 24 h.
+pub const REJECTED_LISTED: Duration = Duration::from_secs(24 * 3600);
+
+/// Query of `POST /v1/jobs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// How long to wait for the compile before answering `202` with the
+    /// upload `compiling`, such as `60s`; at most [`MAX_UPLOAD_WAIT`].
+    /// Default: no wait.
+    wait: Option<String>,
+}
+
+/// `POST /v1/jobs`: the body is the component. What can be refused without
+/// compiling is refused at once (4xx); the rest is stored and compiled in
+/// the background ([`crate::upload`]). The answer comes when the compile
+/// ends or `?wait=` has passed, whichever is first: `201` with the job
+/// registered, the compile's refusal (4xx), or `202` with the upload
+/// `compiling` and where to follow it (`GET /v1/uploads/{id}`).
 pub async fn upload(
     State(state): State<ApiState>,
     caller: Caller,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.writer()?;
+    let Query(q) = query?;
+    let wait = match q.wait.as_deref() {
+        Some(w) => humantime::parse_duration(w).map_err(|e| ApiError::bad_request(format!("wait `{w}`: {e}")))?,
+        None => Duration::ZERO,
+    };
     let quotas =
         state.node.tenants.get(tenant).await?.ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}`")))?;
     let limit = quotas.max_component_bytes.min(state.node.runtime.limits().max_component_bytes);
@@ -77,19 +105,70 @@ pub async fn upload(
             Err(e) => return Err(ApiError::bad_request(format!("cannot read the upload: {e}"))),
         }
     };
-    let component = state.node.registry.register(tenant, &body, quotas.max_components).await?;
-    let metadata: &JobMetadata = component.metadata();
-    Ok((StatusCode::CREATED, Json(json!({ "name": metadata.name, "version": component.hash(), "metadata": metadata }))))
+    let started = state.node.uploads.start(tenant, body.to_vec(), quotas.max_components).await?;
+    let mut ending = started.ending;
+    let ended = match tokio::time::timeout(wait.min(MAX_UPLOAD_WAIT), &mut ending).await {
+        Ok(Ok(ended)) => Some(ended),
+        // The compile's task is gone (the node is stopping): still compiling.
+        Ok(Err(_)) => None,
+        Err(_) => ending.try_recv().ok(),
+    };
+    match ended {
+        Some(ended) => {
+            let component = ended?;
+            let metadata: &JobMetadata = component.metadata();
+            let answer = json!({
+                "name": metadata.name,
+                "version": component.hash(),
+                "metadata": metadata,
+                "upload": { "id": component.hash(), "state": UploadState::Ready },
+            });
+            Ok((StatusCode::CREATED, Json(answer)))
+        }
+        None => Ok((StatusCode::ACCEPTED, Json(upload_view(&started.upload, &state)))),
+    }
 }
 
-/// `GET /v1/jobs`: regular and periodic jobs, apart.
+/// An upload as the API shows it.
+fn upload_view(upload: &UploadRow, state: &ApiState) -> Value {
+    json!({
+        "id": upload.id,
+        "state": upload.state,
+        "name": upload.name,
+        "reason": upload.reason,
+        "size": upload.size,
+        "created_at": DateTime::from_timestamp_millis(upload.created_at),
+        "updated_at": DateTime::from_timestamp_millis(upload.updated_at),
+        "compiling_for": (upload.state == UploadState::Compiling)
+            .then(|| humantime::format_duration(crate::upload::age(upload, state.node.clock.now_millis())).to_string()),
+        "location": format!("/v1/uploads/{}", upload.id),
+    })
+}
+
+/// `GET /v1/uploads/{id}`: where an upload is (`compiling`, `ready` with
+/// its job's name, or `rejected` with the reason).
+pub async fn upload_status(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.reader()?;
+    let upload = state.node.uploads.get(tenant, &id).await?;
+    let upload = upload.ok_or_else(|| ApiError::not_found(format!("upload {id}")))?;
+    Ok(Json(upload_view(&upload, &state)))
+}
+
+/// `GET /v1/jobs`: regular and periodic jobs, apart, and the uploads still
+/// compiling or rejected within [`REJECTED_LISTED`].
 pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let tenant = caller.reader()?;
     let regular = state.node.registry.regular(tenant);
     let periodic = state.node.registry.periodic(tenant);
     let regular: Vec<_> = regular.iter().map(|(n, j)| summary(n, j)).collect();
     let periodic: Vec<_> = periodic.iter().map(|(n, j)| summary(n, j)).collect();
-    Ok(Json(json!({ "regular": regular, "periodic": periodic })))
+    let uploads = state.node.uploads.pending(tenant, REJECTED_LISTED).await?;
+    let uploads: Vec<Value> = uploads.iter().map(|u| upload_view(u, &state)).collect();
+    Ok(Json(json!({ "regular": regular, "periodic": periodic, "uploads": uploads })))
 }
 
 /// `GET /v1/jobs/{name}`: metadata, versions and, for a periodic job, when

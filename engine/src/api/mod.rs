@@ -42,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs", post(jobs::upload).get(jobs::list))
         .route("/jobs/{name}", get(jobs::show).delete(jobs::delete))
         .route("/jobs/{name}/revoke", post(jobs::revoke))
+        .route("/uploads/{id}", get(jobs::upload_status))
         .route("/tasks", post(tasks::queue).get(tasks::list))
         .route("/tasks/batch", post(tasks::queue_batch))
         .route("/tasks/{id}", get(tasks::get))

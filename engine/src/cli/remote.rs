@@ -18,7 +18,18 @@ use super::client::{Client, ServerArgs, with_progress};
 pub struct UploadArgs {
     /// The job component (.wasm).
     component: PathBuf,
+    /// Wait until the engine has compiled it (a Python or JavaScript job
+    /// takes seconds), showing its progress; exit 1 if it is rejected.
+    /// Without it, a component still compiling after 2 s is left compiling.
+    #[arg(long)]
+    wait: bool,
 }
+
+/// How long `upload` lets the server wait for the compile before it
+/// answers that the upload is compiling. Default 2 s.
+const UPLOAD_WAIT: &str = "2s";
+/// How often `upload --wait` asks where the upload is. Default 500 ms.
+const UPLOAD_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Args)]
 pub struct QueueArgs {
@@ -166,15 +177,31 @@ fn text(value: &Value) -> String {
 pub fn upload(server: &ServerArgs, args: UploadArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
     let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
-    let answer = with_progress(&format!("uploading {} KiB", bytes.len() >> 10), || {
-        client.post_bytes("/v1/jobs", &bytes, "application/wasm")
+    let mut answer = with_progress(&format!("uploading {} KiB", bytes.len() >> 10), || {
+        client.post_bytes(&format!("/v1/jobs?wait={UPLOAD_WAIT}"), &bytes, "application/wasm")
     })?;
+    if answer["state"] == "compiling" && args.wait {
+        let location = text(&answer["location"]);
+        answer = with_progress("compiling", || {
+            loop {
+                match client.get(&location) {
+                    Ok(upload) if upload["state"] == "compiling" => std::thread::sleep(UPLOAD_POLL),
+                    other => break other,
+                }
+            }
+        })?;
+    }
     if server.json {
         print_json(&answer);
+    } else if answer["state"] == "compiling" {
+        println!("compiling as upload {} (`wasmjob jobs` shows when it is ready)", text(&answer["id"]));
+    } else if answer["state"] == "rejected" {
+        println!("rejected: {}", text(&answer["reason"]));
     } else {
-        println!("registered {} version {}", text(&answer["name"]), text(&answer["version"]));
+        let version = if answer["version"].is_null() { &answer["id"] } else { &answer["version"] };
+        println!("registered {} version {}", text(&answer["name"]), text(version));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if answer["state"] == "rejected" { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 pub fn jobs(server: &ServerArgs) -> anyhow::Result<ExitCode> {
@@ -188,6 +215,18 @@ pub fn jobs(server: &ServerArgs) -> anyhow::Result<ExitCode> {
         for job in answer[kind].as_array().into_iter().flatten() {
             let version = text(&job["version"]);
             println!("  {:<24} {:<14} {}", text(&job["name"]), &version[..version.len().min(12)], text(&job["doc"]));
+        }
+    }
+    let uploads = answer["uploads"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !uploads.is_empty() {
+        println!("uploads not ready:");
+        for upload in uploads {
+            let id = text(&upload["id"]);
+            let how = match upload["state"].as_str() {
+                Some("compiling") => format!("compiling for {}", text(&upload["compiling_for"])),
+                _ => format!("rejected: {}", text(&upload["reason"])),
+            };
+            println!("  {:<14} {how}", &id[..id.len().min(12)]);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -84,9 +84,10 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 impl Runtime {
-    /// Validates `bytes` as a job component, compiles it (or loads the cached
-    /// compile) and reads its metadata in the sandbox.
-    pub async fn load(&self, bytes: &[u8]) -> Result<JobComponent, LoadError> {
+    /// What can be said of `bytes` without compiling them, in a linear read:
+    /// its size, that it is a component binary, and that its shape is within
+    /// the compile limits ([`super::compiler::check_structure`]).
+    pub fn precheck(&self, bytes: &[u8]) -> Result<(), LoadError> {
         if bytes.len() > self.limits.max_component_bytes {
             return Err(LoadError::TooLarge { bytes: bytes.len(), limit: self.limits.max_component_bytes });
         }
@@ -99,6 +100,13 @@ impl Runtime {
         if bytes[4..8] != COMPONENT_VERSION {
             return Err(LoadError::Invalid(format!("unsupported binary version {:02x?}", &bytes[4..8])));
         }
+        check_structure(bytes, &self.compile.limits)
+    }
+
+    /// Validates `bytes` as a job component, compiles it (or loads the cached
+    /// compile) and reads its metadata in the sandbox.
+    pub async fn load(&self, bytes: &[u8]) -> Result<JobComponent, LoadError> {
+        self.precheck(bytes)?;
         let hash = content_hash(bytes);
         let component = self.compile(bytes, &hash).await?;
         let instance_pre =

@@ -203,6 +203,11 @@ impl Runtime {
         self.stopping.send_replace(true);
     }
 
+    /// The limits of each compile.
+    pub fn compile_limits(&self) -> &CompileLimits {
+        &self.compile.limits
+    }
+
     /// The engine's limits.
     pub fn limits(&self) -> &EngineLimits {
         &self.limits

@@ -98,6 +98,50 @@ pub struct JobRow {
     pub registered_at: Millis,
 }
 
+/// An upload of a component, compiled in the background
+/// ([`crate::upload`]): one per tenant and component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRow {
+    pub tenant: String,
+    /// The component's content hash (the version it becomes).
+    pub id: String,
+    pub state: UploadState,
+    /// The job's name, once compiled.
+    pub name: Option<String>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// The component's size in bytes.
+    pub size: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Where an upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadState {
+    /// Stored, waiting for or in its compile.
+    Compiling,
+    /// Compiled and registered: its job runs the new version.
+    Ready,
+    /// Refused (invalid, over a limit, or its compile failed): see the reason.
+    Rejected,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compiling => "compiling",
+            Self::Ready => "ready",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Compiling, Self::Ready, Self::Rejected].into_iter().find(|state| state.as_str() == s)
+    }
+}
+
 /// A task to insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
@@ -520,4 +564,15 @@ pub trait Store: Send + Sync + 'static {
     async fn secret_names(&self, tenant: &str) -> Result<Vec<(String, Millis)>, StoreError>;
     /// The values of those of `names` that `tenant` has set.
     async fn secrets(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Records an upload, replacing the tenant's row of the same component.
+    async fn put_upload(&self, upload: UploadRow) -> Result<(), StoreError>;
+    /// `tenant`'s upload `id`.
+    async fn upload(&self, tenant: &str, id: &str) -> Result<Option<UploadRow>, StoreError>;
+    /// `tenant`'s uploads changed at or after `since`, newest first, at most
+    /// [`MAX_UPLOADS_LISTED`].
+    async fn uploads(&self, tenant: &str, since: Millis) -> Result<Vec<UploadRow>, StoreError>;
 }
+
+/// Most uploads [`Store::uploads`] answers. Default 100.
+pub const MAX_UPLOADS_LISTED: usize = 100;

@@ -33,7 +33,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
     NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow,
+    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
 };
 use crate::clock::Clock;
 use crate::signals::Signals;
@@ -53,20 +53,22 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
     include_str!("postgres_schema_v4.sql"),
     include_str!("postgres_schema_v5.sql"),
     include_str!("postgres_schema_v6.sql"),
+    include_str!("postgres_schema_v7.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "tasks",
+    "uploads",
     "schedules",
     "job_versions",
     "jobs",
@@ -1123,6 +1125,42 @@ impl Store for PostgresStore {
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+
+    async fn put_upload(&self, upload: UploadRow) -> Result<(), StoreError> {
+        let size = i64::try_from(upload.size).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO uploads (tenant, id, state, name, reason, size, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (tenant, id) DO UPDATE SET state = EXCLUDED.state, name = EXCLUDED.name, \
+               reason = EXCLUDED.reason, size = EXCLUDED.size, created_at = EXCLUDED.created_at, \
+               updated_at = EXCLUDED.updated_at",
+            &[
+                &upload.tenant,
+                &upload.id,
+                &upload.state.as_str(),
+                &upload.name,
+                &upload.reason,
+                &size,
+                &upload.created_at,
+                &upload.updated_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn upload(&self, tenant: &str, id: &str) -> Result<Option<UploadRow>, StoreError> {
+        let rows = self.query(&format!("{UPLOAD_SELECT} WHERE tenant = $1 AND id = $2"), &[&tenant, &id]).await?;
+        rows.first().map(upload_from_row).transpose()
+    }
+
+    async fn uploads(&self, tenant: &str, since: Millis) -> Result<Vec<UploadRow>, StoreError> {
+        let sql = format!(
+            "{UPLOAD_SELECT} WHERE tenant = $1 AND updated_at >= $2 ORDER BY updated_at DESC LIMIT {}",
+            super::MAX_UPLOADS_LISTED
+        );
+        self.query(&sql, &[&tenant, &since]).await?.iter().map(upload_from_row).collect()
+    }
 }
 
 /// Tasks a revoke applies to: those that have not ended.
@@ -1131,6 +1169,22 @@ const REVOCABLE: &str = "state IN ('queued', 'retry', 'started')";
 /// What a revoke at time `now` (a parameter) sets, in one UPDATE so that
 /// each task is judged on its newest version: one not started is revoked,
 /// a started one gets a revoke request.
+const UPLOAD_SELECT: &str = "SELECT tenant, id, state, name, reason, size, created_at, updated_at FROM uploads";
+
+fn upload_from_row(r: &Row) -> Result<UploadRow, StoreError> {
+    let state: String = r.get(2);
+    Ok(UploadRow {
+        tenant: r.get(0),
+        id: r.get(1),
+        state: UploadState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("upload state {state}")))?,
+        name: r.get(3),
+        reason: r.get(4),
+        size: u64::try_from(r.get::<_, i64>(5)).unwrap_or(0),
+        created_at: r.get(6),
+        updated_at: r.get(7),
+    })
+}
+
 fn revoke_set(now: &str) -> String {
     format!(
         "state = CASE WHEN state IN ('queued', 'retry') THEN 'revoked' ELSE state END, \

@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
     NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow,
+    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
 };
 
 /// Most operations committed together.
@@ -171,7 +171,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -180,6 +180,7 @@ const MIGRATIONS: [&str; 8] = [
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
     include_str!("schema_v8.sql"),
+    include_str!("schema_v9.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -1055,6 +1056,50 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_upload(&self, upload: UploadRow) -> Result<(), StoreError> {
+        self.op(move |conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO uploads (tenant, id, state, name, reason, size, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(rusqlite::params![
+                upload.tenant,
+                upload.id,
+                upload.state.as_str(),
+                upload.name,
+                upload.reason,
+                i64::try_from(upload.size).unwrap_or(i64::MAX),
+                upload.created_at,
+                upload.updated_at
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, tenant: &str, id: &str) -> Result<Option<UploadRow>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.op(move |conn| {
+            let mut statement = conn.prepare_cached(&format!("{UPLOAD_SELECT} WHERE tenant = ?1 AND id = ?2"))?;
+            let mut rows = statement.query_map([tenant, id], upload_from_row)?;
+            rows.next().transpose()?.transpose()
+        })
+        .await
+    }
+
+    async fn uploads(&self, tenant: &str, since: Millis) -> Result<Vec<UploadRow>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.op(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "{UPLOAD_SELECT} WHERE tenant = ?1 AND updated_at >= ?2 ORDER BY updated_at DESC LIMIT {}",
+                super::MAX_UPLOADS_LISTED
+            ))?;
+            let rows = statement.query_map(rusqlite::params![tenant, since], upload_from_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
 }
 
 /// Records a change of the catalog's `kind` rows.
@@ -1082,6 +1127,26 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
         created_at: r.get(4)?,
         revoked_at: r.get(5)?,
     })
+}
+
+const UPLOAD_SELECT: &str = "SELECT tenant, id, state, name, reason, size, created_at, updated_at FROM uploads";
+
+/// An upload row; a state this engine does not know is corruption.
+fn upload_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UploadRow, StoreError>> {
+    let state: String = r.get(2)?;
+    let Some(state) = UploadState::parse(&state) else {
+        return Ok(Err(StoreError::Corrupt(format!("upload state {state}"))));
+    };
+    Ok(Ok(UploadRow {
+        tenant: r.get(0)?,
+        id: r.get(1)?,
+        state,
+        name: r.get(3)?,
+        reason: r.get(4)?,
+        size: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    }))
 }
 
 #[cfg(test)]

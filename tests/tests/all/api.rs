@@ -160,12 +160,24 @@ async fn malformed_uploads_are_refused_with_a_reason() {
         ("oversized body", vec![0u8; (64 << 20) + 1], StatusCode::PAYLOAD_TOO_LARGE),
     ];
     for (what, bytes, status) in cases {
-        let answer = api.send_bytes(Method::POST, "/v1/jobs", Some(&write), Some(bytes), "application/wasm").await;
+        let answer =
+            api.send_bytes(Method::POST, "/v1/jobs?wait=300s", Some(&write), Some(bytes), "application/wasm").await;
         assert_eq!(answer.status, status, "{what}: {}", answer.body);
         assert!(!answer.body["error"]["message"].as_str().unwrap_or("").is_empty(), "{what}: no message");
     }
     let jobs = api.get("/v1/jobs", &write).await;
-    assert_eq!(jobs.body, json!({ "regular": [], "periodic": [] }));
+    assert_eq!((&jobs.body["regular"], &jobs.body["periodic"]), (&json!([]), &json!([])), "{jobs}");
+    // Refused before compiling, nothing was stored; refused by the compile,
+    // the upload is listed with why.
+    let reasons: Vec<&str> = jobs.body["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["state"] == "rejected")
+        .filter_map(|u| u["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "the component that is no job and the one importing a socket: {jobs}");
+    assert!(reasons.iter().any(|r| r.contains("imports")), "{jobs}");
 }
 
 #[tokio::test]
@@ -320,7 +332,8 @@ async fn an_upload_of_tens_of_megabytes_within_the_quota_is_accepted() {
     bytes.resize(bytes.len() + payload, 0);
     let api = Api::start(1).await;
     let (write, _) = api.tenant("acme", json!({})).await;
-    let answer = api.send_bytes(Method::POST, "/v1/jobs", Some(&write), Some(bytes), "application/wasm").await;
+    let answer =
+        api.send_bytes(Method::POST, "/v1/jobs?wait=300s", Some(&write), Some(bytes), "application/wasm").await;
     assert_eq!(answer.status, StatusCode::CREATED, "{answer}");
     assert_eq!(answer.body["name"], "addition");
 }

@@ -110,7 +110,7 @@ impl Api {
     /// Uploads an example component as `token`'s tenant.
     pub async fn upload(&self, token: &str, path: &str) -> Answer {
         let bytes = std::fs::read(path).unwrap();
-        self.send_bytes(Method::POST, "/v1/jobs", Some(token), Some(bytes), "application/wasm").await
+        self.send_bytes(Method::POST, "/v1/jobs?wait=300s", Some(token), Some(bytes), "application/wasm").await
     }
 
     /// Queues a task and returns its id.

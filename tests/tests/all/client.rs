@@ -68,10 +68,10 @@ fn the_client_drives_a_server_from_tenant_to_task() {
     let token = json(&out)["token"].as_str().unwrap().to_owned();
     let token_id = json(&out)["id"].as_str().unwrap().to_owned();
 
-    let (code, out) = client(&server, &token, &["upload", wasmjob::examples::FAN_OUT]);
+    let (code, out) = client(&server, &token, &["upload", "--wait", wasmjob::examples::FAN_OUT]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("registered fan-out"), "{out}");
-    client(&server, &token, &["upload", wasmjob::examples::ADDITION]);
+    client(&server, &token, &["upload", "--wait", wasmjob::examples::ADDITION]);
     let (_, out) = client(&server, &token, &["jobs", "--json"]);
     assert_eq!(json(&out)["regular"].as_array().unwrap().len(), 2);
 

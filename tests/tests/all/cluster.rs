@@ -56,11 +56,12 @@ type Observation = (&'static str, fn(&mut Cluster));
 #[test]
 fn a_cluster_of_three_nodes_answers_as_one() {
     let (mut cluster, startup) = Cluster::start(["node-a", "node-b", "node-c"]);
-    let observations: [Observation; 11] = [
+    let observations: [Observation; 12] = [
         ("a_tenant_created_through_one_node_is_known_to_the_others_within_a_second", tenant_is_seen_everywhere),
         ("a_token_created_through_one_node_works_on_the_others_within_a_second", token_is_seen_everywhere),
         ("a_job_uploaded_through_one_node_runs_through_the_others_within_a_second", job_upload_is_seen_everywhere),
         ("a_job_deleted_through_one_node_is_unknown_to_the_others_within_a_second", job_delete_is_seen_everywhere),
+        ("an_upload_compiling_on_one_node_is_followed_through_another", upload_is_followed_everywhere),
         ("a_token_revoked_through_one_node_is_refused_by_every_node_within_a_second", revoked_token_is_refused),
         ("a_tenants_max_running_holds_across_the_cluster", max_running_holds_across_the_cluster),
         ("a_running_task_is_revoked_through_any_node", running_task_is_revoked_through_any_node),
@@ -163,6 +164,32 @@ fn job_upload_is_seen_everywhere(c: &mut Cluster) {
         "task {id} of `addition`, uploaded through node-a, queued through node-b and waited for through node-c, \
          ended as {task}"
     );
+}
+
+/// An upload answered at once by A (compiling) is followed through B until
+/// it is ready, and its job then runs through C.
+fn upload_is_followed_everywhere(c: &mut Cluster) {
+    let tenant = c.tenant("followed-upload", json!({}), &[]);
+    let uploaded = c.upload_with(A, &tenant.token, wasmjob::examples::FIB, "");
+    let upload = expect(&uploaded, StatusCode::ACCEPTED, "node-a: POST /v1/jobs (fib), not waiting");
+    assert_eq!(upload["state"], "compiling", "{uploaded}");
+    let location = upload["location"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(120), "the upload through node-a, ready as seen through node-b", || {
+        let seen = c.get(B, &location, &tenant.token);
+        match (seen.status, seen.body["state"].as_str(), seen.body["name"].as_str()) {
+            (StatusCode::OK, Some("ready"), Some("fib")) => Ok(()),
+            _ => Err(format!("node-b shows {location} as {seen}")),
+        }
+    });
+    let id = eventually(Duration::from_secs(5), "a task of `fib` queued through node-c", || {
+        let queued = c.post_json(C, "/v1/tasks", &tenant.token, &json!({ "job": "fib", "args": { "n": 10 } }));
+        match queued.status {
+            StatusCode::CREATED => Ok(task_id(&queued.body)),
+            _ => Err(format!("node-c answers {queued}")),
+        }
+    });
+    let task = c.wait(B, &tenant.token, &id, Duration::from_secs(10));
+    assert_eq!((task["state"].as_str(), task["result"].as_str()), (Some("success"), Some("55")), "{task}");
 }
 
 /// A job deleted through B is unknown to A and C within a second: they
@@ -633,12 +660,18 @@ impl Cluster {
     }
 
     /// Uploads an example component through node `n`.
+    /// Uploads `component` through node `n`, waiting for its compile.
     fn upload(&self, n: usize, token: &str, component: &str) -> Answer {
+        self.upload_with(n, token, component, "?wait=300s")
+    }
+
+    /// Uploads `component` through node `n` with the query `query`.
+    fn upload_with(&self, n: usize, token: &str, component: &str, query: &str) -> Answer {
         let bytes = std::fs::read(component).unwrap_or_else(|e| panic!("cannot read {component}: {e}"));
         let node = &self.nodes[n];
         let request = self
             .http
-            .post(format!("{}/v1/jobs", node.url))
+            .post(format!("{}/v1/jobs{query}", node.url))
             .header("Authorization", format!("Bearer {token}"))
             .header("Content-Type", "application/wasm");
         answer(&node.id, "POST", "/v1/jobs", request.send(&bytes[..]))

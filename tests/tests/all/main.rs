@@ -30,4 +30,5 @@ mod results;
 mod schedule;
 mod secrets;
 mod shutdown;
+mod uploads;
 mod validation;

@@ -1,0 +1,151 @@
+//! Uploads compile in the background: `POST /v1/jobs` checks what it can
+//! without compiling ([`crate::runtime::Runtime::precheck`]), stores the
+//! component and answers at once; the compile runs in the runtime's bounded
+//! pool (at most `CompileLimits::concurrent` at once, each in a child
+//! process under its CPU, wall-clock and memory limits) and its ending, the
+//! job registered or the reason it was refused, is written to the store's
+//! `uploads`, so that every node answers `GET /v1/uploads/{id}` alike.
+//!
+//! A caller may wait for the ending (`?wait=`); the compile does not depend
+//! on the caller staying: one who hangs up leaves it running.
+//!
+//! A node that dies mid-compile leaves its upload `compiling`; one older
+//! than a compile's wall-clock limit plus [`STALE_AFTER`] is reported as
+//! rejected, and uploading the component again compiles it again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::registry::{RegisterError, Registry};
+use crate::runtime::{JobComponent, LoadError, Runtime, content_hash};
+use crate::store::{Millis, Store, StoreError, UploadRow, UploadState, to_millis};
+
+/// How long past a compile's wall-clock limit an upload may stay
+/// `compiling` before it is reported as interrupted (its node died).
+/// Default 1 min.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// An upload taken in: its row, and its ending once the compile is done.
+pub struct Started {
+    pub upload: UploadRow,
+    pub ending: oneshot::Receiver<Result<JobComponent, RegisterError>>,
+}
+
+/// Uploads of components, compiled in the background.
+pub struct Uploads {
+    registry: Arc<Registry>,
+    runtime: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Uploads {
+    pub fn new(registry: Arc<Registry>, runtime: Arc<Runtime>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { registry, runtime, store, clock }
+    }
+
+    /// Takes in `tenant`'s component `bytes` (a tenant may have at most
+    /// `max_jobs` jobs): refuses at once what can be refused without
+    /// compiling, stores the rest and compiles it in the background. A
+    /// version this node has compiled already is registered at once.
+    pub async fn start(&self, tenant: &str, bytes: Vec<u8>, max_jobs: usize) -> Result<Started, RegisterError> {
+        self.runtime.precheck(&bytes)?;
+        let id = content_hash(&bytes);
+        let now = self.clock.now_millis();
+        let mut upload = UploadRow {
+            tenant: tenant.to_owned(),
+            id: id.clone(),
+            state: UploadState::Compiling,
+            name: None,
+            reason: None,
+            size: bytes.len() as u64,
+            created_at: now,
+            updated_at: now,
+        };
+        let (tell, ending) = oneshot::channel();
+        if self.registry.loaded(&id) {
+            let registered = self.registry.register(tenant, &bytes, max_jobs).await;
+            self.record(&mut upload, &registered).await?;
+            let _ = tell.send(registered);
+            return Ok(Started { upload, ending });
+        }
+        // Stored first: the bytes outlive this node, and a retry of the
+        // upload through any node finds them.
+        self.store.put_component(&id, bytes.clone()).await?;
+        self.store.put_upload(upload.clone()).await?;
+        let (registry, store, clock) = (self.registry.clone(), self.store.clone(), self.clock.clone());
+        let (tenant, mut row) = (tenant.to_owned(), upload.clone());
+        tokio::spawn(async move {
+            let registered = registry.register(&tenant, &bytes, max_jobs).await;
+            row.updated_at = clock.now_millis();
+            fill(&mut row, &registered);
+            if let Err(e) = store.put_upload(row).await {
+                tracing::error!(%tenant, upload = %id, error = %e, "cannot record how an upload ended");
+            }
+            let _ = tell.send(registered);
+        });
+        Ok(Started { upload, ending })
+    }
+
+    /// `tenant`'s upload `id`, with a `compiling` one whose node must have
+    /// died reported as rejected.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<UploadRow>, StoreError> {
+        let upload = self.store.upload(tenant, id).await?;
+        Ok(upload.map(|u| self.judged(u)))
+    }
+
+    /// `tenant`'s uploads that are not ready (compiling, or rejected within
+    /// `within`), newest first.
+    pub async fn pending(&self, tenant: &str, within: Duration) -> Result<Vec<UploadRow>, StoreError> {
+        let since = self.clock.now_millis().saturating_sub(to_millis(within));
+        let uploads = self.store.uploads(tenant, since).await?;
+        Ok(uploads.into_iter().map(|u| self.judged(u)).filter(|u| u.state != UploadState::Ready).collect())
+    }
+
+    async fn record(
+        &self,
+        upload: &mut UploadRow,
+        registered: &Result<JobComponent, RegisterError>,
+    ) -> Result<(), StoreError> {
+        upload.updated_at = self.clock.now_millis();
+        fill(upload, registered);
+        self.store.put_upload(upload.clone()).await
+    }
+
+    fn judged(&self, mut upload: UploadRow) -> UploadRow {
+        let stale = to_millis(self.runtime.compile_limits().wall + STALE_AFTER);
+        if upload.state == UploadState::Compiling && self.clock.now_millis() - upload.updated_at > stale {
+            upload.state = UploadState::Rejected;
+            upload.reason = Some("its compile was interrupted (the node compiling it stopped): upload it again".into());
+        }
+        upload
+    }
+}
+
+/// An upload's row as its compile ended.
+fn fill(row: &mut UploadRow, registered: &Result<JobComponent, RegisterError>) {
+    match registered {
+        Ok(component) => {
+            row.state = UploadState::Ready;
+            row.name = Some(component.metadata().name.clone());
+            row.reason = None;
+        }
+        Err(e) => {
+            row.state = UploadState::Rejected;
+            row.reason = Some(e.to_string());
+        }
+    }
+}
+
+/// Whether an ending is the node's fault, not the component's.
+pub fn transient(e: &RegisterError) -> bool {
+    matches!(e, RegisterError::Store(_) | RegisterError::Rejected(LoadError::ShuttingDown | LoadError::Compiler(_)))
+}
+
+/// Milliseconds of an upload's age, for display.
+pub fn age(upload: &UploadRow, now: Millis) -> Duration {
+    Duration::from_millis(u64::try_from(now.saturating_sub(upload.created_at)).unwrap_or(0))
+}
