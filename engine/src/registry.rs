@@ -39,6 +39,12 @@ pub enum RegisterError {
     Quota(#[from] QuotaExceeded),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The node holds as many uploads waiting for their compile as it takes.
+    #[error(
+        "this node is compiling {0} uploads already (each held in memory until compiled): upload again once \
+         one has ended"
+    )]
+    Busy(usize),
 }
 
 /// A job's key: its tenant and name.

@@ -16,12 +16,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::clock::Clock;
 use crate::registry::{RegisterError, Registry};
-use crate::runtime::{JobComponent, LoadError, Runtime, content_hash};
+use crate::runtime::{JobComponent, Runtime, content_hash};
 use crate::store::{Millis, Store, StoreError, UploadRow, UploadState, to_millis};
+
+/// Uploads a node takes in that have not finished compiling, at most: each
+/// holds its component in memory until its compile (two at once) takes it,
+/// so at most this many times the engine's `max_component_bytes` (128 MiB
+/// by default) wait in memory. Past it, an upload is refused with `503
+/// busy`. Default 32.
+pub const MAX_COMPILING: usize = 32;
 
 /// How long past a compile's wall-clock limit an upload may stay
 /// `compiling` before it is reported as interrupted (its node died).
@@ -40,11 +47,13 @@ pub struct Uploads {
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// A permit per upload taken in and not yet compiled ([`MAX_COMPILING`]).
+    compiling: Arc<Semaphore>,
 }
 
 impl Uploads {
     pub fn new(registry: Arc<Registry>, runtime: Arc<Runtime>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { registry, runtime, store, clock }
+        Self { registry, runtime, store, clock, compiling: Arc::new(Semaphore::new(MAX_COMPILING)) }
     }
 
     /// Takes in `tenant`'s component `bytes` (a tenant may have at most
@@ -72,6 +81,9 @@ impl Uploads {
             let _ = tell.send(registered);
             return Ok(Started { upload, ending });
         }
+        let Ok(permit) = self.compiling.clone().try_acquire_owned() else {
+            return Err(RegisterError::Busy(MAX_COMPILING));
+        };
         // Stored first: the bytes outlive this node, and a retry of the
         // upload through any node finds them.
         self.store.put_component(&id, bytes.clone()).await?;
@@ -80,6 +92,7 @@ impl Uploads {
         let (tenant, mut row) = (tenant.to_owned(), upload.clone());
         tokio::spawn(async move {
             let registered = registry.register(&tenant, &bytes, max_jobs).await;
+            drop((bytes, permit));
             row.updated_at = clock.now_millis();
             fill(&mut row, &registered);
             if let Err(e) = store.put_upload(row).await {
@@ -117,7 +130,7 @@ impl Uploads {
 
     fn judged(&self, mut upload: UploadRow) -> UploadRow {
         let stale = to_millis(self.runtime.compile_limits().wall + STALE_AFTER);
-        if upload.state == UploadState::Compiling && self.clock.now_millis() - upload.updated_at > stale {
+        if upload.state == UploadState::Compiling && self.clock.now_millis().saturating_sub(upload.updated_at) > stale {
             upload.state = UploadState::Rejected;
             upload.reason = Some("its compile was interrupted (the node compiling it stopped): upload it again".into());
         }
@@ -140,12 +153,7 @@ fn fill(row: &mut UploadRow, registered: &Result<JobComponent, RegisterError>) {
     }
 }
 
-/// Whether an ending is the node's fault, not the component's.
-pub fn transient(e: &RegisterError) -> bool {
-    matches!(e, RegisterError::Store(_) | RegisterError::Rejected(LoadError::ShuttingDown | LoadError::Compiler(_)))
-}
-
-/// Milliseconds of an upload's age, for display.
+/// How long ago an upload was taken in, for display.
 pub fn age(upload: &UploadRow, now: Millis) -> Duration {
     Duration::from_millis(u64::try_from(now.saturating_sub(upload.created_at)).unwrap_or(0))
 }

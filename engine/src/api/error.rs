@@ -154,6 +154,7 @@ impl From<RegisterError> for ApiError {
             RegisterError::Quota(e) => Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string())
                 .with(json!({ "quota": e.quota })),
             RegisterError::Store(e) => e.into(),
+            e @ RegisterError::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
         }
     }
 }
