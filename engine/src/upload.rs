@@ -128,14 +128,19 @@ impl Uploads {
         self.store.put_upload(upload.clone()).await
     }
 
-    fn judged(&self, mut upload: UploadRow) -> UploadRow {
-        let stale = to_millis(self.runtime.compile_limits().wall + STALE_AFTER);
-        if upload.state == UploadState::Compiling && self.clock.now_millis().saturating_sub(upload.updated_at) > stale {
-            upload.state = UploadState::Rejected;
-            upload.reason = Some("its compile was interrupted (the node compiling it stopped): upload it again".into());
-        }
-        upload
+    fn judged(&self, upload: UploadRow) -> UploadRow {
+        judge(upload, self.clock.now_millis(), self.runtime.compile_limits().wall + STALE_AFTER)
     }
+}
+
+/// `upload` as seen at `now`: still `compiling` longer than `stale` after
+/// its last change, its node must have died, and it is rejected.
+fn judge(mut upload: UploadRow, now: Millis, stale: Duration) -> UploadRow {
+    if upload.state == UploadState::Compiling && now.saturating_sub(upload.updated_at) > to_millis(stale) {
+        upload.state = UploadState::Rejected;
+        upload.reason = Some("its compile was interrupted (the node compiling it stopped): upload it again".into());
+    }
+    upload
 }
 
 /// An upload's row as its compile ended.
@@ -156,4 +161,42 @@ fn fill(row: &mut UploadRow, registered: &Result<JobComponent, RegisterError>) {
 /// How long ago an upload was taken in, for display.
 pub fn age(upload: &UploadRow, now: Millis) -> Duration {
     Duration::from_millis(u64::try_from(now.saturating_sub(upload.created_at)).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiling(updated_at: Millis) -> UploadRow {
+        UploadRow {
+            tenant: "t".into(),
+            id: "h".into(),
+            state: UploadState::Compiling,
+            name: None,
+            reason: None,
+            size: 1,
+            created_at: updated_at,
+            updated_at,
+        }
+    }
+
+    #[test]
+    fn an_upload_compiling_past_its_limit_is_judged_interrupted() {
+        let stale = Duration::from_secs(240);
+        let fresh = judge(compiling(1_000), 1_000 + 240_000, stale);
+        assert_eq!(fresh.state, UploadState::Compiling);
+        let interrupted = judge(compiling(1_000), 1_000 + 240_001, stale);
+        assert_eq!(interrupted.state, UploadState::Rejected);
+        assert!(interrupted.reason.unwrap().contains("upload it again"));
+        // Times at the type's bounds neither overflow nor judge wrongly.
+        assert_eq!(judge(compiling(Millis::MIN), Millis::MAX, stale).state, UploadState::Rejected);
+        assert_eq!(judge(compiling(Millis::MAX), Millis::MIN, stale).state, UploadState::Compiling);
+    }
+
+    #[test]
+    fn an_ended_upload_is_never_judged_again() {
+        let mut ready = compiling(0);
+        ready.state = UploadState::Ready;
+        assert_eq!(judge(ready, Millis::MAX, Duration::ZERO).state, UploadState::Ready);
+    }
 }

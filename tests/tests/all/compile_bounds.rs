@@ -156,12 +156,17 @@ impl Server {
         body["token"].as_str().unwrap().to_owned()
     }
 
-    /// Uploads `bytes`: the status and the body.
+    /// Uploads `bytes`, waiting for the compile to end: the status and the body.
     fn upload(&self, token: &str, bytes: &[u8]) -> (u16, String) {
+        self.upload_with(token, bytes, "?wait=300s")
+    }
+
+    /// Uploads `bytes` with the query `query`: the status and the body.
+    fn upload_with(&self, token: &str, bytes: &[u8], query: &str) -> (u16, String) {
         let config = ureq::Agent::config_builder().http_status_as_error(false).build();
         let agent: ureq::Agent = config.into();
         let mut answer = agent
-            .post(&format!("{}/v1/jobs", self.url))
+            .post(&format!("{}/v1/jobs{query}", self.url))
             .header("authorization", &format!("Bearer {token}"))
             .send(bytes)
             .unwrap();
@@ -181,9 +186,25 @@ fn a_compile_bomb_uploaded_to_a_server_is_refused_and_the_server_stays_small() {
     let server = Server::start(&["--compile-cpu", "2s"]);
     let hostile = server.tenant("hostile");
     let before = server.rss();
-    let (status, body) = server.upload(&hostile, &bomb(8000, 120_000));
-    assert_eq!(status, 422, "{body}");
-    assert!(body.contains("`cpu`"), "{body}");
+    // Answered at once, compiling; the server answers others meanwhile.
+    let (status, body) = server.upload_with(&hostile, &bomb(8000, 120_000), "");
+    assert_eq!(status, 202, "{body}");
+    let upload: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let location = format!("{}{}", server.url, upload["location"].as_str().unwrap());
+    let health = ureq::get(&format!("{}/healthz", server.url)).call();
+    assert_eq!(health.map(|r| r.status().as_u16()).ok(), Some(200), "/healthz during the compile");
+    let started = Instant::now();
+    let ended = loop {
+        let mut answer = ureq::get(&location).header("authorization", &format!("Bearer {hostile}")).call().unwrap();
+        let upload: serde_json::Value = answer.body_mut().read_json().unwrap();
+        if upload["state"] != "compiling" {
+            break upload;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "still compiling: {upload}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ended["state"], "rejected", "{ended}");
+    assert!(ended["reason"].as_str().unwrap().contains("`cpu`"), "{ended}");
     // The compile ran in a child: the server itself did not grow with it.
     let after = server.rss();
     assert!(after < before + (64 << 20), "the server grew from {before} to {after} bytes");

@@ -34,7 +34,7 @@ async fn a_tenant_cannot_touch_another_tenants_jobs_or_tasks() {
     let queue = api.post("/v1/tasks", &a, json!({ "job": "addition" })).await;
     assert_eq!((queue.status, queue.code()), (StatusCode::NOT_FOUND, "unknown_job"));
     let jobs = api.get("/v1/jobs", &a).await;
-    assert_eq!(jobs.body, json!({ "regular": [], "periodic": [] }));
+    assert_eq!(jobs.body, json!({ "regular": [], "periodic": [], "uploads": [] }));
     let tasks = api.get("/v1/tasks", &a).await;
     assert_eq!(tasks.body["tasks"], json!([]));
     // Nothing changed for b.
