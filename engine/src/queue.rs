@@ -313,7 +313,16 @@ impl Queue {
     /// stopped by whichever node runs it, and this waits up to
     /// [`REVOKE_WAIT`] for it to end. `None` if there is no such task.
     pub async fn revoke(&self, id: &str) -> Result<Option<Revoked>, StoreError> {
+        // Whose, and whether it waits: a waiting task revoked gives its
+        // tenant's `max_queued` place back at once, not at the next recount.
+        let before = self.store.task(id).await?;
         let state = self.store.revoke(id, self.clock.now_millis()).await?;
+        if let Some(task) = before
+            && matches!(task.state, TaskState::Queued | TaskState::Retry)
+            && state == Some(TaskState::Revoked)
+        {
+            self.tenants.claimed(&task.tenant, 1);
+        }
         match state {
             None => Ok(None),
             Some(TaskState::Started) => {
@@ -337,7 +346,12 @@ impl Queue {
     /// Revokes every task of `scope` that has not ended: queued ones at
     /// once, running ones where they run. Says which.
     pub async fn revoke_many(&self, scope: RevokeScope) -> Result<RevokedMany, StoreError> {
+        let tenant = match &scope {
+            RevokeScope::Tree { tenant, .. } | RevokeScope::Job { tenant, .. } => tenant.clone(),
+        };
         let done = self.store.revoke_many(scope, self.clock.now_millis()).await?;
+        // Those revoked at once were waiting: their places are free now.
+        self.tenants.claimed(&tenant, done.revoked.len() as u64);
         for id in &done.stopping {
             self.signals.stop(id.clone());
         }

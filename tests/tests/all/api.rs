@@ -341,3 +341,25 @@ async fn an_upload_of_tens_of_megabytes_within_the_quota_is_accepted() {
     assert_eq!(answer.status, StatusCode::CREATED, "{answer}");
     assert_eq!(answer.body["name"], "addition");
 }
+
+#[tokio::test]
+async fn revoking_a_queued_task_gives_its_place_in_max_queued_back_at_once() {
+    let api = Api::start(1).await;
+    let (write, _) = api.tenant("acme", json!({ "max_queued": 1 })).await;
+    assert_eq!(api.upload(&write, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    let later = json!({ "job": "addition", "options": { "delay": 3_600_000 } });
+    let first = api.post("/v1/tasks", &write, later.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{first}");
+    let full = api.post("/v1/tasks", &write, later.clone()).await;
+    assert_eq!((full.status, full.code()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"));
+    let id = first.body["id"].as_str().unwrap();
+    let revoked = api.post(&format!("/v1/tasks/{id}/revoke"), &write, json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{revoked}");
+    let again = api.post("/v1/tasks", &write, later.clone()).await;
+    assert_eq!(again.status, StatusCode::CREATED, "the revoked task's place was not given back: {again}");
+    // The same for a job's tasks revoked together.
+    let revoked = api.post("/v1/jobs/addition/revoke", &write, json!({})).await;
+    assert_eq!(revoked.body["revoked"], 1, "{revoked}");
+    let after = api.post("/v1/tasks", &write, later).await;
+    assert_eq!(after.status, StatusCode::CREATED, "{after}");
+}
