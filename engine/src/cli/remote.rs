@@ -19,7 +19,8 @@ pub struct UploadArgs {
     /// The job component (.wasm).
     component: PathBuf,
     /// Wait until the engine has compiled it (a Python or JavaScript job
-    /// takes seconds), showing its progress; exit 1 if it is rejected.
+    /// takes seconds), showing its progress. A rejected component exits with 3, as
+    /// `run` does, whether refused at once or by its compile.
     /// Without it, a component still compiling after 2 s is left compiling.
     #[arg(long)]
     wait: bool,
@@ -201,7 +202,7 @@ pub fn upload(server: &ServerArgs, args: UploadArgs) -> anyhow::Result<ExitCode>
         let version = if answer["version"].is_null() { &answer["id"] } else { &answer["version"] };
         println!("registered {} version {}", text(&answer["name"]), text(version));
     }
-    Ok(if answer["state"] == "rejected" { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if answer["state"] == "rejected" { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 pub fn jobs(server: &ServerArgs) -> anyhow::Result<ExitCode> {
