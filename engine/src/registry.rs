@@ -184,6 +184,27 @@ impl Registry {
     /// metadata name; a new component for an existing name becomes its
     /// current version. At most `max_jobs` jobs per tenant.
     pub async fn register(&self, tenant: &str, bytes: &[u8], max_jobs: usize) -> Result<JobComponent, RegisterError> {
+        self.register_as(tenant, bytes, max_jobs, false).await
+    }
+
+    /// [`Registry::register`] of bytes the store holds already (an upload
+    /// stores them before compiling): they are not written again.
+    pub async fn register_stored(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        max_jobs: usize,
+    ) -> Result<JobComponent, RegisterError> {
+        self.register_as(tenant, bytes, max_jobs, true).await
+    }
+
+    async fn register_as(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+        max_jobs: usize,
+        stored: bool,
+    ) -> Result<JobComponent, RegisterError> {
         // The same bytes are the same job, whoever uploaded them: load once.
         let known = self.versions.read().unwrap().get(&crate::runtime::content_hash(bytes)).cloned();
         let component = match known {
@@ -211,7 +232,9 @@ impl Registry {
         }
         let metadata = serde_json::to_string(component.metadata()).expect("metadata serializes");
         let registered_at = self.clock.now_millis();
-        self.store.put_component(component.hash(), bytes.to_vec()).await?;
+        if !stored {
+            self.store.put_component(component.hash(), bytes.to_vec()).await?;
+        }
         let row = JobRow {
             tenant: tenant.into(),
             name: name.clone(),

@@ -91,7 +91,7 @@ impl Uploads {
         let (registry, store, clock) = (self.registry.clone(), self.store.clone(), self.clock.clone());
         let (tenant, mut row) = (tenant.to_owned(), upload.clone());
         tokio::spawn(async move {
-            let registered = registry.register(&tenant, &bytes, max_jobs).await;
+            let registered = registry.register_stored(&tenant, &bytes, max_jobs).await;
             drop((bytes, permit));
             row.updated_at = clock.now_millis();
             fill(&mut row, &registered);
