@@ -49,6 +49,9 @@ pub struct NodeConfig {
     pub quotas: Quotas,
     /// How long running tasks may finish after a shutdown request. Default 10 s.
     pub grace: Duration,
+    /// Uploads taken in and not yet compiled, at most; past it an upload
+    /// is refused with `503 busy`. Default [`crate::upload::MAX_COMPILING`].
+    pub max_compiling: usize,
 }
 
 /// Instances kept beside the running tasks' for control calls (`metadata`
@@ -70,6 +73,7 @@ impl NodeConfig {
             caps: TreeCaps::default(),
             quotas: Quotas::default(),
             grace: Duration::from_secs(10),
+            max_compiling: crate::upload::MAX_COMPILING,
         }
     }
 }
@@ -173,7 +177,14 @@ impl Node {
             signals: signals.clone(),
         });
         let id = config.node_id.clone().unwrap_or_else(|| format!("{:016x}", retry_free_random()));
-        let uploads = Arc::new(Uploads::new(registry.clone(), runtime.clone(), store.clone(), clock.clone()));
+        let uploads = Arc::new(Uploads::new(
+            registry.clone(),
+            runtime.clone(),
+            store.clone(),
+            clock.clone(),
+            queue.clone(),
+            config.max_compiling,
+        ));
         Ok(Self {
             store,
             registry,

@@ -28,6 +28,9 @@ use crate::store::{
 use crate::task::{QueueError, QueueOptions, TaskId};
 use crate::tenant::{AdmitError, Tenants};
 
+mod held;
+use held::Prepared;
+
 /// Caps on what jobs may queue, against fork bombs.
 #[derive(Debug, Clone, Copy)]
 pub struct TreeCaps {
@@ -145,7 +148,7 @@ impl Queue {
         options: &QueueOptions,
         parent: Option<&Parent>,
     ) -> Result<TaskId, QueueFailure> {
-        let task = self.prepare(tenant, job, args, options, parent).await?;
+        let task = self.prepare_or_hold(tenant, job, args, options, parent).await?;
         self.admit(tenant, 1).await?;
         if let Some(parent) = parent
             && let Err(e) = self.admit_child(tenant, parent).await
@@ -153,7 +156,10 @@ impl Queue {
             self.tenants.claimed(tenant, 1);
             return Err(e);
         }
-        let inserted = self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer");
+        let inserted = match task {
+            Prepared::Task(task) => self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer"),
+            Prepared::Held(task, options) => Inserted::Task(self.insert_held(task, options).await?),
+        };
         if matches!(inserted, Inserted::Duplicate(_)) {
             // Nothing was queued: give back what the door and the tree counted.
             self.tenants.claimed(tenant, 1);
@@ -174,22 +180,42 @@ impl Queue {
     ) -> Result<Vec<Result<TaskId, QueueError>>, StoreError> {
         let mut answers: Vec<Option<Result<TaskId, QueueError>>> = Vec::with_capacity(requests.len());
         let mut tasks = Vec::new();
+        let mut held = Vec::new();
+        // Jobs neither known nor compiling: asked about once per batch.
+        let mut unknown = std::collections::HashSet::new();
         for (job, args, options) in requests {
-            match self.prepare(tenant, job, args, options, None).await {
-                Ok(task) => {
+            let prepared = if unknown.contains(job) {
+                Err(QueueError::UnknownJob(job.clone()).into())
+            } else {
+                self.prepare_or_hold(tenant, job, args, options, None).await
+            };
+            match prepared {
+                Ok(Prepared::Task(task)) => {
                     tasks.push(task);
                     answers.push(None);
                 }
-                Err(QueueFailure::Rejected(e)) => answers.push(Some(Err(e))),
+                Ok(Prepared::Held(task, options)) => {
+                    held.push((answers.len(), task, options));
+                    answers.push(None);
+                }
+                Err(QueueFailure::Rejected(e)) => {
+                    if matches!(e, QueueError::UnknownJob(_)) {
+                        unknown.insert(job.clone());
+                    }
+                    answers.push(Some(Err(e)));
+                }
                 Err(QueueFailure::Store(e)) => return Err(e),
             }
         }
-        match self.admit(tenant, tasks.len() as u64).await {
+        match self.admit(tenant, (tasks.len() + held.len()) as u64).await {
             Ok(()) => {}
             Err(QueueFailure::Rejected(e)) => {
                 return Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(e.clone()))).collect());
             }
             Err(QueueFailure::Store(e)) => return Err(e),
+        }
+        for (i, task, options) in held {
+            answers[i] = Some(Ok(self.insert_held(task, options).await?));
         }
         let inserted = self.store.insert_tasks(tasks).await?;
         let duplicates = inserted.iter().filter(|i| matches!(i, Inserted::Duplicate(_))).count();

@@ -45,6 +45,17 @@ pub enum RegisterError {
          one has ended"
     )]
     Busy(usize),
+    /// The upload declared another name than its job's.
+    #[error("the upload declares job `{declared}`, but its job is named `{named}`")]
+    Misnamed { declared: String, named: String },
+}
+
+/// Whether the bytes being registered are in the store already (an
+/// upload's), with the name the upload declared.
+#[derive(Clone, Copy)]
+enum Stored<'a> {
+    No,
+    Yes { declared: Option<&'a str> },
 }
 
 /// A job's key: its tenant and name.
@@ -60,6 +71,10 @@ pub struct Registry {
     /// Every version loaded so far, by hash (the same bytes are the same
     /// code whichever tenant uploaded them).
     versions: Arc<RwLock<HashMap<String, JobComponent>>>,
+    /// Versions compiled here since the worker's heartbeat last wrote them
+    /// to the store ([`Registry::take_compiled`]), which counts the nodes
+    /// ready to run each version.
+    compiled: Arc<Mutex<Vec<String>>>,
     /// Versions being loaded in the background for a refresh, and versions
     /// the engine refused (never tried again).
     loading: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -87,6 +102,7 @@ impl Registry {
             signals,
             current: RwLock::default(),
             versions: Arc::default(),
+            compiled: Arc::default(),
             loading: Arc::default(),
             refused: Arc::default(),
             writes: tokio::sync::Mutex::new(()),
@@ -147,6 +163,14 @@ impl Registry {
         }
     }
 
+    /// Starts compiling version `hash` in the background, unless loaded,
+    /// loading or refused already.
+    pub fn preload(&self, hash: &str) {
+        if !self.loaded(hash) && !self.refused.lock().unwrap().contains(hash) {
+            self.load_in_background(hash.to_owned());
+        }
+    }
+
     /// Loads version `hash` in a task of its own, then has the catalog
     /// refresh; a version the engine refuses is never tried again.
     fn load_in_background(&self, hash: String) {
@@ -154,6 +178,7 @@ impl Registry {
             return;
         }
         let (runtime, store, versions) = (self.runtime.clone(), self.store.clone(), self.versions.clone());
+        let compiled = self.compiled.clone();
         let (loading, refused, signals) = (self.loading.clone(), self.refused.clone(), self.signals.clone());
         tokio::spawn(async move {
             let loaded = match store.component(&hash).await {
@@ -164,6 +189,7 @@ impl Registry {
             match loaded {
                 Ok(component) => {
                     versions.write().unwrap().insert(hash.clone(), component);
+                    compiled.lock().unwrap().push(hash.clone());
                 }
                 Err(RegisterError::Rejected(e @ (LoadError::ShuttingDown | LoadError::Compiler(_)))) => {
                     tracing::warn!(version = %hash, error = %e, "cannot load a job version yet");
@@ -184,18 +210,20 @@ impl Registry {
     /// metadata name; a new component for an existing name becomes its
     /// current version. At most `max_jobs` jobs per tenant.
     pub async fn register(&self, tenant: &str, bytes: &[u8], max_jobs: usize) -> Result<JobComponent, RegisterError> {
-        self.register_as(tenant, bytes, max_jobs, false).await
+        self.register_as(tenant, bytes, max_jobs, Stored::No).await
     }
 
     /// [`Registry::register`] of bytes the store holds already (an upload
-    /// stores them before compiling): they are not written again.
+    /// stores them before compiling): they are not written again. With a
+    /// name `declared`, a job of another name is refused.
     pub async fn register_stored(
         &self,
         tenant: &str,
         bytes: &[u8],
         max_jobs: usize,
+        declared: Option<&str>,
     ) -> Result<JobComponent, RegisterError> {
-        self.register_as(tenant, bytes, max_jobs, true).await
+        self.register_as(tenant, bytes, max_jobs, Stored::Yes { declared }).await
     }
 
     async fn register_as(
@@ -203,7 +231,7 @@ impl Registry {
         tenant: &str,
         bytes: &[u8],
         max_jobs: usize,
-        stored: bool,
+        stored: Stored<'_>,
     ) -> Result<JobComponent, RegisterError> {
         // The same bytes are the same job, whoever uploaded them: load once.
         let known = self.versions.read().unwrap().get(&crate::runtime::content_hash(bytes)).cloned();
@@ -212,6 +240,11 @@ impl Registry {
             None => self.runtime.load(bytes).await?,
         };
         let name = component.metadata().name.clone();
+        if let Stored::Yes { declared: Some(declared) } = stored
+            && declared != name
+        {
+            return Err(RegisterError::Misnamed { declared: declared.to_owned(), named: name });
+        }
         let _writing = self.writes.lock().await;
         let existing = self.get(tenant, &name);
         if existing.as_ref().is_some_and(|job| job.component.hash() == component.hash()) {
@@ -232,7 +265,7 @@ impl Registry {
         }
         let metadata = serde_json::to_string(component.metadata()).expect("metadata serializes");
         let registered_at = self.clock.now_millis();
-        if !stored {
+        if let Stored::No = stored {
             self.store.put_component(component.hash(), bytes.to_vec()).await?;
         }
         let row = JobRow {
@@ -246,7 +279,9 @@ impl Registry {
         self.store.put_job(row, periodic).await?;
         let job = RegisteredJob { component: component.clone(), registered_at };
         self.current.write().unwrap().insert((tenant.into(), name), job);
-        self.versions.write().unwrap().insert(component.hash().into(), component.clone());
+        if self.versions.write().unwrap().insert(component.hash().into(), component.clone()).is_none() {
+            self.compiled.lock().unwrap().push(component.hash().into());
+        }
         // A new or replaced schedule is due at once; one that stopped being
         // periodic must not be asked again.
         self.signals.schedules.notify_one();
@@ -313,8 +348,21 @@ impl Registry {
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("component {hash} is missing")))?;
         let component = self.runtime.load(&bytes).await?;
-        self.versions.write().unwrap().insert(hash.into(), component.clone());
+        if self.versions.write().unwrap().insert(hash.into(), component.clone()).is_none() {
+            self.compiled.lock().unwrap().push(hash.into());
+        }
         Ok(component)
+    }
+
+    /// The versions compiled on this node since the last call, to record
+    /// in the store; [`Registry::give_back`] returns them if that failed.
+    pub fn take_compiled(&self) -> Vec<String> {
+        std::mem::take(&mut *self.compiled.lock().unwrap())
+    }
+
+    /// Returns versions [`Registry::take_compiled`] took, not recorded.
+    pub fn give_back(&self, versions: Vec<String>) {
+        self.compiled.lock().unwrap().extend(versions);
     }
 
     /// Whether version `hash` is compiled on this node.

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::clock::Clock;
+use crate::queue::Queue;
 use crate::registry::{RegisterError, Registry};
 use crate::runtime::{JobComponent, Runtime, content_hash};
 use crate::store::{Millis, Store, StoreError, UploadRow, UploadState, to_millis};
@@ -47,20 +48,50 @@ pub struct Uploads {
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// A permit per upload taken in and not yet compiled ([`MAX_COMPILING`]).
+    /// Settles the tasks held for an upload once it ends.
+    queue: Arc<Queue>,
+    /// A permit per upload taken in and not yet compiled, of `max_compiling`.
     compiling: Arc<Semaphore>,
+    max_compiling: usize,
 }
 
 impl Uploads {
-    pub fn new(registry: Arc<Registry>, runtime: Arc<Runtime>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { registry, runtime, store, clock, compiling: Arc::new(Semaphore::new(MAX_COMPILING)) }
+    /// Uploads taking in at most `max_compiling` at once (by default
+    /// [`MAX_COMPILING`]).
+    pub fn new(
+        registry: Arc<Registry>,
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        queue: Arc<Queue>,
+        max_compiling: usize,
+    ) -> Self {
+        Self {
+            registry,
+            runtime,
+            store,
+            clock,
+            queue,
+            max_compiling,
+            compiling: Arc::new(Semaphore::new(max_compiling)),
+        }
     }
 
     /// Takes in `tenant`'s component `bytes` (a tenant may have at most
     /// `max_jobs` jobs): refuses at once what can be refused without
     /// compiling, stores the rest and compiles it in the background. A
     /// version this node has compiled already is registered at once.
-    pub async fn start(&self, tenant: &str, bytes: Vec<u8>, max_jobs: usize) -> Result<Started, RegisterError> {
+    ///
+    /// An upload that `declares` the name of its job (lower case) is
+    /// rejected if its job has another; until it ends, tasks of that name
+    /// may be queued and wait for it ([`crate::queue`]'s held tasks).
+    pub async fn start(
+        &self,
+        tenant: &str,
+        bytes: Vec<u8>,
+        max_jobs: usize,
+        declares: Option<String>,
+    ) -> Result<Started, RegisterError> {
         self.runtime.precheck(&bytes)?;
         let id = content_hash(&bytes);
         let now = self.clock.now_millis();
@@ -68,7 +99,7 @@ impl Uploads {
             tenant: tenant.to_owned(),
             id: id.clone(),
             state: UploadState::Compiling,
-            name: None,
+            name: declares.clone(),
             reason: None,
             size: bytes.len() as u64,
             created_at: now,
@@ -76,27 +107,32 @@ impl Uploads {
         };
         let (tell, ending) = oneshot::channel();
         if self.registry.loaded(&id) {
-            let registered = self.registry.register(tenant, &bytes, max_jobs).await;
+            // Loaded here means stored: it was registered or read from the store.
+            let registered = self.registry.register_stored(tenant, &bytes, max_jobs, declares.as_deref()).await;
             self.record(&mut upload, &registered).await?;
+            self.queue.settle(tenant, &id).await?;
             let _ = tell.send(registered);
             return Ok(Started { upload, ending });
         }
         let Ok(permit) = self.compiling.clone().try_acquire_owned() else {
-            return Err(RegisterError::Busy(MAX_COMPILING));
+            return Err(RegisterError::Busy(self.max_compiling));
         };
         // Stored first: the bytes outlive this node, and a retry of the
         // upload through any node finds them.
         self.store.put_component(&id, bytes.clone()).await?;
         self.store.put_upload(upload.clone()).await?;
-        let (registry, store, clock) = (self.registry.clone(), self.store.clone(), self.clock.clone());
+        let (registry, store, clock, queue) =
+            (self.registry.clone(), self.store.clone(), self.clock.clone(), self.queue.clone());
         let (tenant, mut row) = (tenant.to_owned(), upload.clone());
         tokio::spawn(async move {
-            let registered = registry.register_stored(&tenant, &bytes, max_jobs).await;
+            let registered = registry.register_stored(&tenant, &bytes, max_jobs, declares.as_deref()).await;
             drop((bytes, permit));
             row.updated_at = clock.now_millis();
             fill(&mut row, &registered);
             if let Err(e) = store.put_upload(row).await {
                 tracing::error!(%tenant, upload = %id, error = %e, "cannot record how an upload ended");
+            } else if let Err(e) = queue.settle(&tenant, &id).await {
+                tracing::error!(%tenant, upload = %id, error = %e, "cannot settle the tasks held for an upload");
             }
             let _ = tell.send(registered);
         });
@@ -118,6 +154,12 @@ impl Uploads {
         Ok(uploads.into_iter().map(|u| self.judged(u)).filter(|u| u.state != UploadState::Ready).collect())
     }
 
+    /// `tenant`'s newest upload still compiling that declares job `name`.
+    pub async fn declaring(&self, tenant: &str, name: &str) -> Result<Option<UploadRow>, StoreError> {
+        let stale = self.runtime.compile_limits().wall + STALE_AFTER;
+        declaring(&*self.store, tenant, name, self.clock.now_millis(), stale).await
+    }
+
     async fn record(
         &self,
         upload: &mut UploadRow,
@@ -133,9 +175,25 @@ impl Uploads {
     }
 }
 
+/// `tenant`'s newest upload still compiling at `now` that declares job
+/// `name` (lower case); `stale` as for [`judge`].
+pub(crate) async fn declaring(
+    store: &dyn Store,
+    tenant: &str,
+    name: &str,
+    now: Millis,
+    stale: Duration,
+) -> Result<Option<UploadRow>, StoreError> {
+    let uploads = store.uploads(tenant, now.saturating_sub(to_millis(stale))).await?;
+    Ok(uploads
+        .into_iter()
+        .map(|u| judge(u, now, stale))
+        .find(|u| u.state == UploadState::Compiling && u.name.as_deref() == Some(name)))
+}
+
 /// `upload` as seen at `now`: still `compiling` longer than `stale` after
 /// its last change, its node must have died, and it is rejected.
-fn judge(mut upload: UploadRow, now: Millis, stale: Duration) -> UploadRow {
+pub(crate) fn judge(mut upload: UploadRow, now: Millis, stale: Duration) -> UploadRow {
     if upload.state == UploadState::Compiling && now.saturating_sub(upload.updated_at) > to_millis(stale) {
         upload.state = UploadState::Rejected;
         upload.reason = Some("its compile was interrupted (the node compiling it stopped): upload it again".into());

@@ -314,11 +314,19 @@ impl Workers {
         Ok(())
     }
 
-    /// Renews this worker's leases, stopping the tasks whose lease was lost
+    /// Records this worker alive; renews its leases, stopping the tasks whose lease was lost
     /// and those someone asked to revoke; rescues tasks whose lease ran out
     /// (theirs died); revokes queued tasks whose expiry passed (no claim
-    /// ever takes one); recounts waiting tasks for the quotas.
+    /// ever takes one); settles tasks held for an interrupted upload;
+    /// recounts waiting tasks for the quotas.
     async fn heartbeat(&self) -> anyhow::Result<()> {
+        // Alive, with the versions compiled here since (they count this
+        // node as ready to run them).
+        let compiled = self.registry.take_compiled();
+        if let Err(e) = self.store.beat(&self.node, self.clock.now_millis(), compiled.clone()).await {
+            self.registry.give_back(compiled);
+            return Err(e.into());
+        }
         let live = self.running.leases();
         if !live.is_empty() {
             let held = self
@@ -350,6 +358,11 @@ impl Workers {
         let expired = self.store.expire(self.clock.now_millis()).await?;
         if !expired.is_empty() {
             self.signals.finished(&expired);
+        }
+        // Tasks held for an upload whose node died compiling it fail once
+        // the upload is judged interrupted (no-op while it compiles).
+        for (tenant, version) in self.store.held_uploads().await? {
+            self.queue.settle_orphans(&tenant, &version).await?;
         }
         let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
         self.tenants.recount(waiting);

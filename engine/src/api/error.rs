@@ -155,6 +155,9 @@ impl From<RegisterError> for ApiError {
                 .with(json!({ "quota": e.quota })),
             RegisterError::Store(e) => e.into(),
             e @ RegisterError::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            e @ RegisterError::Misnamed { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string())
+            }
         }
     }
 }

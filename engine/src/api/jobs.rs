@@ -59,6 +59,10 @@ pub struct UploadQuery {
     /// upload `compiling`, such as `60s`; at most [`MAX_UPLOAD_WAIT`].
     /// Default: no wait.
     wait: Option<String>,
+    /// The name of the job the component holds: until it is compiled,
+    /// tasks of that name may be queued, and wait for it; a component whose
+    /// job has another name is rejected. Default: none.
+    name: Option<String>,
 }
 
 /// `POST /v1/jobs`: the body is the component. What can be refused without
@@ -105,7 +109,14 @@ pub async fn upload(
             Err(e) => return Err(ApiError::bad_request(format!("cannot read the upload: {e}"))),
         }
     };
-    let started = state.node.uploads.start(tenant, body.to_vec(), quotas.max_components).await?;
+    let declares = match q.name {
+        Some(name) => {
+            crate::job::validate_name(&name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
+            Some(name.to_ascii_lowercase())
+        }
+        None => None,
+    };
+    let started = state.node.uploads.start(tenant, body.to_vec(), quotas.max_components, declares).await?;
     let mut ending = started.ending;
     let ended = match tokio::time::timeout(wait.min(MAX_UPLOAD_WAIT), &mut ending).await {
         Ok(Ok(ended)) => Some(ended),
@@ -179,7 +190,16 @@ pub async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.reader()?;
-    let job = state.node.registry.get(tenant, &name).ok_or_else(|| ApiError::not_found(format!("job `{name}`")))?;
+    // An upload declaring the job that is still compiling: the job's next
+    // version, or its first (tasks queued meanwhile wait for it).
+    let upload = state.node.uploads.declaring(tenant, &name.to_ascii_lowercase()).await?;
+    let upload_view = upload.as_ref().map(|u| upload_view(u, &state));
+    let Some(job) = state.node.registry.get(tenant, &name) else {
+        return match upload_view {
+            Some(view) => Ok(Json(json!({ "name": name.to_ascii_lowercase(), "state": "compiling", "upload": view }))),
+            None => Err(ApiError::not_found(format!("job `{name}`"))),
+        };
+    };
     let metadata = job.component.metadata();
     let versions: Vec<Value> = state
         .node
@@ -204,8 +224,15 @@ pub async fn show(
     // be refused them.
     let set: Vec<String> = state.node.store.secret_names(tenant).await?.into_iter().map(|(name, _)| name).collect();
     let missing: Vec<&String> = metadata.secrets.iter().filter(|name| !set.contains(name)).collect();
+    // The worker nodes alive (a heartbeat within a lease) and those of
+    // them that have compiled this version: the others compile it before
+    // running one of its tasks.
+    let since = state.node.clock.now_millis().saturating_sub(crate::store::to_millis(crate::worker::LEASE));
+    let (ready, alive) = state.node.store.ready_nodes(job.component.hash(), since).await?;
     Ok(Json(json!({
         "name": metadata.name,
+        "state": "ready",
+        "upload": upload_view,
         "version": job.component.hash(),
         "registered_at": DateTime::from_timestamp_millis(job.registered_at),
         "metadata": metadata,
@@ -215,6 +242,7 @@ pub async fn show(
         "contract": job.component.contract(),
         "allowed_hosts": egress,
         "missing_secrets": missing,
+        "nodes": { "ready": ready, "alive": alive },
     })))
 }
 

@@ -24,6 +24,11 @@ pub struct UploadArgs {
     /// Without it, a component still compiling after 2 s is left compiling.
     #[arg(long)]
     wait: bool,
+    /// The name of the job the component holds: tasks of that name may be
+    /// queued while it compiles, and wait for it. A component whose job has
+    /// another name is rejected.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 /// How long `upload` lets the server wait for the compile before it
@@ -178,8 +183,13 @@ fn text(value: &Value) -> String {
 pub fn upload(server: &ServerArgs, args: UploadArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
     let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
+    // A job's name needs no escaping in a URL.
+    if let Some(name) = &args.name {
+        crate::job::validate_name(name).with_context(|| format!("--name `{name}`"))?;
+    }
     let mut answer = with_progress(&format!("uploading {} KiB", bytes.len() >> 10), || {
-        client.post_bytes(&format!("/v1/jobs?wait={UPLOAD_WAIT}"), &bytes, "application/wasm")
+        let name = args.name.as_deref().map(|n| format!("&name={n}")).unwrap_or_default();
+        client.post_bytes(&format!("/v1/jobs?wait={UPLOAD_WAIT}{name}"), &bytes, "application/wasm")
     })?;
     if answer["state"] == "compiling" && args.wait {
         let location = text(&answer["location"]);

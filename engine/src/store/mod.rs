@@ -165,6 +165,30 @@ pub struct NewTask {
     pub queued_at: Millis,
 }
 
+/// When a held task would run: never, until settled (9999-12-31T23:59:59.999Z,
+/// the latest time RFC 3339 writes, so that it shows as a time).
+pub const HELD_RUN_AT: Millis = 253_402_300_799_999;
+
+/// A task held until its job's upload compiles ([`Store::insert_held`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldTask {
+    pub id: TaskId,
+    pub job: String,
+    pub args: String,
+    /// The queue request's options, as JSON.
+    pub options: String,
+    pub queued_at: Millis,
+}
+
+/// How a held task is settled once its upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// Its job compiled: the task waits like any other, with these fields.
+    Due { priority: i32, run_at: Millis, expires_at: Option<Millis>, max_retries: u32, overlap_key: Option<String> },
+    /// It fails, with an outcome class and why.
+    Fail { reason: String, error: String },
+}
+
 /// Whether an insert made a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -572,6 +596,27 @@ pub trait Store: Send + Sync + 'static {
     /// `tenant`'s uploads changed at or after `since`, newest first, at most
     /// [`MAX_UPLOADS_LISTED`].
     async fn uploads(&self, tenant: &str, since: Millis) -> Result<Vec<UploadRow>, StoreError>;
+
+    /// Inserts `task` held until its version (an upload still compiling)
+    /// is ready: `queued`, reason `compiling`, due at [`HELD_RUN_AT`], with
+    /// the request's `options` (JSON) kept for [`Store::settle_held`].
+    async fn insert_held(&self, task: NewTask, options: String) -> Result<TaskId, StoreError>;
+    /// The uploads (tenant and version) that tasks are held for.
+    async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Up to `limit` of the tasks held for `tenant`'s version `version`.
+    async fn held_tasks(&self, tenant: &str, version: &str, limit: usize) -> Result<Vec<HeldTask>, StoreError>;
+    /// Settles held tasks (one revoked in the meantime stays revoked). A
+    /// task whose overlap key is taken by a task waiting or running is
+    /// revoked with reason `duplicate`. Answers the ids of the tasks that
+    /// ended (failed or duplicate).
+    async fn settle_held(&self, settled: Vec<(TaskId, Settle)>, now: Millis) -> Result<Vec<TaskId>, StoreError>;
+
+    /// A worker node's heartbeat: `node` is alive at `now` and has compiled
+    /// the versions `compiled` (besides those it recorded before).
+    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>) -> Result<(), StoreError>;
+    /// Of the worker nodes seen at or after `since`, how many have compiled
+    /// `version`, and how many there are.
+    async fn ready_nodes(&self, version: &str, since: Millis) -> Result<(u64, u64), StoreError>;
 }
 
 /// Most uploads [`Store::uploads`] answers. Default 100.

@@ -31,16 +31,16 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::{
-    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
-    NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
+    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
+    Inserted, JobRow, Millis, NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
+    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
 };
 use crate::clock::Clock;
 use crate::signals::Signals;
 
 /// Connections per node. Default 16.
 const POOL_SIZE: usize = 16;
-/// The channel inserts notify.
+/// The channel inserts of tasks notify (by trigger, schema v8).
 const CHANNEL: &str = "wasmjob_tasks";
 /// The channel catalog changes notify.
 const CATALOG: &str = "wasmjob_catalog";
@@ -53,7 +53,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 9] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -61,13 +61,18 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("postgres_schema_v5.sql"),
     include_str!("postgres_schema_v6.sql"),
     include_str!("postgres_schema_v7.sql"),
+    include_str!("postgres_schema_v8.sql"),
+    include_str!("postgres_schema_v9.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 15] = [
     "tasks",
+    "held_tasks",
+    "nodes",
+    "node_versions",
     "uploads",
     "schedules",
     "job_versions",
@@ -82,7 +87,7 @@ const TABLES: [&str; 12] = [
 ];
 
 /// Every function of the store, as [`drop_tables`] drops them.
-const FUNCTIONS: [&str; 1] = ["wasmjob_claim"];
+const FUNCTIONS: [&str; 2] = ["wasmjob_claim", "wasmjob_notify_queued"];
 
 /// Drops every table and function of the store in the URL's schema, so that a benchmark
 /// starts from an empty store; refuses a URL whose `search_path` names no
@@ -653,12 +658,19 @@ impl Store for PostgresStore {
     }
 
     async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError> {
-        let mut client = self.pool.get().await?;
-        // One transaction per batch: one commit for many inserts.
-        let tx = client.transaction().await?;
+        // Every insert notifies `wasmjob_tasks` by trigger (schema v8).
         // Tasks without an overlap key cannot conflict: one statement for
-        // them all; the others one by one, each answering its duplicate.
+        // them all, which needs no transaction of its own when there is
+        // nothing else (one round trip); the others one by one, each
+        // answering its duplicate, in one transaction with the rest.
         let (plain, keyed): (Vec<_>, Vec<_>) = tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none());
+        let plain_ids = |ids: Vec<i64>| ids.into_iter().map(|id| Inserted::Task(id.to_string())).collect();
+        let mut client = self.pool.get().await?;
+        if keyed.is_empty() {
+            let ids = Self::insert_plain(&client, &plain.iter().map(|(_, t)| *t).collect::<Vec<_>>()).await?;
+            return Ok(plain_ids(ids));
+        }
+        let tx = client.transaction().await?;
         let mut answers: Vec<Option<Inserted>> = vec![None; tasks.len()];
         if !plain.is_empty() {
             let ids = Self::insert_plain(&tx, &plain.iter().map(|(_, t)| *t).collect::<Vec<_>>()).await?;
@@ -669,10 +681,8 @@ impl Store for PostgresStore {
         for (i, task) in keyed {
             answers[i] = Some(self.insert_one(&tx, task).await?);
         }
-        let answers = answers.into_iter().flatten().collect();
-        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
         tx.commit().await?;
-        Ok(answers)
+        Ok(answers.into_iter().flatten().collect())
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
@@ -953,7 +963,6 @@ impl Store for PostgresStore {
             )
             .await?;
         let mut written = Vec::with_capacity(ticks.len());
-        let mut queued = false;
         for tick in &ticks {
             let params: [&(dyn ToSql + Sync); 6] =
                 [&tick.tenant, &tick.job, &tick.claim, &tick.expected_last, &tick.ran_at, &tick.next_due_at];
@@ -965,11 +974,7 @@ impl Store for PostgresStore {
                 Some(task) => Some(self.insert_one(&tx, task).await?),
                 None => None,
             };
-            queued |= matches!(inserted, Some(Inserted::Task(_)));
             written.push(TickWrite::Written(inserted));
-        }
-        if queued {
-            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
         }
         tx.commit().await?;
         Ok(written)
@@ -1160,6 +1165,136 @@ impl Store for PostgresStore {
             super::MAX_UPLOADS_LISTED
         );
         self.query(&sql, &[&tenant, &since]).await?.iter().map(upload_from_row).collect()
+    }
+
+    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        // One round trip: the versions ride along as an array.
+        let statement = client
+            .prepare_cached(
+                "WITH seen AS (INSERT INTO nodes (id, seen_at) VALUES ($1, $2) \
+                   ON CONFLICT (id) DO UPDATE SET seen_at = greatest(nodes.seen_at, excluded.seen_at)) \
+                 INSERT INTO node_versions (node, version) SELECT $1, v FROM unnest($3::text[]) AS v \
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        client.execute(&statement, &[&node, &now, &compiled]).await?;
+        Ok(())
+    }
+
+    async fn ready_nodes(&self, version: &str, since: Millis) -> Result<(u64, u64), StoreError> {
+        let row = self
+            .query(
+                "SELECT count(v.node), count(*) FROM nodes n \
+                 LEFT JOIN node_versions v ON v.node = n.id AND v.version = $1 WHERE n.seen_at >= $2",
+                &[&version, &since],
+            )
+            .await?;
+        let count = |i| u64::try_from(row[0].get::<_, i64>(i)).unwrap_or(0);
+        Ok((count(0), count(1)))
+    }
+
+    async fn insert_held(&self, task: NewTask, options: String) -> Result<crate::task::TaskId, StoreError> {
+        let task = NewTask { run_at: HELD_RUN_AT, expires_at: None, overlap_key: None, ..task };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let id = Self::insert_plain(&tx, &[&task]).await?[0];
+        tx.execute("UPDATE tasks SET reason = 'compiling' WHERE id = $1", &[&id]).await?;
+        tx.execute(
+            "INSERT INTO held_tasks (task_id, tenant, version, options) VALUES ($1, $2, $3, $4)",
+            &[&id, &task.tenant, &task.version, &options],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id.to_string())
+    }
+
+    async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.query("SELECT DISTINCT tenant, version FROM held_tasks", &[]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn held_tasks(&self, tenant: &str, version: &str, limit: usize) -> Result<Vec<HeldTask>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT h.task_id, t.job, t.args, h.options, t.queued_at FROM held_tasks h \
+                 JOIN tasks t ON t.id = h.task_id WHERE h.tenant = $1 AND h.version = $2 ORDER BY h.task_id LIMIT $3",
+                &[&tenant, &version, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HeldTask {
+                id: r.get::<_, i64>(0).to_string(),
+                job: r.get(1),
+                args: r.get(2),
+                options: r.get(3),
+                queued_at: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn settle_held(
+        &self,
+        settled: Vec<(crate::task::TaskId, Settle)>,
+        now: Millis,
+    ) -> Result<Vec<crate::task::TaskId>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut ended = Vec::new();
+        let mut due = false;
+        // Still held: not revoked meanwhile.
+        let held = "id = $1 AND state = 'queued' AND reason = 'compiling'";
+        for (id, settle) in settled {
+            let Some(id) = id_param(&id) else { continue };
+            tx.execute("DELETE FROM held_tasks WHERE task_id = $1", &[&id]).await?;
+            let (reason, error) = match settle {
+                Settle::Due { priority, run_at, expires_at, max_retries, overlap_key } => {
+                    let taken = match &overlap_key {
+                        None => None,
+                        Some(key) => tx
+                            .query_opt(
+                                "SELECT o.id FROM tasks o JOIN tasks t ON t.id = $1 \
+                                 WHERE o.tenant = t.tenant AND o.job = t.job AND o.overlap_key = $2 \
+                                 AND o.state IN ('queued', 'retry', 'started')",
+                                &[&id, key],
+                            )
+                            .await?
+                            .map(|r| r.get::<_, i64>(0)),
+                    };
+                    match taken {
+                        None => {
+                            let max_retries = i32::try_from(max_retries).unwrap_or(i32::MAX);
+                            let sql = format!(
+                                "UPDATE tasks SET reason = NULL, priority = $2, run_at = $3, expires_at = $4, \
+                                 max_retries = $5, overlap_key = $6 WHERE {held}"
+                            );
+                            tx.execute(&sql, &[&id, &priority, &run_at, &expires_at, &max_retries, &overlap_key])
+                                .await?;
+                            due = true;
+                            continue;
+                        }
+                        Some(other) => (
+                            "duplicate".to_owned(),
+                            format!("task {other} of the same job with the same overlap key is waiting or running"),
+                        ),
+                    }
+                }
+                Settle::Fail { reason, error } => (reason, error),
+            };
+            let state = if reason == "duplicate" { "revoked" } else { "failure" };
+            let sql = format!("UPDATE tasks SET state = $2, reason = $3, error = $4, finished_at = $5 WHERE {held}");
+            if tx.execute(&sql, &[&id, &state, &reason, &error, &now]).await? > 0 {
+                ended.push(id.to_string());
+            }
+        }
+        if due {
+            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        }
+        notify_finished(&tx, &ended).await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 }
 

@@ -31,9 +31,9 @@ use super::fair::FairShares;
 use tokio::sync::oneshot;
 
 use super::{
-    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HeldLease, Inserted, JobRow, Millis,
-    NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
+    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
+    Inserted, JobRow, Millis, NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
+    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
 };
 
 /// Most operations committed together.
@@ -171,7 +171,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -181,6 +181,7 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("schema_v7.sql"),
     include_str!("schema_v8.sql"),
     include_str!("schema_v9.sql"),
+    include_str!("schema_v10.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -1097,6 +1098,147 @@ impl Store for SqliteStore {
             ))?;
             let rows = statement.query_map(rusqlite::params![tenant, since], upload_from_row)?;
             rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn insert_held(&self, task: NewTask, options: String) -> Result<crate::task::TaskId, StoreError> {
+        self.op(move |conn| {
+            let task = NewTask { run_at: HELD_RUN_AT, expires_at: None, overlap_key: None, ..task };
+            let Inserted::Task(id) = insert_task(conn, &task)? else {
+                return Err(StoreError::Corrupt("a task without an overlap key was a duplicate".into()));
+            };
+            conn.prepare_cached("UPDATE tasks SET reason = 'compiling' WHERE id = ?1")?.execute([&id])?;
+            conn.prepare_cached("INSERT INTO held_tasks (task_id, tenant, version, options) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![id, task.tenant, task.version, options])?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached("SELECT DISTINCT tenant, version FROM held_tasks")?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn held_tasks(&self, tenant: &str, version: &str, limit: usize) -> Result<Vec<HeldTask>, StoreError> {
+        let (tenant, version) = (tenant.to_owned(), version.to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.op(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT h.task_id, t.job, t.args, h.options, t.queued_at FROM held_tasks h \
+                 JOIN tasks t ON t.id = h.task_id WHERE h.tenant = ?1 AND h.version = ?2 ORDER BY h.task_id LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![tenant, version, limit], |r| {
+                Ok(HeldTask {
+                    id: r.get::<_, i64>(0)?.to_string(),
+                    job: r.get(1)?,
+                    args: r.get(2)?,
+                    options: r.get(3)?,
+                    queued_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn settle_held(
+        &self,
+        settled: Vec<(crate::task::TaskId, Settle)>,
+        now: Millis,
+    ) -> Result<Vec<crate::task::TaskId>, StoreError> {
+        self.op(move |conn| {
+            let mut ended = Vec::new();
+            for (id, settle) in settled {
+                let Some(id) = id_param(&id) else { continue };
+                conn.prepare_cached("DELETE FROM held_tasks WHERE task_id = ?1")?.execute([id])?;
+                // Still held: not revoked meanwhile.
+                let held = "id = ?1 AND state = 'queued' AND reason = 'compiling'";
+                let (reason, error) = match settle {
+                    Settle::Due { priority, run_at, expires_at, max_retries, overlap_key } => {
+                        let taken: Option<i64> = match &overlap_key {
+                            None => None,
+                            Some(key) => conn
+                                .prepare_cached(
+                                    "SELECT o.id FROM tasks o JOIN tasks t ON t.id = ?1 \
+                                     WHERE o.tenant = t.tenant AND o.job = t.job AND o.overlap_key = ?2 \
+                                     AND o.state IN ('queued', 'retry', 'started')",
+                                )?
+                                .query_row(params![id, key], |r| r.get(0))
+                                .optional()?,
+                        };
+                        match taken {
+                            None => {
+                                conn.prepare_cached(&format!(
+                                    "UPDATE tasks SET reason = NULL, priority = ?2, run_at = ?3, expires_at = ?4, \
+                                     max_retries = ?5, overlap_key = ?6 WHERE {held}"
+                                ))?
+                                .execute(params![
+                                    id,
+                                    priority,
+                                    run_at,
+                                    expires_at,
+                                    max_retries,
+                                    overlap_key
+                                ])?;
+                                continue;
+                            }
+                            Some(other) => (
+                                "duplicate".to_owned(),
+                                format!("task {other} of the same job with the same overlap key is waiting or running"),
+                            ),
+                        }
+                    }
+                    Settle::Fail { reason, error } => (reason, error),
+                };
+                let state = if reason == "duplicate" { "revoked" } else { "failure" };
+                let changed = conn
+                    .prepare_cached(&format!(
+                        "UPDATE tasks SET state = ?2, reason = ?3, error = ?4, finished_at = ?5 WHERE {held}"
+                    ))?
+                    .execute(params![id, state, reason, error, now])?;
+                if changed > 0 {
+                    ended.push(id.to_string());
+                }
+            }
+            Ok(ended)
+        })
+        .await
+    }
+
+    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        self.op(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO nodes (id, seen_at) VALUES (?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)",
+            )?
+            .execute(params![node, now])?;
+            let mut insert =
+                conn.prepare_cached("INSERT OR IGNORE INTO node_versions (node, version) VALUES (?1, ?2)")?;
+            for version in compiled {
+                insert.execute(params![node, version])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ready_nodes(&self, version: &str, since: Millis) -> Result<(u64, u64), StoreError> {
+        let version = version.to_owned();
+        self.read(move |conn| {
+            let (ready, alive): (i64, i64) = conn
+                .prepare_cached(
+                    "SELECT count(v.node), count(*) FROM nodes n \
+                     LEFT JOIN node_versions v ON v.node = n.id AND v.version = ?1 WHERE n.seen_at >= ?2",
+                )?
+                .query_row(params![version, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok((ready as u64, alive as u64))
         })
         .await
     }

@@ -56,12 +56,13 @@ type Observation = (&'static str, fn(&mut Cluster));
 #[test]
 fn a_cluster_of_three_nodes_answers_as_one() {
     let (mut cluster, startup) = Cluster::start(["node-a", "node-b", "node-c"]);
-    let observations: [Observation; 12] = [
+    let observations: [Observation; 13] = [
         ("a_tenant_created_through_one_node_is_known_to_the_others_within_a_second", tenant_is_seen_everywhere),
         ("a_token_created_through_one_node_works_on_the_others_within_a_second", token_is_seen_everywhere),
         ("a_job_uploaded_through_one_node_runs_through_the_others_within_a_second", job_upload_is_seen_everywhere),
         ("a_job_deleted_through_one_node_is_unknown_to_the_others_within_a_second", job_delete_is_seen_everywhere),
         ("an_upload_compiling_on_one_node_is_followed_through_another", upload_is_followed_everywhere),
+        ("a_task_queued_through_one_node_waits_for_a_job_compiling_on_another", task_waits_for_compile_elsewhere),
         ("a_token_revoked_through_one_node_is_refused_by_every_node_within_a_second", revoked_token_is_refused),
         ("a_tenants_max_running_holds_across_the_cluster", max_running_holds_across_the_cluster),
         ("a_running_task_is_revoked_through_any_node", running_task_is_revoked_through_any_node),
@@ -190,6 +191,35 @@ fn upload_is_followed_everywhere(c: &mut Cluster) {
     });
     let task = c.wait(B, &tenant.token, &id, Duration::from_secs(10));
     assert_eq!((task["state"].as_str(), task["result"].as_str()), (Some("success"), Some("55")), "{task}");
+}
+
+/// A task queued through C for a job whose upload A still compiles (the
+/// upload declares its name) is held, then runs once A has compiled it.
+fn task_waits_for_compile_elsewhere(c: &mut Cluster) {
+    let tenant = c.tenant("held-elsewhere", json!({}), &[]);
+    let uploaded = c.upload_with(A, &tenant.token, crate::polyglot::POLYGLOT_PYTHON_ADDITION, "?name=addition-py");
+    expect(&uploaded, StatusCode::ACCEPTED, "node-a: POST /v1/jobs?name=addition-py, not waiting");
+    // Compiling an 18 MB Python job takes seconds: the task comes first.
+    let id = c.queue(C, &tenant.token, "addition-py", json!({ "a": 20, "b": 22 }));
+    let held = c.get(B, &format!("/v1/tasks/{id}"), &tenant.token);
+    assert_eq!(
+        (held.body["state"].as_str(), held.body["reason"].as_str()),
+        (Some("queued"), Some("compiling")),
+        "{held}"
+    );
+    let shown = c.get(C, "/v1/jobs/addition-py", &tenant.token);
+    assert_eq!(shown.body["state"], "compiling", "node-c: GET /v1/jobs/addition-py: {shown}");
+    let task = c.wait(B, &tenant.token, &id, Duration::from_secs(300));
+    assert_eq!((task["state"].as_str(), task["result"].as_str()), (Some("success"), Some("42")), "{task}");
+    // Every node compiles the job for itself; the job says how many have.
+    eventually(Duration::from_secs(300), "addition-py compiled on every node, as node-c shows it", || {
+        let shown = c.get(C, "/v1/jobs/addition-py", &tenant.token);
+        let nodes = &shown.body["nodes"];
+        match (nodes["ready"].as_u64(), nodes["alive"].as_u64()) {
+            (Some(ready), Some(alive)) if alive >= 3 && ready == alive => Ok(()),
+            _ => Err(format!("node-c shows {shown}")),
+        }
+    });
 }
 
 /// A job deleted through B is unknown to A and C within a second: they

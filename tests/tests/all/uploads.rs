@@ -121,3 +121,84 @@ async fn twenty_uploads_at_once_each_end_ready_or_rejected_while_the_node_serves
     let registered = jobs.body["regular"].as_array().unwrap().len() + jobs.body["periodic"].as_array().unwrap().len();
     assert_eq!(registered, ready, "{jobs}");
 }
+
+#[tokio::test]
+async fn tasks_queued_while_their_job_compiles_wait_and_run_once_it_is_ready() {
+    let api = Api::start(2).await;
+    let (token, _) = api.tenant("acme", json!({})).await;
+    let bytes = std::fs::read(crate::polyglot::POLYGLOT_PYTHON_ADDITION).unwrap();
+    let path = "/v1/jobs?name=Addition-PY";
+    let uploaded = api.send_bytes(Method::POST, path, Some(&token), Some(bytes), "application/wasm").await;
+    assert_eq!(uploaded.status, StatusCode::ACCEPTED, "{uploaded}");
+    assert_eq!(uploaded.body["name"], "addition-py", "the declared name, lower-cased: {uploaded}");
+
+    // The job shows as compiling; tasks of it are taken and wait.
+    let shown = api.get("/v1/jobs/addition-py", &token).await;
+    assert_eq!((shown.status, shown.body["state"].as_str()), (StatusCode::OK, Some("compiling")), "{shown}");
+    let first = api.queue(&token, "addition-py", json!({"a": 2, "b": 3})).await;
+    let held = api.get(&format!("/v1/tasks/{first}"), &token).await;
+    assert_eq!(
+        (held.body["state"].as_str(), held.body["reason"].as_str()),
+        (Some("queued"), Some("compiling")),
+        "{held}"
+    );
+    let batch = json!({ "tasks": [
+        { "job": "addition-py", "args": {"a": 1, "b": 1}, "options": { "priority": 5 } },
+        { "job": "addition-py", "args": {"a": 1, "b": 2} },
+    ]});
+    let batched = api.post("/v1/tasks/batch", &token, batch).await;
+    assert_eq!(batched.status, StatusCode::OK, "{batched}");
+    let ids: Vec<String> =
+        batched.body["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 2, "{batched}");
+    // One revoked while held stays revoked.
+    let revoked = api.post(&format!("/v1/tasks/{}/revoke", ids[1]), &token, json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{revoked}");
+
+    let done = api.wait(&token, &first).await;
+    assert_eq!((done["state"].as_str(), done["result"].as_str()), (Some("success"), Some("5")), "{done}");
+    let done = api.wait(&token, &ids[0]).await;
+    assert_eq!((done["state"].as_str(), done["priority"].as_i64()), (Some("success"), Some(5)), "{done}");
+    let done = api.wait(&token, &ids[1]).await;
+    assert_eq!(done["state"], "revoked", "{done}");
+    let shown = api.get("/v1/jobs/addition-py", &token).await;
+    assert_eq!(shown.body["state"], "ready", "{shown}");
+}
+
+#[tokio::test]
+async fn tasks_held_for_an_upload_that_is_rejected_fail_with_its_reason() {
+    let api = Api::start(1).await;
+    let (token, _) = api.tenant("acme", json!({})).await;
+    // A Python job declared under another name than its own: rejected once compiled.
+    let bytes = std::fs::read(crate::polyglot::POLYGLOT_PYTHON_TICK).unwrap();
+    let path = "/v1/jobs?name=nightly";
+    let uploaded = api.send_bytes(Method::POST, path, Some(&token), Some(bytes), "application/wasm").await;
+    assert_eq!(uploaded.status, StatusCode::ACCEPTED, "{uploaded}");
+    let id = api.queue(&token, "nightly", json!({})).await;
+    let done = api.wait(&token, &id).await;
+    assert_eq!((done["state"].as_str(), done["reason"].as_str()), (Some("failure"), Some("rejected")), "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("declares job `nightly`") && error.contains("`tick-py`"), "{done}");
+    let upload = settled(&api, &token, uploaded.body["location"].as_str().unwrap()).await;
+    assert_eq!(upload["state"], "rejected", "{upload}");
+    // Its place in `max_queued` is back, and a name nothing declares is unknown.
+    let unknown = api.post("/v1/tasks", &token, json!({ "job": "nightly", "args": {} })).await;
+    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "unknown_job"), "{unknown}");
+    let bad = api.send_bytes(Method::POST, "/v1/jobs?name=no%20spaces", Some(&token), Some(vec![0]), "").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad}");
+}
+
+#[tokio::test]
+async fn an_upload_past_the_compiles_a_node_takes_in_is_refused_busy_and_loses_nothing() {
+    let api = Api::start_with(1, |config| config.max_compiling = 1).await;
+    let (token, _) = api.tenant("acme", json!({})).await;
+    let first = post(&api, &token, crate::polyglot::POLYGLOT_PYTHON_ADDITION).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{first}");
+    let second = post(&api, &token, crate::polyglot::POLYGLOT_JS_ADDITION).await;
+    assert_eq!((second.status, second.code()), (StatusCode::SERVICE_UNAVAILABLE, "busy"), "{second}");
+    // The first is not disturbed, and once it ends the second is taken in.
+    let done = settled(&api, &token, first.body["location"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "ready", "{done}");
+    let again = post(&api, &token, crate::polyglot::POLYGLOT_JS_ADDITION).await;
+    assert!(matches!(again.status, StatusCode::ACCEPTED | StatusCode::CREATED), "{again}");
+}

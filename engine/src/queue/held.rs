@@ -1,0 +1,196 @@
+//! Tasks of a job still compiling: queueing one is allowed, and the task
+//! waits until the job is ready.
+//!
+//! An upload may declare the name of the job it holds (`POST
+//! /v1/jobs?name=`); until it is compiled, a request to queue a task of
+//! that name, which this node does not know yet, is *held*: written as a
+//! task `queued` with reason `compiling` and never due
+//! ([`crate::store::HELD_RUN_AT`]), pinned to the upload's version, with
+//! the request's options kept aside. When the upload ends, the node that
+//! compiled it settles every task held for it ([`Queue::settle`]): with
+//! the job's metadata at hand, each gets its defaults (priority, retries,
+//! expiry, overlap key) and becomes due, or fails with reason `rejected`
+//! when the upload was. Only options and args bounds that need no job are
+//! checked when the task is held; the rest when it is settled.
+
+use super::{Queue, QueueFailure};
+use crate::job::Overlap;
+use crate::runtime::{JobComponent, check_args};
+use crate::store::{HELD_RUN_AT, HeldTask, NewTask, Settle, StoreError, UploadState};
+use crate::task::{QueueError, QueueOptions};
+
+/// Held tasks settled per write when an upload ends. Default 1,000.
+const SETTLE_BATCH: usize = 1000;
+
+/// A task to write: of a job this node has, or held for an upload.
+pub(crate) enum Prepared {
+    Task(NewTask),
+    /// The task, and its request's options as JSON.
+    Held(NewTask, String),
+}
+
+impl Queue {
+    /// [`Queue::prepare`], or, for a job this node does not know that an
+    /// upload still compiling declares, the task held for that upload.
+    pub(crate) async fn prepare_or_hold(
+        &self,
+        tenant: &str,
+        job: &str,
+        args: &str,
+        options: &QueueOptions,
+        parent: Option<&super::Parent>,
+    ) -> Result<Prepared, QueueFailure> {
+        match self.prepare(tenant, job, args, options, parent).await {
+            Err(QueueFailure::Rejected(QueueError::UnknownJob(shown))) => {
+                match self.hold(tenant, job, args, options, parent).await? {
+                    Some(held) => Ok(held),
+                    None => Err(QueueError::UnknownJob(shown).into()),
+                }
+            }
+            prepared => prepared.map(Prepared::Task),
+        }
+    }
+
+    async fn hold(
+        &self,
+        tenant: &str,
+        job: &str,
+        args: &str,
+        options: &QueueOptions,
+        parent: Option<&super::Parent>,
+    ) -> Result<Option<Prepared>, QueueFailure> {
+        let name = job.to_ascii_lowercase();
+        let now = self.clock.now_millis();
+        let stale = self.runtime.compile_limits().wall + crate::upload::STALE_AFTER;
+        let Some(upload) = crate::upload::declaring(&*self.store, tenant, &name, now, stale).await? else {
+            return Ok(None);
+        };
+        check_args(args, self.runtime.limits().max_args_bytes)?;
+        let depth = parent.map_or(0, |p| p.depth + 1);
+        if depth > self.caps.max_depth {
+            return Err(QueueError::DepthExceeded(self.caps.max_depth).into());
+        }
+        // The bounds that need no job; the job's default expiry comes later.
+        options.times(now, None)?;
+        let task = NewTask {
+            tenant: tenant.to_owned(),
+            job: name,
+            version: upload.id,
+            args: args.to_owned(),
+            priority: options.priority.unwrap_or(0),
+            run_at: HELD_RUN_AT,
+            expires_at: None,
+            max_retries: options.max_retries.unwrap_or(0),
+            overlap_key: None,
+            from_task: parent.map(|p| p.id.clone()),
+            root_task: parent.map(|p| p.root.clone()),
+            depth,
+            queued_at: now,
+        };
+        let options = serde_json::to_string(options).expect("options serialize");
+        Ok(Some(Prepared::Held(task, options)))
+    }
+
+    /// Writes a held task; if its upload ended meanwhile (its settling may
+    /// have run before this write), settles it now.
+    pub(crate) async fn insert_held(&self, task: NewTask, options: String) -> Result<String, StoreError> {
+        let (tenant, version) = (task.tenant.clone(), task.version.clone());
+        let id = self.store.insert_held(task, options).await?;
+        if self.store.upload(&tenant, &version).await?.is_none_or(|u| u.state != UploadState::Compiling) {
+            self.settle(&tenant, &version).await?;
+        }
+        Ok(id)
+    }
+
+    /// Settles the tasks held for `tenant`'s upload `version`, once it has
+    /// ended: due with their job's defaults if it is ready, failed with
+    /// reason `rejected` if not. Does nothing while it still compiles.
+    pub async fn settle(&self, tenant: &str, version: &str) -> Result<(), StoreError> {
+        self.settle_with(tenant, version, true).await
+    }
+
+    /// [`Queue::settle`] for the heartbeat, which must not wait for a
+    /// compile: tasks held for an upload that ended without being settled
+    /// (its node died in between) are settled once this node has its
+    /// version, which it starts compiling in the background.
+    pub(crate) async fn settle_orphans(&self, tenant: &str, version: &str) -> Result<(), StoreError> {
+        self.settle_with(tenant, version, false).await
+    }
+
+    async fn settle_with(&self, tenant: &str, version: &str, may_compile: bool) -> Result<(), StoreError> {
+        let upload = self.store.upload(tenant, version).await?;
+        let stale = self.runtime.compile_limits().wall + crate::upload::STALE_AFTER;
+        let upload = upload.map(|u| crate::upload::judge(u, self.clock.now_millis(), stale));
+        let component = match upload {
+            Some(u) if u.state == UploadState::Compiling => return Ok(()),
+            Some(u) if u.state == UploadState::Ready => {
+                if !may_compile && !self.registry.loaded(version) {
+                    self.registry.preload(version);
+                    return Ok(());
+                }
+                self.registry.version(version).await.map_err(|e| format!("its job cannot be loaded: {e}"))
+            }
+            Some(u) => Err(format!("its job's upload was rejected: {}", u.reason.unwrap_or_default())),
+            None => Err("its job's upload is gone".to_owned()),
+        };
+        loop {
+            let held = self.store.held_tasks(tenant, version, SETTLE_BATCH).await?;
+            let mut settled = Vec::with_capacity(held.len());
+            for task in &held {
+                settled.push((task.id.clone(), self.settled(task, component.as_ref()).await));
+            }
+            let now = self.clock.now_millis();
+            let ended = self.store.settle_held(settled, now).await?;
+            self.tenants.claimed(tenant, ended.len() as u64);
+            self.signals.finished(&ended);
+            self.signals.queued.notify_one();
+            if held.len() < SETTLE_BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    /// How one held task is settled with its job (or why it has none).
+    async fn settled(&self, task: &HeldTask, component: Result<&JobComponent, &String>) -> Settle {
+        let component = match component {
+            Ok(component) => component,
+            Err(why) => return Settle::Fail { reason: "rejected".into(), error: why.clone() },
+        };
+        let invalid = |e: QueueError| Settle::Fail { reason: "invalid_args".into(), error: e.to_string() };
+        let options: QueueOptions = match serde_json::from_str(&task.options) {
+            Ok(options) => options,
+            Err(e) => return invalid(QueueError::InvalidArgs(format!("its options cannot be read: {e}"))),
+        };
+        let metadata = component.metadata();
+        if metadata.name != task.job {
+            let error = format!("the upload holds job `{}`, not `{}`", metadata.name, task.job);
+            return Settle::Fail { reason: "rejected".into(), error };
+        }
+        let overlap_key = match metadata.overlap {
+            Overlap::Allow => None,
+            Overlap::Forbid => Some(String::new()),
+            Overlap::ByArgs => match self.runtime.overlap_key(component, &task.args).await {
+                Ok(key) => key,
+                Err(e) => return invalid(QueueError::InvalidArgs(e.to_string())),
+            },
+        };
+        // The delay counts from the request; the expiry from when the task
+        // may first run, which is not before now.
+        let (run_at, _) = match options.times(task.queued_at, None) {
+            Ok(times) => times,
+            Err(e) => return invalid(e),
+        };
+        let from = run_at.max(self.clock.now_millis());
+        let expires_at = match (QueueOptions { delay: None, ..options.clone() }).times(from, metadata.expiry) {
+            Ok((_, expires_at)) => expires_at,
+            Err(e) => return invalid(e),
+        };
+        Settle::Due {
+            priority: options.priority.unwrap_or(0),
+            run_at,
+            expires_at,
+            max_retries: options.max_retries.unwrap_or(metadata.retry.max_retries),
+            overlap_key,
+        }
+    }
+}
