@@ -122,6 +122,8 @@ pub struct Queue {
     caps: TreeCaps,
     tenants: Arc<Tenants>,
     signals: Arc<Signals>,
+    /// Versions (with their tenant) whose held tasks this node is settling.
+    settling: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Queue {
@@ -134,7 +136,7 @@ impl Queue {
         tenants: Arc<Tenants>,
         signals: Arc<Signals>,
     ) -> Self {
-        Self { store, registry, runtime, clock, caps, tenants, signals }
+        Self { store, registry, runtime, clock, caps, tenants, signals, settling: Default::default() }
     }
 
     /// Queues a task of `tenant`'s `job` with `args` (a JSON object). Returns

@@ -68,6 +68,10 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     signals: Arc<Signals>,
     current: RwLock<HashMap<JobKey, RegisteredJob>>,
+    /// Jobs whose current version in the store is still compiling here (a
+    /// refresh found them): their version, so that tasks of them can be
+    /// held meanwhile ([`crate::queue`]'s held tasks).
+    pending: RwLock<HashMap<JobKey, String>>,
     /// Every version loaded so far, by hash (the same bytes are the same
     /// code whichever tenant uploaded them).
     versions: Arc<RwLock<HashMap<String, JobComponent>>>,
@@ -101,6 +105,7 @@ impl Registry {
             clock,
             signals,
             current: RwLock::default(),
+            pending: RwLock::default(),
             versions: Arc::default(),
             compiled: Arc::default(),
             loading: Arc::default(),
@@ -134,6 +139,7 @@ impl Registry {
                 return Ok(());
             }
             let mut current = HashMap::new();
+            let mut compiling = HashMap::new();
             let mut pending = false;
             for row in self.store.jobs().await? {
                 let known = self.versions.read().unwrap().get(&row.hash).cloned();
@@ -145,7 +151,8 @@ impl Registry {
                     None if self.refused.lock().unwrap().contains(&row.hash) => {}
                     None => {
                         pending = true;
-                        self.load_in_background(row.hash);
+                        self.load_in_background(row.hash.clone());
+                        compiling.insert((row.tenant, row.name), row.hash);
                     }
                 }
             }
@@ -155,6 +162,7 @@ impl Registry {
             let now = self.store.generations().await?.jobs;
             if now == generation {
                 *self.current.write().unwrap() = current;
+                *self.pending.write().unwrap() = compiling;
                 // With versions still loading, the next check rebuilds again.
                 *self.generation.lock().unwrap() = if pending { None } else { Some(generation) };
                 return Ok(());
@@ -278,6 +286,7 @@ impl Registry {
         let periodic = component.metadata().is_periodic();
         self.store.put_job(row, periodic).await?;
         let job = RegisteredJob { component: component.clone(), registered_at };
+        self.pending.write().unwrap().remove(&(tenant.to_owned(), name.clone()));
         self.current.write().unwrap().insert((tenant.into(), name), job);
         if self.versions.write().unwrap().insert(component.hash().into(), component.clone()).is_none() {
             self.compiled.lock().unwrap().push(component.hash().into());
@@ -317,6 +326,7 @@ impl Registry {
         let _writing = self.writes.lock().await;
         let deleted = self.store.delete_job(tenant, &name.to_ascii_lowercase()).await?;
         self.current.write().unwrap().remove(&(tenant.to_owned(), name.to_ascii_lowercase()));
+        self.pending.write().unwrap().remove(&(tenant.to_owned(), name.to_ascii_lowercase()));
         Ok(deleted)
     }
 
@@ -335,6 +345,22 @@ impl Registry {
     /// The current version of `tenant`'s job `name` (case-insensitive).
     pub fn get(&self, tenant: &str, name: &str) -> Option<RegisteredJob> {
         self.current.read().unwrap().get(&(tenant.to_owned(), name.to_ascii_lowercase())).cloned()
+    }
+
+    /// The current version of `tenant`'s job `name` if the store has one
+    /// that this node is still compiling.
+    pub fn pending(&self, tenant: &str, name: &str) -> Option<String> {
+        self.pending.read().unwrap().get(&(tenant.to_owned(), name.to_ascii_lowercase())).cloned()
+    }
+
+    /// Version `hash` if it is compiled on this node.
+    pub fn loaded_version(&self, hash: &str) -> Option<JobComponent> {
+        self.versions.read().unwrap().get(hash).cloned()
+    }
+
+    /// Whether this node refused version `hash` (it never loads).
+    pub fn refused(&self, hash: &str) -> bool {
+        self.refused.lock().unwrap().contains(hash)
     }
 
     /// A specific version, loading it from the store if needed.

@@ -9,9 +9,11 @@
 //! A caller may wait for the ending (`?wait=`); the compile does not depend
 //! on the caller staying: one who hangs up leaves it running.
 //!
-//! A node that dies mid-compile leaves its upload `compiling`; one older
-//! than a compile's wall-clock limit plus [`STALE_AFTER`] is reported as
-//! rejected, and uploading the component again compiles it again.
+//! While an upload waits for its compile and compiles, its node writes the
+//! row again every [`REFRESH`]; a node that dies mid-compile leaves it
+//! `compiling`, and one not written for [`STALE_AFTER`] is reported as
+//! rejected (its held tasks fail); uploading the component again compiles
+//! it again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +33,12 @@ use crate::store::{Millis, Store, StoreError, UploadRow, UploadState, to_millis}
 /// busy`. Default 32.
 pub const MAX_COMPILING: usize = 32;
 
-/// How long past a compile's wall-clock limit an upload may stay
-/// `compiling` before it is reported as interrupted (its node died).
+/// How often the node compiling an upload writes its row again, to show
+/// that it is alive. Default 15 s.
+pub const REFRESH: Duration = Duration::from_secs(15);
+
+/// How long an upload may stay `compiling` without being written again
+/// before it is reported as interrupted (its node died): four refreshes.
 /// Default 1 min.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
@@ -125,7 +131,22 @@ impl Uploads {
             (self.registry.clone(), self.store.clone(), self.clock.clone(), self.queue.clone());
         let (tenant, mut row) = (tenant.to_owned(), upload.clone());
         tokio::spawn(async move {
-            let registered = registry.register_stored(&tenant, &bytes, max_jobs, declares.as_deref()).await;
+            let registered = {
+                let registering = registry.register_stored(&tenant, &bytes, max_jobs, declares.as_deref());
+                let mut registering = std::pin::pin!(registering);
+                let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
+                loop {
+                    tokio::select! {
+                        registered = &mut registering => break registered,
+                        _ = refresh.tick() => {
+                            let alive = UploadRow { updated_at: clock.now_millis(), ..row.clone() };
+                            if let Err(e) = store.put_upload(alive).await {
+                                tracing::warn!(%tenant, upload = %id, error = %e, "cannot refresh a compiling upload");
+                            }
+                        }
+                    }
+                }
+            };
             drop((bytes, permit));
             row.updated_at = clock.now_millis();
             fill(&mut row, &registered);
@@ -156,8 +177,7 @@ impl Uploads {
 
     /// `tenant`'s newest upload still compiling that declares job `name`.
     pub async fn declaring(&self, tenant: &str, name: &str) -> Result<Option<UploadRow>, StoreError> {
-        let stale = self.runtime.compile_limits().wall + STALE_AFTER;
-        declaring(&*self.store, tenant, name, self.clock.now_millis(), stale).await
+        declaring(&*self.store, tenant, name, self.clock.now_millis()).await
     }
 
     async fn record(
@@ -171,29 +191,32 @@ impl Uploads {
     }
 
     fn judged(&self, upload: UploadRow) -> UploadRow {
-        judge(upload, self.clock.now_millis(), self.runtime.compile_limits().wall + STALE_AFTER)
+        judge(upload, self.clock.now_millis())
     }
 }
 
 /// `tenant`'s newest upload still compiling at `now` that declares job
-/// `name` (lower case); `stale` as for [`judge`].
+/// `name` (lower case).
 pub(crate) async fn declaring(
     store: &dyn Store,
     tenant: &str,
     name: &str,
     now: Millis,
-    stale: Duration,
 ) -> Result<Option<UploadRow>, StoreError> {
-    let uploads = store.uploads(tenant, now.saturating_sub(to_millis(stale))).await?;
+    let uploads = store.uploads(tenant, now.saturating_sub(to_millis(STALE_AFTER))).await?;
     Ok(uploads
         .into_iter()
-        .map(|u| judge(u, now, stale))
+        .map(|u| judge(u, now))
         .find(|u| u.state == UploadState::Compiling && u.name.as_deref() == Some(name)))
 }
 
-/// `upload` as seen at `now`: still `compiling` longer than `stale` after
-/// its last change, its node must have died, and it is rejected.
-pub(crate) fn judge(mut upload: UploadRow, now: Millis, stale: Duration) -> UploadRow {
+/// `upload` as seen at `now`: still `compiling` [`STALE_AFTER`] after its
+/// last write, its node must have died, and it is rejected.
+pub(crate) fn judge(upload: UploadRow, now: Millis) -> UploadRow {
+    judge_after(upload, now, STALE_AFTER)
+}
+
+fn judge_after(mut upload: UploadRow, now: Millis, stale: Duration) -> UploadRow {
     if upload.state == UploadState::Compiling && now.saturating_sub(upload.updated_at) > to_millis(stale) {
         upload.state = UploadState::Rejected;
         upload.reason = Some("its compile was interrupted (the node compiling it stopped): upload it again".into());
@@ -241,20 +264,20 @@ mod tests {
     #[test]
     fn an_upload_compiling_past_its_limit_is_judged_interrupted() {
         let stale = Duration::from_secs(240);
-        let fresh = judge(compiling(1_000), 1_000 + 240_000, stale);
+        let fresh = judge_after(compiling(1_000), 1_000 + 240_000, stale);
         assert_eq!(fresh.state, UploadState::Compiling);
-        let interrupted = judge(compiling(1_000), 1_000 + 240_001, stale);
+        let interrupted = judge_after(compiling(1_000), 1_000 + 240_001, stale);
         assert_eq!(interrupted.state, UploadState::Rejected);
         assert!(interrupted.reason.unwrap().contains("upload it again"));
         // Times at the type's bounds neither overflow nor judge wrongly.
-        assert_eq!(judge(compiling(Millis::MIN), Millis::MAX, stale).state, UploadState::Rejected);
-        assert_eq!(judge(compiling(Millis::MAX), Millis::MIN, stale).state, UploadState::Compiling);
+        assert_eq!(judge(compiling(Millis::MIN), Millis::MAX).state, UploadState::Rejected);
+        assert_eq!(judge(compiling(Millis::MAX), Millis::MIN).state, UploadState::Compiling);
     }
 
     #[test]
     fn an_ended_upload_is_never_judged_again() {
         let mut ready = compiling(0);
         ready.state = UploadState::Ready;
-        assert_eq!(judge(ready, Millis::MAX, Duration::ZERO).state, UploadState::Ready);
+        assert_eq!(judge_after(ready, Millis::MAX, Duration::ZERO).state, UploadState::Ready);
     }
 }

@@ -148,6 +148,8 @@ pub struct Workers {
     running: Running,
     /// The moving average of recent run times, in µs.
     recent_us: AtomicU64,
+    /// Whether a heartbeat has recorded this node in the store yet.
+    beaten: std::sync::atomic::AtomicBool,
 }
 
 impl Workers {
@@ -179,6 +181,7 @@ impl Workers {
             running: Running::default(),
             // Until tasks are seen to be short, no claiming ahead.
             recent_us: AtomicU64::new(2 * SHORT.as_micros() as u64),
+            beaten: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -314,19 +317,12 @@ impl Workers {
         Ok(())
     }
 
-    /// Records this worker alive; renews its leases, stopping the tasks whose lease was lost
+    /// Renews this worker's leases, stopping the tasks whose lease was lost
     /// and those someone asked to revoke; rescues tasks whose lease ran out
     /// (theirs died); revokes queued tasks whose expiry passed (no claim
-    /// ever takes one); settles tasks held for an interrupted upload;
-    /// recounts waiting tasks for the quotas.
+    /// ever takes one); recounts waiting tasks for the quotas; records this
+    /// node alive with the versions it compiled; settles held tasks.
     async fn heartbeat(&self) -> anyhow::Result<()> {
-        // Alive, with the versions compiled here since (they count this
-        // node as ready to run them).
-        let compiled = self.registry.take_compiled();
-        if let Err(e) = self.store.beat(&self.node, self.clock.now_millis(), compiled.clone()).await {
-            self.registry.give_back(compiled);
-            return Err(e.into());
-        }
         let live = self.running.leases();
         if !live.is_empty() {
             let held = self
@@ -359,13 +355,23 @@ impl Workers {
         if !expired.is_empty() {
             self.signals.finished(&expired);
         }
-        // Tasks held for an upload whose node died compiling it fail once
-        // the upload is judged interrupted (no-op while it compiles).
-        for (tenant, version) in self.store.held_uploads().await? {
-            self.queue.settle_orphans(&tenant, &version).await?;
-        }
         let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
         self.tenants.recount(waiting);
+        // Alive, with the versions compiled here since the last beat (they
+        // count this node as ready to run them); the first beat replaces
+        // what an earlier process of the same name recorded.
+        let compiled = self.registry.take_compiled();
+        let first = !self.beaten.swap(true, Ordering::Relaxed);
+        if let Err(e) = self.store.beat(&self.node, self.clock.now_millis(), compiled.clone(), first).await {
+            self.registry.give_back(compiled);
+            if first {
+                self.beaten.store(false, Ordering::Relaxed);
+            }
+            tracing::warn!(error = %e, "cannot record this node alive");
+        }
+        // Held tasks whose settling is lost or belongs here (in the
+        // background: settling may take a while).
+        self.queue.settle_orphans(self.store.held_uploads().await?);
         Ok(())
     }
 

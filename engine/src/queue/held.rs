@@ -13,6 +13,8 @@
 //! when the upload was. Only options and args bounds that need no job are
 //! checked when the task is held; the rest when it is settled.
 
+use std::sync::Arc;
+
 use super::{Queue, QueueFailure};
 use crate::job::Overlap;
 use crate::runtime::{JobComponent, check_args};
@@ -59,11 +61,19 @@ impl Queue {
         options: &QueueOptions,
         parent: Option<&super::Parent>,
     ) -> Result<Option<Prepared>, QueueFailure> {
+        if crate::job::validate_name(job).is_err() {
+            return Ok(None);
+        }
         let name = job.to_ascii_lowercase();
         let now = self.clock.now_millis();
-        let stale = self.runtime.compile_limits().wall + crate::upload::STALE_AFTER;
-        let Some(upload) = crate::upload::declaring(&*self.store, tenant, &name, now, stale).await? else {
-            return Ok(None);
+        // A job the store has whose version this node still compiles, or
+        // an upload still compiling that declares the name.
+        let version = match self.registry.pending(tenant, &name) {
+            Some(version) => version,
+            None => match crate::upload::declaring(&*self.store, tenant, &name, now).await? {
+                Some(upload) => upload.id,
+                None => return Ok(None),
+            },
         };
         check_args(args, self.runtime.limits().max_args_bytes)?;
         let depth = parent.map_or(0, |p| p.depth + 1);
@@ -75,7 +85,7 @@ impl Queue {
         let task = NewTask {
             tenant: tenant.to_owned(),
             job: name,
-            version: upload.id,
+            version,
             args: args.to_owned(),
             priority: options.priority.unwrap_or(0),
             run_at: HELD_RUN_AT,
@@ -91,47 +101,68 @@ impl Queue {
         Ok(Some(Prepared::Held(task, options)))
     }
 
-    /// Writes a held task; if its upload ended meanwhile (its settling may
-    /// have run before this write), settles it now.
+    /// Writes a held task; if its version is ready here already (its
+    /// settling may have run before this write), settles it now.
     pub(crate) async fn insert_held(&self, task: NewTask, options: String) -> Result<String, StoreError> {
         let (tenant, version) = (task.tenant.clone(), task.version.clone());
         let id = self.store.insert_held(task, options).await?;
-        if self.store.upload(&tenant, &version).await?.is_none_or(|u| u.state != UploadState::Compiling) {
+        if self.registry.loaded(&version) {
             self.settle(&tenant, &version).await?;
         }
         Ok(id)
     }
 
-    /// Settles the tasks held for `tenant`'s upload `version`, once it has
-    /// ended: due with their job's defaults if it is ready, failed with
-    /// reason `rejected` if not. Does nothing while it still compiles.
+    /// Settles the tasks held for `tenant`'s version `version` once it has
+    /// ended: due with their job's defaults once this node has compiled it,
+    /// failed with reason `rejected` if its upload was rejected (or judged
+    /// interrupted) or the engine refuses it. Never compiles: while this
+    /// node has not compiled a version that is ready, it starts compiling
+    /// it in the background, and the tasks stay held until a later call
+    /// (the heartbeat's, [`Queue::settle_orphans`]). One settling per
+    /// version at a time on a node; a call meanwhile does nothing.
     pub async fn settle(&self, tenant: &str, version: &str) -> Result<(), StoreError> {
-        self.settle_with(tenant, version, true).await
+        let key = (tenant.to_owned(), version.to_owned());
+        if !self.settling.lock().unwrap().insert(key.clone()) {
+            return Ok(());
+        }
+        let settled = self.settle_once(tenant, version).await;
+        self.settling.lock().unwrap().remove(&key);
+        settled
     }
 
-    /// [`Queue::settle`] for the heartbeat, which must not wait for a
-    /// compile: tasks held for an upload that ended without being settled
-    /// (its node died in between) are settled once this node has its
-    /// version, which it starts compiling in the background.
-    pub(crate) async fn settle_orphans(&self, tenant: &str, version: &str) -> Result<(), StoreError> {
-        self.settle_with(tenant, version, false).await
-    }
-
-    async fn settle_with(&self, tenant: &str, version: &str, may_compile: bool) -> Result<(), StoreError> {
-        let upload = self.store.upload(tenant, version).await?;
-        let stale = self.runtime.compile_limits().wall + crate::upload::STALE_AFTER;
-        let upload = upload.map(|u| crate::upload::judge(u, self.clock.now_millis(), stale));
-        let component = match upload {
-            Some(u) if u.state == UploadState::Compiling => return Ok(()),
-            Some(u) if u.state == UploadState::Ready => {
-                if !may_compile && !self.registry.loaded(version) {
-                    self.registry.preload(version);
-                    return Ok(());
+    /// Settles, in the background, the tasks held for each of `held`
+    /// (tenant and version) that can be settled: those whose settling was
+    /// lost (the node that compiled the upload died first), or that were
+    /// held here for a version another node compiled.
+    pub(crate) fn settle_orphans(self: &Arc<Self>, held: Vec<(String, String)>) {
+        for (tenant, version) in held {
+            let queue = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = queue.settle(&tenant, &version).await {
+                    tracing::warn!(%tenant, %version, error = %e, "cannot settle held tasks yet");
                 }
-                self.registry.version(version).await.map_err(|e| format!("its job cannot be loaded: {e}"))
+            });
+        }
+    }
+
+    async fn settle_once(&self, tenant: &str, version: &str) -> Result<(), StoreError> {
+        let upload = self.store.upload(tenant, version).await?;
+        let upload = upload.map(|u| crate::upload::judge(u, self.clock.now_millis()));
+        let component = match (upload, self.registry.loaded_version(version)) {
+            (Some(u), _) if u.state == UploadState::Rejected => {
+                Err(format!("its job's upload was rejected: {}", u.reason.unwrap_or_default()))
             }
-            Some(u) => Err(format!("its job's upload was rejected: {}", u.reason.unwrap_or_default())),
-            None => Err("its job's upload is gone".to_owned()),
+            // The same bytes may be loaded here for another upload: this
+            // one may still be refused (its name, its tenant's quota).
+            (Some(u), _) if u.state == UploadState::Compiling => return Ok(()),
+            (_, Some(component)) => Ok(component),
+            _ if self.registry.refused(version) => Err("the engine refuses its job's version".to_owned()),
+            // Ready elsewhere (or registered without an upload): ready
+            // here once compiled here.
+            _ => {
+                self.registry.preload(version);
+                return Ok(());
+            }
         };
         loop {
             let held = self.store.held_tasks(tenant, version, SETTLE_BATCH).await?;

@@ -612,12 +612,18 @@ pub trait Store: Send + Sync + 'static {
     async fn settle_held(&self, settled: Vec<(TaskId, Settle)>, now: Millis) -> Result<Vec<TaskId>, StoreError>;
 
     /// A worker node's heartbeat: `node` is alive at `now` and has compiled
-    /// the versions `compiled` (besides those it recorded before).
-    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>) -> Result<(), StoreError>;
+    /// the versions `compiled`, besides those it recorded before (unless
+    /// `first`: a new process of that name has compiled nothing else yet).
+    /// Nodes not seen for [`FORGET_NODES_AFTER`] are forgotten.
+    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>, first: bool) -> Result<(), StoreError>;
     /// Of the worker nodes seen at or after `since`, how many have compiled
     /// `version`, and how many there are.
     async fn ready_nodes(&self, version: &str, since: Millis) -> Result<(u64, u64), StoreError>;
 }
+
+/// How long a node that stopped beating stays in the store's `nodes`
+/// (with the versions it compiled). Default 1 h.
+pub const FORGET_NODES_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Most uploads [`Store::uploads`] answers. Default 100.
 pub const MAX_UPLOADS_LISTED: usize = 100;

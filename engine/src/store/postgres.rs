@@ -664,6 +664,9 @@ impl Store for PostgresStore {
         // nothing else (one round trip); the others one by one, each
         // answering its duplicate, in one transaction with the rest.
         let (plain, keyed): (Vec<_>, Vec<_>) = tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none());
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
         let plain_ids = |ids: Vec<i64>| ids.into_iter().map(|id| Inserted::Task(id.to_string())).collect();
         let mut client = self.pool.get().await?;
         if keyed.is_empty() {
@@ -1167,18 +1170,31 @@ impl Store for PostgresStore {
         self.query(&sql, &[&tenant, &since]).await?.iter().map(upload_from_row).collect()
     }
 
-    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        // One round trip: the versions ride along as an array.
-        let statement = client
-            .prepare_cached(
-                "WITH seen AS (INSERT INTO nodes (id, seen_at) VALUES ($1, $2) \
-                   ON CONFLICT (id) DO UPDATE SET seen_at = greatest(nodes.seen_at, excluded.seen_at)) \
-                 INSERT INTO node_versions (node, version) SELECT $1, v FROM unnest($3::text[]) AS v \
-                 ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        client.execute(&statement, &[&node, &now, &compiled]).await?;
+    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>, first: bool) -> Result<(), StoreError> {
+        let forget = now.saturating_sub(super::to_millis(super::FORGET_NODES_AFTER));
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if first {
+            tx.execute("DELETE FROM node_versions WHERE node = $1", &[&node]).await?;
+        }
+        tx.execute(
+            "WITH gone AS (DELETE FROM nodes WHERE seen_at < $1 RETURNING id) \
+             DELETE FROM node_versions WHERE node IN (SELECT id FROM gone)",
+            &[&forget],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO nodes (id, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET seen_at = greatest(nodes.seen_at, excluded.seen_at)",
+            &[&node, &now],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO node_versions (node, version) SELECT $1, v FROM unnest($2::text[]) AS v ON CONFLICT DO NOTHING",
+            &[&node, &compiled],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1241,7 +1257,7 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> Result<Vec<crate::task::TaskId>, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let mut tx = client.transaction().await?;
         let mut ended = Vec::new();
         let mut due = false;
         // Still held: not revoked meanwhile.
@@ -1257,7 +1273,7 @@ impl Store for PostgresStore {
                             .query_opt(
                                 "SELECT o.id FROM tasks o JOIN tasks t ON t.id = $1 \
                                  WHERE o.tenant = t.tenant AND o.job = t.job AND o.overlap_key = $2 \
-                                 AND o.state IN ('queued', 'retry', 'started')",
+                                 AND o.id <> t.id AND o.state IN ('queued', 'retry', 'started')",
                                 &[&id, key],
                             )
                             .await?
@@ -1270,10 +1286,26 @@ impl Store for PostgresStore {
                                 "UPDATE tasks SET reason = NULL, priority = $2, run_at = $3, expires_at = $4, \
                                  max_retries = $5, overlap_key = $6 WHERE {held}"
                             );
-                            tx.execute(&sql, &[&id, &priority, &run_at, &expires_at, &max_retries, &overlap_key])
-                                .await?;
-                            due = true;
-                            continue;
+                            // A keyed task inserted meanwhile by another
+                            // transaction makes this update a unique
+                            // violation: then it is that task's duplicate.
+                            let savepoint = tx.savepoint("settle").await?;
+                            let params: [&(dyn ToSql + Sync); 6] =
+                                [&id, &priority, &run_at, &expires_at, &max_retries, &overlap_key];
+                            match savepoint.execute(&sql, &params).await {
+                                Ok(_) => {
+                                    savepoint.commit().await?;
+                                    due = true;
+                                    continue;
+                                }
+                                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                                    savepoint.rollback().await?;
+                                    let error =
+                                        "a task of the same job with the same overlap key is waiting or running";
+                                    ("duplicate".to_owned(), error.to_owned())
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
                         }
                         Some(other) => (
                             "duplicate".to_owned(),

@@ -1211,9 +1211,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>) -> Result<(), StoreError> {
+    async fn beat(&self, node: &str, now: Millis, compiled: Vec<String>, first: bool) -> Result<(), StoreError> {
         let node = node.to_owned();
+        let forget = now.saturating_sub(super::to_millis(super::FORGET_NODES_AFTER));
         self.op(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM node_versions WHERE node = ?1 OR node IN (SELECT id FROM nodes WHERE seen_at < ?2)",
+            )?
+            .execute(params![if first { Some(&node) } else { None }, forget])?;
+            conn.prepare_cached("DELETE FROM nodes WHERE seen_at < ?1")?.execute([forget])?;
             conn.prepare_cached(
                 "INSERT INTO nodes (id, seen_at) VALUES (?1, ?2) \
                  ON CONFLICT (id) DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)",

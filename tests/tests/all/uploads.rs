@@ -202,3 +202,36 @@ async fn an_upload_past_the_compiles_a_node_takes_in_is_refused_busy_and_loses_n
     let again = post(&api, &token, crate::polyglot::POLYGLOT_JS_ADDITION).await;
     assert!(matches!(again.status, StatusCode::ACCEPTED | StatusCode::CREATED), "{again}");
 }
+
+#[tokio::test]
+async fn tasks_held_for_an_upload_whose_node_died_mid_compile_fail_once_it_is_judged_interrupted() {
+    use wasmjob::store::{UploadRow, UploadState};
+    let api = Api::start(1).await;
+    let (token, _) = api.tenant("acme", json!({})).await;
+    // An upload some other node took in and is compiling: its row alone.
+    let now = api.node.clock.now_millis();
+    let mut upload = UploadRow {
+        tenant: "acme".into(),
+        id: "0".repeat(64),
+        state: UploadState::Compiling,
+        name: Some("ghost".into()),
+        reason: None,
+        size: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    api.node.store.put_upload(upload.clone()).await.unwrap();
+    let id = api.queue(&token, "ghost", json!({})).await;
+    let held = api.get(&format!("/v1/tasks/{id}"), &token).await;
+    assert_eq!(held.body["reason"], "compiling", "{held}");
+    // Heartbeats meanwhile leave it held.
+    tokio::time::sleep(wasmjob::worker::HEARTBEAT * 2).await;
+    assert_eq!(api.get(&format!("/v1/tasks/{id}"), &token).await.body["state"], "queued");
+    // That node dies: its upload is no longer written, and goes stale.
+    let stale = i64::try_from(wasmjob::upload::STALE_AFTER.as_millis()).unwrap() + 1;
+    upload.updated_at = api.node.clock.now_millis() - stale;
+    api.node.store.put_upload(upload).await.unwrap();
+    let done = api.wait(&token, &id).await;
+    assert_eq!((done["state"].as_str(), done["reason"].as_str()), (Some("failure"), Some("rejected")), "{done}");
+    assert!(done["error"].as_str().unwrap().contains("interrupted"), "{done}");
+}
