@@ -23,7 +23,7 @@ use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
 use crate::signals::Signals;
 use crate::store::{
     Inserted, NewTask, RevokeScope, RevokedMany, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState,
-    TickWrite,
+    TickWrite, Tokens,
 };
 use crate::task::{QueueError, QueueOptions, TaskId};
 use crate::tenant::{AdmitError, Tenants};
@@ -151,7 +151,7 @@ impl Queue {
         parent: Option<&Parent>,
     ) -> Result<TaskId, QueueFailure> {
         let task = self.prepare_or_hold(tenant, job, args, options, parent).await?;
-        self.admit(tenant, 1).await?;
+        let tokens = self.admit(tenant, 1).await?;
         if let Some(parent) = parent
             && let Err(e) = self.admit_child(tenant, parent).await
         {
@@ -159,8 +159,19 @@ impl Queue {
             return Err(e);
         }
         let inserted = match task {
-            Prepared::Task(task) => self.store.insert_tasks(vec![task]).await?.pop().expect("one insert, one answer"),
-            Prepared::Held(task, options) => Inserted::Task(self.insert_held(task, options).await?),
+            Prepared::Task(task) => self.store.insert_tasks(vec![task], Some(tokens.clone())).await?,
+            Prepared::Held(task, options) => match self.take(&tokens).await? {
+                true => Some(vec![Inserted::Task(self.insert_held(task, options).await?)]),
+                false => None,
+            },
+        };
+        let Some(inserted) = inserted.and_then(|mut i| i.pop()) else {
+            // Too few tokens: nothing was queued.
+            self.tenants.claimed(tenant, 1);
+            if let Some(parent) = parent {
+                self.store.shrink_tree(&parent.root, 1).await?;
+            }
+            return Err(QueueError::QuotaExceeded(tokens.refusal().to_string()).into());
         };
         if matches!(inserted, Inserted::Duplicate(_)) {
             // Nothing was queued: give back what the door and the tree counted.
@@ -209,17 +220,34 @@ impl Queue {
                 Err(QueueFailure::Store(e)) => return Err(e),
             }
         }
-        match self.admit(tenant, (tasks.len() + held.len()) as u64).await {
-            Ok(()) => {}
-            Err(QueueFailure::Rejected(e)) => {
-                return Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(e.clone()))).collect());
-            }
+        let admitted = (tasks.len() + held.len()) as u64;
+        let refused = |answers: Vec<Option<Result<TaskId, QueueError>>>, e: QueueError| {
+            answers.into_iter().map(|a| a.unwrap_or_else(|| Err(e.clone()))).collect()
+        };
+        let tokens = match self.admit(tenant, admitted).await {
+            Ok(tokens) => tokens,
+            Err(QueueFailure::Rejected(e)) => return Ok(refused(answers, e)),
             Err(QueueFailure::Store(e)) => return Err(e),
-        }
+        };
+        // Held tasks (rare) take the tokens first, apart; otherwise the
+        // insert takes them.
+        let tokens = if held.is_empty() {
+            Some(tokens)
+        } else if self.take(&tokens).await? {
+            None
+        } else {
+            self.tenants.claimed(tenant, admitted);
+            return Ok(refused(answers, QueueError::QuotaExceeded(tokens.refusal().to_string())));
+        };
         for (i, task, options) in held {
             answers[i] = Some(Ok(self.insert_held(task, options).await?));
         }
-        let inserted = self.store.insert_tasks(tasks).await?;
+        let refusal = tokens.as_ref().map(|t| t.refusal());
+        let Some(inserted) = self.store.insert_tasks(tasks, tokens).await? else {
+            self.tenants.claimed(tenant, admitted);
+            let e = QueueError::QuotaExceeded(refusal.expect("only tokens refuse").to_string());
+            return Ok(refused(answers, e));
+        };
         let duplicates = inserted.iter().filter(|i| matches!(i, Inserted::Duplicate(_))).count();
         self.tenants.claimed(tenant, duplicates as u64);
         let mut inserted = inserted.into_iter();
@@ -243,12 +271,20 @@ impl Queue {
         Ok(())
     }
 
-    async fn admit(&self, tenant: &str, n: u64) -> Result<(), QueueFailure> {
+    /// Admits `n` tasks of `tenant` within `max_queued`; answers the tokens
+    /// their insert takes.
+    async fn admit(&self, tenant: &str, n: u64) -> Result<Tokens, QueueFailure> {
         match self.tenants.admit(tenant, n).await {
-            Ok(()) => Ok(()),
+            Ok(tokens) => Ok(tokens),
             Err(AdmitError::Store(e)) => Err(e.into()),
             Err(e) => Err(QueueError::QuotaExceeded(e.to_string()).into()),
         }
+    }
+
+    /// Takes `tokens` alone, for tasks not inserted by [`Store::insert_tasks`].
+    async fn take(&self, tokens: &Tokens) -> Result<bool, StoreError> {
+        let Tokens { bucket, n, rate, burst, now } = tokens;
+        self.store.take_tokens(bucket, *n, *rate, *burst, *now).await
     }
 
     /// Writes the scheduler's ticks, each with the task it queues (built by

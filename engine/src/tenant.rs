@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::egress::{AllowList, Grant, HttpLimits};
 use crate::runtime::TaskLimits;
-use crate::store::{Store, StoreError, TenantRow};
+use crate::store::{Store, StoreError, TenantRow, Tokens};
 
 /// The tenant of everything created without one (the demo, `--jobs DIR`,
 /// stores from before tenants).
@@ -396,26 +396,27 @@ impl Tenants {
         &self.defaults
     }
 
-    /// Admits `n` new tasks of `tenant` at the door: within its queued-task
-    /// quota and its queueing rate. Counts them as waiting.
+    /// Admits `n` new tasks of `tenant` at the door within its queued-task
+    /// quota, counting them as waiting, and answers the tokens their insert
+    /// must take from the tenant's queueing-rate bucket
+    /// ([`Store::insert_tasks`]); if it cannot, give the count back
+    /// ([`Tenants::claimed`]) and refuse them with [`Tokens::refusal`].
     ///
     /// The rate's bucket is in the store, one per tenant for the whole
     /// cluster, so it holds exactly however many nodes queue. The queued
     /// count is this node's: recounted from the store at every heartbeat,
     /// plus what this node admitted since, so across `k` nodes a tenant may
     /// pass `max_queued` by what the other nodes admit within one heartbeat.
-    pub async fn admit(&self, tenant: &str, n: u64) -> Result<(), AdmitError> {
+    pub async fn admit(&self, tenant: &str, n: u64) -> Result<Tokens, AdmitError> {
         let quotas = self.get(tenant).await?.ok_or_else(|| AdmitError::UnknownTenant(tenant.to_owned()))?;
-        let waiting = self.waiting.lock().unwrap().get(tenant).copied().unwrap_or(0);
+        let mut counts = self.waiting.lock().unwrap();
+        let waiting = counts.entry(tenant.to_owned()).or_default();
         if waiting.saturating_add(n) > quotas.max_queued {
             return Err(QuotaExceeded { quota: "max_queued", limit: quotas.max_queued.to_string() }.into());
         }
+        *waiting += n;
         let now = self.clock.now_millis();
-        if !self.store.take_tokens(tenant, n, quotas.queue_rate, quotas.queue_burst, now).await? {
-            return Err(QuotaExceeded { quota: "queue_rate", limit: format!("{}/s", quotas.queue_rate) }.into());
-        }
-        *self.waiting.lock().unwrap().entry(tenant.to_owned()).or_default() += n;
-        Ok(())
+        Ok(Tokens { bucket: tenant.to_owned(), n, rate: quotas.queue_rate, burst: quotas.queue_burst, now })
     }
 
     /// Admits `n` tasks queued by `tenant`'s jobs, within its children rate
@@ -447,6 +448,13 @@ impl Tenants {
 }
 
 /// Why the door refused tasks.
+impl Tokens {
+    /// Why tasks whose bucket had too few tokens are refused.
+    pub fn refusal(&self) -> QuotaExceeded {
+        QuotaExceeded { quota: "queue_rate", limit: format!("{}/s", self.rate) }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdmitError {
     #[error(transparent)]

@@ -189,6 +189,19 @@ pub enum Settle {
     Fail { reason: String, error: String },
 }
 
+/// Tokens to take from a rate bucket ([`Store::take_tokens`]) with the
+/// insert of the tasks they admit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokens {
+    pub bucket: String,
+    pub n: u64,
+    /// Tokens per second.
+    pub rate: f64,
+    /// The bucket's size.
+    pub burst: f64,
+    pub now: Millis,
+}
+
 /// Whether an insert made a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -493,8 +506,15 @@ pub trait Store: Send + Sync + 'static {
     /// The generation of every kind of catalog row.
     async fn generations(&self) -> Result<Generations, StoreError>;
 
-    /// Inserts tasks; each is a task or a duplicate.
-    async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError>;
+    /// Inserts tasks; each is a task or a duplicate. With `tokens`, takes
+    /// them from their bucket in the same write (one round trip on
+    /// PostgreSQL when no task has an overlap key), and inserts nothing if
+    /// it has too few: `None`.
+    async fn insert_tasks(
+        &self,
+        tasks: Vec<NewTask>,
+        tokens: Option<Tokens>,
+    ) -> Result<Option<Vec<Inserted>>, StoreError>;
     /// Claims due tasks as `request` says; never a task whose expiry has
     /// passed.
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError>;

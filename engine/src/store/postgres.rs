@@ -33,7 +33,8 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
     Inserted, JobRow, Millis, NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
-    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
+    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
+    UploadState,
 };
 use crate::clock::Clock;
 use crate::signals::Signals;
@@ -394,6 +395,31 @@ const INSERT_TASKS: &str = "INSERT INTO tasks (job, version, args, state, priori
         tenant, n) \
     ORDER BY n RETURNING id";
 
+/// The statement that takes tokens from a rate bucket, if it has that many
+/// (refilled at its rate since it was last taken from, up to its burst),
+/// its parameters numbered from `$first`: bucket, tokens, rate per second,
+/// burst, now.
+fn take_tokens_sql(first: usize) -> String {
+    let [bucket, n, rate, burst, now] = std::array::from_fn(|i| format!("${}", first + i));
+    format!(
+        "INSERT INTO rates (tenant, tokens, refilled_at) \
+           SELECT {bucket}::text, {burst}::float8 - {n}::float8, {now}::bigint WHERE {burst}::float8 >= {n}::float8 \
+         ON CONFLICT (tenant) DO UPDATE SET \
+           tokens = least({burst}, rates.tokens + greatest(0, {now} - rates.refilled_at) * {rate}::float8 / 1000.0) \
+             - {n}, \
+           refilled_at = greatest(rates.refilled_at, {now}) \
+         WHERE least({burst}, rates.tokens + greatest(0, {now} - rates.refilled_at) * {rate} / 1000.0) >= {n}"
+    )
+}
+
+/// [`INSERT_TASKS`] that first takes tokens (`$13`..`$17`), and inserts
+/// nothing if the bucket has too few: one statement.
+static INSERT_TASKS_TAKING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let insert =
+        INSERT_TASKS.replace("ORDER BY n RETURNING id", "WHERE EXISTS (SELECT 1 FROM taken) ORDER BY n RETURNING id");
+    format!("WITH taken AS ({} RETURNING 1) {insert}", take_tokens_sql(13))
+});
+
 const FIND_DUPLICATE: &str = "SELECT id FROM tasks WHERE tenant = $3 AND job = $1 AND overlap_key = $2 \
     AND state IN ('queued', 'retry', 'started')";
 
@@ -401,7 +427,21 @@ impl PostgresStore {
     /// Inserts `tasks`, none with an overlap key, in one statement; answers
     /// their ids in order.
     async fn insert_plain<C: GenericClient + Sync>(client: &C, tasks: &[&NewTask]) -> Result<Vec<i64>, StoreError> {
-        let insert = client.prepare_cached(INSERT_TASKS).await?;
+        let ids = Self::insert_plain_taking(client, tasks, None).await?;
+        Ok(ids.expect("without tokens nothing refuses"))
+    }
+
+    /// [`PostgresStore::insert_plain`] that takes `tokens` in the same
+    /// statement; `None` if the bucket has too few (nothing inserted).
+    async fn insert_plain_taking<C: GenericClient + Sync>(
+        client: &C,
+        tasks: &[&NewTask],
+        tokens: Option<&Tokens>,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let insert = match tokens {
+            Some(_) => client.prepare_cached(&INSERT_TASKS_TAKING).await?,
+            None => client.prepare_cached(INSERT_TASKS).await?,
+        };
         let column = |f: fn(&NewTask) -> &str| tasks.iter().map(|t| f(t)).collect::<Vec<&str>>();
         let (jobs, versions, args, tenants) =
             (column(|t| &t.job), column(|t| &t.version), column(|t| &t.args), column(|t| &t.tenant));
@@ -413,31 +453,34 @@ impl PostgresStore {
         let from_task: Vec<Option<i64>> = tasks.iter().map(|t| t.from_task.as_deref().and_then(id_param)).collect();
         let root_task: Vec<Option<i64>> = tasks.iter().map(|t| t.root_task.as_deref().and_then(id_param)).collect();
         let depth: Vec<i32> = tasks.iter().map(|t| t.depth as i32).collect();
-        let rows = client
-            .query(
-                &insert,
-                &[
-                    &jobs,
-                    &versions,
-                    &args,
-                    &priorities,
-                    &queued_at,
-                    &run_at,
-                    &expires_at,
-                    &max_retries,
-                    &from_task,
-                    &root_task,
-                    &depth,
-                    &tenants,
-                ],
-            )
-            .await?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &jobs,
+            &versions,
+            &args,
+            &priorities,
+            &queued_at,
+            &run_at,
+            &expires_at,
+            &max_retries,
+            &from_task,
+            &root_task,
+            &depth,
+            &tenants,
+        ];
+        let taken = tokens.map(|t| (t.n as f64, t));
+        if let Some((n, tokens)) = &taken {
+            params.extend([&tokens.bucket as &(dyn ToSql + Sync), n, &tokens.rate, &tokens.burst, &tokens.now]);
+        }
+        let rows = client.query(&insert, &params).await?;
+        if rows.is_empty() && !tasks.is_empty() && tokens.is_some() {
+            return Ok(None);
+        }
         let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         ids.sort_unstable();
         if ids.len() != tasks.len() {
             return Err(StoreError::Database(format!("inserted {} tasks of {}", ids.len(), tasks.len())));
         }
-        Ok(ids)
+        Ok(Some(ids))
     }
 
     async fn insert_one<C: GenericClient + Sync>(&self, client: &C, task: &NewTask) -> Result<Inserted, StoreError> {
@@ -657,26 +700,39 @@ impl Store for PostgresStore {
         Ok(generations)
     }
 
-    async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError> {
+    async fn insert_tasks(
+        &self,
+        tasks: Vec<NewTask>,
+        tokens: Option<Tokens>,
+    ) -> Result<Option<Vec<Inserted>>, StoreError> {
         // Every insert notifies `wasmjob_tasks` by trigger (schema v8).
         // Tasks without an overlap key cannot conflict: one statement for
-        // them all, which needs no transaction of its own when there is
-        // nothing else (one round trip); the others one by one, each
-        // answering its duplicate, in one transaction with the rest.
-        let (plain, keyed): (Vec<_>, Vec<_>) = tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none());
-        if tasks.is_empty() {
-            return Ok(Vec::new());
+        // them all (which takes the tokens too), with no transaction of its
+        // own when there is nothing else: one round trip. The others one by
+        // one, each answering its duplicate, in one transaction with the
+        // rest.
+        if tasks.is_empty() && tokens.is_none() {
+            return Ok(Some(Vec::new()));
         }
-        let plain_ids = |ids: Vec<i64>| ids.into_iter().map(|id| Inserted::Task(id.to_string())).collect();
+        let (plain, keyed): (Vec<_>, Vec<_>) = tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none());
+        let plain_tasks: Vec<&NewTask> = plain.iter().map(|(_, t)| *t).collect();
         let mut client = self.pool.get().await?;
         if keyed.is_empty() {
-            let ids = Self::insert_plain(&client, &plain.iter().map(|(_, t)| *t).collect::<Vec<_>>()).await?;
-            return Ok(plain_ids(ids));
+            let ids = Self::insert_plain_taking(&client, &plain_tasks, tokens.as_ref()).await?;
+            return Ok(ids.map(|ids| ids.into_iter().map(|id| Inserted::Task(id.to_string())).collect()));
         }
         let tx = client.transaction().await?;
+        if let Some(tokens) = &tokens {
+            let take = take_tokens_sql(1);
+            let n = tokens.n as f64;
+            let params: [&(dyn ToSql + Sync); 5] = [&tokens.bucket, &n, &tokens.rate, &tokens.burst, &tokens.now];
+            if tx.execute(&take, &params).await? == 0 {
+                return Ok(None);
+            }
+        }
         let mut answers: Vec<Option<Inserted>> = vec![None; tasks.len()];
         if !plain.is_empty() {
-            let ids = Self::insert_plain(&tx, &plain.iter().map(|(_, t)| *t).collect::<Vec<_>>()).await?;
+            let ids = Self::insert_plain(&tx, &plain_tasks).await?;
             for ((i, _), id) in plain.iter().zip(ids) {
                 answers[*i] = Some(Inserted::Task(id.to_string()));
             }
@@ -685,7 +741,7 @@ impl Store for PostgresStore {
             answers[i] = Some(self.insert_one(&tx, task).await?);
         }
         tx.commit().await?;
-        Ok(answers.into_iter().flatten().collect())
+        Ok(Some(answers.into_iter().flatten().collect()))
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
@@ -1028,18 +1084,8 @@ impl Store for PostgresStore {
     }
 
     async fn take_tokens(&self, tenant: &str, n: u64, rate: f64, burst: f64, now: Millis) -> Result<bool, StoreError> {
-        let n = n as f64;
         let rows = self
-            .query(
-                "INSERT INTO rates (tenant, tokens, refilled_at) \
-                   SELECT $1::text, $4::float8 - $2::float8, $5::bigint WHERE $4::float8 >= $2::float8 \
-                 ON CONFLICT (tenant) DO UPDATE SET \
-                   tokens = least($4, rates.tokens + greatest(0, $5 - rates.refilled_at) * $3::float8 / 1000.0) - $2, \
-                   refilled_at = greatest(rates.refilled_at, $5) \
-                 WHERE least($4, rates.tokens + greatest(0, $5 - rates.refilled_at) * $3 / 1000.0) >= $2 \
-                 RETURNING 1",
-                &[&tenant, &n, &rate, &burst, &now],
-            )
+            .query(&format!("{} RETURNING 1", take_tokens_sql(1)), &[&tenant, &(n as f64), &rate, &burst, &now])
             .await?;
         Ok(!rows.is_empty())
     }

@@ -33,7 +33,8 @@ use tokio::sync::oneshot;
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
     Inserted, JobRow, Millis, NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
-    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, UploadRow, UploadState,
+    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
+    UploadState,
 };
 
 /// Most operations committed together.
@@ -400,6 +401,21 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
     Ok(claimed)
 }
 
+/// Takes `tokens` from their bucket if it has that many (refilled at its
+/// rate since it was last taken from, up to its burst).
+fn take_tokens(conn: &Connection, tokens: &Tokens) -> Result<bool, StoreError> {
+    let taken = conn
+        .prepare_cached(
+            "INSERT INTO rates (tenant, tokens, refilled_at) SELECT ?1, ?4 - ?2, ?5 WHERE ?4 >= ?2 \
+             ON CONFLICT (tenant) DO UPDATE SET \
+               tokens = MIN(?4, tokens + MAX(0, ?5 - refilled_at) * ?3 / 1000.0) - ?2, \
+               refilled_at = MAX(refilled_at, ?5) \
+             WHERE MIN(?4, tokens + MAX(0, ?5 - refilled_at) * ?3 / 1000.0) >= ?2",
+        )?
+        .execute(params![tokens.bucket, tokens.n as f64, tokens.rate, tokens.burst, tokens.now])?;
+    Ok(taken > 0)
+}
+
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
@@ -550,8 +566,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError> {
-        self.op(move |conn| tasks.iter().map(|t| insert_task(conn, t)).collect()).await
+    async fn insert_tasks(
+        &self,
+        tasks: Vec<NewTask>,
+        tokens: Option<Tokens>,
+    ) -> Result<Option<Vec<Inserted>>, StoreError> {
+        self.op(move |conn| {
+            if let Some(tokens) = tokens
+                && !take_tokens(conn, &tokens)?
+            {
+                return Ok(None);
+            }
+            tasks.iter().map(|t| insert_task(conn, t)).collect::<Result<_, _>>().map(Some)
+        })
+        .await
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
@@ -930,20 +958,8 @@ impl Store for SqliteStore {
     }
 
     async fn take_tokens(&self, tenant: &str, n: u64, rate: f64, burst: f64, now: Millis) -> Result<bool, StoreError> {
-        let tenant = tenant.to_owned();
-        self.op(move |conn| {
-            let taken = conn
-                .prepare_cached(
-                    "INSERT INTO rates (tenant, tokens, refilled_at) SELECT ?1, ?4 - ?2, ?5 WHERE ?4 >= ?2 \
-                     ON CONFLICT (tenant) DO UPDATE SET \
-                       tokens = MIN(?4, tokens + MAX(0, ?5 - refilled_at) * ?3 / 1000.0) - ?2, \
-                       refilled_at = MAX(refilled_at, ?5) \
-                     WHERE MIN(?4, tokens + MAX(0, ?5 - refilled_at) * ?3 / 1000.0) >= ?2",
-                )?
-                .execute(params![tenant, n as f64, rate, burst, now])?;
-            Ok(taken > 0)
-        })
-        .await
+        let tokens = Tokens { bucket: tenant.to_owned(), n, rate, burst, now };
+        self.op(move |conn| take_tokens(conn, &tokens)).await
     }
 
     async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {

@@ -34,6 +34,36 @@ async fn a_task_goes_from_queued_to_started_to_success(backend: Backend) {
     assert_eq!(task.version, node.registry.get(T, "addition").unwrap().component.hash());
 }
 
+async fn a_task_refused_by_the_queue_rate_is_not_queued_and_takes_no_tokens(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let quotas = serde_json::json!({ "queue_rate": 1.0, "queue_burst": 3.0 });
+    t.node.tenants.create("metered", quotas.as_object().unwrap().clone()).await.unwrap();
+    t.node.registry.register("metered", &std::fs::read(wasmjob::examples::ADDITION).unwrap(), 10).await.unwrap();
+    let queue = |n: usize| {
+        let requests = vec![("addition".to_owned(), "{}".to_owned(), opts()); n];
+        let queue = t.node.queue.clone();
+        async move { queue.queue_many("metered", &requests).await.unwrap() }
+    };
+    let count = || async {
+        let filter = TaskFilter { tenant: Some("metered".into()), limit: Some(100), ..TaskFilter::default() };
+        t.node.store.list_tasks(filter).await.unwrap().len()
+    };
+    // Four at once is over the burst: refused whole, nothing queued.
+    let refused = queue(4).await;
+    assert!(refused.iter().all(|r| matches!(r, Err(QueueError::QuotaExceeded(m)) if m.contains("queue_rate"))));
+    assert_eq!(count().await, 0);
+    // The bucket kept its tokens: three pass, one alone does not.
+    assert!(queue(3).await.iter().all(Result::is_ok));
+    let one = t.node.queue.queue("metered", "addition", "{}", &opts(), None).await.unwrap_err();
+    assert!(matches!(one, wasmjob::queue::QueueFailure::Rejected(QueueError::QuotaExceeded(_))), "{one:?}");
+    assert_eq!(count().await, 3);
+    // A second later, one token more.
+    clock.advance(Duration::from_secs(1));
+    t.node.queue.queue("metered", "addition", "{}", &opts(), None).await.unwrap();
+    assert_eq!(count().await, 4);
+}
+
 async fn an_unknown_job_is_an_error_and_names_are_case_insensitive(backend: Backend) {
     let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let err = t.node.queue.queue(T, "subtraction", "{}", &opts(), None).await.unwrap_err();
@@ -282,6 +312,7 @@ async fn a_node_running_long_tasks_claims_none_ahead_of_its_slots(backend: Backe
 }
 
 crate::conformance!(
+    a_task_refused_by_the_queue_rate_is_not_queued_and_takes_no_tokens,
     a_node_running_long_tasks_claims_none_ahead_of_its_slots,
     a_claim_never_takes_more_than_it_asks_from_a_deep_queue,
     a_task_goes_from_queued_to_started_to_success,
