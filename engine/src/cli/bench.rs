@@ -81,28 +81,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     });
     println!("  one thread:   {:.2} µs/task", micros(per_task));
 
-    let throughput = median(args.rounds, || {
-        let start = Instant::now();
-        let total = args.tasks * 4;
-        all_cores.block_on(async {
-            let mut workers = tokio::task::JoinSet::new();
-            for w in 0..cores as u32 {
-                let (runtime, job) = (metered.clone(), addition.clone());
-                let per_worker = total / cores as u32;
-                workers.spawn(async move {
-                    for i in 0..per_worker {
-                        let report = runtime.run(&job, input(&runtime, &job, w * per_worker + i, ADDITION_ARGS)).await;
-                        assert!(report.outcome.is_success());
-                    }
-                });
-            }
-            while workers.join_next().await.is_some() {}
-        });
-        start.elapsed() / total
-    });
+    let throughput =
+        median(args.rounds, || spread(&all_cores, cores, &metered, &addition, ADDITION_ARGS, args.tasks * 4));
     println!("  {cores} cores:      {:.0} tasks/s", 1.0 / throughput.as_secs_f64());
     for path in &args.jobs {
-        measure_job(&args, &one_thread, &metered, path, per_task)?;
+        measure_job(&args, (&one_thread, &all_cores, cores), &metered, path, per_task)?;
     }
 
     println!("fib({}), median of {} rounds", args.fib, args.rounds);
@@ -134,10 +117,38 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Per-task cost (instantiate + call + drop, fuel on, one thread) of the
 /// component at `path`, beside `addition`'s.
+/// Runs `total` tasks of `job` with `args` spread over `cores` workers of
+/// `all_cores`; the wall time per task.
+fn spread(
+    all_cores: &tokio::runtime::Runtime,
+    cores: usize,
+    runtime: &Arc<Runtime>,
+    job: &JobComponent,
+    args: &str,
+    total: u32,
+) -> Duration {
+    let start = Instant::now();
+    all_cores.block_on(async {
+        let mut workers = tokio::task::JoinSet::new();
+        let per_worker = total / cores as u32;
+        for w in 0..cores as u32 {
+            let (runtime, job, args) = (runtime.clone(), job.clone(), args.to_owned());
+            workers.spawn(async move {
+                for i in 0..per_worker {
+                    let report = runtime.run(&job, input(&runtime, &job, w * per_worker + i, &args)).await;
+                    assert!(report.outcome.is_success(), "{report:?}");
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    });
+    start.elapsed() / (total / cores as u32 * cores as u32).max(1)
+}
+
 fn measure_job(
     args: &BenchArgs,
-    one_thread: &tokio::runtime::Runtime,
-    runtime: &Runtime,
+    (one_thread, all_cores, cores): (&tokio::runtime::Runtime, &tokio::runtime::Runtime, usize),
+    runtime: &Arc<Runtime>,
     path: &std::path::Path,
     addition: Duration,
 ) -> anyhow::Result<()> {
@@ -157,14 +168,17 @@ fn measure_job(
         });
         start.elapsed() / args.job_tasks
     });
+    let throughput = median(args.rounds, || spread(all_cores, cores, runtime, &job, &args.job_args, args.job_tasks));
     println!(
-        "  {} `{}` ({:.1} MB, compiled in {:.1} s): {:.0} µs/task, {:.0}x addition's; fuel {} per task",
+        "  {} `{}` ({:.1} MB, compiled in {:.1} s): {:.0} µs/task, {:.0}x addition's, {:.0} tasks/s on {cores} cores; \
+         fuel {} per task",
         path.display(),
         job.metadata().name,
         bytes.len() as f64 / 1e6,
         compiled.as_secs_f64(),
         micros(per_task),
         ratio(per_task, addition),
+        1.0 / throughput.as_secs_f64(),
         first.fuel_consumed
     );
     Ok(())
