@@ -56,6 +56,8 @@ enum Command {
     Revoke(remote::RevokeArgs),
     /// Print a task's log.
     Logs(remote::TaskArgs),
+    /// A task and every task it queued (and they queued...), with their states.
+    Tree(remote::TaskArgs),
     /// Manage tenants (admin).
     #[command(subcommand)]
     Tenant(remote::TenantCommand),
@@ -97,6 +99,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => remote::tasks(&cli.server, args),
         Command::Revoke(args) => remote::revoke(&cli.server, args),
         Command::Logs(args) => remote::logs(&cli.server, args),
+        Command::Tree(args) => remote::tree(&cli.server, args),
         Command::Tenant(command) => remote::tenant(&cli.server, command),
         Command::Token(command) => remote::token(&cli.server, command),
         Command::Secret(command) => remote::secret(&cli.server, command),

@@ -139,6 +139,11 @@ impl Queue {
         Self { store, registry, runtime, clock, caps, tenants, signals, settling: Default::default() }
     }
 
+    /// The caps on task trees.
+    pub fn caps(&self) -> TreeCaps {
+        self.caps
+    }
+
     /// Queues a task of `tenant`'s `job` with `args` (a JSON object). Returns
     /// its id, or [`QueueError::Duplicate`] with the id of the task it would
     /// overlap.

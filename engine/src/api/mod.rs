@@ -50,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/tasks/{id}/revoke", post(tasks::revoke))
         .route("/tasks/{id}/revoke-tree", post(tasks::revoke_tree))
         .route("/tasks/{id}/logs", get(tasks::logs))
+        .route("/tasks/{id}/tree", get(tasks::tree))
         .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
         .route("/tenants/{name}", patch(admin::update_tenant))
         .route("/tenants/{name}/tokens", post(admin::create_token))
@@ -57,17 +58,26 @@ pub fn router(state: ApiState) -> Router {
         .route("/secrets", get(secrets::list))
         .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
         .route("/openapi.json", get(health::openapi))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("route") });
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(2 << 20))
         // No input may panic a handler; if one does, the client still gets
         // an answer, and the connection stays usable.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// The answer to a known path asked with a method it does not take.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let message = format!("{} does not take {method}", uri.path());
+    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
 }
 
 /// The answer to a request whose handler panicked.

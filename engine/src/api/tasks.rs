@@ -117,6 +117,46 @@ pub async fn get(
     Ok(Json(value))
 }
 
+/// Most tasks `GET /v1/tasks/{id}/tree` answers (the rest: `truncated`).
+/// Default 1,000.
+pub const MAX_TREE_LISTED: usize = 1000;
+
+/// `GET /v1/tasks/{id}/tree`: the task and its descendants (through
+/// `from_task`), oldest first, each with its state: pulsar's task tree.
+pub async fn tree(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.reader()?;
+    let task = own_task(&state, tenant, &id).await?;
+    let root = task.root_task.clone().unwrap_or_else(|| task.id.clone());
+    // The whole tree of its root, bounded by the tree cap; its subtree is
+    // what descends from it (a child's id is above its parent's).
+    let cap = usize::try_from(state.node.queue.caps().max_tree).unwrap_or(usize::MAX).saturating_add(1);
+    let mut within = std::collections::HashSet::from([task.id.clone()]);
+    let mut tasks = Vec::new();
+    for t in state.node.store.tree(&root, cap).await? {
+        if t.id == task.id || t.from_task.as_ref().is_some_and(|p| within.contains(p)) {
+            within.insert(t.id.clone());
+            tasks.push(t);
+        }
+    }
+    let truncated = tasks.len() > MAX_TREE_LISTED;
+    tasks.truncate(MAX_TREE_LISTED);
+    let tasks: Vec<Value> = tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id, "job": t.job, "state": t.state, "reason": t.reason, "from_task": t.from_task,
+                "depth": t.depth, "attempt": t.attempt, "queued_at": t.queued_at, "started_at": t.started_at,
+                "finished_at": t.finished_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "id": task.id, "root": root, "tasks": tasks, "truncated": truncated })))
+}
+
 /// Query of `GET /v1/tasks`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,7 @@
 //! server's API.
 //! Tables for people by default; `--json` for scripts.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -297,6 +298,32 @@ fn print_task(server: &ServerArgs, task: &Value) {
 pub fn status(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
     let task = Client::new(server)?.get(&format!("/v1/tasks/{}", args.id))?;
     print_task(server, &task);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tree(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let answer = Client::new(server)?.get(&format!("/v1/tasks/{}/tree", args.id))?;
+    if server.json {
+        print_json(&answer);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tasks = answer["tasks"].as_array().cloned().unwrap_or_default();
+    let mut children: HashMap<String, Vec<&Value>> = HashMap::new();
+    for t in &tasks {
+        children.entry(text(&t["from_task"])).or_default().push(t);
+    }
+    // Depth first from the task asked for, each child under its parent.
+    let mut stack: Vec<(&Value, usize)> = tasks.iter().filter(|t| t["id"] == answer["id"]).map(|t| (t, 0)).collect();
+    while let Some((t, depth)) = stack.pop() {
+        let indent = "  ".repeat(depth);
+        println!("{indent}{} {} {} ({})", text(&t["id"]), text(&t["job"]), text(&t["state"]), text(&t["reason"]));
+        for child in children.get(&text(&t["id"])).into_iter().flatten().rev() {
+            stack.push((child, depth + 1));
+        }
+    }
+    if answer["truncated"] == true {
+        println!("(more tasks not shown)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -621,6 +621,9 @@ pub trait Store: Send + Sync + 'static {
     /// is ready: `queued`, reason `compiling`, due at [`HELD_RUN_AT`], with
     /// the request's `options` (JSON) kept for [`Store::settle_held`].
     async fn insert_held(&self, task: NewTask, options: String) -> Result<TaskId, StoreError>;
+    /// The task tree of `root` (a task queued from outside): the root and
+    /// every task queued from it, from them..., oldest first, at most `limit`.
+    async fn tree(&self, root: &str, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Up to `limit` of the tasks held for `tenant`'s version `version`.

@@ -1271,6 +1271,16 @@ impl Store for PostgresStore {
         Ok(id.to_string())
     }
 
+    async fn tree(&self, root: &str, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        let Some(root) = id_param(root) else { return Ok(Vec::new()) };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 \
+             UNION ALL SELECT {TASK_COLUMNS} FROM tasks WHERE root_task = $1 AND id <> $1 ORDER BY id LIMIT $2"
+        );
+        Ok(self.query(&sql, &[&root, &limit]).await?.iter().map(task_from_row).collect())
+    }
+
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self.query("SELECT DISTINCT tenant, version FROM held_tasks", &[]).await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())

@@ -1132,6 +1132,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn tree(&self, root: &str, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        let Some(root) = id_param(root) else { return Ok(Vec::new()) };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1 \
+                 UNION ALL SELECT {TASK_COLUMNS} FROM tasks WHERE root_task = ?1 AND id <> ?1 ORDER BY id LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![root, limit], task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|conn| {
             let mut statement = conn.prepare_cached("SELECT DISTINCT tenant, version FROM held_tasks")?;

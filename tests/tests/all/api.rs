@@ -1,7 +1,8 @@
 //! Every endpoint, and every error status with its code.
 
 use axum::http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
+use std::time::Duration;
 
 use crate::api_support::{ADMIN, Api};
 
@@ -362,4 +363,56 @@ async fn revoking_a_queued_task_gives_its_place_in_max_queued_back_at_once() {
     assert_eq!(revoked.body["revoked"], 1, "{revoked}");
     let after = api.post("/v1/tasks", &write, later).await;
     assert_eq!(after.status, StatusCode::CREATED, "{after}");
+}
+
+#[tokio::test]
+async fn a_task_tree_shows_every_descendant_with_its_state_and_a_subtree_only_its_own() {
+    let api = Api::start_with(4, |config| {
+        config.caps = wasmjob::queue::TreeCaps { max_depth: 2, max_children: 3, ..Default::default() };
+    })
+    .await;
+    let (write, read) = api.tenant("acme", json!({})).await;
+    assert_eq!(api.upload(&write, wasmjob::examples::FORK_BOMB).await.status, StatusCode::CREATED);
+    let root = api.queue(&write, "fork-bomb", json!({})).await;
+    // The root, 3 children, 9 grandchildren (deeper is refused by the cap).
+    let tree = loop {
+        let tree = api.get(&format!("/v1/tasks/{root}/tree"), &read).await;
+        assert_eq!(tree.status, StatusCode::OK, "{tree}");
+        let tasks = tree.body["tasks"].as_array().unwrap();
+        if tasks.len() == 13 && tasks.iter().all(|t| t["state"] == "success" || t["state"] == "failure") {
+            break tree.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((tree["root"].as_str(), tree["truncated"].as_bool()), (Some(root.as_str()), Some(false)), "{tree}");
+    let tasks = tree["tasks"].as_array().unwrap();
+    assert_eq!(tasks[0]["id"], root.as_str());
+    let child = tasks.iter().find(|t| t["depth"] == 1).unwrap()["id"].as_str().unwrap().to_owned();
+    let subtree = api.get(&format!("/v1/tasks/{child}/tree"), &read).await.body;
+    let below: Vec<&Value> = subtree["tasks"].as_array().unwrap().iter().collect();
+    assert_eq!(below.len(), 4, "{subtree}");
+    assert!(below[1..].iter().all(|t| t["from_task"] == child.as_str()), "{subtree}");
+    assert_eq!(subtree["root"], root.as_str());
+    // Another tenant's tree is not found.
+    let (other, _) = api.tenant("other", json!({})).await;
+    let hidden = api.get(&format!("/v1/tasks/{root}/tree"), &other).await;
+    assert_eq!((hidden.status, hidden.code()), (StatusCode::NOT_FOUND, "not_found"), "{hidden}");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_with_the_documented_error() {
+    let api = Api::start(1).await;
+    let (write, _) = api.tenant("acme", json!({})).await;
+    for path in ["/nowhere", "/v1/nowhere", "/v1/tasks/1/nowhere"] {
+        let answer = api.get(path, &write).await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::NOT_FOUND, "not_found"), "{path}: {answer}");
+    }
+    for (method, path) in [(Method::DELETE, "/v1/tasks"), (Method::PUT, "/healthz"), (Method::POST, "/v1/jobs/x")] {
+        let answer = api.send(method.clone(), path, Some(&write), None).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            "{method} {path}: {answer}"
+        );
+    }
 }
