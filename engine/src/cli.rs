@@ -58,6 +58,8 @@ enum Command {
     Logs(remote::TaskArgs),
     /// A task and every task it queued (and they queued...), with their states.
     Tree(remote::TaskArgs),
+    /// Put a failed or revoked task back in line for one more attempt.
+    Retry(remote::TaskArgs),
     /// Manage tenants (admin).
     #[command(subcommand)]
     Tenant(remote::TenantCommand),
@@ -100,6 +102,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => remote::revoke(&cli.server, args),
         Command::Logs(args) => remote::logs(&cli.server, args),
         Command::Tree(args) => remote::tree(&cli.server, args),
+        Command::Retry(args) => remote::retry(&cli.server, args),
         Command::Tenant(command) => remote::tenant(&cli.server, command),
         Command::Token(command) => remote::token(&cli.server, command),
         Command::Secret(command) => remote::secret(&cli.server, command),

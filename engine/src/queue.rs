@@ -22,8 +22,8 @@ use crate::registry::Registry;
 use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
 use crate::signals::Signals;
 use crate::store::{
-    Inserted, NewTask, RevokeScope, RevokedMany, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord, TaskState,
-    TickWrite, Tokens,
+    Inserted, NewTask, Retried, RevokeScope, RevokedMany, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord,
+    TaskState, TickWrite, Tokens,
 };
 use crate::task::{QueueError, QueueOptions, TaskId};
 use crate::tenant::{AdmitError, Tenants};
@@ -349,6 +349,24 @@ impl Queue {
             depth,
             queued_at: now,
         })
+    }
+
+    /// Puts `tenant`'s failed or revoked task `id` back in line for one more
+    /// attempt, by hand (its tenant's `max_queued` and queueing rate apply
+    /// as to a new task).
+    pub async fn retry(&self, tenant: &str, id: &str) -> Result<Retried, QueueFailure> {
+        let tokens = self.admit(tenant, 1).await?;
+        if !self.take(&tokens).await? {
+            self.tenants.claimed(tenant, 1);
+            return Err(QueueError::QuotaExceeded(tokens.refusal().to_string()).into());
+        }
+        let retried = self.store.retry(id, self.clock.now_millis()).await?;
+        if retried == Retried::Queued {
+            self.signals.queued.notify_one();
+        } else {
+            self.tenants.claimed(tenant, 1);
+        }
+        Ok(retried)
     }
 
     /// Waits until task `id` reaches a terminal state, or `timeout` passes;

@@ -51,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/tasks/{id}/revoke-tree", post(tasks::revoke_tree))
         .route("/tasks/{id}/logs", get(tasks::logs))
         .route("/tasks/{id}/tree", get(tasks::tree))
+        .route("/tasks/{id}/retry", post(tasks::retry))
         .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
         .route("/tenants/{name}", patch(admin::update_tenant))
         .route("/tenants/{name}/tokens", post(admin::create_token))

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiState, Caller};
 use crate::queue::Revoked;
 use crate::store::RevokeScope;
-use crate::store::{TaskFilter, TaskRecord, TaskState};
-use crate::task::{QueueOptions, parse_id};
+use crate::store::{Retried, TaskFilter, TaskRecord, TaskState};
+use crate::task::{QueueError, QueueOptions, parse_id};
 
 /// The longest a wait request holds. Default 60 s.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -233,6 +233,28 @@ pub async fn wait(
 
 /// `POST /v1/tasks/{id}/revoke`: a queued task never runs; a running one is
 /// stopped.
+/// `POST /v1/tasks/{id}/retry`: a failed or revoked task back in line for
+/// one more attempt (409 `conflict` for a task in another state, 409
+/// `duplicate` if its overlap key is taken).
+pub async fn retry(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.writer()?;
+    own_task(&state, tenant, &id).await?;
+    match state.node.queue.retry(tenant, &id).await? {
+        Retried::Queued => Ok(Json(json!({ "id": id, "state": "queued" }))),
+        Retried::Missing => Err(ApiError::not_found(format!("task {id}"))),
+        Retried::Not(now) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("task {id} is {}: only a failed or revoked task can be retried", now.as_str()),
+        )),
+        Retried::Duplicate(other) => Err(QueueError::Duplicate(other).into()),
+    }
+}
+
 pub async fn revoke(
     State(state): State<ApiState>,
     caller: Caller,

@@ -301,6 +301,16 @@ pub fn status(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn retry(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let answer = Client::new(server)?.post(&format!("/v1/tasks/{}/retry", args.id), &json!({}))?;
+    if server.json {
+        print_json(&answer);
+    } else {
+        println!("task {} is {} again", text(&answer["id"]), text(&answer["state"]));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn tree(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
     let answer = Client::new(server)?.get(&format!("/v1/tasks/{}/tree", args.id))?;
     if server.json {

@@ -202,6 +202,19 @@ pub struct Tokens {
     pub now: Millis,
 }
 
+/// What [`Store::retry`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// Back in line.
+    Queued,
+    /// No such task.
+    Missing,
+    /// Not failed or revoked: in this state.
+    Not(TaskState),
+    /// A task with the same job and overlap key is waiting or running.
+    Duplicate(TaskId),
+}
+
 /// Whether an insert made a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -537,6 +550,10 @@ pub trait Store: Send + Sync + 'static {
     /// revoke request that its worker's heartbeat reads (and, on
     /// PostgreSQL, notifies it at once). Returns its state afterwards.
     async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError>;
+    /// Puts a failed or revoked task back in line, due at `now`, for one
+    /// more attempt: its expiry cleared, its `max_retries` raised to its
+    /// attempts so far if lower.
+    async fn retry(&self, id: &str, now: Millis) -> Result<Retried, StoreError>;
 
     /// Revokes every task of `scope` that has not ended: those not started
     /// at once, running ones by a revoke request (see [`Store::revoke`]).

@@ -32,8 +32,8 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
-    Inserted, JobRow, Millis, NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
-    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
+    Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
+    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
     UploadState,
 };
 use crate::clock::Clock;
@@ -869,6 +869,49 @@ impl Store for PostgresStore {
             self.execute("SELECT pg_notify($1, $2)", &[&REVOKE, &id.to_string()]).await?;
         }
         Ok(state)
+    }
+
+    async fn retry(&self, id: &str, now: Millis) -> Result<Retried, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(Retried::Missing) };
+        let retried = self
+            .execute(
+                "UPDATE tasks SET state = 'queued', reason = NULL, error = NULL, result = NULL, run_at = $2, \
+                 expires_at = NULL, finished_at = NULL, max_retries = greatest(max_retries, attempt) \
+                 WHERE id = $1 AND state IN ('failure', 'revoked')",
+                &[&id, &now],
+            )
+            .await;
+        match retried {
+            Ok(1) => {
+                self.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
+                Ok(Retried::Queued)
+            }
+            // Its overlap key is taken by a task waiting or running.
+            Err(StoreError::Database(e)) if e.starts_with("23505") => {
+                let other = self
+                    .query(
+                        "SELECT o.id FROM tasks o JOIN tasks t ON t.id = $1 WHERE o.tenant = t.tenant \
+                         AND o.job = t.job AND o.overlap_key = t.overlap_key AND o.id <> t.id \
+                         AND o.state IN ('queued', 'retry', 'started')",
+                        &[&id],
+                    )
+                    .await?;
+                Ok(match other.first() {
+                    Some(row) => Retried::Duplicate(row.get::<_, i64>(0).to_string()),
+                    None => Retried::Not(TaskState::Failure),
+                })
+            }
+            Err(e) => Err(e),
+            Ok(_) => match self.query("SELECT state FROM tasks WHERE id = $1", &[&id]).await?.first() {
+                None => Ok(Retried::Missing),
+                Some(row) => {
+                    let state: &str = row.get(0);
+                    Ok(Retried::Not(
+                        TaskState::parse(state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?,
+                    ))
+                }
+            },
+        }
     }
 
     async fn revoke_many(&self, scope: RevokeScope, now: Millis) -> Result<RevokedMany, StoreError> {

@@ -32,8 +32,8 @@ use tokio::sync::oneshot;
 
 use super::{
     Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
-    Inserted, JobRow, Millis, NewTask, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
-    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
+    Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
+    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
     UploadState,
 };
 
@@ -416,6 +416,11 @@ fn take_tokens(conn: &Connection, tokens: &Tokens) -> Result<bool, StoreError> {
     Ok(taken > 0)
 }
 
+/// Puts task `?1` back in line at `?2` ([`Store::retry`]).
+const RETRY: &str = "UPDATE tasks SET state = 'queued', reason = NULL, error = NULL, result = NULL, run_at = ?2, \
+    expires_at = NULL, finished_at = NULL, max_retries = MAX(max_retries, attempt) \
+    WHERE id = ?1 AND state IN ('failure', 'revoked')";
+
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
@@ -721,6 +726,36 @@ impl Store for SqliteStore {
             let state: Option<String> =
                 conn.query_row("SELECT state FROM tasks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
             Ok(state.and_then(|s| TaskState::parse(&s)))
+        })
+        .await
+    }
+
+    async fn retry(&self, id: &str, now: Millis) -> Result<Retried, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(Retried::Missing) };
+        self.op(move |conn| {
+            let row: Option<(String, String, String, Option<String>)> = conn
+                .prepare_cached("SELECT state, tenant, job, overlap_key FROM tasks WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?;
+            let Some((state, tenant, job, key)) = row else { return Ok(Retried::Missing) };
+            let state = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?;
+            if !matches!(state, TaskState::Failure | TaskState::Revoked) {
+                return Ok(Retried::Not(state));
+            }
+            if let Some(key) = key {
+                let other: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT id FROM tasks WHERE tenant = ?1 AND job = ?2 AND overlap_key = ?3 \
+                         AND state IN ('queued', 'retry', 'started')",
+                    )?
+                    .query_row(params![tenant, job, key], |r| r.get(0))
+                    .optional()?;
+                if let Some(other) = other {
+                    return Ok(Retried::Duplicate(other.to_string()));
+                }
+            }
+            conn.prepare_cached(RETRY)?.execute(params![id, now])?;
+            Ok(Retried::Queued)
         })
         .await
     }

@@ -416,3 +416,21 @@ async fn unknown_paths_and_methods_answer_with_the_documented_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failed_task_is_retried_by_hand_through_the_api() {
+    let api = Api::start(2).await;
+    let (write, read) = api.tenant("acme", json!({})).await;
+    assert_eq!(api.upload(&write, wasmjob::examples::FLAKY).await.status, StatusCode::CREATED);
+    let id = api.queue(&write, "flaky", json!({ "fatal": true })).await;
+    assert_eq!(api.wait(&read, &id).await["state"], "failure");
+    let denied = api.post(&format!("/v1/tasks/{id}/retry"), &read, json!({})).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{denied}");
+    let retried = api.post(&format!("/v1/tasks/{id}/retry"), &write, json!({})).await;
+    assert_eq!((retried.status, retried.body["state"].as_str()), (StatusCode::OK, Some("queued")), "{retried}");
+    let again = api.wait(&read, &id).await;
+    assert_eq!((again["state"].as_str(), again["attempt"].as_u64()), (Some("failure"), Some(2)), "{again}");
+    let (other, _) = api.tenant("other", json!({})).await;
+    let hidden = api.post(&format!("/v1/tasks/{id}/retry"), &other, json!({})).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{hidden}");
+}

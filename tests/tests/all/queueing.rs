@@ -89,6 +89,29 @@ async fn a_fatal_error_fails_at_once(backend: Backend) {
     assert!(task.error.unwrap().contains("told to fail"));
 }
 
+async fn a_failed_or_revoked_task_retried_by_hand_runs_once_more(backend: Backend) {
+    use wasmjob::store::Retried;
+    let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::FLAKY, wasmjob::examples::ADDITION]).await;
+    let node = Arc::new(t.node);
+    let (_stop, _serving) = serve(&node);
+    let id = node.queue.queue(T, "flaky", r#"{"fatal": true}"#, &opts(), None).await.unwrap();
+    assert_eq!(finished(&node, &id).await.state, TaskState::Failure);
+    assert_eq!(node.queue.retry(T, &id).await.unwrap(), Retried::Queued);
+    let again = finished(&node, &id).await;
+    // One more attempt, and no more: the job's error is fatal.
+    assert_eq!((again.state, again.attempt), (TaskState::Failure, 2));
+    // A revoked task that was waiting for a later time runs now.
+    let later = QueueOptions { delay: Some(Duration::from_secs(3600)), ..opts() };
+    let revoked = node.queue.queue(T, "addition", r#"{"a": 1, "b": 1}"#, &later, None).await.unwrap();
+    node.queue.revoke(&revoked).await.unwrap();
+    assert_eq!(node.queue.retry(T, &revoked).await.unwrap(), Retried::Queued);
+    let ran = finished(&node, &revoked).await;
+    assert_eq!((ran.state, ran.result.as_deref()), (TaskState::Success, Some("2")));
+    // A task that succeeded, or does not exist, is not retried.
+    assert_eq!(node.queue.retry(T, &revoked).await.unwrap(), Retried::Not(TaskState::Success));
+    assert_eq!(node.queue.retry(T, "999999999").await.unwrap(), Retried::Missing);
+}
+
 async fn retryable_errors_are_retried_until_success(backend: Backend) {
     let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::FLAKY]).await;
     let node = Arc::new(t.node);
@@ -312,6 +335,7 @@ async fn a_node_running_long_tasks_claims_none_ahead_of_its_slots(backend: Backe
 }
 
 crate::conformance!(
+    a_failed_or_revoked_task_retried_by_hand_runs_once_more,
     a_task_refused_by_the_queue_rate_is_not_queued_and_takes_no_tokens,
     a_node_running_long_tasks_claims_none_ahead_of_its_slots,
     a_claim_never_takes_more_than_it_asks_from_a_deep_queue,
