@@ -34,6 +34,17 @@ pub struct Cli {
     command: Command,
     #[command(flatten)]
     server: client::ServerArgs,
+    /// How the engine's own log lines (on stderr) are written: `text`, in
+    /// colour only on a terminal, or `json`, one object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The format of the engine's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,12 +138,12 @@ pub fn run_from_args() -> ExitCode {
     // The scheduler logs every task it queues: at thousands a second, that
     // would be most of what `bench-schedule` measures (RUST_LOG overrides).
     let default_filter = if matches!(args.command, Command::BenchSchedule(_)) { "warn" } else { "info,wasmtime=warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    let lines = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => lines.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => lines.json().with_current_span(true).with_span_list(false).init(),
+    }
     match main(args) {
         Ok(code) => code,
         Err(error) => {

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod queue;
 pub mod registry;
+pub mod retention;
 pub mod retry;
 pub mod runtime;
 pub mod scheduler;

@@ -32,6 +32,8 @@ pub struct Metrics {
     ended: Mutex<BTreeMap<(String, String, &'static str), Series>>,
     /// `is-due` calls per tenant: how many, and the seconds they took.
     asked: Mutex<BTreeMap<String, (u64, f64)>>,
+    /// Finished tasks this node deleted past their retention.
+    pruned: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -51,6 +53,11 @@ impl Metrics {
                 *bucket += 1;
             }
         }
+    }
+
+    /// Counts `n` finished tasks deleted past their retention.
+    pub fn pruned(&self, n: u64) {
+        self.pruned.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Charges an `is-due` call that took `wall_time` to `tenant`.
@@ -103,6 +110,10 @@ impl Metrics {
             let _ = writeln!(out, "wasmjob_task_duration_seconds_sum{{{l}}} {}", s.seconds);
             let _ = writeln!(out, "wasmjob_task_duration_seconds_count{{{l}}} {}", s.count);
         }
+        out.push_str("# HELP wasmjob_tasks_pruned_total Finished tasks this node deleted past their retention.\n");
+        out.push_str("# TYPE wasmjob_tasks_pruned_total counter\n");
+        let pruned = self.pruned.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "wasmjob_tasks_pruned_total {pruned}");
         out.push_str("# HELP wasmjob_is_due_seconds_total Time the scheduler spent in each tenant's is-due.\n");
         out.push_str("# TYPE wasmjob_is_due_seconds_total counter\n");
         for (tenant, (count, seconds)) in self.asked.lock().unwrap().iter() {

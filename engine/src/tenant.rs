@@ -75,7 +75,14 @@ pub struct Quotas {
     /// Longest wait for a response's head or the next chunk of its body, in
     /// ms; at least 1 ms. The task's deadline bounds it too.
     pub http_first_byte_timeout_ms: u64,
+    /// How long a finished task (its args, result and log) is kept after it
+    /// ended, in ms ([`crate::retention`]). Default 7 days; at least
+    /// [`MIN_RETENTION_MS`].
+    pub retention_ms: u64,
 }
+
+/// The shortest `retention_ms`: 1 min, time to read a result.
+pub const MIN_RETENTION_MS: u64 = 60_000;
 
 /// Tries of [`Tenants::update`] before it gives up on a tenant that keeps
 /// changing under it. Default 8.
@@ -107,6 +114,7 @@ impl Default for Quotas {
             max_http_received_bytes: http.max_received_bytes,
             http_connect_timeout_ms: millis(http.connect_timeout),
             http_first_byte_timeout_ms: millis(http.first_byte_timeout),
+            retention_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }
@@ -198,6 +206,9 @@ impl Quotas {
         }
         if self.http_first_byte_timeout_ms == 0 {
             return out_of_range("http_first_byte_timeout_ms", "must be at least 1 ms");
+        }
+        if self.retention_ms < MIN_RETENTION_MS {
+            return out_of_range("retention_ms", "must be at least 60000 (1 min): a result must be there to read");
         }
         Ok(())
     }

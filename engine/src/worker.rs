@@ -45,6 +45,7 @@ use crate::signals::Signals;
 use crate::store::{ClaimRequest, ClaimedTask, Completion, Store, TaskState, to_millis};
 use crate::task::TaskId;
 use crate::tenant::Tenants;
+use tracing::Instrument as _;
 
 /// How long a lease lasts without a heartbeat. Default 10 s.
 pub const LEASE: Duration = Duration::from_secs(10);
@@ -150,6 +151,8 @@ pub struct Workers {
     recent_us: AtomicU64,
     /// Whether a heartbeat has recorded this node in the store yet.
     beaten: std::sync::atomic::AtomicBool,
+    /// Deletes finished tasks past their retention, a batch per heartbeat.
+    pruner: crate::retention::Pruner,
 }
 
 impl Workers {
@@ -182,6 +185,7 @@ impl Workers {
             // Until tasks are seen to be short, no claiming ahead.
             recent_us: AtomicU64::new(2 * SHORT.as_micros() as u64),
             beaten: std::sync::atomic::AtomicBool::new(false),
+            pruner: crate::retention::Pruner::default(),
         }
     }
 
@@ -275,11 +279,22 @@ impl Workers {
                     let hold = held.clone().acquire_owned().await?;
                     self.tenants.claimed(&task.tenant, 1);
                     let (this, slots, completer) = (self.clone(), slots.clone(), completer.clone());
-                    tasks.spawn(async move {
-                        this.run_task(task, &slots, &completer).await;
-                        drop(hold);
-                        this.signals.queued.notify_one();
-                    });
+                    // What this task logs, the engine's lines too, carries it.
+                    let span = tracing::info_span!(
+                        "task",
+                        id = %task.id,
+                        tenant = %task.tenant,
+                        job = %task.job,
+                        attempt = task.attempt
+                    );
+                    tasks.spawn(
+                        async move {
+                            this.run_task(task, &slots, &completer).await;
+                            drop(hold);
+                            this.signals.queued.notify_one();
+                        }
+                        .instrument(span),
+                    );
                 }
             }
             tokio::select! {
@@ -321,7 +336,8 @@ impl Workers {
     /// and those someone asked to revoke; rescues tasks whose lease ran out
     /// (theirs died); revokes queued tasks whose expiry passed (no claim
     /// ever takes one); recounts waiting tasks for the quotas; records this
-    /// node alive with the versions it compiled; settles held tasks.
+    /// node alive with the versions it compiled; settles held tasks; prunes
+    /// finished tasks past their retention.
     async fn heartbeat(&self) -> anyhow::Result<()> {
         let live = self.running.leases();
         if !live.is_empty() {
@@ -372,6 +388,10 @@ impl Workers {
         // Held tasks whose settling is lost or belongs here (in the
         // background: settling may take a while).
         self.queue.settle_orphans(self.store.held_uploads().await?);
+        let quotas = self.tenants.list().into_iter().collect();
+        let now = self.clock.now_millis();
+        let pruned = self.pruner.prune(&*self.store, &quotas, self.tenants.defaults(), now).await?;
+        self.metrics.pruned(pruned);
         Ok(())
     }
 

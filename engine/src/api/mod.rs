@@ -69,6 +69,12 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(2 << 20))
+        // A span per request (method and path): what its handler logs
+        // carries it.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO)),
+        )
         // No input may panic a handler; if one does, the client still gets
         // an answer, and the connection stays usable.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))

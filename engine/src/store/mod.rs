@@ -202,6 +202,16 @@ pub struct Tokens {
     pub now: Millis,
 }
 
+/// A task as retention judges it ([`Store::tasks_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aged {
+    pub id: i64,
+    pub tenant: String,
+    pub state: TaskState,
+    pub queued_at: Millis,
+    pub finished_at: Option<Millis>,
+}
+
 /// What [`Store::retry`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retried {
@@ -641,6 +651,11 @@ pub trait Store: Send + Sync + 'static {
     /// The task tree of `root` (a task queued from outside): the root and
     /// every task queued from it, from them..., oldest first, at most `limit`.
     async fn tree(&self, root: &str, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Tasks with an id above `after`, by id (oldest first), at most
+    /// `limit`, as retention judges them.
+    async fn tasks_after(&self, after: i64, limit: usize) -> Result<Vec<Aged>, StoreError>;
+    /// Deletes the tasks `ids` that are finished; answers how many went.
+    async fn delete_finished(&self, ids: Vec<i64>) -> Result<u64, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Up to `limit` of the tasks held for `tenant`'s version `version`.

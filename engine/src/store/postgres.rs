@@ -31,10 +31,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::{
-    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
-    Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
-    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
-    UploadState,
+    Aged, Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease,
+    HeldTask, Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
+    ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
+    UploadRow, UploadState,
 };
 use crate::clock::Clock;
 use crate::signals::Signals;
@@ -1322,6 +1322,35 @@ impl Store for PostgresStore {
              UNION ALL SELECT {TASK_COLUMNS} FROM tasks WHERE root_task = $1 AND id <> $1 ORDER BY id LIMIT $2"
         );
         Ok(self.query(&sql, &[&root, &limit]).await?.iter().map(task_from_row).collect())
+    }
+
+    async fn tasks_after(&self, after: i64, limit: usize) -> Result<Vec<Aged>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT id, tenant, state, queued_at, finished_at FROM tasks WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state: &str = r.get(2);
+                let state =
+                    TaskState::parse(state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?;
+                Ok(Aged { id: r.get(0), tenant: r.get(1), state, queued_at: r.get(3), finished_at: r.get(4) })
+            })
+            .collect()
+    }
+
+    async fn delete_finished(&self, ids: Vec<i64>) -> Result<u64, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx
+            .execute("DELETE FROM tasks WHERE id = ANY($1) AND state IN ('success', 'failure', 'revoked')", &[&ids])
+            .await?;
+        tx.execute("DELETE FROM held_tasks WHERE task_id = ANY($1)", &[&ids]).await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError> {

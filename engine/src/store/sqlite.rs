@@ -31,10 +31,10 @@ use super::fair::FairShares;
 use tokio::sync::oneshot;
 
 use super::{
-    Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease, HeldTask,
-    Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
-    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
-    UploadState,
+    Aged, Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease,
+    HeldTask, Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
+    ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
+    UploadRow, UploadState,
 };
 
 /// Most operations committed together.
@@ -1177,6 +1177,42 @@ impl Store for SqliteStore {
             ))?;
             let rows = statement.query_map(params![root, limit], task_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn tasks_after(&self, after: i64, limit: usize) -> Result<Vec<Aged>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, tenant, state, queued_at, finished_at FROM tasks WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![after, limit], |r| {
+                let state: String = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, state, r.get(3)?, r.get(4)?))
+            })?;
+            rows.map(|row| {
+                let (id, tenant, state, queued_at, finished_at) = row?;
+                let state =
+                    TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?;
+                Ok(Aged { id, tenant, state, queued_at, finished_at })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn delete_finished(&self, ids: Vec<i64>) -> Result<u64, StoreError> {
+        self.op(move |conn| {
+            let mut delete =
+                conn.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND state IN ('success', 'failure', 'revoked')")?;
+            let mut held = conn.prepare_cached("DELETE FROM held_tasks WHERE task_id = ?1")?;
+            let mut deleted = 0;
+            for id in ids {
+                deleted += delete.execute([id])? as u64;
+                held.execute([id])?;
+            }
+            Ok(deleted)
         })
         .await
     }

@@ -64,6 +64,46 @@ async fn a_task_refused_by_the_queue_rate_is_not_queued_and_takes_no_tokens(back
     assert_eq!(count().await, 4);
 }
 
+async fn finished_tasks_are_pruned_past_their_tenants_retention_and_no_other(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let t = test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let node = Arc::new(t.node);
+    let month = serde_json::json!({ "retention_ms": 30u64 * 24 * 3600 * 1000 });
+    node.tenants.create("keeper", month.as_object().unwrap().clone()).await.unwrap();
+    let addition = std::fs::read(wasmjob::examples::ADDITION).unwrap();
+    node.registry.register("keeper", &addition, 10).await.unwrap();
+    let mut done = Vec::new();
+    for tenant in [T, T, T, "keeper"] {
+        done.push(node.queue.queue(tenant, "addition", "{}", &opts(), None).await.unwrap());
+    }
+    let later = QueueOptions { delay: Some(Duration::from_secs(365 * 24 * 3600)), ..opts() };
+    let waiting = node.queue.queue(T, "addition", "{}", &later, None).await.unwrap();
+    {
+        let (_stop, _serving) = serve(&node);
+        for id in &done {
+            assert_eq!(finished(&node, id).await.state, TaskState::Success);
+        }
+    }
+    let (pruner, defaults) = (wasmjob::retention::Pruner::default(), node.tenants.defaults().clone());
+    let quotas = node.tenants.list().into_iter().collect();
+    let prune = |at: chrono::DateTime<Utc>| {
+        let (pruner, store, quotas, defaults) = (&pruner, &node.store, &quotas, &defaults);
+        async move { pruner.prune(&**store, quotas, defaults, at.timestamp_millis()).await.unwrap() }
+    };
+    // Within the default retention (7 days), nothing goes.
+    assert_eq!(prune(Utc::now() + chrono::Duration::days(6)).await, 0);
+    // Past it, the default tenant's finished tasks go; the waiting one and
+    // the tenant that keeps its tasks a month keep theirs.
+    assert_eq!(prune(Utc::now() + chrono::Duration::days(8)).await, 3);
+    for id in &done[..3] {
+        assert!(node.store.task(id).await.unwrap().is_none(), "task {id} is still there");
+    }
+    assert!(node.store.task(&done[3]).await.unwrap().is_some());
+    assert_eq!(node.store.task(&waiting).await.unwrap().unwrap().state, TaskState::Queued);
+    assert_eq!(prune(Utc::now() + chrono::Duration::days(31)).await, 1);
+    assert!(node.store.task(&waiting).await.unwrap().is_some());
+}
+
 async fn an_unknown_job_is_an_error_and_names_are_case_insensitive(backend: Backend) {
     let t = test_node(backend, Arc::new(SystemClock), &[wasmjob::examples::ADDITION]).await;
     let err = t.node.queue.queue(T, "subtraction", "{}", &opts(), None).await.unwrap_err();
@@ -335,6 +375,7 @@ async fn a_node_running_long_tasks_claims_none_ahead_of_its_slots(backend: Backe
 }
 
 crate::conformance!(
+    finished_tasks_are_pruned_past_their_tenants_retention_and_no_other,
     a_failed_or_revoked_task_retried_by_hand_runs_once_more,
     a_task_refused_by_the_queue_rate_is_not_queued_and_takes_no_tokens,
     a_node_running_long_tasks_claims_none_ahead_of_its_slots,
