@@ -89,6 +89,21 @@ pub async fn queue_batch(
     Ok(Json(json!({ "results": results })))
 }
 
+/// A task as the API shows it: its row, with `args` and `result` as the
+/// JSON values they are (the store keeps them as text; a job's result is
+/// checked to be JSON when it ends, args when they are queued).
+fn view(task: &TaskRecord) -> Value {
+    let mut value = serde_json::to_value(task).expect("tasks serialize");
+    for field in ["args", "result"] {
+        if let Some(Value::String(text)) = value.get(field)
+            && let Ok(parsed) = serde_json::from_str::<Value>(text)
+        {
+            value[field] = parsed;
+        }
+    }
+    value
+}
+
 /// The caller's task `id`; another tenant's is "not found", and so is an id
 /// that is not canonical ([`parse_id`]): `01` is not an alias of `1`.
 async fn own_task(state: &ApiState, tenant: &str, id: &str) -> Result<TaskRecord, ApiError> {
@@ -112,7 +127,7 @@ pub async fn get(
     let filter =
         TaskFilter { tenant: Some(tenant.to_owned()), from_task: Some(id), limit: Some(1000), ..TaskFilter::default() };
     let children: Vec<String> = state.node.queue.list(filter).await?.into_iter().rev().map(|t| t.id).collect();
-    let mut value = serde_json::to_value(&task).expect("tasks serialize");
+    let mut value = view(&task);
     value["children"] = json!(children);
     Ok(Json(value))
 }
@@ -201,6 +216,7 @@ pub async fn list(
     };
     let tasks = state.node.queue.list(filter).await?;
     let next = if tasks.len() == limit as usize { tasks.last().map(|t| t.id.clone()) } else { None };
+    let tasks: Vec<Value> = tasks.iter().map(view).collect();
     Ok(Json(json!({ "tasks": tasks, "next": next })))
 }
 
@@ -219,7 +235,7 @@ pub async fn wait(
     caller: Caller,
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<TaskRecord>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let tenant = caller.reader()?;
     let Query(q) = query?;
     let timeout = match q.timeout.as_deref() {
@@ -228,11 +244,9 @@ pub async fn wait(
     };
     own_task(&state, tenant, &id).await?;
     let task = state.node.queue.wait(&id, timeout.min(MAX_WAIT)).await?;
-    task.map(Json).ok_or_else(|| ApiError::not_found(format!("task {id}")))
+    task.map(|t| Json(view(&t))).ok_or_else(|| ApiError::not_found(format!("task {id}")))
 }
 
-/// `POST /v1/tasks/{id}/revoke`: a queued task never runs; a running one is
-/// stopped.
 /// `POST /v1/tasks/{id}/retry`: a failed or revoked task back in line for
 /// one more attempt (409 `conflict` for a task in another state, 409
 /// `duplicate` if its overlap key is taken).
@@ -255,6 +269,8 @@ pub async fn retry(
     }
 }
 
+/// `POST /v1/tasks/{id}/revoke`: a queued task never runs; a running one is
+/// stopped.
 pub async fn revoke(
     State(state): State<ApiState>,
     caller: Caller,

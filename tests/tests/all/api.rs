@@ -32,11 +32,15 @@ async fn every_endpoint_serves_its_tenant() {
 
     let id = api.queue(&write, "addition", json!({ "a": 2, "b": 3 })).await;
     let done = api.wait(&read, &id).await;
-    assert_eq!((done["state"].as_str(), done["result"].as_str()), (Some("success"), Some("5")));
+    assert_eq!((done["state"].as_str(), done["result"].as_i64()), (Some("success"), Some(5)));
 
     let task = api.get(&format!("/v1/tasks/{id}"), &read).await;
     assert_eq!(task.status, StatusCode::OK);
     assert_eq!(task.body["children"], json!([]));
+    // Args and result come back as the JSON values they are, not as text.
+    assert_eq!((&task.body["args"], &task.body["result"]), (&json!({ "a": 2, "b": 3 }), &json!(5)), "{task}");
+    let listed = api.get("/v1/tasks?job=addition&limit=1", &read).await;
+    assert_eq!(listed.body["tasks"][0]["args"], json!({ "a": 2, "b": 3 }), "{listed}");
     assert!(task.body["fuel"].as_u64().unwrap() > 0);
 
     let list = api.get("/v1/tasks?job=addition&state=success&limit=10", &read).await;
@@ -244,7 +248,7 @@ async fn a_batch_queues_each_task_and_answers_each_one_in_order() {
     assert_eq!(results[3]["error"]["code"], "invalid_option", "{}", batch.body);
     let three = api.wait(&read, results[0]["id"].as_str().unwrap()).await;
     let forty_two = api.wait(&read, results[2]["id"].as_str().unwrap()).await;
-    assert_eq!((three["result"].as_str(), forty_two["result"].as_str()), (Some("3"), Some("42")));
+    assert_eq!((three["result"].as_i64(), forty_two["result"].as_i64()), (Some(3), Some(42)));
 
     // Over the cap, or malformed: refused whole, nothing queued.
     let before = api.get("/v1/tasks?limit=1000", &read).await.body["tasks"].as_array().unwrap().len();
@@ -275,7 +279,7 @@ async fn a_batch_item_over_the_args_cap_is_refused_alone_and_an_oversized_body_q
     assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
     assert_eq!(batch.body["results"][0]["error"]["code"], "invalid_args", "{}", batch.body);
     let kept = api.wait(&read, batch.body["results"][1]["id"].as_str().unwrap()).await;
-    assert_eq!(kept["result"].as_str(), Some("2"));
+    assert_eq!(kept["result"].as_i64(), Some(2));
 
     // Over the body limit: refused whole.
     let tasks = json!([{ "job": "addition", "args": { "pad": huge } }, { "job": "addition", "args": { "pad": huge } }]);

@@ -490,7 +490,7 @@ async fn a_queued_task_reaches_what_its_tenants_admin_allowed_and_its_usage_is_s
         async move {
             let id = api.queue(write, "fetch", args).await;
             let task = api.wait(write, &id).await;
-            let result: Value = serde_json::from_str(task["result"].as_str().unwrap()).unwrap();
+            let result: Value = task["result"].clone();
             (task, result[0].clone())
         }
     };
@@ -532,7 +532,7 @@ async fn the_crawler_queues_a_child_per_new_link_down_to_its_depth() {
         ended = tasks.as_array().unwrap().iter().filter(|t| t["state"] == "success").cloned().collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let result = |t: &Value| serde_json::from_str::<Value>(t["result"].as_str().unwrap()).unwrap();
+    let result = |t: &Value| t["result"].clone();
     let by_url = |url: String, parent: &str| {
         ended.iter().filter(move |t| result(t)["pages"][0]["url"] == url.as_str() && t["from_task"] == parent).count()
     };

@@ -109,10 +109,10 @@ async fn python_and_javascript_jobs_run_through_the_engine_with_their_children()
         assert_eq!(uploaded.status, axum::http::StatusCode::CREATED, "{language}: {uploaded}");
         let id = api.queue(&token, name, json!({"a": 2, "b": 3, "then": 1})).await;
         let done = api.wait(&token, &id).await;
-        assert_eq!((done["state"].as_str(), done["result"].as_str()), (Some("success"), Some("5")), "{language}");
+        assert_eq!((done["state"].as_str(), done["result"].as_i64()), (Some("success"), Some(5)), "{language}");
         let parent = api.get(&format!("/v1/tasks/{id}"), &token).await;
         let child = parent.body["children"][0].as_str().unwrap_or_else(|| panic!("{language}: {parent}"));
         let child = api.wait(&token, child).await;
-        assert_eq!((child["result"].as_str(), child["from_task"].as_str()), (Some("8"), Some(id.as_str())));
+        assert_eq!((child["result"].as_i64(), child["from_task"].as_str()), (Some(8), Some(id.as_str())));
     }
 }

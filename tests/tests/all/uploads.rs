@@ -54,7 +54,7 @@ async fn an_upload_answers_at_once_while_its_compile_runs_and_the_node_serves_me
     let done = settled(&api, &token, &location).await;
     assert_eq!((done["state"].as_str(), done["name"].as_str()), (Some("ready"), Some("addition-py")), "{done}");
     let id = api.queue(&token, "addition-py", json!({"a": 2, "b": 3})).await;
-    assert_eq!(api.wait(&token, &id).await["result"], "5");
+    assert_eq!(api.wait(&token, &id).await["result"], 5);
     // Uploading the same bytes again registers them at once.
     let again = post(&api, &token, crate::polyglot::POLYGLOT_PYTHON_ADDITION).await;
     assert_eq!((again.status, again.body["name"].as_str()), (StatusCode::CREATED, Some("addition-py")), "{again}");
@@ -156,7 +156,7 @@ async fn tasks_queued_while_their_job_compiles_wait_and_run_once_it_is_ready() {
     assert_eq!(revoked.status, StatusCode::OK, "{revoked}");
 
     let done = api.wait(&token, &first).await;
-    assert_eq!((done["state"].as_str(), done["result"].as_str()), (Some("success"), Some("5")), "{done}");
+    assert_eq!((done["state"].as_str(), done["result"].as_i64()), (Some("success"), Some(5)), "{done}");
     let done = api.wait(&token, &ids[0]).await;
     assert_eq!((done["state"].as_str(), done["priority"].as_i64()), (Some("success"), Some(5)), "{done}");
     let done = api.wait(&token, &ids[1]).await;
