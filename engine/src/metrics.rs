@@ -69,8 +69,10 @@ impl Metrics {
     }
 
     /// The text exposition, with queue depth per tenant and tasks per
-    /// tenant and state from the store.
-    pub fn render(&self, waiting: &[(String, u64)], states: &[(String, String, u64)]) -> String {
+    /// tenant, job and state from the store. Counters are this node's (a
+    /// scraper's `instance` label tells nodes apart: sum them); the store's
+    /// gauges are the cluster's, the same on every node (take their max).
+    pub fn render(&self, waiting: &[(String, u64)], states: &[(String, String, &str, u64)]) -> String {
         let mut out = String::new();
         let labels = |tenant: &str, job: &str, state: &str| {
             format!("tenant=\"{}\",job=\"{}\",state=\"{}\"", escape(tenant), escape(job), state)
@@ -120,15 +122,15 @@ impl Metrics {
             let _ = writeln!(out, "wasmjob_is_due_seconds_total{{tenant=\"{}\"}} {seconds}", escape(tenant));
             let _ = writeln!(out, "wasmjob_is_due_calls_total{{tenant=\"{}\"}} {count}", escape(tenant));
         }
-        out.push_str("# HELP wasmjob_queue_depth Tasks queued or waiting to retry.\n");
+        out.push_str("# HELP wasmjob_queue_depth Tasks queued or waiting to retry, in the whole cluster.\n");
         out.push_str("# TYPE wasmjob_queue_depth gauge\n");
         for (tenant, n) in waiting {
             let _ = writeln!(out, "wasmjob_queue_depth{{tenant=\"{}\"}} {n}", escape(tenant));
         }
-        out.push_str("# HELP wasmjob_tasks Tasks in the store by state.\n");
+        out.push_str("# HELP wasmjob_tasks Tasks in the store (the whole cluster) by tenant, job and state.\n");
         out.push_str("# TYPE wasmjob_tasks gauge\n");
-        for (tenant, state, n) in states {
-            let _ = writeln!(out, "wasmjob_tasks{{tenant=\"{}\",state=\"{state}\"}} {n}", escape(tenant));
+        for (tenant, job, state, n) in states {
+            let _ = writeln!(out, "wasmjob_tasks{{{}}} {n}", labels(tenant, job, state));
         }
         out
     }

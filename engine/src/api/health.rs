@@ -26,13 +26,13 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
 pub async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     caller.admin()?;
     let waiting = state.node.store.waiting_by_tenant().await?;
-    let states: Vec<(String, String, u64)> = state
+    let states: Vec<(String, String, &str, u64)> = state
         .node
         .store
         .count_by_state()
         .await?
         .into_iter()
-        .map(|(tenant, s, n)| (tenant, s.as_str().to_owned(), n))
+        .map(|(tenant, job, s, n)| (tenant, job, s.as_str(), n))
         .collect();
     let body = state.node.metrics.render(&waiting, &states);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))

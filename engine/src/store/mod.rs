@@ -581,8 +581,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError>;
     /// Tasks queued or waiting to retry, per tenant.
     async fn waiting_by_tenant(&self) -> Result<Vec<(String, u64)>, StoreError>;
-    /// Tasks per tenant and state.
-    async fn count_by_state(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError>;
+    /// Tasks per tenant, job and state.
+    async fn count_by_state(&self) -> Result<Vec<(String, String, TaskState, u64)>, StoreError>;
 
     /// Makes sure the periodic job `job` (version `hash`, registered at
     /// `since`) has a schedule, if it is still that job's current version

@@ -1002,13 +1002,14 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
     }
 
-    async fn count_by_state(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError> {
-        let rows = self.query("SELECT tenant, state, count(*) FROM tasks GROUP BY tenant, state", &[]).await?;
+    async fn count_by_state(&self) -> Result<Vec<(String, String, TaskState, u64)>, StoreError> {
+        let rows =
+            self.query("SELECT tenant, job, state, count(*) FROM tasks GROUP BY tenant, job, state", &[]).await?;
         rows.iter()
             .map(|r| {
-                let state: String = r.get(1);
+                let state: String = r.get(2);
                 let parsed = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?;
-                Ok((r.get(0), parsed, r.get::<_, i64>(2) as u64))
+                Ok((r.get(0), r.get(1), parsed, r.get::<_, i64>(3) as u64))
             })
             .collect()
     }

@@ -857,16 +857,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn count_by_state(&self) -> Result<Vec<(String, TaskState, u64)>, StoreError> {
+    async fn count_by_state(&self) -> Result<Vec<(String, String, TaskState, u64)>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT tenant, state, COUNT(*) FROM tasks GROUP BY tenant, state")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+            let mut stmt =
+                conn.prepare_cached("SELECT tenant, job, state, COUNT(*) FROM tasks GROUP BY tenant, job, state")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            })?;
             let mut counts = Vec::new();
             for row in rows {
-                let (tenant, state, n) = row?;
+                let (tenant, job, state, n) = row?;
                 let state = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?;
-                counts.push((tenant, state, n as u64));
+                counts.push((tenant, job, state, n as u64));
             }
             Ok(counts)
         })

@@ -68,6 +68,8 @@ async fn every_endpoint_serves_its_tenant() {
     let text = metrics.body.as_str().unwrap();
     assert!(text.contains(r#"wasmjob_tasks_ended_total{tenant="acme",job="addition",state="success"} 1"#), "{text}");
     assert!(text.contains("wasmjob_queue_depth"), "{text}");
+    // The cluster's tasks, from the store, by tenant, job and state.
+    assert!(text.contains(r#"wasmjob_tasks{tenant="acme",job="addition",state="success"} 1"#), "{text}");
 }
 
 #[tokio::test]

@@ -31,7 +31,11 @@ fn spawn_node(url: &str, id: &str, dir: &std::path::Path) -> EngineProcess {
 }
 
 async fn counts(node: &wasmjob::node::Node) -> HashMap<TaskState, u64> {
-    node.store.count_by_state().await.unwrap().into_iter().map(|(_, s, n)| (s, n)).collect()
+    let mut counts = HashMap::new();
+    for (_, _, state, n) in node.store.count_by_state().await.unwrap() {
+        *counts.entry(state).or_default() += n;
+    }
+    counts
 }
 
 async fn all_tasks(node: &wasmjob::node::Node, job: &str) -> Vec<wasmjob::store::TaskRecord> {
