@@ -42,6 +42,10 @@ pub struct BenchQueueArgs {
     /// Tasks queued behind the measured ones before the clock starts.
     #[arg(long, default_value_t = 0)]
     backlog: usize,
+    /// Tasks run to success before anything is measured, so that the store
+    /// holds this many finished tasks (as it does within their retention).
+    #[arg(long, default_value_t = 0)]
+    finished: usize,
     /// Tasks in the latency run.
     #[arg(long, default_value_t = 300)]
     samples: usize,
@@ -73,6 +77,8 @@ struct Burn {
     concurrency: usize,
     n: usize,
     backlog: usize,
+    /// Finished tasks in the store before the run.
+    finished: usize,
     /// Tasks/s queued through `queue_many` while filling the queue.
     push_rate: f64,
     /// Seconds from the start of serving until the last task's success.
@@ -121,6 +127,7 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     node.registry.register(TENANT, &std::fs::read(crate::examples::ADDITION)?, usize::MAX).await?;
     node.registry.register(TENANT, &std::fs::read(crate::examples::STAMP)?, usize::MAX).await?;
 
+    finish(&node, args.finished, args.json).await?;
     let latency = measure_latency(&node, &args, store).await?;
     if !args.json {
         println!(
@@ -167,6 +174,7 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
         concurrency,
         n: args.tasks,
         backlog: args.backlog,
+        finished: args.finished,
         push_rate,
         proc_s,
         proc_rate: args.tasks as f64 / proc_s,
@@ -177,8 +185,8 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "throughput: {} tasks queued→success in {:.2} s = {:.0} tasks/s ({} node(s), concurrency {concurrency} \
-             each, {} more queued behind); queued at {:.0} tasks/s",
-            burn.n, burn.proc_s, burn.proc_rate, burn.nodes, burn.backlog, burn.push_rate
+             each, {} more queued behind, {} finished before); queued at {:.0} tasks/s",
+            burn.n, burn.proc_s, burn.proc_rate, burn.nodes, burn.backlog, burn.finished, burn.push_rate
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -224,6 +232,37 @@ async fn measure_latency(node: &Arc<Node>, args: &BenchQueueArgs, store: &'stati
         success_p50_ms: ms(percentile(&success, 0.5)),
         success_p99_ms: ms(percentile(&success, 0.99)),
     })
+}
+
+/// Runs `n` tasks to success, so that the store holds them finished.
+async fn finish(node: &Arc<Node>, n: usize, json: bool) -> anyhow::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    if !json {
+        println!("running {n} tasks to success first...");
+    }
+    let request = ("addition".to_owned(), r#"{"a":1,"b":2}"#.to_owned(), QueueOptions::default());
+    let mut last = None;
+    let mut queued = 0;
+    while queued < n {
+        let batch = QUEUE_BATCH.min(n - queued);
+        last = node.queue.queue_many(TENANT, &vec![request.clone(); batch]).await?.into_iter().last();
+        queued += batch;
+    }
+    let last = last.ok_or_else(|| anyhow::anyhow!("no task was queued"))??;
+    let (stop, shutdown) = watch::channel(false);
+    let serving = tokio::spawn({
+        let node = node.clone();
+        async move { node.serve(shutdown).await }
+    });
+    node.queue.wait(&last, Duration::from_secs(3600)).await?;
+    while has_any(node, TaskState::Started).await? || has_any(node, TaskState::Queued).await? {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(true);
+    serving.await??;
+    Ok(())
 }
 
 /// Queues the measured tasks, then the backlog behind them; answers the
