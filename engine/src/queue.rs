@@ -319,11 +319,7 @@ impl Queue {
         let registered = self.registry.get(tenant, job).ok_or_else(|| QueueError::UnknownJob(job.to_owned()))?;
         let component = registered.component;
         let metadata = component.metadata();
-        check_args(args, self.runtime.limits().max_args_bytes)?;
-        let depth = parent.map_or(0, |p| p.depth + 1);
-        if depth > self.caps.max_depth {
-            return Err(QueueError::DepthExceeded(self.caps.max_depth).into());
-        }
+        let depth = self.check_request(args, parent)?;
         let overlap_key = match metadata.overlap {
             Overlap::Allow => None,
             Overlap::Forbid => Some(String::new()),
@@ -367,6 +363,17 @@ impl Queue {
             self.tenants.claimed(tenant, 1);
         }
         Ok(retried)
+    }
+
+    /// Checks what a request may be refused for whatever its job: its args'
+    /// size, and its depth under `parent`, which it answers.
+    fn check_request(&self, args: &str, parent: Option<&Parent>) -> Result<u32, QueueError> {
+        check_args(args, self.runtime.limits().max_args_bytes)?;
+        let depth = parent.map_or(0, |p| p.depth + 1);
+        if depth > self.caps.max_depth {
+            return Err(QueueError::DepthExceeded(self.caps.max_depth));
+        }
+        Ok(depth)
     }
 
     /// Waits until task `id` reaches a terminal state, or `timeout` passes;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::{Queue, QueueFailure};
 use crate::job::Overlap;
-use crate::runtime::{JobComponent, check_args};
+use crate::runtime::JobComponent;
 use crate::store::{HELD_RUN_AT, HeldTask, NewTask, Settle, StoreError, UploadState};
 use crate::task::{QueueError, QueueOptions};
 
@@ -75,11 +75,7 @@ impl Queue {
                 None => return Ok(None),
             },
         };
-        check_args(args, self.runtime.limits().max_args_bytes)?;
-        let depth = parent.map_or(0, |p| p.depth + 1);
-        if depth > self.caps.max_depth {
-            return Err(QueueError::DepthExceeded(self.caps.max_depth).into());
-        }
+        let depth = self.check_request(args, parent)?;
         // The bounds that need no job; the job's default expiry comes later.
         options.times(now, None)?;
         let task = NewTask {

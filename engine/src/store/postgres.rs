@@ -420,6 +420,12 @@ static INSERT_TASKS_TAKING: std::sync::LazyLock<String> = std::sync::LazyLock::n
     format!("WITH taken AS ({} RETURNING 1) {insert}", take_tokens_sql(13))
 });
 
+/// Another task of task `$1`'s tenant and job, waiting or running, with
+/// overlap key `$2` (if NULL, task `$1`'s own): the one it would duplicate.
+const OVERLAPPING: &str = "SELECT o.id FROM tasks o JOIN tasks t ON t.id = $1 \
+    WHERE o.tenant = t.tenant AND o.job = t.job AND o.overlap_key = COALESCE($2, t.overlap_key) \
+    AND o.id <> t.id AND o.state IN ('queued', 'retry', 'started')";
+
 const FIND_DUPLICATE: &str = "SELECT id FROM tasks WHERE tenant = $3 AND job = $1 AND overlap_key = $2 \
     AND state IN ('queued', 'retry', 'started')";
 
@@ -888,14 +894,7 @@ impl Store for PostgresStore {
             }
             // Its overlap key is taken by a task waiting or running.
             Err(StoreError::Database(e)) if e.starts_with("23505") => {
-                let other = self
-                    .query(
-                        "SELECT o.id FROM tasks o JOIN tasks t ON t.id = $1 WHERE o.tenant = t.tenant \
-                         AND o.job = t.job AND o.overlap_key = t.overlap_key AND o.id <> t.id \
-                         AND o.state IN ('queued', 'retry', 'started')",
-                        &[&id],
-                    )
-                    .await?;
+                let other = self.query(OVERLAPPING, &[&id, &None::<String>]).await?;
                 Ok(match other.first() {
                     Some(row) => Retried::Duplicate(row.get::<_, i64>(0).to_string()),
                     None => Retried::Not(TaskState::Failure),
@@ -1398,15 +1397,7 @@ impl Store for PostgresStore {
                 Settle::Due { priority, run_at, expires_at, max_retries, overlap_key } => {
                     let taken = match &overlap_key {
                         None => None,
-                        Some(key) => tx
-                            .query_opt(
-                                "SELECT o.id FROM tasks o JOIN tasks t ON t.id = $1 \
-                                 WHERE o.tenant = t.tenant AND o.job = t.job AND o.overlap_key = $2 \
-                                 AND o.id <> t.id AND o.state IN ('queued', 'retry', 'started')",
-                                &[&id, key],
-                            )
-                            .await?
-                            .map(|r| r.get::<_, i64>(0)),
+                        Some(key) => tx.query_opt(OVERLAPPING, &[&id, key]).await?.map(|r| r.get::<_, i64>(0)),
                     };
                     match taken {
                         None => {

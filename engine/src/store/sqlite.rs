@@ -416,6 +416,20 @@ fn take_tokens(conn: &Connection, tokens: &Tokens) -> Result<bool, StoreError> {
     Ok(taken > 0)
 }
 
+/// Another task of task `id`'s tenant and job, waiting or running, with
+/// overlap key `key` (by default task `id`'s own): the one it would
+/// duplicate.
+fn overlapping(conn: &Connection, id: i64, key: Option<&str>) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT o.id FROM tasks o JOIN tasks t ON t.id = ?1 \
+             WHERE o.tenant = t.tenant AND o.job = t.job AND o.overlap_key = COALESCE(?2, t.overlap_key) \
+             AND o.id <> t.id AND o.state IN ('queued', 'retry', 'started')",
+        )?
+        .query_row(params![id, key], |r| r.get(0))
+        .optional()?)
+}
+
 /// Puts task `?1` back in line at `?2` ([`Store::retry`]).
 const RETRY: &str = "UPDATE tasks SET state = 'queued', reason = NULL, error = NULL, result = NULL, run_at = ?2, \
     expires_at = NULL, finished_at = NULL, max_retries = MAX(max_retries, attempt) \
@@ -733,26 +747,17 @@ impl Store for SqliteStore {
     async fn retry(&self, id: &str, now: Millis) -> Result<Retried, StoreError> {
         let Some(id) = id_param(id) else { return Ok(Retried::Missing) };
         self.op(move |conn| {
-            let row: Option<(String, String, String, Option<String>)> = conn
-                .prepare_cached("SELECT state, tenant, job, overlap_key FROM tasks WHERE id = ?1")?
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            let state: Option<String> = conn
+                .prepare_cached("SELECT state FROM tasks WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
                 .optional()?;
-            let Some((state, tenant, job, key)) = row else { return Ok(Retried::Missing) };
+            let Some(state) = state else { return Ok(Retried::Missing) };
             let state = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?;
             if !matches!(state, TaskState::Failure | TaskState::Revoked) {
                 return Ok(Retried::Not(state));
             }
-            if let Some(key) = key {
-                let other: Option<i64> = conn
-                    .prepare_cached(
-                        "SELECT id FROM tasks WHERE tenant = ?1 AND job = ?2 AND overlap_key = ?3 \
-                         AND state IN ('queued', 'retry', 'started')",
-                    )?
-                    .query_row(params![tenant, job, key], |r| r.get(0))
-                    .optional()?;
-                if let Some(other) = other {
-                    return Ok(Retried::Duplicate(other.to_string()));
-                }
+            if let Some(other) = overlapping(conn, id, None)? {
+                return Ok(Retried::Duplicate(other.to_string()));
             }
             conn.prepare_cached(RETRY)?.execute(params![id, now])?;
             Ok(Retried::Queued)
@@ -1264,17 +1269,7 @@ impl Store for SqliteStore {
                 let held = "id = ?1 AND state = 'queued' AND reason = 'compiling'";
                 let (reason, error) = match settle {
                     Settle::Due { priority, run_at, expires_at, max_retries, overlap_key } => {
-                        let taken: Option<i64> = match &overlap_key {
-                            None => None,
-                            Some(key) => conn
-                                .prepare_cached(
-                                    "SELECT o.id FROM tasks o JOIN tasks t ON t.id = ?1 \
-                                     WHERE o.tenant = t.tenant AND o.job = t.job AND o.overlap_key = ?2 \
-                                     AND o.state IN ('queued', 'retry', 'started')",
-                                )?
-                                .query_row(params![id, key], |r| r.get(0))
-                                .optional()?,
-                        };
+                        let taken = overlapping(conn, id, overlap_key.as_deref())?;
                         match taken {
                             None => {
                                 conn.prepare_cached(&format!(
