@@ -505,6 +505,11 @@ pub enum StoreError {
     Closed,
     #[error("store: corrupt record: {0}")]
     Corrupt(String),
+    /// A concurrent change made the statement fail (PostgreSQL's
+    /// serialization failure: a row moved between partitions under it);
+    /// the store runs such statements again before it answers this.
+    #[error("store: a concurrent change got in the way, try again: {0}")]
+    Conflict(String),
 }
 
 /// The interface every backend implements. Methods that change state are

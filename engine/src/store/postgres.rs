@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
@@ -54,7 +55,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -64,13 +65,16 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("postgres_schema_v7.sql"),
     include_str!("postgres_schema_v8.sql"),
     include_str!("postgres_schema_v9.sql"),
+    include_str!("postgres_schema_v10.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 17] = [
     "tasks",
+    "tasks_live",
+    "tasks_done",
     "held_tasks",
     "nodes",
     "node_versions",
@@ -107,13 +111,47 @@ pub async fn drop_tables(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `VACUUM ANALYZE` of the tasks in the URL's schema, as autovacuum does
+/// in its own time (for benchmarks that want a store in its steady state).
+pub async fn vacuum(url: &str) -> Result<(), StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute("VACUUM ANALYZE tasks").await?;
+    Ok(())
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        })
+        match e.as_db_error() {
+            Some(db) if db.code() == &SqlState::T_R_SERIALIZATION_FAILURE => StoreError::Conflict(db.message().into()),
+            Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+            None => StoreError::Database(e.to_string()),
+        }
     }
+}
+
+/// How many times a statement or transaction that met a
+/// [`StoreError::Conflict`] runs again before the error is answered.
+const CONFLICT_RETRIES: usize = 10;
+
+/// Evaluates `attempt` (an awaited statement or whole transaction, so that
+/// a failed run changed nothing) until it does not fail with a
+/// [`StoreError::Conflict`], up to [`CONFLICT_RETRIES`] more times. Under
+/// READ COMMITTED a statement that updates or locks a task row which
+/// another transaction has just moved between `tasks_live` and
+/// `tasks_done` fails instead of skipping the row or following it; run
+/// again, it sees the row where it now is. (A macro: an async closure
+/// would not be `Send` for every lifetime, as `async_trait` needs.)
+macro_rules! again {
+    ($attempt:expr) => {{
+        let mut left = CONFLICT_RETRIES;
+        loop {
+            match $attempt {
+                Err(StoreError::Conflict(_)) if left > 0 => left -= 1,
+                answer => break answer,
+            }
+        }
+    }};
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
@@ -184,16 +222,18 @@ impl PostgresStore {
         self.clock.clone()
     }
 
+    /// Runs one statement, [`again`] if it conflicts.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await?;
-        Ok(client.query(&statement, params).await?)
+        again!(client.query(&statement, params).await.map_err(StoreError::from))
     }
 
+    /// Runs one statement, [`again`] if it conflicts.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await?;
-        Ok(client.execute(&statement, params).await?)
+        again!(client.execute(&statement, params).await.map_err(StoreError::from))
     }
 }
 
@@ -551,7 +591,8 @@ async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &En
     // No `state = 'started'` here: with it the planner may pick the partial
     // index of started tasks and scan all of them for every ending (seen:
     // 1.7 s for 1,024 endings while the statistics still said "none
-    // started"); without it, only the primary key fits.
+    // started"); the live states (`tasks_live`'s bound) only keep the
+    // finished tasks out of the plan.
     let statement = client
         .prepare_cached(
             "UPDATE tasks t SET \
@@ -568,19 +609,15 @@ async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &En
                          $12::bigint[], $13::bigint[], $14::bigint[]) \
                AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at, \
                     requests, sent, received) \
-             WHERE t.id = c.id AND t.lease = c.lease \
+             WHERE t.id = c.id AND t.lease = c.lease AND t.state IN ('queued', 'retry', 'started') \
              RETURNING t.id, t.state",
         )
         .await?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at,
-                &requests, &sent, &received,
-            ],
-        )
-        .await?;
+    let params: [&(dyn ToSql + Sync); 14] = [
+        &ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at, &requests,
+        &sent, &received,
+    ];
+    let rows = again!(client.query(&statement, &params).await.map_err(StoreError::from))?;
     let ended: Vec<String> = rows
         .iter()
         .filter(|r| r.get::<_, &str>(1) != TaskState::Retry.as_str())
@@ -915,29 +952,7 @@ impl Store for PostgresStore {
 
     async fn revoke_many(&self, scope: RevokeScope, now: Millis) -> Result<RevokedMany, StoreError> {
         let Some((tenant, root, job)) = scope.parts() else { return Ok(RevokedMany::default()) };
-        let within = "tenant = $1 AND CASE WHEN $2::bigint IS NOT NULL THEN (id = $2 OR root_task = $2) \
-                      ELSE job = $3::text END";
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let params: [&(dyn ToSql + Sync); 4] = [&tenant, &root, &job, &now];
-        // One UPDATE: each task is judged on its newest version.
-        let rows = tx
-            .query(
-                &format!("UPDATE tasks SET {} WHERE {within} AND {REVOCABLE} RETURNING id, state", revoke_set("$4")),
-                &params,
-            )
-            .await?;
-        let (mut revoked, mut stopping) = (Vec::new(), Vec::new());
-        for row in &rows {
-            let id = row.get::<_, i64>(0).to_string();
-            if row.get::<_, &str>(1) == TaskState::Started.as_str() { stopping.push(id) } else { revoked.push(id) }
-        }
-        for id in &stopping {
-            tx.execute("SELECT pg_notify($1, $2)", &[&REVOKE, id]).await?;
-        }
-        notify_finished(&tx, &revoked).await?;
-        tx.commit().await?;
-        Ok(RevokedMany { revoked, stopping })
+        again!(self.revoke_many_once(&tenant, root, job.as_deref(), now).await)
     }
 
     async fn grow_tree(&self, root: &str, n: u64, max: u64) -> Result<bool, StoreError> {
@@ -1344,13 +1359,21 @@ impl Store for PostgresStore {
 
     async fn delete_finished(&self, ids: Vec<i64>) -> Result<u64, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let deleted = tx
-            .execute("DELETE FROM tasks WHERE id = ANY($1) AND state IN ('success', 'failure', 'revoked')", &[&ids])
-            .await?;
-        tx.execute("DELETE FROM held_tasks WHERE task_id = ANY($1)", &[&ids]).await?;
-        tx.commit().await?;
-        Ok(deleted)
+        again!(
+            async {
+                let tx = client.transaction().await?;
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM tasks WHERE id = ANY($1) AND state IN ('success', 'failure', 'revoked')",
+                        &[&ids],
+                    )
+                    .await?;
+                tx.execute("DELETE FROM held_tasks WHERE task_id = ANY($1)", &[&ids]).await?;
+                tx.commit().await?;
+                Ok(deleted)
+            }
+            .await
+        )
     }
 
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -1384,6 +1407,50 @@ impl Store for PostgresStore {
         settled: Vec<(crate::task::TaskId, Settle)>,
         now: Millis,
     ) -> Result<Vec<crate::task::TaskId>, StoreError> {
+        again!(self.settle_held_once(&settled, now).await)
+    }
+}
+
+impl PostgresStore {
+    /// [`Store::revoke_many`]'s transaction, run [`again`] on a conflict.
+    async fn revoke_many_once(
+        &self,
+        tenant: &str,
+        root: Option<i64>,
+        job: Option<&str>,
+        now: Millis,
+    ) -> Result<RevokedMany, StoreError> {
+        let within = "tenant = $1 AND CASE WHEN $2::bigint IS NOT NULL THEN (id = $2 OR root_task = $2) \
+                      ELSE job = $3::text END";
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let params: [&(dyn ToSql + Sync); 4] = [&tenant, &root, &job, &now];
+        // One UPDATE: each task is judged on its newest version.
+        let rows = tx
+            .query(
+                &format!("UPDATE tasks SET {} WHERE {within} AND {REVOCABLE} RETURNING id, state", revoke_set("$4")),
+                &params,
+            )
+            .await?;
+        let (mut revoked, mut stopping) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let id = row.get::<_, i64>(0).to_string();
+            if row.get::<_, &str>(1) == TaskState::Started.as_str() { stopping.push(id) } else { revoked.push(id) }
+        }
+        for id in &stopping {
+            tx.execute("SELECT pg_notify($1, $2)", &[&REVOKE, id]).await?;
+        }
+        notify_finished(&tx, &revoked).await?;
+        tx.commit().await?;
+        Ok(RevokedMany { revoked, stopping })
+    }
+
+    /// [`Store::settle_held`]'s transaction, run [`again`] on a conflict.
+    async fn settle_held_once(
+        &self,
+        settled: &[(crate::task::TaskId, Settle)],
+        now: Millis,
+    ) -> Result<Vec<crate::task::TaskId>, StoreError> {
         let mut client = self.pool.get().await?;
         let mut tx = client.transaction().await?;
         let mut ended = Vec::new();
@@ -1391,7 +1458,7 @@ impl Store for PostgresStore {
         // Still held: not revoked meanwhile.
         let held = "id = $1 AND state = 'queued' AND reason = 'compiling'";
         for (id, settle) in settled {
-            let Some(id) = id_param(&id) else { continue };
+            let Some(id) = id_param(id) else { continue };
             tx.execute("DELETE FROM held_tasks WHERE task_id = $1", &[&id]).await?;
             let (reason, error) = match settle {
                 Settle::Due { priority, run_at, expires_at, max_retries, overlap_key } => {
@@ -1401,7 +1468,7 @@ impl Store for PostgresStore {
                     };
                     match taken {
                         None => {
-                            let max_retries = i32::try_from(max_retries).unwrap_or(i32::MAX);
+                            let max_retries = i32::try_from(*max_retries).unwrap_or(i32::MAX);
                             let sql = format!(
                                 "UPDATE tasks SET reason = NULL, priority = $2, run_at = $3, expires_at = $4, \
                                  max_retries = $5, overlap_key = $6 WHERE {held}"
@@ -1418,7 +1485,7 @@ impl Store for PostgresStore {
                                     due = true;
                                     continue;
                                 }
-                                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                                     savepoint.rollback().await?;
                                     let error =
                                         "a task of the same job with the same overlap key is waiting or running";
@@ -1433,7 +1500,7 @@ impl Store for PostgresStore {
                         ),
                     }
                 }
-                Settle::Fail { reason, error } => (reason, error),
+                Settle::Fail { reason, error } => (reason.clone(), error.clone()),
             };
             let state = if reason == "duplicate" { "revoked" } else { "failure" };
             let sql = format!("UPDATE tasks SET state = $2, reason = $3, error = $4, finished_at = $5 WHERE {held}");
