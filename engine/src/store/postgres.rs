@@ -1592,3 +1592,110 @@ mod table_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod partition_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio_postgres::NoTls;
+
+    use super::{MIGRATIONS, PostgresStore};
+    use crate::signals::Signals;
+    use crate::store::Store;
+
+    /// A fresh schema of its own on the test database: a client whose
+    /// search path is it, its name, and a URL naming it. `None` (and a
+    /// note) without `WASMJOB_TEST_POSTGRES_URL`.
+    async fn schema(name: &str) -> Option<(tokio_postgres::Client, String, String)> {
+        let Ok(url) = std::env::var("WASMJOB_TEST_POSTGRES_URL") else {
+            eprintln!("WASMJOB_TEST_POSTGRES_URL is not set: no PostgreSQL to test");
+            return None;
+        };
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("PostgreSQL");
+        tokio::spawn(connection);
+        let schema = format!("{name}_{}", std::process::id());
+        let create =
+            format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}");
+        client.batch_execute(&create).await.expect("a schema of its own");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+        Some((client, schema, url))
+    }
+
+    /// A lease extended while the task's ending moves its row into
+    /// `tasks_done`: PostgreSQL fails the extension with a serialization
+    /// failure, the store runs it again, and it answers that the lease is
+    /// no longer held instead of an error.
+    #[tokio::test]
+    async fn a_statement_that_meets_a_row_moved_by_an_ending_runs_again() {
+        let Some((client, schema, url)) = schema("wj_moved").await else { return };
+        let store = PostgresStore::connect(&url, Arc::new(Signals::default())).await.expect("the store");
+        client
+            .batch_execute(
+                "INSERT INTO tasks (job, version, args, state, queued_at, run_at, max_retries, tenant, lease) \
+                 VALUES ('a', 'v', '{}', 'started', 1, 1, 0, 't', 'n:1:1')",
+            )
+            .await
+            .expect("a started task");
+        let ending = "BEGIN; UPDATE tasks SET state = 'success', lease = NULL WHERE id = 1";
+        client.batch_execute(ending).await.expect("an ending, not committed");
+        let extending = tokio::spawn(async move { store.extend_leases(vec!["n:1:1".into()], i64::MAX).await });
+        // The extension waits for the ending's row lock; then the ending commits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client.batch_execute("COMMIT").await.expect("the ending committed");
+        let held = extending.await.expect("the extension ran").expect("no conflict error");
+        assert!(held.is_empty(), "the lease of a task that ended is not held: {held:?}");
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
+    }
+
+    /// A store at version 9 with waiting, running and finished tasks keeps
+    /// every one through version 10's partitioning, each in its partition
+    /// with its columns, and new tasks take ids after the old ones.
+    #[tokio::test]
+    async fn partitioning_keeps_every_task_and_its_id_sequence() {
+        let Some((client, schema, _)) = schema("wj_migrate").await else { return };
+        for migration in &MIGRATIONS[..9] {
+            client.batch_execute(migration).await.expect("versions 1 to 9");
+        }
+        client
+            .batch_execute(
+                "INSERT INTO tasks (job, version, args, state, queued_at, run_at, max_retries, tenant, lease, result) \
+                 VALUES ('a', 'v', '{}', 'queued', 1, 1, 0, 't', NULL, NULL), \
+                        ('a', 'v', '{}', 'started', 1, 1, 0, 't', 'n:2:1', NULL), \
+                        ('a', 'v', '{}', 'success', 1, 1, 0, 't', NULL, '42'), \
+                        ('a', 'v', '{}', 'revoked', 1, 1, 0, 't', NULL, NULL)",
+            )
+            .await
+            .expect("tasks at version 9");
+        client.batch_execute(MIGRATIONS[9]).await.expect("version 10");
+        let rows = client
+            .query("SELECT tableoid::regclass::text, id, state, lease, result FROM tasks ORDER BY id", &[])
+            .await
+            .expect("the tasks");
+        let seen: Vec<(String, i64, String, Option<String>, Option<String>)> =
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
+        let expected = [
+            ("tasks_live", 1, "queued", None, None),
+            ("tasks_live", 2, "started", Some("n:2:1"), None),
+            ("tasks_done", 3, "success", None, Some("42")),
+            ("tasks_done", 4, "revoked", None, None),
+        ];
+        let expected: Vec<(String, i64, String, Option<String>, Option<String>)> = expected
+            .iter()
+            .map(|(p, id, s, l, r)| (p.to_string(), *id, s.to_string(), l.map(str::to_owned), r.map(str::to_owned)))
+            .collect();
+        assert_eq!(seen, expected);
+        let next: i64 = client
+            .query_one(
+                "INSERT INTO tasks (job, version, args, state, queued_at, run_at, max_retries, tenant) \
+                 VALUES ('a', 'v', '{}', 'queued', 1, 1, 0, 't') RETURNING id",
+                &[],
+            )
+            .await
+            .expect("a new task")
+            .get(0);
+        assert_eq!(next, 5, "new ids continue after the migrated ones");
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
+    }
+}
