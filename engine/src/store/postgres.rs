@@ -1670,22 +1670,21 @@ mod partition_tests {
             .expect("tasks at version 9");
         client.batch_execute(MIGRATIONS[9]).await.expect("version 10");
         let rows = client
-            .query("SELECT tableoid::regclass::text, id, state, lease, result FROM tasks ORDER BY id", &[])
+            .query(
+                "SELECT tableoid::regclass::text || ' ' || id || ' ' || state || ' ' || \
+                   COALESCE(lease, '-') || ' ' || COALESCE(result, '-') FROM tasks ORDER BY id",
+                &[],
+            )
             .await
             .expect("the tasks");
-        let seen: Vec<(String, i64, String, Option<String>, Option<String>)> =
-            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
+        let seen: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         let expected = [
-            ("tasks_live", 1, "queued", None, None),
-            ("tasks_live", 2, "started", Some("n:2:1"), None),
-            ("tasks_done", 3, "success", None, Some("42")),
-            ("tasks_done", 4, "revoked", None, None),
+            "tasks_live 1 queued - -",
+            "tasks_live 2 started n:2:1 -",
+            "tasks_done 3 success - 42",
+            "tasks_done 4 revoked - -",
         ];
-        let expected: Vec<(String, i64, String, Option<String>, Option<String>)> = expected
-            .iter()
-            .map(|(p, id, s, l, r)| (p.to_string(), *id, s.to_string(), l.map(str::to_owned), r.map(str::to_owned)))
-            .collect();
-        assert_eq!(seen, expected);
+        assert_eq!(seen, expected, "partition, id, state, lease, result of each task");
         let next: i64 = client
             .query_one(
                 "INSERT INTO tasks (job, version, args, state, queued_at, run_at, max_retries, tenant) \
