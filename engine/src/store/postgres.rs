@@ -98,8 +98,7 @@ const FUNCTIONS: [&str; 2] = ["wasmjob_claim", "wasmjob_notify_queued"];
 /// starts from an empty store; refuses a URL whose `search_path` names no
 /// existing schema (there would be nowhere to create them again).
 pub async fn drop_tables(url: &str) -> Result<(), StoreError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(connection);
+    let client = connect_once(url).await?;
     let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await?.get(0);
     if schema.is_none() {
         return Err(StoreError::Database(
@@ -114,10 +113,15 @@ pub async fn drop_tables(url: &str) -> Result<(), StoreError> {
 /// `VACUUM ANALYZE` of the tasks in the URL's schema, as autovacuum does
 /// in its own time (for benchmarks that want a store in its steady state).
 pub async fn vacuum(url: &str) -> Result<(), StoreError> {
+    connect_once(url).await?.batch_execute("VACUUM ANALYZE tasks").await?;
+    Ok(())
+}
+
+/// A connection of its own, outside the pool, for a one-off command.
+async fn connect_once(url: &str) -> Result<tokio_postgres::Client, StoreError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(connection);
-    client.batch_execute("VACUUM ANALYZE tasks").await?;
-    Ok(())
+    Ok(client)
 }
 
 impl From<tokio_postgres::Error> for StoreError {

@@ -18,62 +18,14 @@
 
 DROP TRIGGER tasks_notify_queued ON tasks;
 ALTER TABLE tasks RENAME TO tasks_v9;
-ALTER INDEX tasks_pkey RENAME TO tasks_v9_pkey;
-ALTER INDEX tasks_claim RENAME TO tasks_v9_claim;
-ALTER INDEX tasks_next RENAME TO tasks_v9_next;
-ALTER INDEX tasks_expiry RENAME TO tasks_v9_expiry;
-ALTER INDEX tasks_overlap RENAME TO tasks_v9_overlap;
-ALTER INDEX tasks_by_job RENAME TO tasks_v9_by_job;
-ALTER INDEX tasks_by_tenant RENAME TO tasks_v9_by_tenant;
-ALTER INDEX tasks_by_state RENAME TO tasks_v9_by_state;
-ALTER INDEX tasks_by_parent RENAME TO tasks_v9_by_parent;
-ALTER INDEX tasks_by_root RENAME TO tasks_v9_by_root;
-ALTER INDEX tasks_running RENAME TO tasks_v9_running;
-
-CREATE TABLE tasks (
-    id                  BIGINT GENERATED ALWAYS AS IDENTITY,
-    tenant              TEXT NOT NULL,
-    job                 TEXT NOT NULL,
-    version             TEXT NOT NULL,
-    args                TEXT NOT NULL,
-    state               TEXT NOT NULL,
-    reason              TEXT,
-    priority            INTEGER NOT NULL DEFAULT 0,
-    queued_at           BIGINT NOT NULL,
-    run_at              BIGINT NOT NULL,
-    expires_at          BIGINT,
-    started_at          BIGINT,
-    finished_at         BIGINT,
-    attempt             INTEGER NOT NULL DEFAULT 0,
-    max_retries         INTEGER NOT NULL,
-    lease               TEXT,
-    lease_expires_at    BIGINT,
-    result              TEXT,
-    error               TEXT,
-    fuel                BIGINT,
-    wall_time_us        BIGINT,
-    log                 TEXT,
-    from_task           BIGINT,
-    root_task           BIGINT,
-    depth               INTEGER NOT NULL DEFAULT 0,
-    overlap_key         TEXT,
-    rescued_lease       TEXT,
-    revoke_requested_at BIGINT,
-    tree_size           BIGINT NOT NULL DEFAULT 1,
-    http_requests       BIGINT,
-    http_bytes_sent     BIGINT,
-    http_bytes_received BIGINT
-) PARTITION BY LIST (state);
+-- The same columns, defaults and identity; no indexes (each partition
+-- gets its own below, once the old table and its index names are gone).
+CREATE TABLE tasks (LIKE tasks_v9 INCLUDING DEFAULTS INCLUDING IDENTITY) PARTITION BY LIST (state);
 
 CREATE TABLE tasks_live PARTITION OF tasks FOR VALUES IN ('queued', 'retry', 'started');
 CREATE TABLE tasks_done PARTITION OF tasks FOR VALUES IN ('success', 'failure', 'revoked');
 
-INSERT INTO tasks OVERRIDING SYSTEM VALUE
-    SELECT id, tenant, job, version, args, state, reason, priority, queued_at, run_at, expires_at, started_at,
-           finished_at, attempt, max_retries, lease, lease_expires_at, result, error, fuel, wall_time_us, log,
-           from_task, root_task, depth, overlap_key, rescued_lease, revoke_requested_at, tree_size,
-           http_requests, http_bytes_sent, http_bytes_received
-    FROM tasks_v9;
+INSERT INTO tasks OVERRIDING SYSTEM VALUE SELECT * FROM tasks_v9;
 SELECT setval(pg_get_serial_sequence('tasks', 'id'), (SELECT max(id) FROM tasks_v9)) WHERE EXISTS (SELECT 1 FROM tasks_v9);
 DROP TABLE tasks_v9;
 
