@@ -71,6 +71,8 @@ enum Command {
     Tree(remote::TaskArgs),
     /// Put a failed or revoked task back in line for one more attempt.
     Retry(remote::TaskArgs),
+    /// Print the tenant's task and job events as they happen (until interrupted).
+    Watch(remote::WatchArgs),
     /// Manage tenants (admin).
     #[command(subcommand)]
     Tenant(remote::TenantCommand),
@@ -80,6 +82,8 @@ enum Command {
     /// Manage the tenant's secrets, which jobs read by name (write-only).
     #[command(subcommand)]
     Secret(remote::SecretCommand),
+    /// Print the HTTP API's OpenAPI document (what `/v1/openapi.json` serves), to generate a client offline.
+    Openapi,
     /// Run one task of a job component and print its outcome.
     Run(run::RunArgs),
     /// Print a job component's metadata (and when a periodic job is next due).
@@ -106,6 +110,11 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
         Command::Upload(args) => remote::upload(&cli.server, args),
         Command::Jobs => remote::jobs(&cli.server),
+        Command::Watch(args) => remote::watch(&cli.server, args),
+        Command::Openapi => {
+            println!("{}", crate::api::document().to_pretty_json()?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Queue(args) => remote::queue(&cli.server, args),
         Command::Status(args) => remote::status(&cli.server, args),
         Command::Wait(args) => remote::wait(&cli.server, args),

@@ -10,13 +10,16 @@
 //! `max_running`, and a node that dies in between leaves it to the lease
 //! sweep as before (at least once).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::signals::Signals;
-use crate::store::{Completion, Store};
+use crate::store::{Completion, Store, TaskState};
+use crate::task::TaskId;
+use crate::wire::{Event, EventKind};
 
 /// Endings handed over but not yet written, at most: a worker whose store
 /// is slower than its sandboxes waits here (backpressure). Default 4,096.
@@ -51,15 +54,42 @@ impl Completer {
 async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::Receiver<Completion>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let ended: Vec<_> = batch.iter().filter(|c| c.state.is_terminal()).map(|c| c.id.clone()).collect();
         let n = batch.len();
+        let events: Vec<(TaskId, String, Event)> = batch.iter().map(event).collect();
         let started = std::time::Instant::now();
         let written = store.complete(std::mem::take(&mut batch)).await;
         tracing::debug!(tasks = n, took_us = started.elapsed().as_micros() as u64, "wrote endings");
         match written {
-            Ok(_) => signals.finished(&ended),
+            Ok(applied) => {
+                let ended: Vec<_> = applied.iter().filter(|(_, s)| s.is_terminal()).map(|(id, _)| id.clone()).collect();
+                // Those that applied, in the batch's order, as the store
+                // left them; before the waiters wake, so that one that
+                // then reads the stream from its last event sees them.
+                let applied: HashMap<TaskId, TaskState> = applied.into_iter().collect();
+                let events = events.into_iter().filter_map(|(id, tenant, event)| {
+                    Some((tenant, Event { kind: kind(*applied.get(&id)?), ..event }))
+                });
+                signals.events.emit_all(events);
+                signals.finished(&ended);
+            }
             // The leases will run out and the sweep will rescue the tasks.
             Err(e) => tracing::error!(error = %e, tasks = n, "cannot record tasks' ends"),
         }
+    }
+}
+
+/// The event of an ending, as asked, with its task and tenant.
+fn event(c: &Completion) -> (TaskId, String, Event) {
+    let event = Event::task(kind(c.state), c.finished_at, &c.id, &c.job).attempt(c.attempt).reason(&c.reason);
+    (c.id.clone(), c.tenant.clone(), event)
+}
+
+/// The event of an ending that left its task in `state`.
+fn kind(state: TaskState) -> EventKind {
+    match state {
+        TaskState::Success => EventKind::TaskSucceeded,
+        TaskState::Retry => EventKind::TaskRetrying,
+        TaskState::Revoked => EventKind::TaskRevoked,
+        _ => EventKind::TaskFailed,
     }
 }

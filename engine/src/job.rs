@@ -16,7 +16,7 @@ pub const MAX_DOC_LEN: usize = 64 * 1024;
 
 /// A job's declaration: name, doc, kind, overlap, expiry, limits, retries,
 /// the hosts it may reach and the secrets it reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobMetadata {
     /// Lower-case, unique within a tenant's registry.
     pub name: String,
@@ -25,13 +25,16 @@ pub struct JobMetadata {
     pub kind: JobKind,
     pub overlap: Overlap,
     /// How long a queued task may wait to start (pulsar's `timeout`).
+    /// In milliseconds.
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<u64>)]
     pub expiry: Option<Duration>,
     pub limits: RequestedLimits,
     pub retry: RetryPolicy,
     /// Where the job's requests may go, within its tenant's allow-list.
     /// `None` (and every job of contract 0.1.0): wherever its tenant's may.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     pub allowed_hosts: Option<AllowList>,
     /// The names of its tenant's secrets the job reads.
     #[serde(default)]
@@ -39,7 +42,7 @@ pub struct JobMetadata {
 }
 
 /// The markup of a job's doc.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DocSyntax {
     Markdown,
@@ -47,7 +50,7 @@ pub enum DocSyntax {
 }
 
 /// Regular or periodic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum JobKind {
     Regular,
@@ -55,15 +58,17 @@ pub enum JobKind {
 }
 
 /// When a periodic job runs: every `run_every`, aligned to `anchor`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
+    /// In milliseconds.
     #[serde(with = "millis")]
+    #[schema(value_type = u64)]
     pub run_every: Duration,
     pub anchor: Option<DateTime<Utc>>,
 }
 
 /// Whether tasks of a job may overlap (pulsar's `can_overlap`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Overlap {
     Allow,
@@ -74,10 +79,12 @@ pub enum Overlap {
 
 /// Per-task resources a job asks for; `None` takes the engine's default, and
 /// the engine caps each.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestedLimits {
     pub fuel: Option<u64>,
+    /// In milliseconds.
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<u64>)]
     pub timeout: Option<Duration>,
     pub memory_bytes: Option<u64>,
 }
@@ -85,12 +92,16 @@ pub struct RequestedLimits {
 /// How failed tasks are retried: before retry `n` the engine waits
 /// `min(initial_backoff * 2^(n-1), max_backoff)` plus up to half of that again
 /// as random jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetryPolicy {
     pub max_retries: u32,
+    /// In milliseconds.
     #[serde(with = "millis")]
+    #[schema(value_type = u64)]
     pub initial_backoff: Duration,
+    /// In milliseconds.
     #[serde(with = "millis")]
+    #[schema(value_type = u64)]
     pub max_backoff: Duration,
     pub retry_on_trap: bool,
     pub retry_on_timeout: bool,

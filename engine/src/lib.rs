@@ -17,6 +17,7 @@ pub mod clock;
 pub mod completer;
 pub mod contract;
 pub mod egress;
+pub mod events;
 pub mod job;
 pub mod metrics;
 pub mod node;
@@ -32,6 +33,7 @@ pub mod store;
 pub mod task;
 pub mod tenant;
 pub mod upload;
+pub mod wire;
 pub mod worker;
 
 /// Paths of the example components, built by `engine/build.rs` from

@@ -183,6 +183,7 @@ impl Node {
             store.clone(),
             clock.clone(),
             queue.clone(),
+            signals.clone(),
             config.max_compiling,
         ));
         Ok(Self {

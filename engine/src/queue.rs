@@ -22,11 +22,12 @@ use crate::registry::Registry;
 use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
 use crate::signals::Signals;
 use crate::store::{
-    Inserted, NewTask, Retried, RevokeScope, RevokedMany, ScheduleTick, Store, StoreError, TaskFilter, TaskRecord,
-    TaskState, TickWrite, Tokens,
+    Inserted, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleTick, Store, StoreError, TaskFilter,
+    TaskRecord, TaskState, TickWrite, Tokens,
 };
 use crate::task::{QueueError, QueueOptions, TaskId};
 use crate::tenant::{AdmitError, Tenants};
+use crate::wire::{Event, EventKind};
 
 mod held;
 use held::Prepared;
@@ -187,7 +188,13 @@ impl Queue {
         }
         let id = answer(inserted)?;
         self.signals.queued.notify_one();
+        self.emit(tenant, EventKind::TaskQueued, &id, &job.to_ascii_lowercase());
         Ok(id)
+    }
+
+    /// Emits an event of task `id` of `tenant`'s `job`.
+    fn emit(&self, tenant: &str, kind: EventKind, id: &str, job: &str) {
+        self.signals.events.emit(tenant, Event::task(kind, self.clock.now_millis(), id, job));
     }
 
     /// Queues many tasks of `tenant` in one write; each gets its own answer.
@@ -257,10 +264,17 @@ impl Queue {
         self.tenants.claimed(tenant, duplicates as u64);
         let mut inserted = inserted.into_iter();
         self.signals.queued.notify_one();
-        Ok(answers
+        let answers: Vec<_> = answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| answer(inserted.next().expect("one answer per insert"))))
-            .collect())
+            .collect();
+        let now = self.clock.now_millis();
+        let queued = answers.iter().zip(requests).filter_map(|(answer, (job, ..))| {
+            let event = Event::task(EventKind::TaskQueued, now, answer.as_ref().ok()?, &job.to_ascii_lowercase());
+            Some((tenant.to_owned(), event))
+        });
+        self.signals.events.emit_all(queued);
+        Ok(answers)
     }
 
     /// A child of `parent`: within the tenant's children rate and its tree's cap.
@@ -295,10 +309,19 @@ impl Queue {
     /// Writes the scheduler's ticks, each with the task it queues (built by
     /// [`Queue::prepare`]), and wakes the workers.
     pub(crate) async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError> {
+        let owners: Vec<(String, String)> = ticks.iter().map(|t| (t.tenant.clone(), t.job.clone())).collect();
         let written = self.store.write_ticks(ticks).await?;
         if written.iter().any(|w| matches!(w, TickWrite::Written(Some(Inserted::Task(_))))) {
             self.signals.queued.notify_one();
         }
+        let now = self.clock.now_millis();
+        let queued = written.iter().zip(owners).filter_map(|(write, (tenant, job))| match write {
+            TickWrite::Written(Some(Inserted::Task(id))) => {
+                Some((tenant, Event::task(EventKind::TaskQueued, now, id, &job)))
+            }
+            _ => None,
+        });
+        self.signals.events.emit_all(queued);
         Ok(written)
     }
 
@@ -359,6 +382,9 @@ impl Queue {
         let retried = self.store.retry(id, self.clock.now_millis()).await?;
         if retried == Retried::Queued {
             self.signals.queued.notify_one();
+            if let Some(task) = self.store.task(id).await? {
+                self.emit(tenant, EventKind::TaskQueued, id, &task.job);
+            }
         } else {
             self.tenants.claimed(tenant, 1);
         }
@@ -416,6 +442,7 @@ impl Queue {
             && state == Some(TaskState::Revoked)
         {
             self.tenants.claimed(&task.tenant, 1);
+            self.signals.events.emit(&task.tenant, revoked(self.clock.now_millis(), id, Some(&task.job)));
         }
         match state {
             None => Ok(None),
@@ -443,7 +470,14 @@ impl Queue {
         let tenant = match &scope {
             RevokeScope::Tree { tenant, .. } | RevokeScope::Job { tenant, .. } => tenant.clone(),
         };
+        let job = match &scope {
+            RevokeScope::Job { job, .. } => Some(job.clone()),
+            RevokeScope::Tree { .. } => None,
+        };
         let done = self.store.revoke_many(scope, self.clock.now_millis()).await?;
+        let now = self.clock.now_millis();
+        let events = done.revoked.iter().map(|id| (tenant.clone(), revoked(now, id, job.as_deref())));
+        self.signals.events.emit_all(events);
         // Those revoked at once were waiting: their places are free now.
         self.tenants.claimed(&tenant, done.revoked.len() as u64);
         for id in &done.stopping {
@@ -504,4 +538,14 @@ impl ChildQueue for Children {
             }
         })
     }
+}
+
+/// The event of task `id` (of `job`, if known) revoked before it started.
+fn revoked(at: Millis, id: &str, job: Option<&str>) -> Event {
+    Event {
+        task: Some(id.to_owned()),
+        job: job.map(str::to_owned),
+        ..Event::job(EventKind::TaskRevoked, at, None, None)
+    }
+    .reason("revoked")
 }

@@ -22,6 +22,7 @@ use crate::runtime::{JobComponent, LoadError, Runtime};
 use crate::signals::Signals;
 use crate::store::{JobRow, Millis, ScheduleRow, Store, StoreError};
 use crate::tenant::QuotaExceeded;
+use crate::wire::{Event, EventKind};
 
 /// A registered job: its current version and when that was registered.
 #[derive(Clone)]
@@ -324,9 +325,14 @@ impl Registry {
     /// Unregisters `tenant`'s job `name`. Its tasks keep their version.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         let _writing = self.writes.lock().await;
-        let deleted = self.store.delete_job(tenant, &name.to_ascii_lowercase()).await?;
-        self.current.write().unwrap().remove(&(tenant.to_owned(), name.to_ascii_lowercase()));
-        self.pending.write().unwrap().remove(&(tenant.to_owned(), name.to_ascii_lowercase()));
+        let name = name.to_ascii_lowercase();
+        let deleted = self.store.delete_job(tenant, &name).await?;
+        self.current.write().unwrap().remove(&(tenant.to_owned(), name.clone()));
+        self.pending.write().unwrap().remove(&(tenant.to_owned(), name.clone()));
+        if deleted {
+            let event = Event::job(EventKind::JobDeleted, self.clock.now_millis(), Some(&name), None);
+            self.signals.events.emit(tenant, event);
+        }
         Ok(deleted)
     }
 

@@ -16,12 +16,14 @@
 //! | [`Signals::schedules`] | a periodic job was uploaded or deleted | the scheduler |
 //! | [`Signals::finished`] | tasks ended | [`crate::queue::Queue::wait`]ers |
 //! | [`Signals::stop`] | someone asked to stop a running task | the worker running it |
+//! | [`Signals::events`] | tasks or jobs changed, with what changed | `GET /v1/events` ([`crate::events`]) |
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tokio::sync::{Notify, broadcast, oneshot};
 
+use crate::events::Events;
 use crate::task::TaskId;
 
 /// Stop requests kept for subscribers that are slow to read them; one that
@@ -42,6 +44,8 @@ pub struct Signals {
     pub catalog: Notify,
     /// A schedule changed somewhere.
     pub schedules: Notify,
+    /// What changed, for clients: the feed of events.
+    pub events: Events,
     waiters: Mutex<HashMap<TaskId, Vec<oneshot::Sender<()>>>>,
     stop: broadcast::Sender<TaskId>,
 }
@@ -52,6 +56,7 @@ impl Default for Signals {
             queued: Notify::new(),
             catalog: Notify::new(),
             schedules: Notify::new(),
+            events: Events::default(),
             waiters: Mutex::default(),
             stop: broadcast::channel(STOP_BACKLOG).0,
         }

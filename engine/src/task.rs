@@ -44,21 +44,25 @@ pub fn parse_id(text: &str) -> Option<i64> {
 /// Options of a request to queue a task; `None` takes the job's default.
 /// Unknown fields are refused. Durations are whole milliseconds; their bounds
 /// are checked by [`QueueOptions::times`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueOptions {
     /// How long the task may wait to start before it expires, counted from
-    /// when it may first run; at most [`MAX_EXPIRY`].
+    /// when it may first run, in milliseconds; at most [`MAX_EXPIRY`].
     #[serde(default, with = "crate::job::opt_millis")]
+    #[schema(value_type = Option<u64>, maximum = 31622400000.0)]
     pub expiry: Option<Duration>,
-    /// Do not start the task before this delay; at most [`MAX_DELAY`].
+    /// Do not start the task before this delay, in milliseconds; at most
+    /// [`MAX_DELAY`].
     #[serde(default, with = "crate::job::opt_millis")]
+    #[schema(value_type = Option<u64>, maximum = 31622400000.0)]
     pub delay: Option<Duration>,
     /// Higher runs first; default 0.
     #[serde(default)]
     pub priority: Option<i32>,
     /// Overrides the job's maximum number of retries; at most [`MAX_RETRIES`].
     #[serde(default)]
+    #[schema(maximum = 1000)]
     pub max_retries: Option<u32>,
 }
 

@@ -24,7 +24,7 @@ pub const DEFAULT_TENANT: &str = "default";
 /// What a tenant may use. Every field says its default and, when it has one,
 /// its lower bound ([`Quotas::validate`]): a quota under it would leave the
 /// tenant unable to work at all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Quotas {
     /// Most fuel per task. Default 1e10; at least 1.
     pub max_fuel: u64,
@@ -60,6 +60,7 @@ pub struct Quotas {
     /// Where the tenant's jobs may send HTTP requests
     /// (`[scheme://]host[:port]` rules, [`crate::egress::policy`]).
     /// Default: nowhere.
+    #[schema(value_type = Vec<String>)]
     pub allowed_hosts: AllowList,
     /// The HTTP limits of each task ([`HttpLimits`] gives their defaults).
     /// Requests one task may make.

@@ -24,7 +24,9 @@ use crate::clock::Clock;
 use crate::queue::Queue;
 use crate::registry::{RegisterError, Registry};
 use crate::runtime::{JobComponent, Runtime, content_hash};
+use crate::signals::Signals;
 use crate::store::{Millis, Store, StoreError, UploadRow, UploadState, to_millis};
+use crate::wire::{Event, EventKind};
 
 /// Uploads a node takes in that have not finished compiling, at most: each
 /// holds its component in memory until its compile (two at once) takes it,
@@ -56,6 +58,8 @@ pub struct Uploads {
     clock: Arc<dyn Clock>,
     /// Settles the tasks held for an upload once it ends.
     queue: Arc<Queue>,
+    /// Where its events go.
+    signals: Arc<Signals>,
     /// A permit per upload taken in and not yet compiled, of `max_compiling`.
     compiling: Arc<Semaphore>,
     max_compiling: usize,
@@ -70,6 +74,7 @@ impl Uploads {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         queue: Arc<Queue>,
+        signals: Arc<Signals>,
         max_compiling: usize,
     ) -> Self {
         Self {
@@ -78,6 +83,7 @@ impl Uploads {
             store,
             clock,
             queue,
+            signals,
             max_compiling,
             compiling: Arc::new(Semaphore::new(max_compiling)),
         }
@@ -116,6 +122,7 @@ impl Uploads {
             // Loaded here means stored: it was registered or read from the store.
             let registered = self.registry.register_stored(tenant, &bytes, max_jobs, declares.as_deref()).await;
             self.record(&mut upload, &registered).await?;
+            self.signals.events.emit_all([uploaded(&upload), ended(&upload)]);
             self.queue.settle(tenant, &id).await?;
             let _ = tell.send(registered);
             return Ok(Started { upload, ending });
@@ -127,8 +134,9 @@ impl Uploads {
         // upload through any node finds them.
         self.store.put_component(&id, bytes.clone()).await?;
         self.store.put_upload(upload.clone()).await?;
-        let (registry, store, clock, queue) =
-            (self.registry.clone(), self.store.clone(), self.clock.clone(), self.queue.clone());
+        self.signals.events.emit_all([uploaded(&upload)]);
+        let (registry, store, clock, queue, signals) =
+            (self.registry.clone(), self.store.clone(), self.clock.clone(), self.queue.clone(), self.signals.clone());
         let (tenant, mut row) = (tenant.to_owned(), upload.clone());
         tokio::spawn(async move {
             let registered = {
@@ -150,10 +158,14 @@ impl Uploads {
             drop((bytes, permit));
             row.updated_at = clock.now_millis();
             fill(&mut row, &registered);
+            let event = ended(&row);
             if let Err(e) = store.put_upload(row).await {
                 tracing::error!(%tenant, upload = %id, error = %e, "cannot record how an upload ended");
-            } else if let Err(e) = queue.settle(&tenant, &id).await {
-                tracing::error!(%tenant, upload = %id, error = %e, "cannot settle the tasks held for an upload");
+            } else {
+                signals.events.emit_all([event]);
+                if let Err(e) = queue.settle(&tenant, &id).await {
+                    tracing::error!(%tenant, upload = %id, error = %e, "cannot settle the tasks held for an upload");
+                }
             }
             let _ = tell.send(registered);
         });
@@ -237,6 +249,24 @@ fn fill(row: &mut UploadRow, registered: &Result<JobComponent, RegisterError>) {
             row.reason = Some(e.to_string());
         }
     }
+}
+
+/// The event of `upload` taken in, for its tenant.
+fn uploaded(upload: &UploadRow) -> (String, Event) {
+    let event = Event::job(EventKind::JobUploaded, upload.updated_at, upload.name.as_deref(), Some(&upload.id));
+    (upload.tenant.clone(), event)
+}
+
+/// The event of `upload`'s compile ended, ready or rejected, for its tenant.
+fn ended(upload: &UploadRow) -> (String, Event) {
+    let (kind, name, version) = (EventKind::JobCompiled, upload.name.as_deref(), Some(upload.id.as_str()));
+    let event = match (upload.state, &upload.reason) {
+        (UploadState::Rejected, reason) => {
+            Event::job(EventKind::JobRejected, upload.updated_at, name, version).reason(reason.as_deref().unwrap_or(""))
+        }
+        _ => Event::job(kind, upload.updated_at, name, version),
+    };
+    (upload.tenant.clone(), event)
 }
 
 /// How long ago an upload was taken in, for display.

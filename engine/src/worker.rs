@@ -45,6 +45,7 @@ use crate::signals::Signals;
 use crate::store::{ClaimRequest, ClaimedTask, Completion, Store, TaskState, to_millis};
 use crate::task::TaskId;
 use crate::tenant::Tenants;
+use crate::wire::{Event, EventKind};
 use tracing::Instrument as _;
 
 /// How long a lease lasts without a heartbeat. Default 10 s.
@@ -369,7 +370,11 @@ impl Workers {
         }
         let expired = self.store.expire(self.clock.now_millis()).await?;
         if !expired.is_empty() {
-            self.signals.finished(&expired);
+            self.signals.finished(&expired.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+            let now = self.clock.now_millis();
+            let events =
+                expired.into_iter().map(|e| (e.tenant, Event::task(EventKind::TaskExpired, now, &e.id, &e.job)));
+            self.signals.events.emit_all(events);
         }
         let waiting = self.store.waiting_by_tenant().await?.into_iter().collect();
         self.tenants.recount(waiting);
@@ -406,7 +411,14 @@ impl Workers {
             lease_until: now.saturating_add(to_millis(LEASE)),
             max_running: self.tenants.max_running(),
         };
-        Ok(self.store.claim(request).await?)
+        let claim = self.store.claim(request).await?;
+        let now = self.clock.now_millis();
+        let started = claim
+            .tasks
+            .iter()
+            .map(|t| (t.tenant.clone(), Event::task(EventKind::TaskStarted, now, &t.id, &t.job).attempt(t.attempt)));
+        self.signals.events.emit_all(started);
+        Ok(claim)
     }
 
     /// Runs one claimed task in one of the `slots` and hands how it ended
@@ -486,6 +498,9 @@ impl Workers {
         let at = self.clock.now_millis();
         let ended_with = |state, reason: &str, error: Option<String>| Completion {
             id: task.id.clone(),
+            tenant: task.tenant.clone(),
+            job: task.job.clone(),
+            attempt: task.attempt,
             lease: task.lease.clone(),
             state,
             reason: reason.into(),

@@ -4,22 +4,24 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use crate::queue::QueueFailure;
 use crate::registry::RegisterError;
 use crate::runtime::LoadError;
 use crate::store::StoreError;
 use crate::task::QueueError;
+use crate::wire::{ErrorBody, ErrorDetail};
 
-/// An error answer: `{"error": {"code": ..., "message": ..., ...}}`.
+/// An error answer: `{"error": {"code": ..., "message": ..., ...}}`
+/// ([`ErrorBody`]).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// More fields of the error object (such as `existing_task`).
-    pub details: Option<Value>,
+    /// What the error concerns, for some codes (`existing_task`, `field`,
+    /// `quota`); its `code` and `message` are set from the fields above.
+    pub details: Option<Box<ErrorDetail>>,
 }
 
 impl ApiError {
@@ -56,20 +58,21 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn with(mut self, details: Value) -> Self {
-        self.details = Some(details);
+    /// What the error concerns, to fill in.
+    fn details(&mut self) -> &mut ErrorDetail {
+        self.details.get_or_insert_default()
+    }
+
+    /// The error concerns this quota.
+    pub(crate) fn quota(mut self, quota: impl Into<String>) -> Self {
+        self.details().quota = Some(quota.into());
         self
     }
-}
 
-impl ApiError {
-    /// The answer's body: `{"error": {"code": ..., "message": ..., ...}}`.
-    pub fn body(self) -> Value {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(Value::Object(extra)), Some(object)) = (self.details, error.as_object_mut()) {
-            object.extend(extra);
-        }
-        json!({ "error": error })
+    /// The answer's body.
+    pub fn body(self) -> ErrorBody {
+        let details = self.details.map(|d| *d).unwrap_or_default();
+        ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message, ..details } }
     }
 }
 
@@ -95,13 +98,17 @@ impl From<QueueError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "unknown_job", format!("job `{job}` not found"))
             }
             QueueError::Duplicate(id) => {
-                Self::new(StatusCode::CONFLICT, "duplicate", message).with(json!({ "existing_task": id }))
+                let mut error = Self::new(StatusCode::CONFLICT, "duplicate", message);
+                error.details().existing_task = Some(id);
+                error
             }
             QueueError::InvalidArgs(_) | QueueError::DepthExceeded(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_args", message)
             }
             QueueError::InvalidOption { field, .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_option", message).with(json!({ "field": field }))
+                let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_option", message);
+                error.details().field = Some(field);
+                error
             }
             QueueError::QuotaExceeded(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message),
         }
@@ -151,8 +158,9 @@ impl From<RegisterError> for ApiError {
             RegisterError::Rejected(e) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string())
             }
-            RegisterError::Quota(e) => Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string())
-                .with(json!({ "quota": e.quota })),
+            RegisterError::Quota(e) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string()).quota(e.quota)
+            }
             RegisterError::Store(e) => e.into(),
             e @ RegisterError::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
             e @ RegisterError::Misnamed { .. } => {

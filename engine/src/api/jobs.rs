@@ -1,36 +1,31 @@
 //! `/v1/jobs`: upload, list, show and delete a tenant's jobs.
 
-use axum::Json;
 use std::error::Error as _;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use chrono::DateTime;
 use tokio::sync::Semaphore;
 
 use super::{ApiError, ApiState, Caller};
-use crate::job::JobMetadata;
 use crate::registry::RegisteredJob;
 use crate::store::{UploadRow, UploadState};
+use crate::wire::{
+    CompilingJob, Job, JobList, JobRevoked, JobSummary, JobVersion, NodesReady, ReadyJob, Upload, UploadQuery,
+    UploadRef, Uploaded,
+};
 
-#[derive(Serialize)]
-struct JobSummary<'a> {
-    name: &'a str,
-    version: &'a str,
-    registered_at: Option<DateTime<Utc>>,
-    doc: &'a str,
-}
-
-fn summary<'a>(name: &'a str, job: &'a RegisteredJob) -> JobSummary<'a> {
+fn summary(name: &str, job: &RegisteredJob) -> JobSummary {
     JobSummary {
-        name,
-        version: job.component.hash(),
+        name: name.to_owned(),
+        version: job.component.hash().to_owned(),
         registered_at: DateTime::from_timestamp_millis(job.registered_at),
-        doc: &job.component.metadata().doc,
+        doc: job.component.metadata().doc.clone(),
     }
 }
 
@@ -51,32 +46,24 @@ pub const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(300);
 /// How long uploads stay listed as rejected in `GET /v1/jobs`. Default 24 h.
 pub const REJECTED_LISTED: Duration = Duration::from_secs(24 * 3600);
 
-/// Query of `POST /v1/jobs`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UploadQuery {
-    /// How long to wait for the compile before answering `202` with the
-    /// upload `compiling`, such as `60s`; at most [`MAX_UPLOAD_WAIT`].
-    /// Default: no wait.
-    wait: Option<String>,
-    /// The name of the job the component holds: until it is compiled,
-    /// tasks of that name may be queued, and wait for it; a component whose
-    /// job has another name is rejected. Default: none.
-    name: Option<String>,
-}
-
 /// `POST /v1/jobs`: the body is the component. What can be refused without
 /// compiling is refused at once (4xx); the rest is stored and compiled in
 /// the background ([`crate::upload`]). The answer comes when the compile
 /// ends or `?wait=` has passed, whichever is first: `201` with the job
 /// registered, the compile's refusal (4xx), or `202` with the upload
 /// `compiling` and where to follow it (`GET /v1/uploads/{id}`).
+#[utoipa::path(post, path = "/jobs", operation_id = "uploadJob", tag = "jobs", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes."),
+    responses(
+        (status = 201, description = "Compiled and registered.", body = Uploaded),
+        (status = 202, description = "Stored and compiling: follow `location`.", body = Upload),
+    ))]
 pub async fn upload(
     State(state): State<ApiState>,
     caller: Caller,
-    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let tenant = caller.writer()?;
     let Query(q) = query?;
     let wait = match q.wait.as_deref() {
@@ -127,42 +114,45 @@ pub async fn upload(
     match ended {
         Some(ended) => {
             let component = ended?;
-            let metadata: &JobMetadata = component.metadata();
-            let answer = json!({
-                "name": metadata.name,
-                "version": component.hash(),
-                "metadata": metadata,
-                "upload": { "id": component.hash(), "state": UploadState::Ready },
-            });
-            Ok((StatusCode::CREATED, Json(answer)))
+            let metadata = component.metadata().clone();
+            let answer = Uploaded {
+                name: metadata.name.clone(),
+                version: component.hash().to_owned(),
+                metadata,
+                upload: UploadRef { id: component.hash().to_owned(), state: UploadState::Ready },
+            };
+            Ok((StatusCode::CREATED, Json(answer)).into_response())
         }
-        None => Ok((StatusCode::ACCEPTED, Json(upload_view(&started.upload, &state)))),
+        None => Ok((StatusCode::ACCEPTED, Json(upload_view(&started.upload, &state))).into_response()),
     }
 }
 
 /// An upload as the API shows it.
-fn upload_view(upload: &UploadRow, state: &ApiState) -> Value {
-    json!({
-        "id": upload.id,
-        "state": upload.state,
-        "name": upload.name,
-        "reason": upload.reason,
-        "size": upload.size,
-        "created_at": DateTime::from_timestamp_millis(upload.created_at),
-        "updated_at": DateTime::from_timestamp_millis(upload.updated_at),
-        "compiling_for": (upload.state == UploadState::Compiling)
+fn upload_view(upload: &UploadRow, state: &ApiState) -> Upload {
+    Upload {
+        id: upload.id.clone(),
+        state: upload.state,
+        name: upload.name.clone(),
+        reason: upload.reason.clone(),
+        size: upload.size,
+        created_at: DateTime::from_timestamp_millis(upload.created_at),
+        updated_at: DateTime::from_timestamp_millis(upload.updated_at),
+        compiling_for: (upload.state == UploadState::Compiling)
             .then(|| humantime::format_duration(crate::upload::age(upload, state.node.clock.now_millis())).to_string()),
-        "location": format!("/v1/uploads/{}", upload.id),
-    })
+        location: format!("/v1/uploads/{}", upload.id),
+    }
 }
 
 /// `GET /v1/uploads/{id}`: where an upload is (`compiling`, `ready` with
 /// its job's name, or `rejected` with the reason).
+#[utoipa::path(get, path = "/uploads/{id}", operation_id = "getUpload", tag = "jobs",
+    params(("id" = String, Path, description = "The upload's id: its component's hash.")),
+    responses((status = 200, description = "Where the upload is.", body = Upload)))]
 pub async fn upload_status(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Upload>, ApiError> {
     let tenant = caller.reader()?;
     let upload = state.node.uploads.get(tenant, &id).await?;
     let upload = upload.ok_or_else(|| ApiError::not_found(format!("upload {id}")))?;
@@ -171,43 +161,46 @@ pub async fn upload_status(
 
 /// `GET /v1/jobs`: regular and periodic jobs, apart, and the uploads still
 /// compiling or rejected within [`REJECTED_LISTED`].
-pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/jobs", operation_id = "listJobs", tag = "jobs",
+    responses((status = 200, description = "The tenant's jobs and pending uploads.", body = JobList)))]
+pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<JobList>, ApiError> {
     let tenant = caller.reader()?;
-    let regular = state.node.registry.regular(tenant);
-    let periodic = state.node.registry.periodic(tenant);
-    let regular: Vec<_> = regular.iter().map(|(n, j)| summary(n, j)).collect();
-    let periodic: Vec<_> = periodic.iter().map(|(n, j)| summary(n, j)).collect();
+    let regular = state.node.registry.regular(tenant).iter().map(|(n, j)| summary(n, j)).collect();
+    let periodic = state.node.registry.periodic(tenant).iter().map(|(n, j)| summary(n, j)).collect();
     let uploads = state.node.uploads.pending(tenant, REJECTED_LISTED).await?;
-    let uploads: Vec<Value> = uploads.iter().map(|u| upload_view(u, &state)).collect();
-    Ok(Json(json!({ "regular": regular, "periodic": periodic, "uploads": uploads })))
+    let uploads = uploads.iter().map(|u| upload_view(u, &state)).collect();
+    Ok(Json(JobList { regular, periodic, uploads }))
 }
 
 /// `GET /v1/jobs/{name}`: metadata, versions and, for a periodic job, when
 /// it is next due.
+#[utoipa::path(get, path = "/jobs/{name}", operation_id = "getJob", tag = "jobs",
+    params(("name" = String, Path, description = "The job's name, in any case.")),
+    responses((status = 200, description = "The job, ready or compiling.", body = Job)))]
 pub async fn show(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let tenant = caller.reader()?;
     // An upload declaring the job that is still compiling: the job's next
     // version, or its first (tasks queued meanwhile wait for it).
     let upload = state.node.uploads.declaring(tenant, &name.to_ascii_lowercase()).await?;
-    let upload_view = upload.as_ref().map(|u| upload_view(u, &state));
+    let upload = upload.as_ref().map(|u| upload_view(u, &state));
     let Some(job) = state.node.registry.get(tenant, &name) else {
-        return match upload_view {
-            Some(view) => Ok(Json(json!({ "name": name.to_ascii_lowercase(), "state": "compiling", "upload": view }))),
+        return match upload {
+            Some(upload) => Ok(Json(Job::Compiling(CompilingJob { name: name.to_ascii_lowercase(), upload }))),
             None => Err(ApiError::not_found(format!("job `{name}`"))),
         };
     };
     let metadata = job.component.metadata();
-    let versions: Vec<Value> = state
+    let versions = state
         .node
         .registry
         .versions(tenant, &metadata.name)
         .await?
         .into_iter()
-        .map(|(hash, at)| json!({ "version": hash, "registered_at": DateTime::from_timestamp_millis(at) }))
+        .map(|(version, at)| JobVersion { version, registered_at: DateTime::from_timestamp_millis(at) })
         .collect();
     // When the scheduler next asks the job's `is-due`, and when it last ran.
     let schedule = state.node.registry.schedule(tenant, &metadata.name).await?;
@@ -223,44 +216,49 @@ pub async fn show(
     // The secrets it declares that its tenant has not set: its tasks would
     // be refused them.
     let set: Vec<String> = state.node.store.secret_names(tenant).await?.into_iter().map(|(name, _)| name).collect();
-    let missing: Vec<&String> = metadata.secrets.iter().filter(|name| !set.contains(name)).collect();
+    let missing = metadata.secrets.iter().filter(|name| !set.contains(name)).cloned().collect();
     // The worker nodes alive (a heartbeat within a lease) and those of
     // them that have compiled this version: the others compile it before
     // running one of its tasks.
     let since = state.node.clock.now_millis().saturating_sub(crate::store::to_millis(crate::worker::LEASE));
     let (ready, alive) = state.node.store.ready_nodes(job.component.hash(), since).await?;
-    Ok(Json(json!({
-        "name": metadata.name,
-        "state": "ready",
-        "upload": upload_view,
-        "version": job.component.hash(),
-        "registered_at": DateTime::from_timestamp_millis(job.registered_at),
-        "metadata": metadata,
-        "versions": versions,
-        "next_due": next_due,
-        "last_run": last_run,
-        "contract": job.component.contract(),
-        "allowed_hosts": egress,
-        "missing_secrets": missing,
-        "nodes": { "ready": ready, "alive": alive },
-    })))
+    Ok(Json(Job::Ready(Box::new(ReadyJob {
+        name: metadata.name.clone(),
+        upload,
+        version: job.component.hash().to_owned(),
+        registered_at: DateTime::from_timestamp_millis(job.registered_at),
+        metadata: metadata.clone(),
+        versions,
+        next_due,
+        last_run,
+        contract: job.component.contract().to_owned(),
+        allowed_hosts: egress,
+        missing_secrets: missing,
+        nodes: NodesReady { ready, alive },
+    }))))
 }
 
 /// `POST /v1/jobs/{name}/revoke`: revokes every task of the job that has
 /// not ended (the job stays registered).
+#[utoipa::path(post, path = "/jobs/{name}/revoke", operation_id = "revokeJobTasks", tag = "jobs",
+    params(("name" = String, Path, description = "The job's name, in any case.")),
+    responses((status = 200, description = "How many of its tasks were revoked.", body = JobRevoked)))]
 pub async fn revoke(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobRevoked>, ApiError> {
     let tenant = caller.writer()?;
     let job = name.to_ascii_lowercase();
     let scope = crate::store::RevokeScope::Job { tenant: tenant.to_owned(), job: job.clone() };
     let done = state.node.queue.revoke_many(scope).await?;
-    Ok(Json(json!({ "job": job, "revoked": done.revoked.len(), "stopping": done.stopping.len() })))
+    Ok(Json(JobRevoked { job, revoked: done.revoked.len(), stopping: done.stopping.len() }))
 }
 
 /// `DELETE /v1/jobs/{name}`: queued tasks keep their version and still run.
+#[utoipa::path(delete, path = "/jobs/{name}", operation_id = "deleteJob", tag = "jobs",
+    params(("name" = String, Path, description = "The job's name, in any case.")),
+    responses((status = 204, description = "Deleted: its queued tasks still run.")))]
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,

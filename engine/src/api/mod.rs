@@ -3,28 +3,36 @@
 //!
 //! - [`router`] builds the whole API over an [`ApiState`]; tests call it
 //!   with `oneshot`, no socket needed.
+//! - Bodies are the types of [`crate::wire`]. Every route is registered
+//!   with its handler's `#[utoipa::path]` annotation ([`routes`]), so the
+//!   OpenAPI document ([`document`], served at `/v1/openapi.json`) lists
+//!   exactly the routes the router serves.
 //! - Every handler takes the [`Caller`] and acts only inside the caller's
 //!   tenant: another tenant's objects answer 404, as if they did not exist.
 //! - Errors are [`ApiError`]s: `{"error": {"code", "message"}}` under the
-//!   status that fits (400, 401, 403, 404, 409, 413, 422, 429).
+//!   status that fits (400, 401, 403, 404, 405, 409, 413, 422, 429, 5xx).
 
 mod admin;
 mod caller;
 mod error;
+mod events;
 mod health;
 mod jobs;
+mod openapi;
 mod secrets;
 mod tasks;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post, put};
+use axum::{Extension, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use self::caller::Caller;
 pub use self::error::ApiError;
-pub use self::tasks::MAX_BATCH;
+pub use self::jobs::MAX_UPLOAD_WAIT;
+pub use self::tasks::{MAX_BATCH, MAX_WAIT};
 use crate::node::Node;
 
 /// What the handlers share: the node they serve.
@@ -33,41 +41,53 @@ pub struct ApiState {
     pub node: Arc<Node>,
 }
 
-/// Every route of the API.
-pub fn router(state: ApiState) -> Router {
+/// Every documented route, each with its handler's OpenAPI operation.
+fn routes() -> OpenApiRouter<ApiState> {
     // Uploads read their body themselves, within the tenant's quota and the
     // engine's cap, a few at a time (`jobs::MAX_UPLOADS_READ`); other
     // bodies are small.
-    let v1 = Router::new()
-        .route("/jobs", post(jobs::upload).get(jobs::list))
-        .route("/jobs/{name}", get(jobs::show).delete(jobs::delete))
-        .route("/jobs/{name}/revoke", post(jobs::revoke))
-        .route("/uploads/{id}", get(jobs::upload_status))
-        .route("/tasks", post(tasks::queue).get(tasks::list))
-        .route("/tasks/batch", post(tasks::queue_batch))
-        .route("/tasks/{id}", get(tasks::get))
-        .route("/tasks/{id}/wait", get(tasks::wait))
-        .route("/tasks/{id}/revoke", post(tasks::revoke))
-        .route("/tasks/{id}/revoke-tree", post(tasks::revoke_tree))
-        .route("/tasks/{id}/logs", get(tasks::logs))
-        .route("/tasks/{id}/tree", get(tasks::tree))
-        .route("/tasks/{id}/retry", post(tasks::retry))
-        .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
-        .route("/tenants/{name}", patch(admin::update_tenant))
-        .route("/tenants/{name}/tokens", post(admin::create_token))
-        .route("/tokens/{id}", delete(admin::revoke_token))
-        .route("/secrets", get(secrets::list))
-        .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
-        .route("/openapi.json", get(health::openapi))
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(|| async { ApiError::not_found("route") });
-    Router::new()
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(jobs::upload, jobs::list))
+        .routes(routes!(jobs::show, jobs::delete))
+        .routes(routes!(jobs::revoke))
+        .routes(routes!(jobs::upload_status))
+        .routes(routes!(tasks::queue, tasks::list))
+        .routes(routes!(tasks::queue_batch))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::wait))
+        .routes(routes!(tasks::revoke))
+        .routes(routes!(tasks::revoke_tree))
+        .routes(routes!(tasks::logs))
+        .routes(routes!(tasks::tree))
+        .routes(routes!(tasks::retry))
+        .routes(routes!(admin::create_tenant, admin::list_tenants))
+        .routes(routes!(admin::update_tenant))
+        .routes(routes!(admin::create_token))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(secrets::list))
+        .routes(routes!(secrets::put, secrets::delete))
+        .routes(routes!(events::stream))
+        .routes(routes!(health::openapi));
+    OpenApiRouter::with_openapi(openapi::base())
         .nest("/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+}
+
+/// The OpenAPI document of every route [`router`] serves.
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().split_for_parts().1)
+}
+
+/// Every route of the API.
+pub fn router(state: ApiState) -> Router {
+    let (router, document) = routes().split_for_parts();
+    let document = openapi::Document(Arc::new(openapi::finish(document)));
+    router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("route") })
+        .layer(Extension(document))
         .layer(DefaultBodyLimit::max(2 << 20))
         // A span per request (method and path): what its handler logs
         // carries it.

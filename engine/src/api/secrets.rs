@@ -6,20 +6,16 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::DateTime;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, Caller};
 use crate::secret::{MAX_SECRETS, SecretError, validate_secret_name, validate_value};
-
-/// The body of `PUT /v1/secrets/{name}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretValue {
-    value: String,
-}
+use crate::wire::{Secret, SecretList, SecretValue};
 
 /// `PUT /v1/secrets/{name}`: sets a secret (creates or replaces it).
+#[utoipa::path(put, path = "/secrets/{name}", operation_id = "putSecret", tag = "secrets", request_body = SecretValue,
+    params(("name" = String, Path, description = "Letters, digits, `-`, `_` and `.`; at most 128 bytes.",
+        pattern = r"^[A-Za-z0-9._-]+$", max_length = 128)),
+    responses((status = 204, description = "Set.")))]
 pub async fn put(
     State(state): State<ApiState>,
     caller: Caller,
@@ -43,17 +39,20 @@ pub async fn put(
 }
 
 /// `GET /v1/secrets`: the names of the caller's secrets, never a value.
-pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/secrets", operation_id = "listSecrets", tag = "secrets",
+    responses((status = 200, description = "The names of the tenant's secrets.", body = SecretList)))]
+pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<SecretList>, ApiError> {
     let tenant = caller.reader()?;
     let names = state.node.store.secret_names(tenant).await?;
-    let secrets: Vec<Value> = names
-        .into_iter()
-        .map(|(name, at)| json!({ "name": name, "updated_at": DateTime::from_timestamp_millis(at) }))
-        .collect();
-    Ok(Json(json!({ "secrets": secrets })))
+    let secrets =
+        names.into_iter().map(|(name, at)| Secret { name, updated_at: DateTime::from_timestamp_millis(at) }).collect();
+    Ok(Json(SecretList { secrets }))
 }
 
 /// `DELETE /v1/secrets/{name}`.
+#[utoipa::path(delete, path = "/secrets/{name}", operation_id = "deleteSecret", tag = "secrets",
+    params(("name" = String, Path, description = "The secret's name.")),
+    responses((status = 204, description = "Deleted.")))]
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,
@@ -72,8 +71,9 @@ fn refused(e: SecretError) -> ApiError {
         SecretError::TooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
         }
-        SecretError::TooMany => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string())
-            .with(json!({ "quota": "secrets" })),
+        SecretError::TooMany => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string()).quota("secrets")
+        }
         SecretError::InvalidName(_) | SecretError::NulByte | SecretError::TooManyDeclared => {
             ApiError::bad_request(e.to_string())
         }

@@ -21,13 +21,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::api::{ApiState, MAX_BATCH, router};
 use crate::auth::Scope;
 use crate::node::{Node, NodeConfig};
+use crate::store::TaskState;
 use crate::task::QueueOptions;
+use crate::wire::{BatchAnswer, BatchItem, BatchRequest, QueueRequest, Queued, Task};
 
 #[derive(Debug, Args)]
 pub struct BenchApiArgs {
@@ -149,22 +151,22 @@ async fn batch_enqueue(url: &str, token: &str, n: usize, clients: usize) -> anyh
             let (url, auth, next) = (url.to_owned(), format!("Bearer {token}"), next.clone());
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let agent = ureq::Agent::new_with_defaults();
-                let task = json!({ "job": "addition", "args": { "a": 1, "b": 2 }, "options": { "delay": 86_400_000 } });
+                let options = QueueOptions { delay: Some(Duration::from_secs(86_400)), ..QueueOptions::default() };
+                let task = QueueRequest { job: "addition".into(), args: json!({ "a": 1, "b": 2 }), options };
                 loop {
                     let batch = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if batch >= batches {
                         return Ok(());
                     }
                     let size = MAX_BATCH.min(n - batch * MAX_BATCH);
-                    let answer: Value = agent
+                    let answer: BatchAnswer = agent
                         .post(format!("{url}/v1/tasks/batch"))
                         .header("Authorization", &auth)
-                        .send_json(json!({ "tasks": vec![task.clone(); size] }))?
+                        .send_json(BatchRequest { tasks: vec![task.clone(); size] })?
                         .body_mut()
                         .read_json()?;
-                    let queued =
-                        answer["results"].as_array().map_or(0, |r| r.iter().filter(|r| r["id"].is_string()).count());
-                    anyhow::ensure!(queued == size, "a batch of {size} queued {queued}: {answer}");
+                    let queued = answer.results.iter().filter(|r| matches!(r, BatchItem::Queued(_))).count();
+                    anyhow::ensure!(queued == size, "a batch of {size} queued {queued}: {answer:?}");
                 }
             })
         })
@@ -177,20 +179,22 @@ async fn batch_enqueue(url: &str, token: &str, n: usize, clients: usize) -> anyh
 
 fn queue_and_wait(agent: &ureq::Agent, url: &str, token: &str) -> anyhow::Result<()> {
     let auth = format!("Bearer {token}");
-    let queued: Value = agent
+    let request =
+        QueueRequest { job: "addition".into(), args: json!({ "a": 1, "b": 2 }), options: QueueOptions::default() };
+    let queued: Queued = agent
         .post(format!("{url}/v1/tasks"))
         .header("Authorization", &auth)
-        .send_json(json!({ "job": "addition", "args": { "a": 1, "b": 2 } }))?
+        .send_json(request)?
         .body_mut()
         .read_json()?;
-    let id = queued["id"].as_str().ok_or_else(|| anyhow::anyhow!("no id in {queued}"))?;
-    let task: Value = agent
+    let id = queued.id;
+    let task: Task = agent
         .get(format!("{url}/v1/tasks/{id}/wait?timeout=30s"))
         .header("Authorization", &auth)
         .call()?
         .body_mut()
         .read_json()?;
-    anyhow::ensure!(task["state"] == "success", "task {id} ended {}", task["state"]);
+    anyhow::ensure!(task.state == TaskState::Success, "task {id} ended {}", task.state.as_str());
     Ok(())
 }
 

@@ -6,10 +6,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use ureq::Agent;
+
+use crate::wire::ErrorBody;
 
 /// How to reach the server.
 #[derive(Debug, Clone, Args)]
@@ -37,6 +40,9 @@ fn config_path() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("wasmjob").join("config.json"))
 }
+
+/// How long a stream's connection may take. Default 10 s.
+const STREAM_CONNECT: Duration = Duration::from_secs(10);
 
 /// A client of one server, as one caller.
 pub struct Client {
@@ -69,48 +75,62 @@ impl Client {
         }
     }
 
-    /// The body of a successful answer (JSON, or a JSON string for text);
-    /// an error answer becomes an error with its code and message.
-    fn answer(&self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Value> {
+    /// The text of a successful answer; an error answer becomes an error
+    /// with its code and message.
+    fn text(&self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<String> {
         let mut response = response.with_context(|| format!("cannot reach the server at {}", self.url))?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string()?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 {
-            let error = &body["error"];
-            bail!(
-                "HTTP {status} {}: {}",
-                error["code"].as_str().unwrap_or("error"),
-                error["message"].as_str().unwrap_or(&body.to_string())
-            );
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(ErrorBody { error }) => anyhow!("HTTP {status} {}: {}", error.code, error.message),
+                Err(_) => anyhow!("HTTP {status}: {text}"),
+            });
         }
-        Ok(body)
+        Ok(text)
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// The body of a successful answer as a `T` of [`crate::wire`] (`()`
+    /// for an answer without a body).
+    fn answer<T: DeserializeOwned>(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let text = self.text(response)?;
+        let json = if text.is_empty() { "null" } else { text.as_str() };
+        serde_json::from_str(json).with_context(|| format!("an answer this client does not understand: {text}"))
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.agent.get(format!("{}{path}", self.url)).header("Authorization", self.auth()?).call();
         self.answer(response)
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    /// A text answer (a task's log).
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self.agent.get(format!("{}{path}", self.url)).header("Authorization", self.auth()?).call();
+        self.text(response)
+    }
+
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
         let response =
             self.agent.post(format!("{}{path}", self.url)).header("Authorization", self.auth()?).send_json(body);
         self.answer(response)
     }
 
-    pub fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
         let response =
             self.agent.patch(format!("{}{path}", self.url)).header("Authorization", self.auth()?).send_json(body);
         self.answer(response)
     }
 
-    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
         let response =
             self.agent.put(format!("{}{path}", self.url)).header("Authorization", self.auth()?).send_json(body);
         self.answer(response)
     }
 
-    pub fn post_bytes(&self, path: &str, bytes: &[u8], content_type: &str) -> anyhow::Result<Value> {
+    pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, bytes: &[u8], content_type: &str) -> anyhow::Result<T> {
         let response = self
             .agent
             .post(format!("{}{path}", self.url))
@@ -120,7 +140,31 @@ impl Client {
         self.answer(response)
     }
 
-    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    /// The event stream at `path` (Server-Sent Events), resuming after
+    /// event `last`: its lines, as they come. No timeout but the
+    /// connect's: the server sends a comment every few seconds.
+    pub fn stream(&self, path: &str, last: Option<&str>) -> anyhow::Result<impl std::io::BufRead + use<>> {
+        let agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(STREAM_CONNECT))
+            .build()
+            .new_agent();
+        let mut request = agent
+            .get(format!("{}{path}", self.url))
+            .header("Authorization", self.auth()?)
+            .header("Accept", "text/event-stream");
+        if let Some(last) = last {
+            request = request.header("Last-Event-ID", last);
+        }
+        let response = request.call().with_context(|| format!("cannot reach the server at {}", self.url))?;
+        if response.status().as_u16() >= 400 {
+            self.text(Ok(response))?;
+            bail!("the server refused the stream");
+        }
+        Ok(std::io::BufReader::new(response.into_body().into_reader()))
+    }
+
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.agent.delete(format!("{}{path}", self.url)).header("Authorization", self.auth()?).call();
         self.answer(response)
     }

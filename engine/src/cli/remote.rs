@@ -10,10 +10,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::args::{parse_duration, task_args};
 use super::client::{Client, ServerArgs, with_progress};
+use crate::store::{TaskState, UploadState};
+use crate::task::QueueOptions;
+use crate::tenant::QuotaOverrides;
+use crate::wire::{
+    Event, JobList, JobRevoked, NewTenant, NewToken, Notice, QueueRequest, Queued, SecretList, SecretValue, Task,
+    TaskDetail, TaskPage, TaskStateChange, Tenant, TenantChange, TenantList, Token, TokenScope, Tree, TreeRevoked,
+    TreeTask, Upload, UploadAnswer,
+};
 
 #[derive(Debug, Args)]
 pub struct UploadArgs {
@@ -108,6 +117,20 @@ pub struct TasksArgs {
     before: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only events of this job.
+    #[arg(long)]
+    job: Option<String>,
+    /// Only events of this task.
+    #[arg(long)]
+    task: Option<String>,
+}
+
+/// How long `watch` waits before it reconnects a stream that ended.
+/// Default 1 s.
+const RECONNECT: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant (admin), with quota overrides as JSON.
@@ -164,21 +187,29 @@ pub enum SecretCommand {
     Delete { name: String },
 }
 
-fn print_json(value: &Value) {
+fn print_json(value: &impl Serialize) {
     // JSON escapes C0 controls in strings; DEL and C1 controls it leaves raw.
     let json = serde_json::to_string_pretty(value).expect("JSON prints");
     println!("{}", crate::runtime::escape_controls(&json));
 }
 
-/// A value as text for a terminal: guest-controlled strings (results,
-/// errors, logs, docs) never reach it with raw control characters.
-fn text(value: &Value) -> String {
-    let text = match value {
-        Value::Null => return "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    crate::runtime::escape_controls(&text).into_owned()
+/// Text for a terminal: guest-controlled strings (results, errors, logs,
+/// docs) never reach it with raw control characters.
+fn shown(text: &str) -> String {
+    crate::runtime::escape_controls(text).into_owned()
+}
+
+/// An optional value for a terminal: `-` for none.
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".into(), |v| shown(&v.to_string()))
+}
+
+/// A JSON value for a terminal: a string without its quotes.
+fn json_shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => shown(s),
+        other => shown(&other.to_string()),
+    }
 }
 
 pub fn upload(server: &ServerArgs, args: UploadArgs) -> anyhow::Result<ExitCode> {
@@ -188,57 +219,63 @@ pub fn upload(server: &ServerArgs, args: UploadArgs) -> anyhow::Result<ExitCode>
     if let Some(name) = &args.name {
         crate::job::validate_name(name).with_context(|| format!("--name `{name}`"))?;
     }
-    let mut answer = with_progress(&format!("uploading {} KiB", bytes.len() >> 10), || {
+    let mut answer: UploadAnswer = with_progress(&format!("uploading {} KiB", bytes.len() >> 10), || {
         let name = args.name.as_deref().map(|n| format!("&name={n}")).unwrap_or_default();
         client.post_bytes(&format!("/v1/jobs?wait={UPLOAD_WAIT}{name}"), &bytes, "application/wasm")
     })?;
-    if answer["state"] == "compiling" && args.wait {
-        let location = text(&answer["location"]);
+    if let UploadAnswer::Pending(upload) = &answer
+        && upload.state == UploadState::Compiling
+        && args.wait
+    {
+        let location = upload.location.clone();
         answer = with_progress("compiling", || {
             loop {
-                match client.get(&location) {
-                    Ok(upload) if upload["state"] == "compiling" => std::thread::sleep(UPLOAD_POLL),
-                    other => break other,
+                match client.get::<Upload>(&location) {
+                    Ok(upload) if upload.state == UploadState::Compiling => std::thread::sleep(UPLOAD_POLL),
+                    other => break other.map(UploadAnswer::Pending),
                 }
             }
         })?;
     }
+    let rejected = matches!(&answer, UploadAnswer::Pending(u) if u.state == UploadState::Rejected);
     if server.json {
         print_json(&answer);
-    } else if answer["state"] == "compiling" {
-        println!("compiling as upload {} (`wasmjob jobs` shows when it is ready)", text(&answer["id"]));
-    } else if answer["state"] == "rejected" {
-        println!("rejected: {}", text(&answer["reason"]));
     } else {
-        let version = if answer["version"].is_null() { &answer["id"] } else { &answer["version"] };
-        println!("registered {} version {}", text(&answer["name"]), text(version));
+        match &answer {
+            UploadAnswer::Registered(job) => println!("registered {} version {}", shown(&job.name), job.version),
+            UploadAnswer::Pending(u) => match u.state {
+                UploadState::Compiling => {
+                    println!("compiling as upload {} (`wasmjob jobs` shows when it is ready)", u.id)
+                }
+                UploadState::Rejected => println!("rejected: {}", or_dash(u.reason.as_ref())),
+                UploadState::Ready => println!("registered {} version {}", or_dash(u.name.as_ref()), u.id),
+            },
+        }
     }
-    Ok(if answer["state"] == "rejected" { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if rejected { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 pub fn jobs(server: &ServerArgs) -> anyhow::Result<ExitCode> {
-    let answer = Client::new(server)?.get("/v1/jobs")?;
+    let answer: JobList = Client::new(server)?.get("/v1/jobs")?;
     if server.json {
         print_json(&answer);
         return Ok(ExitCode::SUCCESS);
     }
-    for kind in ["regular", "periodic"] {
+    for (kind, jobs) in [("regular", &answer.regular), ("periodic", &answer.periodic)] {
         println!("{kind} jobs:");
-        for job in answer[kind].as_array().into_iter().flatten() {
-            let version = text(&job["version"]);
-            println!("  {:<24} {:<14} {}", text(&job["name"]), &version[..version.len().min(12)], text(&job["doc"]));
+        for job in jobs {
+            let version = &job.version[..job.version.len().min(12)];
+            println!("  {:<24} {:<14} {}", shown(&job.name), version, shown(&job.doc));
         }
     }
-    let uploads = answer["uploads"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if !uploads.is_empty() {
+    if !answer.uploads.is_empty() {
         println!("uploads not ready:");
-        for upload in uploads {
-            let id = text(&upload["id"]);
-            let how = match upload["state"].as_str() {
-                Some("compiling") => format!("compiling for {}", text(&upload["compiling_for"])),
-                _ => format!("rejected: {}", text(&upload["reason"])),
+        for upload in &answer.uploads {
+            let how = match upload.state {
+                UploadState::Compiling => format!("compiling for {}", or_dash(upload.compiling_for.as_ref())),
+                _ => format!("rejected: {}", or_dash(upload.reason.as_ref())),
             };
-            println!("  {:<14} {how}", &id[..id.len().min(12)]);
+            println!("  {:<14} {how}", &upload.id[..upload.id.len().min(12)]);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -247,91 +284,98 @@ pub fn jobs(server: &ServerArgs) -> anyhow::Result<ExitCode> {
 pub fn queue(server: &ServerArgs, args: QueueArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
     let task_args: Value = serde_json::from_str(&task_args(args.args.as_deref(), &args.arg)?)?;
-    let millis = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
-    let options = json!({
-        "delay": millis(args.delay),
-        "expiry": millis(args.expiry),
-        "priority": args.priority,
-        "max_retries": args.max_retries,
-    });
-    let answer = client.post("/v1/tasks", &json!({ "job": args.job, "args": task_args, "options": options }))?;
-    let id = text(&answer["id"]);
+    let options =
+        QueueOptions { delay: args.delay, expiry: args.expiry, priority: args.priority, max_retries: args.max_retries };
+    let request = QueueRequest { job: args.job, args: task_args, options };
+    let answer: Queued = client.post("/v1/tasks", &request)?;
     if !args.wait {
         if server.json {
             print_json(&answer)
         } else {
-            println!("{id}")
+            println!("{}", answer.id)
         }
         return Ok(ExitCode::SUCCESS);
     }
-    wait_and_print(&client, server, &id, Duration::from_secs(300))
+    wait_and_print(&client, server, &answer.id, Duration::from_secs(300))
 }
 
 fn wait_and_print(client: &Client, server: &ServerArgs, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     let deadline = std::time::Instant::now() + timeout;
-    let task = with_progress(&format!("waiting for task {id}"), || -> anyhow::Result<Value> {
+    let task = with_progress(&format!("waiting for task {id}"), || -> anyhow::Result<Task> {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now()).min(Duration::from_secs(60));
-            let task = client.get(&format!("/v1/tasks/{id}/wait?timeout={}ms", left.as_millis()))?;
-            let finished = matches!(task["state"].as_str(), Some("success" | "failure" | "revoked"));
-            if finished || left.is_zero() {
+            let task: Task = client.get(&format!("/v1/tasks/{id}/wait?timeout={}ms", left.as_millis()))?;
+            if task.state.is_terminal() || left.is_zero() {
                 return Ok(task);
             }
         }
     })?;
-    print_task(server, &task);
-    Ok(if task["state"] == "success" { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_TASK_FAILED) })
+    print_task(server, &task, &[]);
+    Ok(if task.state == TaskState::Success { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_TASK_FAILED) })
 }
 
-fn print_task(server: &ServerArgs, task: &Value) {
+fn print_task(server: &ServerArgs, task: &Task, children: &[String]) {
     if server.json {
-        return print_json(task);
+        return print_json(&TaskDetail { task: task.clone(), children: children.to_vec() });
     }
-    for field in ["id", "job", "state", "reason", "attempt", "result", "error", "fuel", "wall_time_us", "from_task"] {
-        println!("{field:<13} {}", text(&task[field]));
+    let fields = [
+        ("id", shown(&task.id)),
+        ("job", shown(&task.job)),
+        ("state", task.state.as_str().to_owned()),
+        ("reason", or_dash(task.reason.as_ref())),
+        ("attempt", task.attempt.to_string()),
+        ("result", task.result.as_ref().map_or_else(|| "-".into(), json_shown)),
+        ("error", or_dash(task.error.as_ref())),
+        ("fuel", or_dash(task.fuel)),
+        ("wall_time_us", or_dash(task.wall_time_us)),
+        ("from_task", or_dash(task.from_task.as_ref())),
+    ];
+    for (field, value) in fields {
+        println!("{field:<13} {value}");
     }
-    if let Some(children) = task["children"].as_array().filter(|c| !c.is_empty()) {
-        println!("{:<13} {}", "children", children.iter().map(text).collect::<Vec<_>>().join(" "));
+    if !children.is_empty() {
+        println!("{:<13} {}", "children", children.join(" "));
     }
 }
 
 pub fn status(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let task = Client::new(server)?.get(&format!("/v1/tasks/{}", args.id))?;
-    print_task(server, &task);
+    let detail: TaskDetail = Client::new(server)?.get(&format!("/v1/tasks/{}", args.id))?;
+    print_task(server, &detail.task, &detail.children);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn retry(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let answer = Client::new(server)?.post(&format!("/v1/tasks/{}/retry", args.id), &json!({}))?;
+    let answer: TaskStateChange = Client::new(server)?.post(&format!("/v1/tasks/{}/retry", args.id), &json!({}))?;
     if server.json {
         print_json(&answer);
     } else {
-        println!("task {} is {} again", text(&answer["id"]), text(&answer["state"]));
+        println!("task {} is {} again", answer.id, answer.state);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn tree(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let answer = Client::new(server)?.get(&format!("/v1/tasks/{}/tree", args.id))?;
+    let answer: Tree = Client::new(server)?.get(&format!("/v1/tasks/{}/tree", args.id))?;
     if server.json {
         print_json(&answer);
         return Ok(ExitCode::SUCCESS);
     }
-    let tasks = answer["tasks"].as_array().cloned().unwrap_or_default();
-    let mut children: HashMap<String, Vec<&Value>> = HashMap::new();
-    for t in &tasks {
-        children.entry(text(&t["from_task"])).or_default().push(t);
+    let mut children: HashMap<&str, Vec<&TreeTask>> = HashMap::new();
+    for t in &answer.tasks {
+        children.entry(t.from_task.as_deref().unwrap_or_default()).or_default().push(t);
     }
     // Depth first from the task asked for, each child under its parent.
-    let mut stack: Vec<(&Value, usize)> = tasks.iter().filter(|t| t["id"] == answer["id"]).map(|t| (t, 0)).collect();
+    let mut stack: Vec<(&TreeTask, usize)> =
+        answer.tasks.iter().filter(|t| t.id == answer.id).map(|t| (t, 0)).collect();
     while let Some((t, depth)) = stack.pop() {
         let indent = "  ".repeat(depth);
-        println!("{indent}{} {} {} ({})", text(&t["id"]), text(&t["job"]), text(&t["state"]), text(&t["reason"]));
-        for child in children.get(&text(&t["id"])).into_iter().flatten().rev() {
+        let (job, state, reason) = (shown(&t.job), t.state.as_str(), or_dash(t.reason.as_ref()));
+        println!("{indent}{} {job} {state} ({reason})", t.id);
+        for child in children.get(t.id.as_str()).into_iter().flatten().rev() {
             stack.push((child, depth + 1));
         }
     }
-    if answer["truncated"] == true {
+    if answer.truncated {
         println!("(more tasks not shown)");
     }
     Ok(ExitCode::SUCCESS)
@@ -346,84 +390,106 @@ pub fn tasks(server: &ServerArgs, args: TasksArgs) -> anyhow::Result<ExitCode> {
     query.extend(args.job.map(|j| format!("job={j}")));
     query.extend(args.state.map(|s| format!("state={s}")));
     query.extend(args.before.map(|b| format!("before={b}")));
-    let answer = Client::new(server)?.get(&format!("/v1/tasks?{}", query.join("&")))?;
+    let answer: TaskPage = Client::new(server)?.get(&format!("/v1/tasks?{}", query.join("&")))?;
     if server.json {
         print_json(&answer);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{:>8}  {:<16} {:<8} {:>7}  {:<18} result/error", "id", "job", "state", "attempt", "reason");
-    for t in answer["tasks"].as_array().into_iter().flatten() {
-        let outcome = if t["result"].is_null() { text(&t["error"]) } else { text(&t["result"]) };
+    for t in &answer.tasks {
+        let outcome = match &t.result {
+            Some(result) => json_shown(result),
+            None => or_dash(t.error.as_ref()),
+        };
         println!(
             "{:>8}  {:<16} {:<8} {:>7}  {:<18} {}",
-            text(&t["id"]),
-            text(&t["job"]),
-            text(&t["state"]),
-            text(&t["attempt"]),
-            text(&t["reason"]),
+            t.id,
+            shown(&t.job),
+            t.state.as_str(),
+            t.attempt,
+            or_dash(t.reason.as_ref()),
             outcome.chars().take(60).collect::<String>()
         );
     }
-    if !answer["next"].is_null() {
-        println!("more: --before {}", text(&answer["next"]));
+    if let Some(next) = &answer.next {
+        println!("more: --before {next}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn revoke(server: &ServerArgs, args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
-    let (path, many) = match (args.job, args.tree) {
-        (true, _) => (format!("/v1/jobs/{}/revoke", args.target), true),
-        (false, true) => (format!("/v1/tasks/{}/revoke-tree", args.target), true),
-        (false, false) => (format!("/v1/tasks/{}/revoke", args.target), false),
+    let (revoked, stopping) = match (args.job, args.tree) {
+        (true, _) => {
+            let answer: JobRevoked = client.post(&format!("/v1/jobs/{}/revoke", args.target), &json!({}))?;
+            if server.json {
+                print_json(&answer);
+                return Ok(ExitCode::SUCCESS);
+            }
+            (answer.revoked, answer.stopping)
+        }
+        (false, true) => {
+            let answer: TreeRevoked = client.post(&format!("/v1/tasks/{}/revoke-tree", args.target), &json!({}))?;
+            if server.json {
+                print_json(&answer);
+                return Ok(ExitCode::SUCCESS);
+            }
+            (answer.revoked, answer.stopping)
+        }
+        (false, false) => {
+            let answer: TaskStateChange = client.post(&format!("/v1/tasks/{}/revoke", args.target), &json!({}))?;
+            if server.json {
+                print_json(&answer);
+            } else {
+                println!("task {} is {}", args.target, answer.state);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
-    let answer = client.post(&path, &json!({}))?;
-    if server.json {
-        print_json(&answer)
-    } else if many {
-        println!("revoked {}; stopping {} running", text(&answer["revoked"]), text(&answer["stopping"]))
-    } else {
-        println!("task {} is {}", args.target, text(&answer["state"]))
-    }
+    println!("revoked {revoked}; stopping {stopping} running");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn logs(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let answer = Client::new(server)?.get(&format!("/v1/tasks/{}/logs", args.id))?;
-    print!("{}", text(&answer));
+    let log = Client::new(server)?.get_text(&format!("/v1/tasks/{}/logs", args.id))?;
+    print!("{}", shown(&log));
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn tenant(server: &ServerArgs, command: TenantCommand) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
-    let answer = match command {
+    let changed: Tenant = match command {
         TenantCommand::Create { name, quotas } => {
-            let quotas: Value = match quotas {
-                Some(q) => serde_json::from_str(&q).context("--quotas is not valid JSON")?,
-                None => json!({}),
+            let quotas = match quotas {
+                Some(q) => serde_json::from_str(&q).context("--quotas is not a JSON object")?,
+                None => QuotaOverrides::new(),
             };
-            client.post("/v1/tenants", &json!({ "name": name, "quotas": quotas }))?
+            client.post("/v1/tenants", &NewTenant { name, quotas })?
         }
         TenantCommand::Set { name, quotas, allow_host, deny_egress } => {
-            let mut changes: serde_json::Map<String, Value> = match quotas {
+            let mut quotas: QuotaOverrides = match quotas {
                 Some(q) => serde_json::from_str(&q).context("--quotas is not a JSON object")?,
-                None => serde_json::Map::new(),
+                None => QuotaOverrides::new(),
             };
             if deny_egress || !allow_host.is_empty() {
-                changes.insert("allowed_hosts".into(), json!(allow_host));
+                quotas.insert("allowed_hosts".into(), json!(allow_host));
             }
-            anyhow::ensure!(!changes.is_empty(), "nothing to change: give --quotas, --allow-host or --deny-egress");
-            client.patch(&format!("/v1/tenants/{name}"), &json!({ "quotas": changes }))?
+            anyhow::ensure!(!quotas.is_empty(), "nothing to change: give --quotas, --allow-host or --deny-egress");
+            client.patch(&format!("/v1/tenants/{name}"), &TenantChange { quotas })?
         }
-        TenantCommand::List => client.get("/v1/tenants")?,
+        TenantCommand::List => {
+            let answer: TenantList = client.get("/v1/tenants")?;
+            if server.json {
+                print_json(&answer);
+            } else {
+                for t in &answer.tenants {
+                    println!("{:<24} {}", t.name, serde_json::to_string(&t.quotas)?);
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
-    if server.json || answer["tenants"].is_null() {
-        print_json(&answer);
-    } else {
-        for t in answer["tenants"].as_array().into_iter().flatten() {
-            println!("{:<24} {}", text(&t["name"]), t["quotas"]);
-        }
-    }
+    print_json(&changed);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -431,16 +497,19 @@ pub fn token(server: &ServerArgs, command: TokenCommand) -> anyhow::Result<ExitC
     let client = Client::new(server)?;
     match command {
         TokenCommand::Create { tenant, scope } => {
-            let answer = client.post(&format!("/v1/tenants/{tenant}/tokens"), &json!({ "scope": scope }))?;
+            let scope: TokenScope = serde_json::from_value(json!(scope))
+                .map_err(|_| anyhow::anyhow!("--scope must be `read` or `write`, not `{scope}`"))?;
+            let answer: Token = client.post(&format!("/v1/tenants/{tenant}/tokens"), &NewToken { scope })?;
             if server.json {
                 print_json(&answer);
             } else {
-                println!("token {} for {tenant} ({scope}); shown once:", text(&answer["id"]));
-                println!("{}", text(&answer["token"]));
+                let scope = serde_json::to_value(scope)?;
+                println!("token {} for {tenant} ({}); shown once:", answer.id, json_shown(&scope));
+                println!("{}", answer.token);
             }
         }
         TokenCommand::Revoke { id } => {
-            client.delete(&format!("/v1/tokens/{id}"))?;
+            client.delete::<()>(&format!("/v1/tokens/{id}"))?;
             println!("token {id} revoked");
         }
     }
@@ -458,26 +527,100 @@ pub fn secret(server: &ServerArgs, command: SecretCommand) -> anyhow::Result<Exi
                 None => read_value()?,
             };
             anyhow::ensure!(!value.is_empty(), "the value is empty: nothing was set");
-            client.put(&format!("/v1/secrets/{name}"), &json!({ "value": value }))?;
+            client.put::<()>(&format!("/v1/secrets/{name}"), &SecretValue { value })?;
             println!("secret {name} set");
         }
         SecretCommand::List => {
-            let answer = client.get("/v1/secrets")?;
+            let answer: SecretList = client.get("/v1/secrets")?;
             if server.json {
                 print_json(&answer);
             } else {
-                for s in answer["secrets"].as_array().into_iter().flatten() {
-                    println!("{:<32} set {}", text(&s["name"]), text(&s["updated_at"]));
+                for s in &answer.secrets {
+                    println!("{:<32} set {}", s.name, or_dash(s.updated_at.map(|at| at.to_rfc3339())));
                 }
             }
         }
         SecretCommand::Delete { name } => {
             crate::secret::validate_secret_name(&name)?;
-            client.delete(&format!("/v1/secrets/{name}"))?;
+            client.delete::<()>(&format!("/v1/secrets/{name}"))?;
             println!("secret {name} deleted");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the tenant's events as they happen, until interrupted; a stream
+/// that ends is resumed from its last event.
+pub fn watch(server: &ServerArgs, args: WatchArgs) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    let client = Client::new(server)?;
+    let mut last: Option<String> = None;
+    let mut first = true;
+    loop {
+        let lines = match client.stream("/v1/events", last.as_deref()) {
+            Ok(lines) => lines,
+            Err(e) if first => return Err(e),
+            Err(e) => {
+                eprintln!("cannot reconnect ({e:#}); trying again");
+                std::thread::sleep(RECONNECT);
+                continue;
+            }
+        };
+        if first {
+            eprintln!("watching (Ctrl-C stops)");
+        }
+        first = false;
+        let (mut id, mut kind) = (None, None);
+        for line in lines.lines() {
+            let Ok(line) = line else { break };
+            if let Some(value) = line.strip_prefix("id:") {
+                id = Some(value.trim().to_owned());
+            } else if let Some(value) = line.strip_prefix("event:") {
+                kind = Some(value.trim().to_owned());
+            } else if let Some(data) = line.strip_prefix("data:") {
+                let kind = kind.take().unwrap_or_default();
+                if let Some(id) = id.take() {
+                    last = Some(id);
+                }
+                show_event(server, &args, &kind, data.trim());
+            }
+        }
+        eprintln!("the stream ended; resuming");
+        std::thread::sleep(RECONNECT);
+    }
+}
+
+/// One message of the stream, as `watch` prints it.
+fn show_event(server: &ServerArgs, args: &WatchArgs, kind: &str, data: &str) {
+    let Ok(event) = serde_json::from_str::<Event>(data) else {
+        // A notice (`lost`, `reset`), or a type this client does not know.
+        let message = serde_json::from_str::<Notice>(data).map(|n| n.message).unwrap_or_else(|_| data.to_owned());
+        return eprintln!("-- {kind}: {}", shown(&message));
+    };
+    let job = args.job.as_ref().is_none_or(|j| event.job.as_deref() == Some(&j.to_ascii_lowercase()));
+    let task = args.task.as_ref().is_none_or(|t| event.task.as_deref() == Some(t));
+    if !(job && task) {
+        return;
+    }
+    if server.json {
+        return print_json_line(&event);
+    }
+    let at = chrono::DateTime::from_timestamp_millis(event.at).map(|t| t.format("%H:%M:%S%.3f").to_string());
+    println!(
+        "{} {:<15} {:>8} {:<16} {} {}",
+        or_dash(at),
+        kind,
+        or_dash(event.task.as_ref()),
+        or_dash(event.job.as_ref()),
+        event.attempt.map(|a| format!("attempt {a}")).unwrap_or_default(),
+        or_dash(event.reason.as_ref().or(event.version.as_ref())),
+    );
+}
+
+/// One JSON value on one line, for scripts that read line by line.
+fn print_json_line(value: &impl Serialize) {
+    let json = serde_json::to_string(value).expect("JSON prints");
+    println!("{}", crate::runtime::escape_controls(&json));
 }
 
 /// A secret's value from stdin: one line typed without echo at a

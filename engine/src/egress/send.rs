@@ -149,7 +149,7 @@ impl Grant {
 }
 
 /// What a task used of the network: billing-ready, like fuel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HttpUsage {
     /// Requests that reached a server (refused ones are not counted).
     pub requests: u64,

@@ -47,7 +47,7 @@ pub(crate) fn to_millis(d: std::time::Duration) -> Millis {
 }
 
 /// A task's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskState {
     Queued,
@@ -117,7 +117,7 @@ pub struct UploadRow {
 }
 
 /// Where an upload is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum UploadState {
     /// Stored, waiting for or in its compile.
@@ -413,6 +413,10 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     pub id: TaskId,
+    /// Whose, for the events of its ending.
+    pub tenant: String,
+    pub job: String,
+    pub attempt: u32,
     pub lease: String,
     /// `success`, `failure` or `retry`.
     pub state: TaskState,
@@ -430,8 +434,17 @@ pub struct Completion {
     pub retry_at: Option<Millis>,
 }
 
-/// Everything recorded about a task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A task revoked because it had not started before its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub id: TaskId,
+    pub tenant: String,
+    pub job: String,
+}
+
+/// Everything recorded about a task: a row of the store, shown to
+/// clients as a [`crate::wire::Task`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRecord {
     pub id: TaskId,
     pub tenant: String,
@@ -547,11 +560,13 @@ pub trait Store: Send + Sync + 'static {
     /// passed.
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError>;
     /// Revokes, as `expired`, the queued tasks whose expiry passed by
-    /// `now` (at most 1,000 per call); answers their ids.
-    async fn expire(&self, now: Millis) -> Result<Vec<TaskId>, StoreError>;
+    /// `now` (at most 1,000 per call); answers which.
+    async fn expire(&self, now: Millis) -> Result<Vec<Expired>, StoreError>;
     /// Records how started tasks ended. A completion whose lease no longer
-    /// holds (the task was rescued) is ignored; returns how many applied.
-    async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError>;
+    /// holds (the task was rescued) is ignored; answers those that
+    /// applied, with the state each is in now (a retry of a task whose
+    /// revoke was asked meanwhile is `revoked`).
+    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<(TaskId, TaskState)>, StoreError>;
     /// Extends the leases of running tasks to `until` (the worker's
     /// heartbeat). Returns those that still held; the others were lost.
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError>;

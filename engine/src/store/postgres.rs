@@ -32,12 +32,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::{
-    Aged, Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease,
+    Aged, Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease,
     HeldTask, Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
     ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
     UploadRow, UploadState,
 };
 use crate::clock::Clock;
+use crate::events::Stamped;
 use crate::signals::Signals;
 
 /// Connections per node. Default 16.
@@ -50,6 +51,9 @@ const CATALOG: &str = "wasmjob_catalog";
 const FINISHED: &str = "wasmjob_finished";
 /// The channel revoke requests of running tasks notify, with the task's id.
 const REVOKE: &str = "wasmjob_revoke";
+/// The channel of events ([`crate::events`]): JSON arrays of events made on
+/// the sending node.
+const EVENTS: &str = "wasmjob_events";
 /// Longest payload of one notification: PostgreSQL's limit is 8,000 bytes.
 const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
@@ -203,7 +207,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
         migrate(&pool).await?;
 
-        tokio::spawn(listen(config.clone(), signals));
+        tokio::spawn(listen(config.clone(), signals.clone()));
         let clock = Arc::new(DbClock::default());
         clock.sync(&pool).await?;
         let syncing = clock.clone();
@@ -218,6 +222,9 @@ impl PostgresStore {
         });
         let (endings, ended) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(notify_endings(pool.clone(), ended));
+        if let Some(outgoing) = signals.events.outgoing() {
+            tokio::spawn(publish_events(pool.clone(), outgoing));
+        }
         Ok(Self { pool, clock, endings })
     }
 
@@ -245,7 +252,7 @@ impl PostgresStore {
 /// connection drops; after each (re)connect every consumer re-reads the
 /// store, since what was notified meanwhile is lost.
 async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>) {
-    let channels = format!("LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {FINISHED}; LISTEN {REVOKE}");
+    let channels = format!("LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {FINISHED}; LISTEN {REVOKE}; LISTEN {EVENTS}");
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
@@ -287,6 +294,10 @@ fn dispatch(signals: &Signals, channel: &str, payload: &str) {
         FINISHED if payload.is_empty() => signals.finished_some(),
         FINISHED => signals.finished(&payload.split(',').map(str::to_owned).collect::<Vec<_>>()),
         REVOKE => signals.stop(payload.to_owned()),
+        EVENTS => match serde_json::from_str(payload) {
+            Ok(events) => signals.events.received(events),
+            Err(e) => tracing::warn!(error = %e, "an events notification this node cannot read"),
+        },
         _ => {}
     }
 }
@@ -315,6 +326,46 @@ async fn notify_finished<C: GenericClient + Sync>(client: &C, ids: &[String]) ->
 /// Notifies the ids of ended tasks, gathered over [`NOTIFY_COALESCE`]: the
 /// waiters on other nodes wake. A failure to notify only delays them until
 /// their recheck.
+/// Sends this node's events to the other nodes: gathered for
+/// [`NOTIFY_COALESCE`], as JSON arrays of [`Stamped`] events, as few
+/// notifications as they fit in. A notification that cannot be sent is
+/// lost for the other nodes (their clients' streams miss it).
+async fn publish_events(pool: Pool, mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Vec<Arc<Stamped>>>) {
+    while let Some(first) = outgoing.recv().await {
+        tokio::time::sleep(NOTIFY_COALESCE).await;
+        let mut events = first;
+        while let Ok(more) = outgoing.try_recv() {
+            events.extend(more);
+        }
+        let mut payloads = vec![String::from("[")];
+        for event in &events {
+            let Ok(text) = serde_json::to_string(event.as_ref()) else { continue };
+            let payload = payloads.last_mut().expect("one payload at least");
+            if payload.len() + text.len() + 2 > MAX_PAYLOAD && payload.len() > 1 {
+                payload.push(']');
+                payloads.push(String::from("["));
+            }
+            let payload = payloads.last_mut().expect("one payload at least");
+            if payload.len() > 1 {
+                payload.push(',');
+            }
+            payload.push_str(&text);
+        }
+        if let Some(last) = payloads.last_mut() {
+            last.push(']');
+        }
+        let notified = async {
+            let client = pool.get().await?;
+            let statement = client.prepare_cached("SELECT pg_notify($1, unnest($2::text[]))").await?;
+            client.execute(&statement, &[&EVENTS, &payloads]).await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = notified.await {
+            tracing::warn!(error = %e, events = events.len(), "cannot send events to the other nodes");
+        }
+    }
+}
+
 async fn notify_endings(pool: Pool, mut ended: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>) {
     while let Some(first) = ended.recv().await {
         tokio::time::sleep(NOTIFY_COALESCE).await;
@@ -383,6 +434,7 @@ impl Clock for DbClock {
     }
 }
 
+use crate::task::TaskId;
 use crate::task::parse_id as id_param;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
@@ -573,7 +625,11 @@ impl PostgresStore {
 /// Writes completions in one statement (the worker's
 /// [`crate::completer::Completer`] batches them); returns how many applied
 /// (a stale lease does not).
-async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &Endings) -> Result<usize, StoreError> {
+async fn apply_completions(
+    pool: &Pool,
+    completions: &[Completion],
+    endings: &Endings,
+) -> Result<Vec<(TaskId, TaskState)>, StoreError> {
     let ids: Vec<i64> = completions.iter().map(|c| id_param(&c.id).unwrap_or(-1)).collect();
     let leases: Vec<&str> = completions.iter().map(|c| c.lease.as_str()).collect();
     let states: Vec<&str> = completions.iter().map(|c| c.state.as_str()).collect();
@@ -622,15 +678,19 @@ async fn apply_completions(pool: &Pool, completions: &[Completion], endings: &En
         &sent, &received,
     ];
     let rows = again!(client.query(&statement, &params).await.map_err(StoreError::from))?;
-    let ended: Vec<String> = rows
+    let applied = rows
         .iter()
-        .filter(|r| r.get::<_, &str>(1) != TaskState::Retry.as_str())
-        .map(|r| r.get::<_, i64>(0).to_string())
-        .collect();
+        .map(|r| {
+            let state = r.get::<_, &str>(1);
+            let state = TaskState::parse(state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?;
+            Ok((r.get::<_, i64>(0).to_string(), state))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let ended: Vec<String> = applied.iter().filter(|(_, s)| s.is_terminal()).map(|(id, _)| id.clone()).collect();
     if !ended.is_empty() {
         let _ = endings.send(ended);
     }
-    Ok(rows.len())
+    Ok(applied)
 }
 
 /// The tasks `leases` were given for, in order (-1, no task, for a lease
@@ -646,7 +706,7 @@ fn lease_ids(leases: &[String]) -> Vec<i64> {
 const EXPIRE: &str = "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = $1 \
     WHERE id = ANY(ARRAY(SELECT id FROM tasks WHERE state = 'queued' AND expires_at IS NOT NULL \
                          AND expires_at <= $1 ORDER BY expires_at LIMIT 1000)) \
-    RETURNING id";
+    RETURNING id, tenant, job";
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
@@ -828,16 +888,20 @@ impl Store for PostgresStore {
         Ok(claim)
     }
 
-    async fn expire(&self, now: Millis) -> Result<Vec<crate::task::TaskId>, StoreError> {
-        let expired: Vec<String> =
-            self.query(EXPIRE, &[&now]).await?.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
+    async fn expire(&self, now: Millis) -> Result<Vec<Expired>, StoreError> {
+        let expired: Vec<Expired> = self
+            .query(EXPIRE, &[&now])
+            .await?
+            .iter()
+            .map(|r| Expired { id: r.get::<_, i64>(0).to_string(), tenant: r.get(1), job: r.get(2) })
+            .collect();
         if !expired.is_empty() {
-            let _ = self.endings.send(expired.clone());
+            let _ = self.endings.send(expired.iter().map(|e| e.id.clone()).collect());
         }
         Ok(expired)
     }
 
-    async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
+    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<(TaskId, TaskState)>, StoreError> {
         apply_completions(&self.pool, &completions, &self.endings).await
     }
 

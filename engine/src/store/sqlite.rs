@@ -31,7 +31,7 @@ use super::fair::FairShares;
 use tokio::sync::oneshot;
 
 use super::{
-    Aged, Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Generations, HELD_RUN_AT, HeldLease,
+    Aged, Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease,
     HeldTask, Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
     ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
     UploadRow, UploadState,
@@ -294,6 +294,7 @@ fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
     }
 }
 
+use crate::task::TaskId;
 use crate::task::parse_id as id_param;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
@@ -617,21 +618,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn expire(&self, now: Millis) -> Result<Vec<crate::task::TaskId>, StoreError> {
+    async fn expire(&self, now: Millis) -> Result<Vec<Expired>, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = ?1 \
                  WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_expiry \
                               WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?1 \
-                              ORDER BY expires_at LIMIT 1000) RETURNING id",
+                              ORDER BY expires_at LIMIT 1000) RETURNING id, tenant, job",
             )?;
-            let expired = stmt.query_map([now], |r| Ok(r.get::<_, i64>(0)?.to_string()))?;
+            let expired = stmt.query_map([now], |r| {
+                Ok(Expired { id: r.get::<_, i64>(0)?.to_string(), tenant: r.get(1)?, job: r.get(2)? })
+            })?;
             Ok(expired.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
 
-    async fn complete(&self, completions: Vec<Completion>) -> Result<usize, StoreError> {
+    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<(TaskId, TaskState)>, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "UPDATE tasks SET state = CASE WHEN ?3 = 'retry' AND revoke_requested_at IS NOT NULL \
@@ -639,11 +642,11 @@ impl Store for SqliteStore {
                  log = ?9, finished_at = CASE WHEN ?3 = 'retry' AND revoke_requested_at IS NULL THEN NULL ELSE ?10 END, \
                  run_at = COALESCE(?11, run_at), lease = NULL, lease_expires_at = NULL, http_requests = ?12, \
                  http_bytes_sent = ?13, http_bytes_received = ?14 \
-                 WHERE id = ?1 AND state = 'started' AND lease = ?2",
+                 WHERE id = ?1 AND state = 'started' AND lease = ?2 RETURNING state",
             )?;
-            let mut applied = 0;
+            let mut applied = Vec::with_capacity(completions.len());
             for c in &completions {
-                applied += stmt.execute(params![
+                let state: Option<String> = stmt.query_row(params![
                     id_param(&c.id),
                     c.lease,
                     c.state.as_str(),
@@ -658,7 +661,11 @@ impl Store for SqliteStore {
                     c.http.requests as i64,
                     c.http.bytes_sent as i64,
                     c.http.bytes_received as i64
-                ])?;
+                ], |r| r.get(0)).optional()?;
+                if let Some(state) = state {
+                    let state = TaskState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?;
+                    applied.push((c.id.clone(), state));
+                }
             }
             Ok(applied)
         })

@@ -62,7 +62,7 @@ async fn every_endpoint_serves_its_tenant() {
     assert_eq!(api.send(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
     assert_eq!(api.send(Method::GET, "/readyz", None, None).await.status, StatusCode::OK);
     let openapi = api.send(Method::GET, "/v1/openapi.json", None, None).await;
-    assert_eq!(openapi.body["openapi"], "3.0.3");
+    assert_eq!(openapi.body["openapi"], "3.1.0");
     let metrics = api.get("/metrics", ADMIN).await;
     assert_eq!(metrics.status, StatusCode::OK);
     let text = metrics.body.as_str().unwrap();

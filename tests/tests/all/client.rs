@@ -102,6 +102,50 @@ fn the_client_drives_a_server_from_tenant_to_task() {
 }
 
 #[test]
+fn watch_prints_a_tenants_events_as_they_happen() {
+    use std::io::BufRead;
+    let server = start();
+    assert_eq!(client(&server, ADMIN, &["tenant", "create", "acme"]).0, 0);
+    let (_, out) = client(&server, ADMIN, &["token", "create", "acme", "--json"]);
+    let token = json(&out)["token"].as_str().unwrap().to_owned();
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
+        .args(["watch", "--json"])
+        .env("WASMJOB_URL", &server.url)
+        .env("WASMJOB_TOKEN", &token)
+        .env("XDG_CONFIG_HOME", server._dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut said = String::new();
+    stderr.read_line(&mut said).unwrap();
+    assert!(said.starts_with("watching"), "{said}");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    client(&server, &token, &["upload", "--wait", wasmjob::examples::ADDITION]);
+    let (code, out) =
+        client(&server, &token, &["queue", "addition", "--arg", "a=1", "--arg", "b=2", "--wait", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let id = json(&out)["id"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["type"] == "task-succeeded" && e["task"] == id.as_str()) {
+        let line = lines.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| panic!("{seen:#?}"));
+        seen.push(json(&line));
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let kinds: Vec<&str> = seen.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds, ["job-uploaded", "job-compiled", "task-queued", "task-started", "task-succeeded"], "{seen:#?}");
+}
+
+#[test]
 fn run_and_inspect_share_one_compile_cache() {
     let cache = tempfile::tempdir().unwrap();
     let wasmjob = |args: &[&str]| {

@@ -62,7 +62,7 @@ type Observation = (&'static str, fn(&mut Cluster));
 #[test]
 fn a_cluster_of_three_nodes_answers_as_one() {
     let (mut cluster, startup) = Cluster::start(["node-a", "node-b", "node-c"]);
-    let observations: [Observation; 13] = [
+    let observations: [Observation; 14] = [
         ("a_tenant_created_through_one_node_is_known_to_the_others_within_a_second", tenant_is_seen_everywhere),
         ("a_token_created_through_one_node_works_on_the_others_within_a_second", token_is_seen_everywhere),
         ("a_job_uploaded_through_one_node_runs_through_the_others_within_a_second", job_upload_is_seen_everywhere),
@@ -73,6 +73,7 @@ fn a_cluster_of_three_nodes_answers_as_one() {
         ("a_tenants_max_running_holds_across_the_cluster", max_running_holds_across_the_cluster),
         ("a_running_task_is_revoked_through_any_node", running_task_is_revoked_through_any_node),
         ("a_completion_on_one_node_wakes_a_waiter_on_another", completion_wakes_waiter_on_another_node),
+        ("a_tenants_event_stream_on_one_node_shows_its_tasks_queued_and_run_through_others", events_reach_every_node),
         (
             "an_egress_allow_list_changed_through_one_node_governs_every_node_within_a_second",
             egress_policy_is_seen_everywhere,
@@ -399,6 +400,44 @@ fn completion_wakes_waiter_on_another_node(c: &mut Cluster) {
     eprintln!("the wait through node-c answered {late} ms after task {id} finished ({took:.1?} after it was asked)");
 }
 
+/// A tenant's event stream through C shows its task queued through B
+/// (an event made on B) started and ended (made on whichever node ran it),
+/// and the job it uploaded through A. Events made on different nodes may
+/// arrive in either order: the task's three are awaited as a set.
+fn events_reach_every_node(c: &mut Cluster) {
+    let tenant = c.tenant("events", json!({}), &[]);
+    let messages = c.events(C, &tenant.token);
+    c.upload(A, &tenant.token, wasmjob::examples::ADDITION);
+    let id = eventually(SETUP_WITHIN, "setup: job addition, uploaded through node-a, runs through node-b", || {
+        let queued =
+            c.post_json(B, "/v1/tasks", &tenant.token, &json!({ "job": "addition", "args": { "a": 1, "b": 2 } }));
+        match queued.status {
+            StatusCode::CREATED => Ok(task_id(&queued.body)),
+            _ => Err(format!("node-b answers POST /v1/tasks with {queued}")),
+        }
+    });
+    let kinds = |seen: &[(String, Value)], task: &str| -> Vec<String> {
+        let mut kinds: Vec<String> = seen.iter().filter(|(_, d)| d["task"] == task).map(|(k, _)| k.clone()).collect();
+        kinds.sort();
+        kinds
+    };
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let deadline = Instant::now() + SETUP_WITHIN;
+    while kinds(&seen, &id).len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match messages.recv_timeout(left) {
+            Ok(message) => seen.push(message),
+            Err(_) => panic!(
+                "node-c's stream of tenant `events` did not show task {id} queued, started and ended within \
+                 {SETUP_WITHIN:?}: {seen:#?}"
+            ),
+        }
+    }
+    assert_eq!(kinds(&seen, &id), ["task-queued", "task-started", "task-succeeded"], "node-c's stream: {seen:#?}");
+    let job: Vec<&str> = seen.iter().filter(|(k, _)| k.starts_with("job-")).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(job, ["job-uploaded", "job-compiled"], "node-c's stream: {seen:#?}");
+}
+
 /// A tenant's egress allow-list, changed through one node, governs the
 /// tasks every node runs within a second: allowed through A, a request to
 /// a local server succeeds on whichever node runs it (and the stored task
@@ -655,6 +694,34 @@ impl Cluster {
     /// Kills node `n` with SIGKILL.
     fn kill(&mut self, n: usize) {
         drop(self.nodes[n].process.take());
+    }
+
+    /// The messages of `token`'s event stream through node `n` (type and
+    /// data), read by a thread of their own until the node stops.
+    fn events(&self, n: usize, token: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
+        let node = &self.nodes[n];
+        let agent = ureq::Agent::config_builder().timeout_connect(Some(Duration::from_secs(5))).build().new_agent();
+        let response =
+            agent.get(format!("{}/v1/events", node.url)).header("Authorization", format!("Bearer {token}")).call();
+        let response = response.unwrap_or_else(|e| panic!("{}: GET /v1/events: {e}", node.id));
+        assert_eq!(response.status(), StatusCode::OK, "{}: GET /v1/events", node.id);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut kind = None;
+            for line in std::io::BufReader::new(response.into_body().into_reader()).lines() {
+                let Ok(line) = line else { return };
+                if let Some(k) = line.strip_prefix("event:") {
+                    kind = Some(k.trim().to_owned());
+                } else if let (Some(data), Some(k)) = (line.strip_prefix("data:"), kind.take()) {
+                    let data = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                    if tx.send((k, data)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
     }
 
     fn get(&self, n: usize, path: &str, token: &str) -> Answer {

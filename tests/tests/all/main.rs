@@ -5,6 +5,7 @@
 //! ones (`examples/python/`, `examples/js/`) are built by `tests/build.rs`.
 
 mod api_support;
+mod openapi_support;
 mod support;
 
 mod api;
@@ -14,6 +15,7 @@ mod client;
 mod cluster;
 mod compile_bounds;
 mod egress;
+mod events;
 mod failures;
 mod fork_bomb;
 mod guest_answers;
@@ -22,6 +24,7 @@ mod kill;
 mod metadata;
 mod metering;
 mod multinode;
+mod openapi;
 mod overlap;
 mod periodic;
 mod polyglot;

@@ -192,7 +192,7 @@ async fn a_retry_waits_for_its_backoff(backend: Backend) {
         retry_at: Some(now + 1000),
         ..crate::support::success(&id, &claim.tasks[0].lease, now, "null")
     };
-    assert_eq!(store.complete(vec![completion]).await.unwrap(), 1);
+    assert_eq!(store.complete(vec![completion]).await.unwrap(), [(id.clone(), TaskState::Retry)]);
     assert_eq!(store.task(&id).await.unwrap().unwrap().state, TaskState::Retry);
     assert!(
         crate::support::claim(store, "n", 10, now + 999, now + 60_000).await.unwrap().tasks.is_empty(),
@@ -215,7 +215,8 @@ async fn a_task_that_does_not_start_before_its_expiry_is_revoked_and_never_runs(
     // Past its expiry, no claim takes it, even before the sweep revokes it.
     let claim = crate::support::claim(&t.node.store, "n", 10, now, now + 60_000).await.unwrap();
     assert_eq!(claim.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![keeper]);
-    assert_eq!(t.node.store.expire(now).await.unwrap(), vec![id.clone()]);
+    let expired: Vec<String> = t.node.store.expire(now).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(expired, vec![id.clone()]);
     let task = t.node.store.task(&id).await.unwrap().unwrap();
     assert_eq!((task.state, task.reason.as_deref(), task.attempt), (TaskState::Revoked, Some("expired"), 0));
 }
@@ -269,8 +270,8 @@ async fn a_stale_worker_cannot_complete_a_rescued_task(backend: Backend) {
         crate::support::claim(&t.node.store, "alive", 1, now + 1001, now + 60_000).await.unwrap().tasks.remove(0);
     assert_eq!(fresh.attempt, 2);
     let done = |lease: String| crate::support::success(&id, &lease, now + 2000, "0");
-    assert_eq!(t.node.store.complete(vec![done(stale.lease)]).await.unwrap(), 0, "the stale lease was honoured");
-    assert_eq!(t.node.store.complete(vec![done(fresh.lease)]).await.unwrap(), 1);
+    assert!(t.node.store.complete(vec![done(stale.lease)]).await.unwrap().is_empty(), "the stale lease was honoured");
+    assert_eq!(t.node.store.complete(vec![done(fresh.lease)]).await.unwrap().len(), 1);
 }
 
 async fn children_record_from_task_and_root(backend: Backend) {

@@ -171,6 +171,9 @@ pub async fn finished(node: &wasmjob::node::Node, id: &str) -> wasmjob::store::T
 pub fn success(id: &str, lease: &str, at: i64, result: &str) -> wasmjob::store::Completion {
     wasmjob::store::Completion {
         id: id.into(),
+        tenant: "tests".into(),
+        job: "tests".into(),
+        attempt: 1,
         lease: lease.into(),
         state: wasmjob::store::TaskState::Success,
         reason: "success".into(),

@@ -1,0 +1,109 @@
+//! `GET /v1/events`: a tenant's task and job events, live, resumable, and
+//! nothing of another tenant's; a stalled client slows nothing.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::api_support::{ADMIN, Api, Message};
+
+/// How long a stream may stay quiet while a test awaits its next message
+/// (tasks compile and run meanwhile on a busy machine).
+const QUIET: Duration = Duration::from_secs(60);
+
+fn about(task: &str) -> impl Fn(&Message) -> bool + '_ {
+    move |m| m.data["task"] == task && m.event == "task-succeeded"
+}
+
+#[tokio::test]
+async fn a_tenants_stream_follows_its_jobs_and_tasks_and_shows_nothing_of_another_tenant() {
+    let api = Api::start(2).await;
+    let (acme, _) = api.tenant("acme", json!({})).await;
+    let (globex, _) = api.tenant("globex", json!({})).await;
+    let mut stream = api.events(&acme, None).await;
+    let mut other = api.events(&globex, None).await;
+
+    assert_eq!(api.upload(&acme, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    assert_eq!(api.upload(&globex, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    let theirs = api.queue(&globex, "addition", json!({ "a": 1, "b": 1 })).await;
+    let id = api.queue(&acme, "addition", json!({ "a": 2, "b": 3 })).await;
+    let seen = stream.until(QUIET, about(&id)).await;
+    let kinds: Vec<&str> = seen.iter().map(|m| m.event.as_str()).collect();
+    assert_eq!(kinds, ["job-uploaded", "job-compiled", "task-queued", "task-started", "task-succeeded"], "{seen:#?}");
+    assert_eq!((&seen[1].data["job"], &seen[4].data["attempt"]), (&json!("addition"), &json!(1)));
+    assert!(seen.iter().all(|m| m.id.is_some() && m.data["at"].is_i64()), "{seen:#?}");
+    // Globex's stream has its own, and acme's has none of them.
+    let theirs_seen = other.until(QUIET, about(&theirs)).await;
+    assert!(theirs_seen.iter().all(|m| m.data["task"] != id.as_str()), "{theirs_seen:#?}");
+
+    assert_eq!(
+        api.send(axum::http::Method::DELETE, "/v1/jobs/addition", Some(&acme), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let deleted = stream.until(QUIET, |m| m.event == "job-deleted").await;
+    assert_eq!(deleted.len(), 1, "only acme's own events come: {deleted:#?}");
+    assert_eq!(deleted[0].data["job"], "addition");
+
+    // The admin acts on no tenant: no stream.
+    let admin = api.get("/v1/events", ADMIN).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_stream_resumes_after_its_last_event_id_and_says_when_it_cannot() {
+    let api = Api::start(2).await;
+    let (acme, _) = api.tenant("acme", json!({})).await;
+    assert_eq!(api.upload(&acme, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    let mut stream = api.events(&acme, None).await;
+    let first = api.queue(&acme, "addition", json!({ "a": 1, "b": 2 })).await;
+    let seen = stream.until(QUIET, about(&first)).await;
+    let last = seen.last().unwrap().id.clone().unwrap();
+    drop(stream);
+
+    // Missed while away: queued, started, succeeded of the second task.
+    let second = api.queue(&acme, "addition", json!({ "a": 3, "b": 4 })).await;
+    api.wait(&acme, &second).await;
+    let mut resumed = api.events(&acme, Some(&last)).await;
+    let missed = resumed.until(QUIET, about(&second)).await;
+    let kinds: Vec<&str> = missed.iter().map(|m| m.event.as_str()).collect();
+    assert_eq!(kinds, ["task-queued", "task-started", "task-succeeded"], "{missed:#?}");
+    assert!(missed.iter().all(|m| m.data["task"] == second.as_str()), "{missed:#?}");
+
+    // Another tenant's id, or one never given, resumes nothing: a reset first.
+    let (globex, _) = api.tenant("globex", json!({})).await;
+    for (token, last) in
+        [(globex.as_str(), last.as_str()), (acme.as_str(), "nonsense"), (acme.as_str(), &"9".repeat(100))]
+    {
+        let mut stream = api.events(token, Some(last)).await;
+        let notice = stream.next(QUIET).await.expect("a notice");
+        assert_eq!(notice.event, "reset", "{notice:?}");
+        assert!(notice.data["message"].as_str().unwrap().contains("re-read"), "{notice:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_stream_slows_nothing_and_is_told_it_lost_events() {
+    let api = Api::start(4).await;
+    let (acme, _) = api.tenant("acme", json!({})).await;
+    assert_eq!(api.upload(&acme, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    // Never read while the tasks run: it falls behind by more than the
+    // feed keeps for a subscriber (three events per task).
+    let mut stalled = api.events(&acme, None).await;
+    let tasks = wasmjob::events::LIVE / 3 + 500;
+    let task = json!({ "job": "addition", "args": { "a": 1, "b": 2 } });
+    let mut ids = Vec::new();
+    while ids.len() < tasks {
+        let n = (tasks - ids.len()).min(wasmjob::api::MAX_BATCH);
+        let batch = api.post("/v1/tasks/batch", &acme, json!({ "tasks": vec![task.clone(); n] })).await;
+        ids.extend(batch.body["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+    }
+    for id in &ids {
+        assert_eq!(api.wait(&acme, id).await["state"], "success");
+    }
+    let notice = stalled.next(QUIET).await.expect("a message");
+    assert_eq!(notice.event, "lost", "{notice:?}");
+    // And it goes on with the events still kept for it.
+    let next = stalled.next(QUIET).await.expect("an event after the notice");
+    assert!(next.event.starts_with("task-"), "{next:?}");
+}
