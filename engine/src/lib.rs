@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod completer;
+pub mod console;
 pub mod contract;
 pub mod egress;
 pub mod events;

@@ -85,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
     let (router, document) = routes().split_for_parts();
     let document = openapi::Document(Arc::new(openapi::finish(document)));
     router
+        .merge(crate::console::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("route") })
         .layer(Extension(document))

@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 /// A `wasmjob serve` process on a free port, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: std::process::Child,
-    url: String,
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -19,9 +19,9 @@ impl Drop for Server {
     }
 }
 
-const ADMIN: &str = "wj_cli_admin-secret";
+pub(crate) const ADMIN: &str = "wj_cli_admin-secret";
 
-fn start() -> Server {
+pub(crate) fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
@@ -44,7 +44,7 @@ fn start() -> Server {
 }
 
 /// Runs the client; returns its exit code and stdout.
-fn client(server: &Server, token: &str, args: &[&str]) -> (i32, String) {
+pub(crate) fn client(server: &Server, token: &str, args: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_wasmjob-under-test"))
         .args(args)
         .env("WASMJOB_URL", &server.url)
@@ -55,7 +55,7 @@ fn client(server: &Server, token: &str, args: &[&str]) -> (i32, String) {
     (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn json(out: &str) -> Value {
+pub(crate) fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 

@@ -14,6 +14,7 @@ mod bad_input;
 mod client;
 mod cluster;
 mod compile_bounds;
+mod console;
 mod egress;
 mod events;
 mod failures;
