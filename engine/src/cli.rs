@@ -112,7 +112,9 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs => remote::jobs(&cli.server),
         Command::Watch(args) => remote::watch(&cli.server, args),
         Command::Openapi => {
-            println!("{}", crate::api::document().to_pretty_json()?);
+            // Into a pipe that closes early (`| head`) as well: no panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{}", crate::api::document().to_pretty_json()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Queue(args) => remote::queue(&cli.server, args),

@@ -55,7 +55,9 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let n = batch.len();
-        let events: Vec<(TaskId, String, Event)> = batch.iter().map(event).collect();
+        // Built only while someone watches (which costs otherwise).
+        let events: Vec<(TaskId, String, Event)> =
+            if signals.events.active() { batch.iter().map(event).collect() } else { Vec::new() };
         let started = std::time::Instant::now();
         let written = store.complete(std::mem::take(&mut batch)).await;
         tracing::debug!(tasks = n, took_us = started.elapsed().as_micros() as u64, "wrote endings");
@@ -65,11 +67,13 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
                 // Those that applied, in the batch's order, as the store
                 // left them; before the waiters wake, so that one that
                 // then reads the stream from its last event sees them.
-                let applied: HashMap<TaskId, TaskState> = applied.into_iter().collect();
-                let events = events.into_iter().filter_map(|(id, tenant, event)| {
-                    Some((tenant, Event { kind: kind(*applied.get(&id)?), ..event }))
-                });
-                signals.events.emit_all(events);
+                if !events.is_empty() {
+                    let applied: HashMap<TaskId, TaskState> = applied.into_iter().collect();
+                    let events = events.into_iter().filter_map(|(id, tenant, event)| {
+                        Some((tenant, Event { kind: kind(*applied.get(&id)?), ..event }))
+                    });
+                    signals.events.emit_all(events);
+                }
                 signals.finished(&ended);
             }
             // The leases will run out and the sweep will rescue the tasks.

@@ -187,14 +187,17 @@ impl Queue {
             }
         }
         let id = answer(inserted)?;
-        self.signals.queued.notify_one();
+        // Announced before the workers wake, so that its start comes after.
         self.emit(tenant, EventKind::TaskQueued, &id, &job.to_ascii_lowercase());
+        self.signals.queued.notify_one();
         Ok(id)
     }
 
     /// Emits an event of task `id` of `tenant`'s `job`.
     fn emit(&self, tenant: &str, kind: EventKind, id: &str, job: &str) {
-        self.signals.events.emit(tenant, Event::task(kind, self.clock.now_millis(), id, job));
+        if self.signals.events.active() {
+            self.signals.events.emit(tenant, Event::task(kind, self.clock.now_millis(), id, job));
+        }
     }
 
     /// Queues many tasks of `tenant` in one write; each gets its own answer.
@@ -263,7 +266,6 @@ impl Queue {
         let duplicates = inserted.iter().filter(|i| matches!(i, Inserted::Duplicate(_))).count();
         self.tenants.claimed(tenant, duplicates as u64);
         let mut inserted = inserted.into_iter();
-        self.signals.queued.notify_one();
         let answers: Vec<_> = answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| answer(inserted.next().expect("one answer per insert"))))
@@ -274,6 +276,7 @@ impl Queue {
             Some((tenant.to_owned(), event))
         });
         self.signals.events.emit_all(queued);
+        self.signals.queued.notify_one();
         Ok(answers)
     }
 
@@ -311,9 +314,6 @@ impl Queue {
     pub(crate) async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError> {
         let owners: Vec<(String, String)> = ticks.iter().map(|t| (t.tenant.clone(), t.job.clone())).collect();
         let written = self.store.write_ticks(ticks).await?;
-        if written.iter().any(|w| matches!(w, TickWrite::Written(Some(Inserted::Task(_))))) {
-            self.signals.queued.notify_one();
-        }
         let now = self.clock.now_millis();
         let queued = written.iter().zip(owners).filter_map(|(write, (tenant, job))| match write {
             TickWrite::Written(Some(Inserted::Task(id))) => {
@@ -322,6 +322,9 @@ impl Queue {
             _ => None,
         });
         self.signals.events.emit_all(queued);
+        if written.iter().any(|w| matches!(w, TickWrite::Written(Some(Inserted::Task(_))))) {
+            self.signals.queued.notify_one();
+        }
         Ok(written)
     }
 

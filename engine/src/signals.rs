@@ -19,7 +19,7 @@
 //! | [`Signals::events`] | tasks or jobs changed, with what changed | `GET /v1/events` ([`crate::events`]) |
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, broadcast, oneshot};
 
@@ -45,7 +45,10 @@ pub struct Signals {
     /// A schedule changed somewhere.
     pub schedules: Notify,
     /// What changed, for clients: the feed of events.
-    pub events: Events,
+    pub events: Arc<Events>,
+    /// The notifications of other nodes may have been missed: ask them
+    /// which tenants they watch ([`crate::events`]).
+    pub ask: Notify,
     waiters: Mutex<HashMap<TaskId, Vec<oneshot::Sender<()>>>>,
     stop: broadcast::Sender<TaskId>,
 }
@@ -56,7 +59,8 @@ impl Default for Signals {
             queued: Notify::new(),
             catalog: Notify::new(),
             schedules: Notify::new(),
-            events: Events::default(),
+            events: Arc::new(Events::default()),
+            ask: Notify::new(),
             waiters: Mutex::default(),
             stop: broadcast::channel(STOP_BACKLOG).0,
         }
@@ -126,5 +130,6 @@ impl Signals {
         self.catalog.notify_one();
         self.schedules.notify_one();
         self.finished_some();
+        self.ask.notify_one();
     }
 }

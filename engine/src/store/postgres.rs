@@ -38,7 +38,7 @@ use super::{
     UploadRow, UploadState,
 };
 use crate::clock::Clock;
-use crate::events::Stamped;
+use crate::events::{Stamped, WATCH_RENEW, Watching};
 use crate::signals::Signals;
 
 /// Connections per node. Default 16.
@@ -54,6 +54,9 @@ const REVOKE: &str = "wasmjob_revoke";
 /// The channel of events ([`crate::events`]): JSON arrays of events made on
 /// the sending node.
 const EVENTS: &str = "wasmjob_events";
+/// The channel on which nodes say which tenants they watch, and ask
+/// ([`crate::events::Watching`]).
+const WATCHING: &str = "wasmjob_watching";
 /// Longest payload of one notification: PostgreSQL's limit is 8,000 bytes.
 const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
@@ -224,6 +227,7 @@ impl PostgresStore {
         tokio::spawn(notify_endings(pool.clone(), ended));
         if let Some(outgoing) = signals.events.outgoing() {
             tokio::spawn(publish_events(pool.clone(), outgoing));
+            tokio::spawn(announce_watching(pool.clone(), signals.clone()));
         }
         Ok(Self { pool, clock, endings })
     }
@@ -252,7 +256,9 @@ impl PostgresStore {
 /// connection drops; after each (re)connect every consumer re-reads the
 /// store, since what was notified meanwhile is lost.
 async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>) {
-    let channels = format!("LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {FINISHED}; LISTEN {REVOKE}; LISTEN {EVENTS}");
+    let channels = format!(
+        "LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {FINISHED}; LISTEN {REVOKE}; LISTEN {EVENTS}; LISTEN {WATCHING}"
+    );
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
@@ -297,6 +303,10 @@ fn dispatch(signals: &Signals, channel: &str, payload: &str) {
         EVENTS => match serde_json::from_str(payload) {
             Ok(events) => signals.events.received(events),
             Err(e) => tracing::warn!(error = %e, "an events notification this node cannot read"),
+        },
+        WATCHING => match serde_json::from_str(payload) {
+            Ok(watching) => signals.events.heard(watching),
+            Err(e) => tracing::warn!(error = %e, "a watching notification this node cannot read"),
         },
         _ => {}
     }
@@ -362,6 +372,51 @@ async fn publish_events(pool: Pool, mut outgoing: tokio::sync::mpsc::UnboundedRe
         };
         if let Err(e) = notified.await {
             tracing::warn!(error = %e, events = events.len(), "cannot send events to the other nodes");
+        }
+    }
+}
+
+/// Tells the other nodes which tenants this node watches: when it starts
+/// watching one, when asked, and every [`WATCH_RENEW`] while it watches
+/// any; asks them in turn after each (re)connect of the listener, when
+/// their word may have been missed.
+async fn announce_watching(pool: Pool, signals: Arc<Signals>) {
+    let events = signals.events.clone();
+    loop {
+        let what = tokio::select! {
+            _ = signals.ask.notified() => events.asking(),
+            _ = events.announce.notified() => events.watching(),
+            _ = tokio::time::sleep(WATCH_RENEW) => events.watching(),
+        };
+        let payloads = match what {
+            Watching::Tenants { node, tenants } if !tenants.is_empty() => {
+                // As many notifications as the names fit in.
+                let mut payloads = Vec::new();
+                let mut group: Vec<String> = Vec::new();
+                let mut size = 0;
+                for tenant in tenants {
+                    if size + tenant.len() + 3 > MAX_PAYLOAD / 2 && !group.is_empty() {
+                        payloads.push(Watching::Tenants { node: node.clone(), tenants: std::mem::take(&mut group) });
+                        size = 0;
+                    }
+                    size += tenant.len() + 3;
+                    group.push(tenant);
+                }
+                payloads.push(Watching::Tenants { node, tenants: group });
+                payloads
+            }
+            Watching::Tenants { .. } => continue,
+            asking => vec![asking],
+        };
+        let payloads: Vec<String> = payloads.iter().filter_map(|p| serde_json::to_string(p).ok()).collect();
+        let notified = async {
+            let client = pool.get().await?;
+            let statement = client.prepare_cached("SELECT pg_notify($1, unnest($2::text[]))").await?;
+            client.execute(&statement, &[&WATCHING, &payloads]).await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = notified.await {
+            tracing::warn!(error = %e, "cannot tell the other nodes which tenants this node watches");
         }
     }
 }

@@ -402,40 +402,56 @@ fn completion_wakes_waiter_on_another_node(c: &mut Cluster) {
 
 /// A tenant's event stream through C shows its task queued through B
 /// (an event made on B) started and ended (made on whichever node ran it),
-/// and the job it uploaded through A. Events made on different nodes may
-/// arrive in either order: the task's three are awaited as a set.
+/// and a job uploaded through A. The other nodes send a tenant's events
+/// once they have heard that C watches it (a notification): until one
+/// task's three events have come, a task may show only some. Events made
+/// on different nodes may arrive in either order: they are awaited as a set.
+/// A message of an event stream: its type and data.
+type Message = (String, Value);
+
 fn events_reach_every_node(c: &mut Cluster) {
-    let tenant = c.tenant("events", json!({}), &[]);
+    let tenant = c.tenant("events", json!({}), &[wasmjob::examples::ADDITION]);
     let messages = c.events(C, &tenant.token);
-    c.upload(A, &tenant.token, wasmjob::examples::ADDITION);
-    let id = eventually(SETUP_WITHIN, "setup: job addition, uploaded through node-a, runs through node-b", || {
-        let queued =
-            c.post_json(B, "/v1/tasks", &tenant.token, &json!({ "job": "addition", "args": { "a": 1, "b": 2 } }));
-        match queued.status {
-            StatusCode::CREATED => Ok(task_id(&queued.body)),
-            _ => Err(format!("node-b answers POST /v1/tasks with {queued}")),
-        }
-    });
-    let kinds = |seen: &[(String, Value)], task: &str| -> Vec<String> {
-        let mut kinds: Vec<String> = seen.iter().filter(|(_, d)| d["task"] == task).map(|(k, _)| k.clone()).collect();
+    let mut seen: Vec<Message> = Vec::new();
+    let kinds = |seen: &[Message], key: &str, value: &str| -> Vec<String> {
+        let mut kinds: Vec<String> = seen.iter().filter(|(_, d)| d[key] == value).map(|(k, _)| k.clone()).collect();
         kinds.sort();
         kinds
     };
-    let mut seen: Vec<(String, Value)> = Vec::new();
-    let deadline = Instant::now() + SETUP_WITHIN;
-    while kinds(&seen, &id).len() < 3 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match messages.recv_timeout(left) {
-            Ok(message) => seen.push(message),
-            Err(_) => panic!(
-                "node-c's stream of tenant `events` did not show task {id} queued, started and ended within \
-                 {SETUP_WITHIN:?}: {seen:#?}"
-            ),
+    // Until `done`, read what comes for up to `within`.
+    let read = |seen: &mut Vec<Message>, within: Duration, done: &dyn Fn(&[Message]) -> bool| {
+        let deadline = Instant::now() + within;
+        while !done(seen) {
+            match messages.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(message) => seen.push(message),
+                Err(_) => return false,
+            }
         }
-    }
-    assert_eq!(kinds(&seen, &id), ["task-queued", "task-started", "task-succeeded"], "node-c's stream: {seen:#?}");
-    let job: Vec<&str> = seen.iter().filter(|(k, _)| k.starts_with("job-")).map(|(k, _)| k.as_str()).collect();
-    assert_eq!(job, ["job-uploaded", "job-compiled"], "node-c's stream: {seen:#?}");
+        true
+    };
+    let queue = || {
+        let queued =
+            c.post_json(B, "/v1/tasks", &tenant.token, &json!({ "job": "addition", "args": { "a": 1, "b": 2 } }));
+        task_id(expect(&queued, StatusCode::CREATED, "node-b: POST /v1/tasks (addition)"))
+    };
+    let all_three = |id: String| move |seen: &[Message]| kinds(seen, "task", &id).len() == 3;
+    eventually(SETUP_WITHIN, "node-c's stream shows a task queued through node-b", || {
+        let probe = queue();
+        match read(&mut seen, Duration::from_secs(5), &all_three(probe.clone())) {
+            true => Ok(()),
+            false => Err(format!("task {probe}: {seen:?}")),
+        }
+    });
+    let id = queue();
+    let fully = read(&mut seen, SETUP_WITHIN, &all_three(id.clone()));
+    assert!(fully, "node-c's stream did not show task {id} queued, started and ended: {seen:#?}");
+    assert_eq!(kinds(&seen, "task", &id), ["task-queued", "task-started", "task-succeeded"], "{seen:#?}");
+    let uploaded = c.upload(A, &tenant.token, wasmjob::examples::SLEEPY);
+    expect(&uploaded, StatusCode::CREATED, "node-a: POST /v1/jobs (sleepy)");
+    let both = |seen: &[Message]| kinds(seen, "job", "sleepy").len() == 2;
+    let shown = read(&mut seen, SETUP_WITHIN, &both);
+    assert!(shown, "node-c's stream did not show job sleepy uploaded and compiled through node-a: {seen:#?}");
+    assert_eq!(kinds(&seen, "job", "sleepy"), ["job-compiled", "job-uploaded"], "{seen:#?}");
 }
 
 /// A tenant's egress allow-list, changed through one node, governs the

@@ -29,9 +29,14 @@ async fn a_tenants_stream_follows_its_jobs_and_tasks_and_shows_nothing_of_anothe
     let theirs = api.queue(&globex, "addition", json!({ "a": 1, "b": 1 })).await;
     let id = api.queue(&acme, "addition", json!({ "a": 2, "b": 3 })).await;
     let seen = stream.until(QUIET, about(&id)).await;
-    let kinds: Vec<&str> = seen.iter().map(|m| m.event.as_str()).collect();
-    assert_eq!(kinds, ["job-uploaded", "job-compiled", "task-queued", "task-started", "task-succeeded"], "{seen:#?}");
-    assert_eq!((&seen[1].data["job"], &seen[4].data["attempt"]), (&json!("addition"), &json!(1)));
+    // Events are told after their change commits: as a set (changes that
+    // commit close together may be told in another order).
+    let mut kinds: Vec<&str> = seen.iter().map(|m| m.event.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["job-compiled", "job-uploaded", "task-queued", "task-started", "task-succeeded"], "{seen:#?}");
+    // (An upload names its job once compiled, unless it declared it.)
+    assert!(seen.iter().filter(|m| m.event != "job-uploaded").all(|m| m.data["job"] == "addition"), "{seen:#?}");
+    assert_eq!(seen.last().unwrap().data["attempt"], 1);
     assert!(seen.iter().all(|m| m.id.is_some() && m.data["at"].is_i64()), "{seen:#?}");
     // Globex's stream has its own, and acme's has none of them.
     let theirs_seen = other.until(QUIET, about(&theirs)).await;
@@ -66,7 +71,8 @@ async fn a_stream_resumes_after_its_last_event_id_and_says_when_it_cannot() {
     api.wait(&acme, &second).await;
     let mut resumed = api.events(&acme, Some(&last)).await;
     let missed = resumed.until(QUIET, about(&second)).await;
-    let kinds: Vec<&str> = missed.iter().map(|m| m.event.as_str()).collect();
+    let mut kinds: Vec<&str> = missed.iter().map(|m| m.event.as_str()).collect();
+    kinds.sort();
     assert_eq!(kinds, ["task-queued", "task-started", "task-succeeded"], "{missed:#?}");
     assert!(missed.iter().all(|m| m.data["task"] == second.as_str()), "{missed:#?}");
 

@@ -95,6 +95,8 @@ const events = {
         const response = await fetch("/v1/events", { headers, signal: controller.signal });
         if (!response.ok) throw new Error(`the stream answered ${response.status}`);
         live.classList.remove("off");
+        // What happened before the stream (re)opened is not in it: re-read.
+        for (const listener of this.listeners) listener("open", {});
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
         let buffer = "";
@@ -264,6 +266,7 @@ async function tasks() {
     }
   });
   leave = events.on((type, event) => {
+    if (type === "open") for (const id of rows.keys()) refresh(id);
     if (!event.task) return;
     if (rows.has(event.task) || (firstPage && type === "task-queued")) refresh(event.task);
   });
@@ -278,6 +281,7 @@ async function tasks() {
     try {
       const answer = await api("POST", "/v1/tasks", { job: queueJob.value.trim(), args });
       queueStatus.textContent = `Queued task ${answer.id}.`;
+      refresh(answer.id);
     } catch (e) { queueStatus.textContent = e.message; }
   } }, el("label", {}, "Job", queueJob), el("label", {}, "Args (JSON)", queueArgs),
     el("button", { type: "submit" }, "Queue"), queueStatus);
@@ -354,7 +358,7 @@ async function task(id) {
   const members = new Set(tree.tasks.map((node) => node.id));
   const refresh = gather(() => route());
   leave = events.on((type, event) => {
-    if (event.task && (members.has(event.task) || type === "task-queued")) refresh(event.task);
+    if (type === "open" || (event.task && (members.has(event.task) || type === "task-queued"))) refresh(event.task);
   });
 }
 
@@ -391,7 +395,7 @@ async function jobs() {
     el("h2", {}, "Periodic"), list.periodic.length ? table("periodic", list.periodic) : el("p", { class: "muted" }, "None."),
     pending ? el("h2", {}, "Uploads not ready") : null, pending);
   const refresh = gather(() => jobs());
-  leave = events.on((type) => { if (type.startsWith("job-")) refresh(type); });
+  leave = events.on((type) => { if (type === "open" || type.startsWith("job-")) refresh(type); });
 }
 
 async function job(name) {
