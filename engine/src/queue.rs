@@ -384,10 +384,14 @@ impl Queue {
         }
         let retried = self.store.retry(id, self.clock.now_millis()).await?;
         if retried == Retried::Queued {
-            self.signals.queued.notify_one();
-            if let Some(task) = self.store.task(id).await? {
+            // Its job, for the event: read only while someone watches, and
+            // a failed read loses the event, not the answer.
+            if self.signals.events.active()
+                && let Ok(Some(task)) = self.store.task(id).await
+            {
                 self.emit(tenant, EventKind::TaskQueued, id, &task.job);
             }
+            self.signals.queued.notify_one();
         } else {
             self.tenants.claimed(tenant, 1);
         }

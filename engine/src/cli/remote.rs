@@ -559,7 +559,9 @@ pub fn watch(server: &ServerArgs, args: WatchArgs) -> anyhow::Result<ExitCode> {
     loop {
         let lines = match client.stream("/v1/events", last.as_deref()) {
             Ok(lines) => lines,
-            Err(e) if first => return Err(e),
+            // Refused (a revoked token, a read-only one...): trying again
+            // would not help.
+            Err(e) if first || e.to_string().starts_with("HTTP 4") => return Err(e),
             Err(e) => {
                 eprintln!("cannot reconnect ({e:#}); trying again");
                 std::thread::sleep(RECONNECT);

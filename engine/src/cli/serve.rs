@@ -142,6 +142,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // Compiles in flight are killed: an upload must not hold the node up.
         stopping.runtime.stop_compiling();
         let _ = stop.send(true);
+        // Open event streams end, so that the API's graceful shutdown does
+        // not wait for them.
+        stopping.signals.events.stop();
     });
     let serving = node.serve(shutdown);
     if args.demo {

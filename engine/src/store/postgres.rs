@@ -382,11 +382,14 @@ async fn publish_events(pool: Pool, mut outgoing: tokio::sync::mpsc::UnboundedRe
 /// their word may have been missed.
 async fn announce_watching(pool: Pool, signals: Arc<Signals>) {
     let events = signals.events.clone();
+    // An interval, not a sleep per turn: questions in between do not
+    // put the renewal off.
+    let mut renew = tokio::time::interval(WATCH_RENEW);
     loop {
         let what = tokio::select! {
             _ = signals.ask.notified() => events.asking(),
             _ = events.announce.notified() => events.watching(),
-            _ = tokio::time::sleep(WATCH_RENEW) => events.watching(),
+            _ = renew.tick() => events.watching(),
         };
         let payloads = match what {
             Watching::Tenants { node, tenants } if !tenants.is_empty() => {

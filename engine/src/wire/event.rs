@@ -118,6 +118,14 @@ impl Event {
     }
 }
 
+/// The `data` of a message of the stream: an event, or a notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventData {
+    Event(Event),
+    Notice(Notice),
+}
+
 /// A notice in the stream, apart from events: `lost` (this client fell
 /// behind and events were dropped for it) or `reset` (its `Last-Event-ID`
 /// is no longer kept: events may have been missed). Either way, re-read

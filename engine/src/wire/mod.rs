@@ -23,7 +23,7 @@ mod task;
 mod tenant;
 
 pub use self::error::{ErrorBody, ErrorDetail};
-pub use self::event::{Event, EventKind, MAX_REASON, Notice};
+pub use self::event::{Event, EventData, EventKind, MAX_REASON, Notice};
 pub use self::health::{Health, Readiness};
 pub use self::job::{
     CompilingJob, Job, JobList, JobRevoked, JobSummary, JobVersion, NodesReady, ReadyJob, Upload, UploadAnswer,

@@ -113,3 +113,21 @@ async fn a_stalled_stream_slows_nothing_and_is_told_it_lost_events() {
     let next = stalled.next(QUIET).await.expect("an event after the notice");
     assert!(next.event.starts_with("task-"), "{next:?}");
 }
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_is_revoked() {
+    let api = Api::start(1).await;
+    api.tenant("acme", json!({})).await;
+    let token = api.post("/v1/tenants/acme/tokens", ADMIN, json!({ "scope": "read" })).await;
+    let (secret, id) =
+        (token.body["token"].as_str().unwrap().to_owned(), token.body["id"].as_str().unwrap().to_owned());
+    let mut stream = api.events(&secret, None).await;
+    assert_eq!(
+        api.send(axum::http::Method::DELETE, &format!("/v1/tokens/{id}"), Some(ADMIN), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // The stream checks its token again every second: it ends, it does not go quiet.
+    let ended = tokio::time::timeout(QUIET, async { while stream.next(QUIET).await.is_some() {} });
+    assert!(ended.await.is_ok(), "the stream of a revoked token stayed open");
+    assert_eq!(api.get("/v1/events", &secret).await.status, StatusCode::UNAUTHORIZED);
+}

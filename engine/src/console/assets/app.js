@@ -129,6 +129,9 @@ const events = {
     }
     if (!type) return;
     if (id) this.last = id;
+    // Events were dropped (`lost`) or may have been (`reset`): the page
+    // re-reads what it shows, as on a (re)connect.
+    if (type === "lost" || type === "reset") type = "open";
     let parsed = null;
     try { parsed = JSON.parse(data); } catch (_) { return; }
     for (const listener of this.listeners) listener(type, parsed);
@@ -381,9 +384,16 @@ async function jobs() {
     try {
       const bytes = await file.files[0].arrayBuffer();
       const query = name.value.trim() ? `&name=${encodeURIComponent(name.value.trim())}` : "";
-      const answer = await api("POST", `/v1/jobs?wait=60s${query}`, bytes, "application/wasm");
-      note(answer.metadata ? `Registered ${answer.name} (version ${answer.version.slice(0, 12)}).`
-        : `Upload ${answer.id.slice(0, 12)} is ${answer.state}.`, false);
+      let answer = await api("POST", `/v1/jobs?wait=60s${query}`, bytes, "application/wasm");
+      // Still compiling: follow it until it ends.
+      while (!answer.metadata && answer.state === "compiling") {
+        note(`Upload ${answer.id.slice(0, 12)} is compiling (for ${answer.compiling_for || "a moment"})…`, false);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        answer = await api("GET", answer.location);
+      }
+      if (answer.metadata) note(`Registered ${answer.name} (version ${answer.version.slice(0, 12)}).`, false);
+      else if (answer.state === "ready") note(`Registered ${answer.name} (version ${answer.id.slice(0, 12)}).`, false);
+      else note(`Refused: ${answer.reason}`, true);
       jobs();
     } catch (e) { note(`Refused: ${e.message}`, true); }
   } }, el("label", {}, "Component (.wasm)", file), el("label", {}, "Name", name), el("button", { type: "submit" }, "Upload"));
