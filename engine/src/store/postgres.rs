@@ -364,16 +364,18 @@ async fn publish_events(pool: Pool, mut outgoing: tokio::sync::mpsc::UnboundedRe
         if let Some(last) = payloads.last_mut() {
             last.push(']');
         }
-        let notified = async {
-            let client = pool.get().await?;
-            let statement = client.prepare_cached("SELECT pg_notify($1, unnest($2::text[]))").await?;
-            client.execute(&statement, &[&EVENTS, &payloads]).await?;
-            Ok::<_, StoreError>(())
-        };
-        if let Err(e) = notified.await {
+        if let Err(e) = notify_all(&pool, EVENTS, &payloads).await {
             tracing::warn!(error = %e, events = events.len(), "cannot send events to the other nodes");
         }
     }
+}
+
+/// Sends `payloads` on `channel`, one notification each, in one statement.
+async fn notify_all(pool: &Pool, channel: &str, payloads: &[String]) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached("SELECT pg_notify($1, unnest($2::text[]))").await?;
+    client.execute(&statement, &[&channel, &payloads]).await?;
+    Ok(())
 }
 
 /// Tells the other nodes which tenants this node watches: when it starts
@@ -412,13 +414,7 @@ async fn announce_watching(pool: Pool, signals: Arc<Signals>) {
             asking => vec![asking],
         };
         let payloads: Vec<String> = payloads.iter().filter_map(|p| serde_json::to_string(p).ok()).collect();
-        let notified = async {
-            let client = pool.get().await?;
-            let statement = client.prepare_cached("SELECT pg_notify($1, unnest($2::text[]))").await?;
-            client.execute(&statement, &[&WATCHING, &payloads]).await?;
-            Ok::<_, StoreError>(())
-        };
-        if let Err(e) = notified.await {
+        if let Err(e) = notify_all(&pool, WATCHING, &payloads).await {
             tracing::warn!(error = %e, "cannot tell the other nodes which tenants this node watches");
         }
     }
