@@ -419,23 +419,29 @@ pub fn tasks(server: &ServerArgs, args: TasksArgs) -> anyhow::Result<ExitCode> {
 
 pub fn revoke(server: &ServerArgs, args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
-    let (revoked, stopping) = match (args.job, args.tree) {
+    // A job's or a tree's tasks: how many were revoked, and are stopping.
+    fn many<T: serde::de::DeserializeOwned + Serialize>(
+        client: &Client,
+        server: &ServerArgs,
+        path: &str,
+        counts: fn(&T) -> (usize, usize),
+    ) -> anyhow::Result<ExitCode> {
+        let answer: T = client.post(path, &json!({}))?;
+        if server.json {
+            print_json(&answer);
+        } else {
+            let (revoked, stopping) = counts(&answer);
+            println!("revoked {revoked}; stopping {stopping} running");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    match (args.job, args.tree) {
         (true, _) => {
-            let answer: JobRevoked = client.post(&format!("/v1/jobs/{}/revoke", args.target), &json!({}))?;
-            if server.json {
-                print_json(&answer);
-                return Ok(ExitCode::SUCCESS);
-            }
-            (answer.revoked, answer.stopping)
+            many(&client, server, &format!("/v1/jobs/{}/revoke", args.target), |a: &JobRevoked| (a.revoked, a.stopping))
         }
-        (false, true) => {
-            let answer: TreeRevoked = client.post(&format!("/v1/tasks/{}/revoke-tree", args.target), &json!({}))?;
-            if server.json {
-                print_json(&answer);
-                return Ok(ExitCode::SUCCESS);
-            }
-            (answer.revoked, answer.stopping)
-        }
+        (false, true) => many(&client, server, &format!("/v1/tasks/{}/revoke-tree", args.target), |a: &TreeRevoked| {
+            (a.revoked, a.stopping)
+        }),
         (false, false) => {
             let answer: TaskStateChange = client.post(&format!("/v1/tasks/{}/revoke", args.target), &json!({}))?;
             if server.json {
@@ -443,11 +449,9 @@ pub fn revoke(server: &ServerArgs, args: RevokeArgs) -> anyhow::Result<ExitCode>
             } else {
                 println!("task {} is {}", args.target, answer.state);
             }
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
-    };
-    println!("revoked {revoked}; stopping {stopping} running");
-    Ok(ExitCode::SUCCESS)
+    }
 }
 
 pub fn logs(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {

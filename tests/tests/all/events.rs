@@ -12,6 +12,15 @@ use crate::api_support::{ADMIN, Api, Message};
 /// (tasks compile and run meanwhile on a busy machine).
 const QUIET: Duration = Duration::from_secs(60);
 
+/// A node with `concurrency` workers, tenant `acme` with the addition job,
+/// and acme's write token.
+async fn acme_with_addition(concurrency: usize) -> (Api, String) {
+    let api = Api::start(concurrency).await;
+    let (acme, _) = api.tenant("acme", json!({})).await;
+    assert_eq!(api.upload(&acme, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    (api, acme)
+}
+
 fn about(task: &str) -> impl Fn(&Message) -> bool + '_ {
     move |m| m.data["task"] == task && m.event == "task-succeeded"
 }
@@ -57,9 +66,7 @@ async fn a_tenants_stream_follows_its_jobs_and_tasks_and_shows_nothing_of_anothe
 
 #[tokio::test]
 async fn a_stream_resumes_after_its_last_event_id_and_says_when_it_cannot() {
-    let api = Api::start(2).await;
-    let (acme, _) = api.tenant("acme", json!({})).await;
-    assert_eq!(api.upload(&acme, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    let (api, acme) = acme_with_addition(2).await;
     let mut stream = api.events(&acme, None).await;
     let first = api.queue(&acme, "addition", json!({ "a": 1, "b": 2 })).await;
     let seen = stream.until(QUIET, about(&first)).await;
@@ -90,9 +97,7 @@ async fn a_stream_resumes_after_its_last_event_id_and_says_when_it_cannot() {
 
 #[tokio::test]
 async fn a_stalled_stream_slows_nothing_and_is_told_it_lost_events() {
-    let api = Api::start(4).await;
-    let (acme, _) = api.tenant("acme", json!({})).await;
-    assert_eq!(api.upload(&acme, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
+    let (api, acme) = acme_with_addition(4).await;
     // Never read while the tasks run: it falls behind by more than the
     // feed keeps for a subscriber (three events per task).
     let mut stalled = api.events(&acme, None).await;
