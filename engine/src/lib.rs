@@ -9,6 +9,7 @@
 //!   deadline and a memory cap, and tells the outcomes apart
 //!   ([`runtime::Outcome`]).
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod catalog;

@@ -154,6 +154,8 @@ pub struct Workers {
     beaten: std::sync::atomic::AtomicBool,
     /// Deletes finished tasks past their retention, a batch per heartbeat.
     pruner: crate::retention::Pruner,
+    /// What this node's workers did per minute, written at each heartbeat.
+    activity: crate::activity::Activity,
 }
 
 impl Workers {
@@ -172,6 +174,7 @@ impl Workers {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            activity: crate::activity::Activity::new(&node),
             node,
             concurrency,
             store,
@@ -330,6 +333,9 @@ impl Workers {
         // The endings handed over are written before the node stops.
         drop(completer);
         completing.await?;
+        if let Err(e) = self.activity.flush(&*self.store, self.clock.now_millis()).await {
+            tracing::warn!(error = %e, "cannot record this node's activity");
+        }
         Ok(())
     }
 
@@ -338,8 +344,13 @@ impl Workers {
     /// (theirs died); revokes queued tasks whose expiry passed (no claim
     /// ever takes one); recounts waiting tasks for the quotas; records this
     /// node alive with the versions it compiled; settles held tasks; prunes
-    /// finished tasks past their retention.
+    /// finished tasks past their retention; writes this node's activity.
     async fn heartbeat(&self) -> anyhow::Result<()> {
+        // First: a step below that fails must not keep the counts from
+        // being written (nor from being forgotten once written).
+        if let Err(e) = self.activity.flush(&*self.store, self.clock.now_millis()).await {
+            tracing::warn!(error = %e, "cannot record this node's activity");
+        }
         let live = self.running.leases();
         if !live.is_empty() {
             let held = self
@@ -397,6 +408,7 @@ impl Workers {
         let now = self.clock.now_millis();
         let pruned = self.pruner.prune(&*self.store, &quotas, self.tenants.defaults(), now).await?;
         self.metrics.pruned(pruned);
+        self.store.prune_activity(now.saturating_sub(crate::activity::KEPT)).await?;
         Ok(())
     }
 
@@ -412,6 +424,9 @@ impl Workers {
             max_running: self.tenants.max_running(),
         };
         let claim = self.store.claim(request).await?;
+        for task in &claim.tasks {
+            self.activity.started(&task.tenant, &task.job, task.due_at, now);
+        }
         let now = self.clock.now_millis();
         let started = claim
             .tasks
@@ -535,6 +550,14 @@ impl Workers {
             Ended::Revoked => ended_with(TaskState::Revoked, "revoked", Some("revoked while running".into())),
             Ended::Unavailable(why) => ended_with(TaskState::Failure, "job-unavailable", Some(why)),
         };
+        self.activity.ended(
+            &task.tenant,
+            &task.job,
+            completion.state,
+            completion.fuel,
+            completion.wall_time_us,
+            completion.finished_at,
+        );
         self.metrics.ended(
             &task.tenant,
             &task.job,

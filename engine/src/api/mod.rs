@@ -12,6 +12,7 @@
 //! - Errors are [`ApiError`]s: `{"error": {"code", "message"}}` under the
 //!   status that fits (400, 401, 403, 404, 405, 409, 413, 422, 429, 5xx).
 
+mod activity;
 mod admin;
 mod caller;
 mod error;
@@ -67,6 +68,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(secrets::list))
         .routes(routes!(secrets::put, secrets::delete))
         .routes(routes!(events::stream))
+        .routes(routes!(activity::activity))
         .routes(routes!(health::openapi));
     OpenApiRouter::with_openapi(openapi::base())
         .nest("/v1", v1)

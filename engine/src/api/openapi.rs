@@ -30,6 +30,7 @@ pub struct Document(pub Arc<OpenApi>);
         (name = "jobs", description = "Upload components and read their jobs."),
         (name = "secrets", description = "A tenant's secrets, write-only."),
         (name = "events", description = "A tenant's task and job events, live."),
+        (name = "activity", description = "What the workers did per minute, job and tenant: the console's charts."),
         (name = "admin", description = "Tenants and tokens: the admin token only."),
         (name = "health", description = "Liveness, readiness, metrics and this document."),
     )

@@ -14,8 +14,8 @@ use crate::queue::Revoked;
 use crate::store::{Retried, RevokeScope, TaskFilter, TaskRecord};
 use crate::task::{QueueError, parse_id};
 use crate::wire::{
-    BatchAnswer, BatchItem, BatchRequest, ListQuery, QueueRequest, Queued, Task, TaskDetail, TaskPage, TaskStateChange,
-    Tree, TreeRevoked, TreeTask, WaitQuery,
+    Attempt, BatchAnswer, BatchItem, BatchRequest, ListQuery, QueueRequest, Queued, Task, TaskDetail, TaskPage,
+    TaskStateChange, Tree, TreeRevoked, TreeTask, WaitQuery,
 };
 
 /// The longest a wait request holds. Default 60 s.
@@ -30,6 +30,11 @@ pub const MAX_TREE_LISTED: usize = 1000;
 
 /// Most children `GET /v1/tasks/{id}` lists. Default 1,000.
 pub const MAX_CHILDREN_LISTED: u32 = 1000;
+
+/// Most earlier attempts `GET /v1/tasks/{id}` lists (the last ones): with
+/// up to 1,000 retries and retries by hand, and 16,384 characters of log
+/// each, a task's attempts could outgrow any answer. Default 100.
+pub const MAX_ATTEMPTS_LISTED: usize = 100;
 
 /// The task a path names.
 type TaskPath = Path<String>;
@@ -118,7 +123,8 @@ pub async fn get(
         ..TaskFilter::default()
     };
     let children: Vec<String> = state.node.queue.list(filter).await?.into_iter().rev().map(|t| t.id).collect();
-    Ok(Json(TaskDetail { task: task.into(), children }))
+    let attempts = Attempt::all(&task, state.node.store.attempts(&task.id, MAX_ATTEMPTS_LISTED).await?);
+    Ok(Json(TaskDetail { task: task.into(), children, attempts }))
 }
 
 /// `GET /v1/tasks/{id}/tree`: the task and its descendants (through

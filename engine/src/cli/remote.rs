@@ -19,9 +19,9 @@ use crate::store::{TaskState, UploadState};
 use crate::task::QueueOptions;
 use crate::tenant::QuotaOverrides;
 use crate::wire::{
-    Event, JobList, JobRevoked, NewTenant, NewToken, Notice, QueueRequest, Queued, SecretList, SecretValue, Task,
-    TaskDetail, TaskPage, TaskStateChange, Tenant, TenantChange, TenantList, Token, TokenScope, Tree, TreeRevoked,
-    TreeTask, Upload, UploadAnswer,
+    Attempt, Event, JobList, JobRevoked, NewTenant, NewToken, Notice, QueueRequest, Queued, SecretList, SecretValue,
+    Task, TaskDetail, TaskPage, TaskStateChange, Tenant, TenantChange, TenantList, Token, TokenScope, Tree,
+    TreeRevoked, TreeTask, Upload, UploadAnswer,
 };
 
 #[derive(Debug, Args)]
@@ -310,13 +310,17 @@ fn wait_and_print(client: &Client, server: &ServerArgs, id: &str, timeout: Durat
             }
         }
     })?;
-    print_task(server, &task, &[]);
+    print_task(server, &task, &[], &[]);
     Ok(if task.state == TaskState::Success { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_TASK_FAILED) })
 }
 
-fn print_task(server: &ServerArgs, task: &Task, children: &[String]) {
+fn print_task(server: &ServerArgs, task: &Task, children: &[String], attempts: &[Attempt]) {
     if server.json {
-        return print_json(&TaskDetail { task: task.clone(), children: children.to_vec() });
+        return print_json(&TaskDetail {
+            task: task.clone(),
+            children: children.to_vec(),
+            attempts: attempts.to_vec(),
+        });
     }
     let fields = [
         ("id", shown(&task.id)),
@@ -336,11 +340,24 @@ fn print_task(server: &ServerArgs, task: &Task, children: &[String]) {
     if !children.is_empty() {
         println!("{:<13} {}", "children", children.join(" "));
     }
+    // The earlier attempts, when there were some.
+    if attempts.len() > 1 {
+        for a in attempts {
+            println!(
+                "{:<13} {} {} {} {}",
+                format!("attempt {}", a.attempt),
+                a.state.as_str(),
+                or_dash(a.reason.as_ref()),
+                or_dash(a.node.as_ref()),
+                shown(a.error.as_deref().unwrap_or(""))
+            );
+        }
+    }
 }
 
 pub fn status(server: &ServerArgs, args: TaskArgs) -> anyhow::Result<ExitCode> {
     let detail: TaskDetail = Client::new(server)?.get(&format!("/v1/tasks/{}", args.id))?;
-    print_task(server, &detail.task, &detail.children);
+    print_task(server, &detail.task, &detail.children, &detail.attempts);
     Ok(ExitCode::SUCCESS)
 }
 

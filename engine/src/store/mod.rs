@@ -248,6 +248,8 @@ pub struct ClaimedTask {
     pub depth: u32,
     /// The lease the completion must present (fencing).
     pub lease: String,
+    /// When it became due (its `run_at`): it waited from then until its claim.
+    pub due_at: Millis,
 }
 
 /// A request to claim due tasks, fairly across tenants: each tenant with
@@ -477,6 +479,82 @@ pub struct TaskRecord {
     pub http: Option<HttpUsage>,
 }
 
+/// The most of an earlier attempt's log kept: its last 16,384 characters.
+/// (The task's row keeps its last attempt's whole log.)
+pub const ATTEMPT_LOG_KEPT: i64 = 16 * 1024;
+
+/// An attempt that did not end its task (it asked for a retry, its worker
+/// died, or the task was retried by hand after it ended), as kept when the
+/// next one was decided. The task's row holds its last attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    /// The lease it ran under (`node:task:attempt`), when known.
+    pub lease: Option<String>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Millis,
+    /// The state it left its task in: `retry`, or `failure`/`revoked` for
+    /// one that ended it before a retry by hand.
+    pub state: TaskState,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub fuel: Option<u64>,
+    pub wall_time_us: Option<u64>,
+    /// The end of its log ([`ATTEMPT_LOG_KEPT`]).
+    pub log: Option<String>,
+    pub http: Option<HttpUsage>,
+}
+
+/// What one node saw of one tenant's job in one minute
+/// ([`crate::activity`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityRow {
+    pub tenant: String,
+    /// The minute's start (ms since the epoch, a multiple of 60,000).
+    pub minute: Millis,
+    pub job: String,
+    /// The node (its id and incarnation): each writes only its own rows.
+    pub node: String,
+    pub started: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub revoked: u64,
+    pub fuel: u64,
+    pub wall_time_us: u64,
+    /// Tasks started per bucket of [`crate::activity::WAIT_BUCKETS_MS`]:
+    /// how long they waited once due.
+    pub waits: Vec<u64>,
+}
+
+/// The columns of `attempts` that make an [`AttemptRecord`], in order.
+const ATTEMPT_COLUMNS: &str = "attempt, lease, started_at, finished_at, state, reason, error, fuel, wall_time_us, \
+    log, http_requests, http_bytes_sent, http_bytes_received";
+
+/// The columns of `activity` that make an [`ActivityRow`], in order.
+const ACTIVITY_COLUMNS: &str =
+    "tenant, minute, job, node, started, succeeded, failed, retried, revoked, fuel, wall_time_us, waits";
+
+/// An activity row's wait histogram as stored (a JSON array).
+fn waits_text(waits: &[u64]) -> String {
+    serde_json::to_string(waits).unwrap_or_else(|_| "[]".into())
+}
+
+/// An activity row's wait histogram from its stored text.
+fn waits_parse(text: &str) -> Result<Vec<u64>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("activity waits `{text}`: {e}")))
+}
+
+/// A count as stored (an `i64` column).
+fn stored(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A count read back (never negative unless corrupt: then 0).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 /// The id of the task a lease (`node:id:attempt`) was given for: leases are
 /// renewed and released by primary key, since thousands of tasks may be
 /// started at once (a node's tasks waiting on the network).
@@ -507,6 +585,51 @@ pub struct TaskFilter {
     pub limit: Option<u32>,
     /// Only tasks with an id below this one (pages go newest first).
     pub before_id: Option<TaskId>,
+}
+
+/// A value a task listing's condition compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Bound<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The conditions of a task listing: only the filters given, each with
+/// `{}` where its value's placeholder goes, so that the planner picks the
+/// index that serves them (written as `?N IS NULL OR ...` for every filter,
+/// SQLite walked every task newest first to fill a page of a rare state or
+/// a small tenant: every row of a 1,000,000-task store). The state, one of
+/// a closed set, is written in as a literal: SQLite uses a partial index of
+/// a state only for a literal of it. A `from_task` that is no task id
+/// matches nothing.
+fn list_conditions<'a>(filter: &'a TaskFilter) -> Vec<(String, Option<Bound<'a>>)> {
+    let mut conditions = Vec::new();
+    let mut add = |condition: String, bound: Option<Bound<'a>>| conditions.push((condition, bound));
+    if let Some(tenant) = &filter.tenant {
+        add("tenant = {}".into(), Some(Bound::Text(tenant)));
+    }
+    if let Some(job) = &filter.job {
+        add("job = {}".into(), Some(Bound::Text(job)));
+    }
+    if let Some(state) = filter.state {
+        add(format!("state = '{}'", state.as_str()), None);
+    }
+    if let Some(from_task) = &filter.from_task {
+        match crate::task::parse_id(from_task) {
+            Some(id) => add("from_task = {}".into(), Some(Bound::Int(id))),
+            None => add("1 = 0".into(), None),
+        }
+    }
+    if let Some(after) = filter.queued_after {
+        add("queued_at >= {}".into(), Some(Bound::Int(after)));
+    }
+    if let Some(before) = filter.queued_before {
+        add("queued_at < {}".into(), Some(Bound::Int(before)));
+    }
+    if let Some(before) = filter.before_id.as_deref().and_then(crate::task::parse_id) {
+        add("id < {}".into(), Some(Bound::Int(before)));
+    }
+    conditions
 }
 
 /// A failure of the store itself (not an answer about a task).
@@ -676,6 +799,18 @@ pub trait Store: Send + Sync + 'static {
     async fn tasks_after(&self, after: i64, limit: usize) -> Result<Vec<Aged>, StoreError>;
     /// Deletes the tasks `ids` that are finished; answers how many went.
     async fn delete_finished(&self, ids: Vec<i64>) -> Result<u64, StoreError>;
+    /// The last `limit` earlier attempts of task `id` ([`AttemptRecord`]),
+    /// oldest first.
+    async fn attempts(&self, id: &str, limit: usize) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// Writes a node's activity rows whole (replacing its earlier writes of
+    /// the same minutes).
+    async fn record_activity(&self, rows: Vec<ActivityRow>) -> Result<(), StoreError>;
+    /// Every node's activity rows since `since` (a minute's start), of
+    /// `tenant` or of all.
+    async fn activity(&self, tenant: Option<&str>, since: Millis) -> Result<Vec<ActivityRow>, StoreError>;
+    /// Deletes the activity of minutes before `before`; answers how many
+    /// rows went.
+    async fn prune_activity(&self, before: Millis) -> Result<u64, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Up to `limit` of the tasks held for `tenant`'s version `version`.

@@ -28,14 +28,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::{
-    Aged, Claim, ClaimRequest, ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease,
-    HeldTask, Inserted, JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
-    ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
-    UploadRow, UploadState,
+    ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
+    ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
+    JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
+    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
+    UploadState,
 };
 use crate::clock::Clock;
 use crate::events::{Stamped, WATCH_RENEW, Watching};
@@ -62,7 +63,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -73,13 +74,16 @@ const MIGRATIONS: [&str; 10] = [
     include_str!("postgres_schema_v8.sql"),
     include_str!("postgres_schema_v9.sql"),
     include_str!("postgres_schema_v10.sql"),
+    include_str!("postgres_schema_v11.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 19] = [
     "tasks",
+    "attempts",
+    "activity",
     "tasks_live",
     "tasks_done",
     "held_tasks",
@@ -700,38 +704,27 @@ async fn apply_completions(
     let sent: Vec<i64> = completions.iter().map(|c| count(c.http.bytes_sent)).collect();
     let received: Vec<i64> = completions.iter().map(|c| count(c.http.bytes_received)).collect();
     let client = pool.get().await?;
-    // A task holds a lease only while `started` (every way out of it clears
-    // the lease), so the lease alone says the task is still this attempt's.
-    // No `state = 'started'` here: with it the planner may pick the partial
-    // index of started tasks and scan all of them for every ending (seen:
-    // 1.7 s for 1,024 endings while the statistics still said "none
-    // started"); the live states (`tasks_live`'s bound) only keep the
-    // finished tasks out of the plan.
-    let statement = client
-        .prepare_cached(
-            "UPDATE tasks t SET \
-               state = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NOT NULL THEN 'revoked' \
-                 ELSE c.state END, \
-               reason = c.reason, result = c.result, error = c.error, \
-               fuel = c.fuel, wall_time_us = c.wall, log = c.log, \
-               finished_at = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NULL THEN NULL \
-                 ELSE c.finished END, \
-               run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL, \
-               http_requests = c.requests, http_bytes_sent = c.sent, http_bytes_received = c.received \
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], \
-                         $12::bigint[], $13::bigint[], $14::bigint[]) \
-               AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at, \
-                    requests, sent, received) \
-             WHERE t.id = c.id AND t.lease = c.lease AND t.state IN ('queued', 'retry', 'started') \
-             RETURNING t.id, t.state",
-        )
-        .await?;
+    let statement = client.prepare_cached(&format!("{COMPLETE} RETURNING t.id, t.state")).await?;
     let params: [&(dyn ToSql + Sync); 14] = [
         &ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at, &requests,
         &sent, &received,
     ];
-    let rows = again!(client.query(&statement, &params).await.map_err(StoreError::from))?;
+    // A batch with retries keeps their attempts in the same statement
+    // (most batches have none, and keep the plain one).
+    let rows = if completions.iter().any(|c| c.state == TaskState::Retry) {
+        let keeping = client
+            .prepare_cached(&format!(
+                "WITH done AS ({COMPLETE} RETURNING t.id, t.state, t.attempt, t.started_at, c.lease, c.reason, \
+                 c.error, c.fuel, c.wall, c.log, c.finished, c.requests, c.sent, c.received), \
+                 kept AS ({KEEP_RETRIED}) SELECT id, state FROM done"
+            ))
+            .await?;
+        let mut params = params.to_vec();
+        params.push(&ATTEMPT_LOG_KEPT);
+        again!(client.query(&keeping, &params).await.map_err(StoreError::from))?
+    } else {
+        again!(client.query(&statement, &params).await.map_err(StoreError::from))?
+    };
     let applied = rows
         .iter()
         .map(|r| {
@@ -746,6 +739,51 @@ async fn apply_completions(
     }
     Ok(applied)
 }
+
+/// Records a batch of completions (`$1`..`$14`, one array per field).
+/// A task holds a lease only while `started` (every way out of it clears
+/// the lease), so the lease alone says the task is still this attempt's.
+/// No `state = 'started'` here: with it the planner may pick the partial
+/// index of started tasks and scan all of them for every ending (seen:
+/// 1.7 s for 1,024 endings while the statistics still said "none
+/// started"); the live states (`tasks_live`'s bound) only keep the
+/// finished tasks out of the plan.
+const COMPLETE: &str = "UPDATE tasks t SET \
+               state = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NOT NULL THEN 'revoked' \
+                 ELSE c.state END, \
+               reason = c.reason, result = c.result, error = c.error, \
+               fuel = c.fuel, wall_time_us = c.wall, log = c.log, \
+               finished_at = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NULL THEN NULL \
+                 ELSE c.finished END, \
+               run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL, \
+               http_requests = c.requests, http_bytes_sent = c.sent, http_bytes_received = c.received \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], \
+                         $12::bigint[], $13::bigint[], $14::bigint[]) \
+               AS c(id, lease, state, reason, result, error, fuel, wall, log, finished, retry_at, \
+                    requests, sent, received) \
+             WHERE t.id = c.id AND t.lease = c.lease AND t.state IN ('queued', 'retry', 'started')";
+
+/// Keeps the attempts of `done` (the rows a [`COMPLETE`] changed, with
+/// their completions) that ended in a retry, their log cut to the last
+/// `$15` characters. In the same statement as the completion: a revoke
+/// asked meanwhile turns a retry into the task's end, and nothing is kept.
+const KEEP_RETRIED: &str = "INSERT INTO attempts (task_id, attempt, lease, started_at, finished_at, state, reason, \
+    error, fuel, wall_time_us, log, http_requests, http_bytes_sent, http_bytes_received) \
+    SELECT id, attempt, lease, started_at, finished, 'retry', reason, error, fuel, wall, \
+      right(log, CAST($15::bigint AS int)), requests, sent, received \
+    FROM done WHERE state = 'retry' ON CONFLICT DO NOTHING";
+
+/// Keeps the last attempt of the ended task `$1` before it is retried by
+/// hand (none for a task revoked before it ever started), its log cut to
+/// its last `$3` characters.
+const KEEP_ENDED: &str = "INSERT INTO attempts (task_id, attempt, lease, started_at, finished_at, state, reason, \
+    error, fuel, wall_time_us, log, http_requests, http_bytes_sent, http_bytes_received) \
+    SELECT id, attempt, CASE WHEN reason = 'lease-expired' THEN rescued_lease END, started_at, finished_at, \
+      state, reason, error, fuel, wall_time_us, right(log, CAST($3::bigint AS int)), http_requests, http_bytes_sent, \
+      http_bytes_received \
+    FROM tasks WHERE id = $1 AND state IN ('failure', 'revoked') AND attempt > 0 AND finished_at IS NOT NULL \
+    ON CONFLICT DO NOTHING";
 
 /// The tasks `leases` were given for, in order (-1, no task, for a lease
 /// not of this engine's making).
@@ -932,6 +970,7 @@ impl Store for PostgresStore {
                     root_task: Some(r.get::<_, i64>(7).to_string()),
                     depth: r.get::<_, i32>(8) as u32,
                     lease: r.get(9),
+                    due_at: r.get(12),
                 }),
                 None => {
                     claim.contended = r.get(10);
@@ -974,19 +1013,29 @@ impl Store for PostgresStore {
 
     async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError> {
         let now_or_forever = if all_started { Millis::MAX } else { now };
-        let rescued = self
-            .execute(
-                "UPDATE tasks SET \
+        // One statement: those to be retried keep the attempt their worker
+        // lost, exactly the rows rescued.
+        let rescued: i64 = self
+            .query(
+                "WITH rescued AS (UPDATE tasks SET \
                state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                  WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
                finished_at = CASE WHEN attempt <= max_retries AND revoke_requested_at IS NULL \
                  THEN NULL ELSE $1::bigint END, \
                reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' ELSE 'lease-expired' END, \
                run_at = $1::bigint, rescued_lease = lease, lease = NULL, lease_expires_at = NULL \
-             WHERE state = 'started' AND lease_expires_at < $2::bigint",
+             WHERE state = 'started' AND lease_expires_at < $2::bigint \
+             RETURNING id, attempt, rescued_lease, started_at, state), \
+             kept AS (INSERT INTO attempts (task_id, attempt, lease, started_at, finished_at, state, reason) \
+               SELECT id, attempt, rescued_lease, started_at, $1::bigint, 'retry', 'lease-expired' \
+               FROM rescued WHERE state = 'retry' ON CONFLICT DO NOTHING) \
+             SELECT count(*) FROM rescued",
                 &[&now, &now_or_forever],
             )
-            .await?;
+            .await?
+            .first()
+            .map_or(0, |r| r.get(0));
+        let rescued = u64::try_from(rescued).unwrap_or(0);
         if rescued > 0 {
             // Some may have ended (out of attempts, or revoked): waiters re-read.
             self.execute("SELECT pg_notify($1, '')", &[&FINISHED]).await?;
@@ -1038,12 +1087,17 @@ impl Store for PostgresStore {
 
     async fn retry(&self, id: &str, now: Millis) -> Result<Retried, StoreError> {
         let Some(id) = id_param(id) else { return Ok(Retried::Missing) };
+        // One statement: the attempt that ended is kept only if the task
+        // goes back in line (not when its overlap key is taken).
         let retried = self
             .execute(
-                "UPDATE tasks SET state = 'queued', reason = NULL, error = NULL, result = NULL, run_at = $2, \
-                 expires_at = NULL, finished_at = NULL, max_retries = greatest(max_retries, attempt) \
-                 WHERE id = $1 AND state IN ('failure', 'revoked')",
-                &[&id, &now],
+                &format!(
+                    "WITH kept AS ({KEEP_ENDED}) \
+                     UPDATE tasks SET state = 'queued', reason = NULL, error = NULL, result = NULL, run_at = $2, \
+                     expires_at = NULL, finished_at = NULL, max_retries = greatest(max_retries, attempt) \
+                     WHERE id = $1 AND state IN ('failure', 'revoked')"
+                ),
+                &[&id, &now, &ATTEMPT_LOG_KEPT],
             )
             .await;
         match retried {
@@ -1104,30 +1158,33 @@ impl Store for PostgresStore {
 
     async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
         let limit = i64::from(filter.limit.unwrap_or(100).min(1000));
-        let state = filter.state.map(TaskState::as_str);
-        let from_task = filter.from_task.as_deref().and_then(id_param);
-        let before = filter.before_id.as_deref().and_then(id_param);
-        let rows = self
-            .query(
-                &format!(
-                    "SELECT {TASK_COLUMNS} FROM tasks WHERE ($1::text IS NULL OR job = $1) \
-                     AND ($2::text IS NULL OR state = $2) AND ($3::bigint IS NULL OR from_task = $3) \
-                     AND ($4::bigint IS NULL OR queued_at >= $4) AND ($5::bigint IS NULL OR queued_at < $5) \
-                     AND ($6::bigint IS NULL OR id < $6) AND ($8::text IS NULL OR tenant = $8) \
-                     ORDER BY id DESC LIMIT $7"
-                ),
-                &[
-                    &filter.job,
-                    &state,
-                    &from_task,
-                    &filter.queued_after,
-                    &filter.queued_before,
-                    &before,
-                    &limit,
-                    &filter.tenant,
-                ],
-            )
-            .await?;
+        let conditions = super::list_conditions(&filter);
+        let mut clauses = vec!["TRUE".to_owned()];
+        let mut values: Vec<(&(dyn ToSql + Sync), Type)> = Vec::new();
+        for (condition, bound) in &conditions {
+            match bound {
+                Some(bound) => {
+                    values.push(match bound {
+                        super::Bound::Text(text) => (text as &(dyn ToSql + Sync), Type::TEXT),
+                        super::Bound::Int(n) => (n as &(dyn ToSql + Sync), Type::INT8),
+                    });
+                    clauses.push(condition.replace("{}", &format!("${}", values.len())));
+                }
+                None => clauses.push(condition.clone()),
+            }
+        }
+        values.push((&limit, Type::INT8));
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {} ORDER BY id DESC LIMIT ${}",
+            clauses.join(" AND "),
+            values.len()
+        );
+        // Unnamed, so planned for these values each time: a cached
+        // statement's generic plan, made for an average tenant, walked a
+        // million tasks by id for a tenant that has few (seen: 48 ms where
+        // the tenant's index takes 0.5).
+        let client = self.pool.get().await?;
+        let rows = again!(client.query_typed(&sql, &values).await.map_err(StoreError::from))?;
         Ok(rows.iter().map(task_from_row).collect())
     }
 
@@ -1484,18 +1541,121 @@ impl Store for PostgresStore {
         again!(
             async {
                 let tx = client.transaction().await?;
+                // The attempts of the tasks deleted, not of those kept (live).
                 let deleted = tx
-                    .execute(
-                        "DELETE FROM tasks WHERE id = ANY($1) AND state IN ('success', 'failure', 'revoked')",
+                    .query_one(
+                        "WITH gone AS (DELETE FROM tasks WHERE id = ANY($1) \
+                           AND state IN ('success', 'failure', 'revoked') RETURNING id), \
+                         attempts_gone AS (DELETE FROM attempts WHERE task_id IN (SELECT id FROM gone)) \
+                         SELECT count(*) FROM gone",
                         &[&ids],
                     )
-                    .await?;
+                    .await?
+                    .get::<_, i64>(0);
+                let deleted = u64::try_from(deleted).unwrap_or(0);
                 tx.execute("DELETE FROM held_tasks WHERE task_id = ANY($1)", &[&ids]).await?;
                 tx.commit().await?;
                 Ok(deleted)
             }
             .await
         )
+    }
+
+    async fn attempts(&self, id: &str, limit: usize) -> Result<Vec<AttemptRecord>, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(Vec::new()) };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE task_id = $1 ORDER BY attempt DESC LIMIT $2");
+        let mut attempts = self
+            .query(&sql, &[&id, &limit])
+            .await?
+            .iter()
+            .map(|r| {
+                let state: &str = r.get(4);
+                Ok(AttemptRecord {
+                    attempt: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+                    lease: r.get(1),
+                    started_at: r.get(2),
+                    finished_at: r.get(3),
+                    state: TaskState::parse(state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("attempt state {state}")))?,
+                    reason: r.get(5),
+                    error: r.get(6),
+                    fuel: r.get::<_, Option<i64>>(7).map(super::count),
+                    wall_time_us: r.get::<_, Option<i64>>(8).map(super::count),
+                    log: r.get(9),
+                    http: super::http_usage(r.get(10), r.get(11), r.get(12)),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        attempts.reverse();
+        Ok(attempts)
+    }
+
+    async fn record_activity(&self, rows: Vec<ActivityRow>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&ActivityRow) -> u64| rows.iter().map(|r| super::stored(f(r))).collect::<Vec<i64>>();
+        let tenants: Vec<&str> = rows.iter().map(|r| r.tenant.as_str()).collect();
+        let minutes: Vec<i64> = rows.iter().map(|r| r.minute).collect();
+        let jobs: Vec<&str> = rows.iter().map(|r| r.job.as_str()).collect();
+        let nodes: Vec<&str> = rows.iter().map(|r| r.node.as_str()).collect();
+        let waits: Vec<String> = rows.iter().map(|r| super::waits_text(&r.waits)).collect();
+        let (started, succeeded, failed) = (column(|r| r.started), column(|r| r.succeeded), column(|r| r.failed));
+        let (retried, revoked) = (column(|r| r.retried), column(|r| r.revoked));
+        let (fuel, wall) = (column(|r| r.fuel), column(|r| r.wall_time_us));
+        self.execute(
+            &format!(
+                "INSERT INTO activity ({ACTIVITY_COLUMNS}) \
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+                   $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[]) \
+                 ON CONFLICT (tenant, minute, job, node) DO UPDATE SET started = excluded.started, \
+                   succeeded = excluded.succeeded, failed = excluded.failed, retried = excluded.retried, \
+                   revoked = excluded.revoked, fuel = excluded.fuel, wall_time_us = excluded.wall_time_us, \
+                   waits = excluded.waits"
+            ),
+            &[
+                &tenants, &minutes, &jobs, &nodes, &started, &succeeded, &failed, &retried, &revoked, &fuel, &wall,
+                &waits,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn activity(&self, tenant: Option<&str>, since: Millis) -> Result<Vec<ActivityRow>, StoreError> {
+        // Two statements, so that a tenant's is planned on its key.
+        let rows = match tenant {
+            Some(tenant) => {
+                let sql = format!("SELECT {ACTIVITY_COLUMNS} FROM activity WHERE tenant = $1 AND minute >= $2");
+                self.query(&sql, &[&tenant, &since]).await?
+            }
+            None => {
+                self.query(&format!("SELECT {ACTIVITY_COLUMNS} FROM activity WHERE minute >= $1"), &[&since]).await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(ActivityRow {
+                    tenant: r.get(0),
+                    minute: r.get(1),
+                    job: r.get(2),
+                    node: r.get(3),
+                    started: super::count(r.get(4)),
+                    succeeded: super::count(r.get(5)),
+                    failed: super::count(r.get(6)),
+                    retried: super::count(r.get(7)),
+                    revoked: super::count(r.get(8)),
+                    fuel: super::count(r.get(9)),
+                    wall_time_us: super::count(r.get(10)),
+                    waits: super::waits_parse(r.get(11))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_activity(&self, before: Millis) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM activity WHERE minute < $1", &[&before]).await
     }
 
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError> {

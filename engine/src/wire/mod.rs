@@ -14,6 +14,7 @@
 //!   document's bounds are the engine's).
 //! - Requests refuse unknown fields; answers may gain fields.
 
+mod activity;
 mod error;
 mod event;
 mod health;
@@ -22,6 +23,7 @@ mod secret;
 mod task;
 mod tenant;
 
+pub use self::activity::{Activity, ActivityCounts, ActivityQuery, JobActivity, MinuteActivity, TenantActivity};
 pub use self::error::{ErrorBody, ErrorDetail};
 pub use self::event::{Event, EventData, EventKind, MAX_REASON, Notice};
 pub use self::health::{Health, Readiness};
@@ -31,7 +33,7 @@ pub use self::job::{
 };
 pub use self::secret::{Secret, SecretList, SecretValue};
 pub use self::task::{
-    BatchAnswer, BatchItem, BatchRequest, ListQuery, QueueRequest, Queued, Task, TaskDetail, TaskPage, TaskStateChange,
-    Tree, TreeRevoked, TreeTask, WaitQuery,
+    Attempt, BatchAnswer, BatchItem, BatchRequest, ListQuery, QueueRequest, Queued, Task, TaskDetail, TaskPage,
+    TaskStateChange, Tree, TreeRevoked, TreeTask, WaitQuery,
 };
 pub use self::tenant::{NewTenant, NewToken, QuotaChanges, Tenant, TenantChange, TenantList, Token, TokenScope};

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ErrorBody;
 use crate::egress::HttpUsage;
-use crate::store::{TaskRecord, TaskState};
+use crate::store::{AttemptRecord, TaskRecord, TaskState};
 use crate::task::QueueOptions;
 
 /// The body of `POST /v1/tasks`, and each item of a batch.
@@ -154,13 +154,101 @@ impl From<TaskRecord> for Task {
     }
 }
 
-/// The answer of `GET /v1/tasks/{id}`: the task and the ids of the tasks
-/// it queued (up to 1,000, oldest first).
+/// The answer of `GET /v1/tasks/{id}`: the task, the ids of the tasks it
+/// queued (up to 1,000, oldest first) and its attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: Task,
     pub children: Vec<String>,
+    /// Its attempts so far, oldest first: the last 100 earlier ones, then
+    /// its last (whose log is the task's `log`).
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Attempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// The node that ran it, when known.
+    pub node: Option<String>,
+    /// In ms since the epoch.
+    pub started_at: Option<i64>,
+    /// None while it runs.
+    pub finished_at: Option<i64>,
+    /// The state it left its task in: `retry`, `success`, `failure`,
+    /// `revoked`; `started` while it runs.
+    pub state: TaskState,
+    /// Its outcome class (`success`, `trap`, `timeout`, `lease-expired`...).
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub fuel: Option<u64>,
+    /// In microseconds.
+    pub wall_time_us: Option<u64>,
+    pub http: Option<HttpUsage>,
+    /// What an earlier attempt printed: its last 16,384 characters. None
+    /// for the task's last attempt (its log is the task's `log`).
+    pub log: Option<String>,
+}
+
+impl Attempt {
+    /// Every attempt of `task`: those `kept` (each earlier attempt) and its
+    /// last, from its own row, unless kept already (a task waiting for its
+    /// retry) or none ran yet.
+    pub fn all(task: &TaskRecord, kept: Vec<AttemptRecord>) -> Vec<Attempt> {
+        let last_kept = kept.last().map_or(0, |a| a.attempt);
+        let mut attempts: Vec<Attempt> = kept.into_iter().map(Attempt::from).collect();
+        let ran = task.state == TaskState::Started || (task.state.is_terminal() && task.started_at.is_some());
+        if task.attempt > last_kept && ran {
+            let running = task.state == TaskState::Started;
+            attempts.push(Attempt {
+                attempt: task.attempt,
+                node: task
+                    .rescued_lease
+                    .as_deref()
+                    .filter(|_| task.reason.as_deref() == Some("lease-expired"))
+                    .and_then(node_of),
+                started_at: task.started_at,
+                finished_at: task.finished_at,
+                state: task.state,
+                reason: if running { None } else { task.reason.clone() },
+                error: if running { None } else { task.error.clone() },
+                fuel: if running { None } else { task.fuel },
+                wall_time_us: if running { None } else { task.wall_time_us },
+                http: if running { None } else { task.http },
+                log: None,
+            });
+        }
+        attempts
+    }
+}
+
+impl From<AttemptRecord> for Attempt {
+    fn from(a: AttemptRecord) -> Self {
+        Self {
+            attempt: a.attempt,
+            node: a.lease.as_deref().and_then(node_of),
+            started_at: a.started_at,
+            finished_at: Some(a.finished_at),
+            state: a.state,
+            reason: a.reason,
+            error: a.error,
+            fuel: a.fuel,
+            wall_time_us: a.wall_time_us,
+            http: a.http,
+            log: a.log,
+        }
+    }
+}
+
+/// The node of a lease (`node:task:attempt`).
+fn node_of(lease: &str) -> Option<String> {
+    let mut parts = lease.rsplitn(3, ':');
+    parts.next()?;
+    parts.next()?;
+    parts.next().map(str::to_owned)
 }
 
 /// Query of `GET /v1/tasks`.

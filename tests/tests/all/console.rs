@@ -3,7 +3,7 @@
 //! a refused sign-in, a task queued and seen to succeed live, its page, a
 //! running task revoked, a job uploaded, another tenant's console showing
 //! none of it, a token revoked under a signed-in console, the admin's
-//! tenants. A screenshot of each page is kept under
+//! tenants, activity charts. A screenshot of each page is kept under
 //! `target/tmp/console-screenshots/`.
 //!
 //! Chromium and chromedriver are installed with apt when missing (as root,
@@ -213,6 +213,7 @@ async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_ten
     b.says("#task-result", "5").await;
     b.says("#task-args", r#""a": 2"#).await;
     b.says("#task-tree", &id).await;
+    b.shown(r#"#task-attempts tr[data-attempt="1"] [data-state="success"]"#).await;
     b.shot("task").await;
 
     // A running task, revoked from its page.
@@ -238,6 +239,16 @@ async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_ten
     b.shown(r#"#jobs-regular tr[data-job="fan-out"]"#).await;
     b.shot("jobs").await;
 
+    // Its activity: what ran per minute, charted (each node writes its
+    // counts every heartbeat, and the page reads them again meanwhile).
+    b.open(&server, "#/activity").await;
+    b.says("#activity-totals", "1 succeeded").await;
+    b.says("#activity-totals", "1 revoked").await;
+    b.shown("#chart-throughput rect.ok").await;
+    b.shown("#chart-latency polyline").await;
+    b.says("#chart-fuel", "addition").await;
+    b.shot("activity").await;
+
     // Another tenant's console shows none of it, not even by its id.
     b.sign_in(&server, &globex).await;
     b.shown("#tasks").await;
@@ -261,5 +272,9 @@ async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_ten
     b.sign_in(&server, ADMIN).await;
     b.says("#tenants", "acme").await;
     b.says("#tenants", "globex").await;
+    b.says(r#"#tenants tr[data-tenant="acme"] .usage"#, "1 succeeded").await;
     b.shot("tenants").await;
+    b.open(&server, "#/activity").await;
+    b.says("#chart-fuel", "acme").await;
+    b.shot("activity-admin").await;
 }

@@ -8,7 +8,9 @@ mod api_support;
 mod openapi_support;
 mod support;
 
+mod activity;
 mod api;
+mod attempts;
 mod bad_input;
 
 mod client;

@@ -107,6 +107,7 @@ async fn every_operation_answers_a_success_as_its_document_says() {
     assert_eq!(api.post(&format!("/v1/tasks/{}/revoke-tree", ids[1]), &write, json!({})).await.body["revoked"], 1);
     assert_eq!(api.post("/v1/jobs/addition/revoke", &write, json!({})).await.body["revoked"], 1);
     assert_eq!(api.get("/metrics", ADMIN).await.status, StatusCode::OK);
+    assert_eq!(api.get("/v1/activity?minutes=5", &read).await.status, StatusCode::OK);
     assert_eq!(api.send(Method::DELETE, "/v1/jobs/addition", Some(&write), None).await.status, StatusCode::NO_CONTENT);
     drop(api.events(&read, None).await);
 

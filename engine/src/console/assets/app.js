@@ -43,7 +43,7 @@ function el(tag, attrs = {}, ...children) {
     else if (key === "class") node.className = value;
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -161,9 +161,10 @@ async function route() {
   $("#who").textContent = session.role === "admin" ? "admin" : "tenant token";
   for (const link of document.querySelectorAll("[data-admin]")) link.hidden = session.role !== "admin";
   for (const link of document.querySelectorAll("[data-tenant]")) link.hidden = session.role === "admin";
-  const [, name, arg] = location.hash.split("/");
+  const [, name, arg] = location.hash.split("?")[0].split("/");
   for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.dataset.page === name || link.dataset.page === `${name}s`);
   try {
+    if (name === "activity") return await activity();
     if (session.role === "admin") {
       if (name === "tenants" || !name || name === "tasks" || name === "jobs") return await tenants();
     }
@@ -354,6 +355,7 @@ async function task(id) {
       el("div", { class: "panel" }, el("h2", {}, "Args"), el("pre", { id: "task-args" }, json(t.args)),
         el("h2", {}, t.error ? "Error" : "Result"), el("pre", { id: "task-result" }, t.error ? t.error : json(t.result)))),
     el("div", { class: "panel" }, el("h2", {}, "Log"), el("pre", { id: "task-log" }, log || "(empty)")),
+    el("div", { class: "panel" }, el("h2", {}, "Attempts"), attemptsTable(detail.attempts)),
     el("div", { class: "panel" }, el("h2", {}, `Tree of ${tree.root}`),
       el("ul", { class: "tree root", id: "task-tree" }, top.map(branch)),
       tree.truncated ? el("p", { class: "muted" }, "More tasks not shown.") : null));
@@ -363,6 +365,120 @@ async function task(id) {
   leave = events.on((type, event) => {
     if (type === "open" || (event.task && (members.has(event.task) || type === "task-queued"))) refresh(event.task);
   });
+}
+
+// Every attempt of a task, oldest first; an attempt's log opens on demand.
+function attemptsTable(attempts) {
+  if (!attempts.length) return el("p", { class: "muted", id: "task-attempts" }, "None yet.");
+  const micros = (us) => (us == null ? "-" : us < 1000 ? `${us} µs` : `${(us / 1000).toFixed(1)} ms`);
+  return el("table", { id: "task-attempts" },
+    el("thead", {}, el("tr", {}, ["#", "Ended as", "Reason", "Node", "Started", "Wall time", "Fuel", "Error"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, attempts.map((a) => el("tr", { "data-attempt": a.attempt },
+      el("td", { class: "num" }, a.attempt), el("td", {}, badge(a.state)), el("td", {}, a.reason || "-"),
+      el("td", {}, a.node || "-"), el("td", {}, time(a.started_at)), el("td", { class: "num" }, micros(a.wall_time_us)),
+      el("td", { class: "num" }, a.fuel ?? "-"),
+      el("td", {}, a.error || "", a.log ? el("details", {}, el("summary", {}, "log (its end)"), el("pre", {}, a.log)) : null)))));
+}
+
+// SVG: svg("rect", {x: 1}, child...).
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const W = 560, H = 180, PAD = 34;
+const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+// Bars per minute, stacked by `series` ([field, class, label]).
+function stacked(minutes, series, id) {
+  const totals = minutes.map((m) => series.reduce((sum, [field]) => sum + m[field], 0));
+  const top = Math.max(1, ...totals);
+  const step = (W - PAD) / minutes.length;
+  const bars = minutes.map((m, i) => {
+    let y = H - 16;
+    return series.map(([field, kind, label]) => {
+      const h = ((H - 30) * m[field]) / top;
+      y -= h;
+      return m[field] ? svg("rect", { x: PAD + i * step, y, width: Math.max(1, step - 1), height: h, class: kind },
+        svg("title", {}, `${clock(m.at)}: ${m[field]} ${label}`)) : null;
+    });
+  });
+  return chart(id, top, minutes, bars, series.map(([, kind, label]) => [kind, label]));
+}
+
+// Lines per minute of `series` ([field, class, label]), log scale (waits
+// span from 1 ms to an hour).
+function lines(minutes, series, id) {
+  const top = Math.max(1, ...minutes.flatMap((m) => series.map(([field]) => m[field] || 0)));
+  const scale = (v) => (H - 16) - ((H - 30) * Math.log10(1 + v)) / Math.log10(1 + top);
+  const step = (W - PAD) / minutes.length;
+  // A line through the minutes that have a figure, and a dot on each (a
+  // lone minute shows as its dot).
+  const paths = series.map(([field, kind, label]) => {
+    const points = minutes.map((m, i) => (m[field] == null ? null : [PAD + i * step + step / 2, scale(m[field]), m])).filter(Boolean);
+    if (!points.length) return null;
+    return [svg("polyline", { points: points.map(([x, y]) => `${x},${y}`).join(" "), class: `line ${kind}` }, svg("title", {}, label)),
+      points.map(([x, y, m]) => svg("circle", { cx: x, cy: y, r: 2.5, class: kind }, svg("title", {}, `${clock(m.at)}: ${label} ≤ ${m[field]} ms`)))];
+  });
+  return chart(id, `${top} ms`, minutes, paths, series.map(([, kind, label]) => [kind, label]));
+}
+
+function chart(id, top, minutes, marks, legend) {
+  const first = minutes[0], last = minutes[minutes.length - 1];
+  return el("figure", { class: "chart", id },
+    svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" },
+      svg("line", { x1: PAD, y1: H - 16, x2: W, y2: H - 16, class: "axis" }),
+      svg("text", { x: 2, y: 20, class: "tick" }, top),
+      svg("text", { x: 2, y: H - 18, class: "tick" }, 0),
+      first ? svg("text", { x: PAD, y: H - 2, class: "tick" }, clock(first.at)) : null,
+      last ? svg("text", { x: W, y: H - 2, class: "tick", "text-anchor": "end" }, clock(last.at)) : null,
+      marks),
+    el("figcaption", {}, legend.map(([kind, label]) => el("span", { class: `key ${kind}` }, label))));
+}
+
+// Horizontal bars: `items` of [label, value], the largest first.
+function ranking(items, unit, id) {
+  const shown = items.filter(([, value]) => value > 0).slice(0, 10);
+  if (!shown.length) return el("p", { class: "muted", id }, "Nothing in this window.");
+  const top = Math.max(...shown.map(([, value]) => value));
+  return el("table", { class: "ranking", id }, el("tbody", {}, shown.map(([label, value]) => el("tr", {},
+    el("td", {}, label),
+    el("td", { class: "bar" }, svg("svg", { viewBox: "0 0 100 10", preserveAspectRatio: "none" },
+      svg("rect", { x: 0, y: 0, height: 10, width: Math.max(0.5, (100 * value) / top), class: "failed" === unit ? "failed" : "fuel" }))),
+    el("td", { class: "num" }, value.toLocaleString())))));
+}
+
+// What the workers did per minute: throughput, waits, failures by job and
+// fuel by tenant (the admin) or by job (a tenant).
+async function activity() {
+  const windows = [[15, "15 minutes"], [60, "hour"], [360, "6 hours"], [1440, "day"]];
+  const asked = Number(new URLSearchParams(location.hash.split("?")[1] || "").get("minutes")) || 60;
+  const a = await api("GET", `/v1/activity?minutes=${asked}`);
+  const sum = (field) => a.minutes.reduce((total, m) => total + m[field], 0);
+  const picker = el("div", { class: "actions" }, windows.map(([minutes, label]) =>
+    el("a", { href: `#/activity?minutes=${minutes}`, class: minutes === asked ? "chip active" : "chip" }, `Last ${label}`)));
+  const admin = session.role === "admin";
+  page(el("h1", {}, "Activity"), picker,
+    el("p", { class: "muted", id: "activity-totals" },
+      `${sum("succeeded")} succeeded, ${sum("failed")} failed, ${sum("retried")} retried, ${sum("revoked")} revoked; ${sum("fuel").toLocaleString()} fuel.`),
+    el("div", { class: "row" },
+      el("div", { class: "panel" }, el("h2", {}, "Throughput (attempts ended per minute)"),
+        stacked(a.minutes, [["succeeded", "ok", "succeeded"], ["retried", "warn", "retried"], ["failed", "failed", "failed"], ["revoked", "revoked", "revoked"]], "chart-throughput")),
+      el("div", { class: "panel" }, el("h2", {}, "Latency (wait once due)"),
+        lines(a.minutes, [["wait_p50_ms", "p50", "p50"], ["wait_p99_ms", "p99", "p99"]], "chart-latency"))),
+    el("div", { class: "row" },
+      el("div", { class: "panel" }, el("h2", {}, "Failures by job"),
+        ranking(a.jobs.map((j) => [admin ? `${j.tenant} / ${j.job}` : j.job, j.failed]), "failed", "chart-failures")),
+      el("div", { class: "panel" }, el("h2", {}, admin ? "Fuel by tenant" : "Fuel by job"),
+        ranking(admin ? a.tenants.map((t) => [t.tenant, t.fuel]) : a.jobs.map((j) => [j.job, j.fuel]).sort((x, y) => y[1] - x[1]), "fuel", "chart-fuel"))));
+  // Nodes write their counts every few seconds: read again meanwhile.
+  const timer = setInterval(() => { if (location.hash.startsWith("#/activity")) route(); }, 10000);
+  leave = () => clearInterval(timer);
 }
 
 async function jobs() {
@@ -435,7 +551,10 @@ async function job(name) {
 }
 
 async function tenants() {
-  const list = await api("GET", "/v1/tenants");
+  // The tenants' last hour, if it can be read: the page stands without it.
+  const [list, usage] = await Promise.all([api("GET", "/v1/tenants"),
+    api("GET", "/v1/activity?minutes=60").catch(() => ({ tenants: [] }))]);
+  const used = new Map(usage.tenants.map((t) => [t.tenant, t]));
   const shown = ["max_running", "max_queued", "queue_rate", "max_fuel", "max_memory_bytes", "retention_ms"];
   const name = el("input", { id: "tenant-name", placeholder: "name", required: true, pattern: "[A-Za-z0-9_-]{1,64}" });
   const status = el("div", { id: "tenant-status" });
@@ -453,9 +572,14 @@ async function tenants() {
     } catch (e) { status.replaceChildren(el("p", { class: "error" }, e.message)); }
   } }, "New token");
   page(el("h1", {}, "Tenants"), el("div", { class: "panel" }, create, status),
-    el("table", { id: "tenants" }, el("thead", {}, el("tr", {}, ["Name", ...shown, ""].map((h) => el("th", {}, h)))),
-      el("tbody", {}, list.tenants.map((t) => el("tr", {}, el("td", {}, t.name),
-        shown.map((q) => el("td", { class: "num" }, t.quotas[q])), el("td", {}, token(t.name)))))));
+    el("table", { id: "tenants" }, el("thead", {}, el("tr", {}, ["Name", ...shown, "Last hour", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, list.tenants.map((t) => {
+        const u = used.get(t.name);
+        return el("tr", { "data-tenant": t.name }, el("td", {}, t.name),
+          shown.map((q) => el("td", { class: "num" }, t.quotas[q])),
+          el("td", { class: "usage" }, u ? `${u.started} started, ${u.succeeded} succeeded, ${u.failed} failed, ${u.fuel.toLocaleString()} fuel` : "idle"),
+          el("td", {}, token(t.name)));
+      }))));
 }
 
 $("#signout").addEventListener("click", () => { session.clear(); events.stop(); location.hash = ""; route(); });
