@@ -1882,7 +1882,7 @@ mod partition_tests {
 
     use tokio_postgres::NoTls;
 
-    use super::{MIGRATIONS, PostgresStore};
+    use super::{COMPLETE, KEEP_RETRIED, MIGRATIONS, PostgresStore};
     use crate::signals::Signals;
     use crate::store::Store;
 
@@ -1928,6 +1928,88 @@ mod partition_tests {
         client.batch_execute("COMMIT").await.expect("the ending committed");
         let held = extending.await.expect("the extension ran").expect("no conflict error");
         assert!(held.is_empty(), "the lease of a task that ended is not held: {held:?}");
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
+    }
+
+    /// This backend's counts of scans (sequential, by index) of
+    /// `tasks_done` and rows inserted into it, not yet reported.
+    async fn history_counts(client: &tokio_postgres::Client) -> (i64, i64, i64) {
+        client
+            .query_opt(
+                "SELECT coalesce(seq_scan, 0), coalesce(idx_scan, 0), n_tup_ins FROM pg_stat_xact_user_tables \
+                 WHERE relname = 'tasks_done' AND schemaname = current_schema()",
+                &[],
+            )
+            .await
+            .expect("the backend's counts")
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .unwrap_or((0, 0, 0))
+    }
+
+    /// The queue's statements (a claim, its endings, a retry's ending) read
+    /// nothing of the finished tasks, however many are stored: they count
+    /// no scan of `tasks_done` (counted by PostgreSQL within the
+    /// transaction, `pg_stat_xact_user_tables`), only the rows the endings
+    /// move into it.
+    #[tokio::test]
+    async fn the_queue_reads_nothing_of_the_finished_tasks() {
+        let Some((client, schema, url)) = schema("wj_history").await else { return };
+        drop(PostgresStore::connect(&url, Arc::new(Signals::default())).await.expect("the store (migrated)"));
+        client
+            .batch_execute(
+                "INSERT INTO tasks (tenant, job, version, args, state, reason, queued_at, run_at, started_at, \
+                   finished_at, attempt, max_retries, result) \
+                 SELECT 't', 'a', 'v', '{}', 'success', 'success', g, g, g, g, 1, 0, '1' \
+                 FROM generate_series(1, 20000) g; \
+                 INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
+                 SELECT 't', 'a', 'v', '{}', 'queued', g, g, 3 FROM generate_series(1, 10) g; \
+                 ANALYZE tasks_live; ANALYZE tasks_done",
+            )
+            .await
+            .expect("a history and a queue");
+        client.batch_execute("BEGIN").await.unwrap();
+        let before = history_counts(&client).await;
+        let claimed = client
+            .query("SELECT id, lease FROM wasmjob_claim(100, 'n', 1000000, 10, ARRAY['t'], ARRAY[10::bigint])", &[])
+            .await
+            .expect("a claim");
+        let (ids, leases): (Vec<i64>, Vec<String>) =
+            claimed.iter().filter_map(|r| Some((r.get::<_, Option<i64>>(0)?, r.get(1)))).unzip();
+        assert_eq!(ids.len(), 10);
+        // The odd ones end, with the plain statement; the even ones are
+        // retried, with the one that keeps their attempts.
+        for keeping in [false, true] {
+            let sql = if keeping {
+                format!(
+                    "WITH done AS ({COMPLETE} RETURNING t.id, t.state, t.attempt, t.started_at, c.lease, \
+                     c.reason, c.error, c.fuel, c.wall, c.log, c.finished, c.requests, c.sent, c.received), \
+                     kept AS ({KEEP_RETRIED}) SELECT id, state FROM done"
+                )
+            } else {
+                format!("{COMPLETE} RETURNING t.id, t.state")
+            };
+            let (ids, leases): (Vec<i64>, Vec<String>) =
+                ids.iter().zip(&leases).skip(usize::from(keeping)).step_by(2).map(|(i, l)| (*i, l.clone())).unzip();
+            let m = ids.len();
+            let states = vec![if keeping { "retry" } else { "success" }; m];
+            let texts = |s: &str| vec![s.to_owned(); m];
+            let (reasons, results, errors, logs) = (texts("done"), texts("1"), texts(""), texts(""));
+            let (numbers, finished, retry_at) = (vec![1i64; m], vec![200i64; m], vec![None::<i64>; m]);
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                &ids, &leases, &states, &reasons, &results, &errors, &numbers, &numbers, &logs, &finished, &retry_at,
+                &numbers, &numbers, &numbers,
+            ];
+            if keeping {
+                params.push(&super::ATTEMPT_LOG_KEPT);
+            }
+            assert_eq!(client.query(&sql, &params).await.expect("the endings").len(), m);
+        }
+        let after = history_counts(&client).await;
+        let counted = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+        assert_eq!(counted, (0, 0, 5), "scans (sequential, by index) of tasks_done, and rows moved into it");
+        let kept: i64 = client.query_one("SELECT count(*) FROM attempts", &[]).await.unwrap().get(0);
+        assert_eq!(kept, 5, "the retried attempts are kept");
+        client.batch_execute("ROLLBACK").await.unwrap();
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
     }
 
