@@ -57,6 +57,11 @@ pub struct QueueOptions {
     #[serde(default, with = "crate::job::opt_millis")]
     #[schema(value_type = Option<u64>, maximum = 31622400000.0)]
     pub delay: Option<Duration>,
+    /// Do not start the task before this time (RFC 3339), instead of a
+    /// `delay`: a time past runs now; at most [`MAX_DELAY`] from now.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-01T09:00:00Z")]
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Higher runs first; default 0.
     #[serde(default)]
     pub priority: Option<i32>,
@@ -84,13 +89,32 @@ impl QueueOptions {
                 format!("{retries} retries is more than the {MAX_RETRIES} allowed"),
             ));
         }
-        let delay = bounded("delay", self.delay.unwrap_or_default(), MAX_DELAY)?;
-        let run_at = now.checked_add(delay).ok_or_else(|| {
-            QueueError::invalid_option(
-                "delay",
-                format!("{delay} ms from now is past the latest time a task may run at"),
-            )
-        })?;
+        let run_at = match (self.delay, self.run_at) {
+            (Some(_), Some(_)) => {
+                return Err(QueueError::invalid_option("run_at", "give a `delay` or a `run_at`, not both"));
+            }
+            (_, Some(at)) => {
+                let latest = now.saturating_add(i64::try_from(MAX_DELAY.as_millis()).unwrap_or(i64::MAX));
+                let asked = at.timestamp_millis();
+                if asked > latest {
+                    return Err(QueueError::invalid_option(
+                        "run_at",
+                        format!("{} is more than {} days from now", at.to_rfc3339(), MAX_DELAY.as_secs() / 86_400),
+                    ));
+                }
+                // A time past: the task may run now.
+                asked.max(now)
+            }
+            (delay, None) => {
+                let delay = bounded("delay", delay.unwrap_or_default(), MAX_DELAY)?;
+                now.checked_add(delay).ok_or_else(|| {
+                    QueueError::invalid_option(
+                        "delay",
+                        format!("{delay} ms from now is past the latest time a task may run at"),
+                    )
+                })?
+            }
+        };
         let expiry = match (self.expiry, default_expiry) {
             (Some(expiry), _) => Some(bounded("expiry", expiry, MAX_EXPIRY)?),
             // Not the caller's doing, but the caller can override it.
@@ -228,6 +252,27 @@ mod tests {
             let options = QueueOptions { max_retries: Some(max_retries), ..QueueOptions::default() };
             assert_eq!(field(options.times(NOW, None).unwrap_err()), "max_retries");
         }
+    }
+
+    #[test]
+    fn a_run_at_past_runs_now_and_one_too_far_or_beside_a_delay_is_refused() {
+        let at = |ms: Millis| Some(chrono::DateTime::from_timestamp_millis(ms).unwrap());
+        let options = |run_at| QueueOptions { run_at, ..QueueOptions::default() };
+        assert_eq!(options(at(NOW - 86_400_000)).times(NOW, None), Ok((NOW, None)));
+        assert_eq!(options(at(0)).times(NOW, None), Ok((NOW, None)));
+        assert_eq!(options(at(NOW + 5)).times(NOW, Some(Duration::from_millis(7))), Ok((NOW + 5, Some(NOW + 12))));
+        let latest = NOW + MAX_DELAY.as_millis() as Millis;
+        assert_eq!(options(at(latest)).times(NOW, None), Ok((latest, None)));
+        assert_eq!(field(options(at(latest + 1)).times(NOW, None).unwrap_err()), "run_at");
+        // Centuries ahead, and the ends of chrono's range.
+        let far = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+        assert_eq!(field(options(Some(far)).times(NOW, None).unwrap_err()), "run_at");
+        let first = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+        assert_eq!(options(Some(first)).times(NOW, None), Ok((NOW, None)));
+        let both = QueueOptions { delay: ms(1), ..options(at(NOW)) };
+        assert_eq!(field(both.times(NOW, None).unwrap_err()), "run_at");
+        // Near the end of time, nothing wraps.
+        assert_eq!(options(at(NOW)).times(Millis::MAX, None), Ok((Millis::MAX, None)));
     }
 
     #[test]

@@ -41,6 +41,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(multiplier).ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// A time as RFC 3339 (`2026-12-01T09:00:00Z`, any offset).
+pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time ({e}), such as 2026-12-01T09:00:00Z"))
+}
+
 /// Parses a duration such as `30s`, `500ms` or `2m`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration such as 30s: {e}"))

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::args::{parse_duration, task_args};
+use super::args::{parse_duration, parse_time, task_args};
 use super::client::{Client, ServerArgs, with_progress};
 use crate::store::{TaskState, UploadState};
 use crate::task::QueueOptions;
@@ -60,6 +60,9 @@ pub struct QueueArgs {
     /// Do not start before this delay, such as 10s.
     #[arg(long, value_parser = parse_duration)]
     delay: Option<Duration>,
+    /// Do not start before this time (RFC 3339, such as 2026-12-01T09:00:00Z).
+    #[arg(long, conflicts_with = "delay", value_parser = parse_time)]
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Revoke the task if it has not started this long after it could.
     #[arg(long, value_parser = parse_duration)]
     expiry: Option<Duration>,
@@ -284,8 +287,13 @@ pub fn jobs(server: &ServerArgs) -> anyhow::Result<ExitCode> {
 pub fn queue(server: &ServerArgs, args: QueueArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(server)?;
     let task_args: Value = serde_json::from_str(&task_args(args.args.as_deref(), &args.arg)?)?;
-    let options =
-        QueueOptions { delay: args.delay, expiry: args.expiry, priority: args.priority, max_retries: args.max_retries };
+    let options = QueueOptions {
+        delay: args.delay,
+        run_at: args.run_at,
+        expiry: args.expiry,
+        priority: args.priority,
+        max_retries: args.max_retries,
+    };
     let request = QueueRequest { job: args.job, args: task_args, options };
     let answer: Queued = client.post("/v1/tasks", &request)?;
     if !args.wait {

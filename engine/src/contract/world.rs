@@ -58,6 +58,7 @@ macro_rules! world {
                 let options = QueueOptions {
                     expiry: options.expiry.map(Duration::from_millis),
                     delay: options.delay.map(Duration::from_millis),
+                    run_at: None,
                     priority: options.priority,
                     max_retries: options.max_retries,
                 };

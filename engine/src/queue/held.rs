@@ -208,10 +208,11 @@ impl Queue {
             Err(e) => return invalid(e),
         };
         let from = run_at.max(self.clock.now_millis());
-        let expires_at = match (QueueOptions { delay: None, ..options.clone() }).times(from, metadata.expiry) {
-            Ok((_, expires_at)) => expires_at,
-            Err(e) => return invalid(e),
-        };
+        let expires_at =
+            match (QueueOptions { delay: None, run_at: None, ..options.clone() }).times(from, metadata.expiry) {
+                Ok((_, expires_at)) => expires_at,
+                Err(e) => return invalid(e),
+            };
         Settle::Due {
             priority: options.priority.unwrap_or(0),
             run_at,

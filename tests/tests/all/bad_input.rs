@@ -268,3 +268,51 @@ async fn a_quota_change_with_a_bad_egress_rule_or_for_no_tenant_is_refused_and_c
     assert_eq!(answer.body["quotas"]["allowed_hosts"], json!([]), "{answer}");
     assert_eq!(answer.body["quotas"]["max_http_requests"], 5, "{answer}");
 }
+
+#[tokio::test]
+async fn a_run_at_centuries_ahead_malformed_or_beside_a_delay_is_refused() {
+    let (api, write, read) = acme().await;
+    for options in [
+        json!({ "run_at": "2999-01-01T00:00:00Z" }),
+        json!({ "run_at": "+262142-12-31T23:59:59Z" }),
+        json!({ "run_at": "2020-01-01T00:00:00Z", "delay": 1000 }),
+    ] {
+        assert_invalid_option(&queue_with(&api, &write, options).await, "run_at");
+    }
+    for malformed in [json!("tomorrow"), json!(1_700_000_000_000u64), json!("2026-13-01T00:00:00Z")] {
+        let answer = queue_with(&api, &write, json!({ "run_at": malformed })).await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::BAD_REQUEST, "bad_request"), "{answer}");
+    }
+    assert_nothing_queued(&api, &read).await;
+}
+
+#[tokio::test]
+async fn a_task_runs_at_its_run_at_and_one_in_the_past_runs_now() {
+    let (api, write, read) = acme().await;
+    let past = api
+        .post(
+            "/v1/tasks",
+            &write,
+            json!({ "job": "addition", "args": { "a": 1, "b": 2 },
+        "options": { "run_at": "1970-01-01T00:00:00Z" } }),
+        )
+        .await;
+    assert_eq!(past.status, StatusCode::CREATED, "{past}");
+    assert_eq!(api.wait(&read, past.body["id"].as_str().unwrap()).await["result"], 3);
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let later = later - chrono::Duration::nanoseconds(i64::from(later.timestamp_subsec_nanos()));
+    let queued = api
+        .post(
+            "/v1/tasks",
+            &write,
+            json!({ "job": "addition",
+        "options": { "run_at": later.to_rfc3339() } }),
+        )
+        .await;
+    assert_eq!(queued.status, StatusCode::CREATED, "{queued}");
+    let task = api.get(&format!("/v1/tasks/{}", queued.body["id"].as_str().unwrap()), &read).await;
+    assert_eq!(
+        (task.body["state"].as_str(), task.body["run_at"].as_i64()),
+        (Some("queued"), Some(later.timestamp_millis()))
+    );
+}
