@@ -52,6 +52,9 @@ pub struct NodeConfig {
     /// Uploads taken in and not yet compiled, at most; past it an upload
     /// is refused with `503 busy`. Default [`crate::upload::MAX_COMPILING`].
     pub max_compiling: usize,
+    /// Workers lost under one task after which it is quarantined (at least
+    /// 1). Default [`crate::retry::POISON_AFTER`].
+    pub poison_after: u32,
 }
 
 /// Instances kept beside the running tasks' for control calls (`metadata`
@@ -74,6 +77,7 @@ impl NodeConfig {
             quotas: Quotas::default(),
             grace: Duration::from_secs(10),
             max_compiling: crate::upload::MAX_COMPILING,
+            poison_after: crate::retry::POISON_AFTER,
         }
     }
 }
@@ -143,7 +147,7 @@ impl Node {
                 let serving = if serve { Some(lock_data_dir(&config.data_dir)?) } else { None };
                 let store = Arc::new(SqliteStore::open(&config.data_dir.join("wasmjob.db"), config.durability)?);
                 if serve {
-                    let rescued = store.rescue(clock.now_millis(), true).await?;
+                    let rescued = store.rescue(clock.now_millis(), true, config.poison_after.max(1)).await?;
                     if rescued > 0 {
                         tracing::warn!(rescued, "rescued tasks left started by a node that died");
                     }
@@ -219,6 +223,7 @@ impl Node {
             self.metrics.clone(),
             self.signals.clone(),
             self.clock.clone(),
+            self.config.poison_after.max(1),
         ));
         let cataloging = tokio::spawn(self.catalog.clone().run(shutdown.clone()));
         let scheduling = tokio::spawn(Arc::new(self.scheduler()).run(shutdown.clone()));

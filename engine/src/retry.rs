@@ -9,6 +9,12 @@
 //! - Fatal job errors, fuel exhaustion, the memory limit and bad output fail
 //!   at once: the same code with the same args would do the same again.
 //!
+//! - A task whose worker is lost under it (its lease runs out: the node
+//!   died or hung) is retried like a trap would be, unless that happened
+//!   [`POISON_AFTER`] times: then it is quarantined (`failure`, reason
+//!   `poisoned`), so that a task that kills its worker does not go on to
+//!   kill one worker per retry.
+//!
 //! Retry `n` (1-based) waits `min(initial_backoff * 2^(n-1), max_backoff)`
 //! plus random jitter of up to half that, so that tasks failing together do
 //! not retry together.
@@ -18,6 +24,11 @@ use std::time::Duration;
 use crate::job::RetryPolicy;
 use crate::runtime::Outcome;
 use crate::store::TaskState;
+
+/// Workers lost under one task (leases run out) after which it is
+/// quarantined instead of retried. Default 3 (`wasmjob serve
+/// --poison-after`).
+pub const POISON_AFTER: u32 = 3;
 
 /// The state a finished attempt leads to, and when a retry is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -154,6 +154,8 @@ pub struct Workers {
     beaten: std::sync::atomic::AtomicBool,
     /// Deletes finished tasks past their retention, a batch per heartbeat.
     pruner: crate::retention::Pruner,
+    /// Workers lost under one task after which it is quarantined.
+    poison_after: u32,
     /// What this node's workers did per minute, written at each heartbeat.
     activity: crate::activity::Activity,
 }
@@ -172,6 +174,7 @@ impl Workers {
         metrics: Arc<Metrics>,
         signals: Arc<Signals>,
         clock: Arc<dyn Clock>,
+        poison_after: u32,
     ) -> Self {
         Self {
             activity: crate::activity::Activity::new(&node),
@@ -190,6 +193,7 @@ impl Workers {
             recent_us: AtomicU64::new(2 * SHORT.as_micros() as u64),
             beaten: std::sync::atomic::AtomicBool::new(false),
             pruner: crate::retention::Pruner::default(),
+            poison_after,
         }
     }
 
@@ -376,7 +380,7 @@ impl Workers {
                 }
             }
         }
-        if self.store.rescue(self.clock.now_millis(), false).await? > 0 {
+        if self.store.rescue(self.clock.now_millis(), false, self.poison_after).await? > 0 {
             self.signals.finished_some();
         }
         let expired = self.store.expire(self.clock.now_millis()).await?;

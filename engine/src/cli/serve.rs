@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Memory one compile may use, such as 3GiB (the default).
     #[arg(long, value_parser = super::args::parse_size)]
     compile_memory: Option<u64>,
+    /// Workers lost under one task (its node died or hung while running it)
+    /// after which it is quarantined as `poisoned` instead of retried.
+    #[arg(long, default_value_t = crate::retry::POISON_AFTER, value_parser = clap::value_parser!(u32).range(1..))]
+    poison_after: u32,
     /// The admin token (default: created at first start and printed once).
     #[arg(long, env = "WASMJOB_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -86,6 +90,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.concurrency = concurrency.max(1);
     }
     config.grace = args.grace;
+    config.poison_after = args.poison_after;
     config.runtime.egress = args.egress.clone().into();
     config.store_url = args.store.clone();
     config.node_id = args.node_id.clone();

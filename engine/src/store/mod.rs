@@ -694,8 +694,10 @@ pub trait Store: Send + Sync + 'static {
     /// heartbeat). Returns those that still held; the others were lost.
     async fn extend_leases(&self, leases: Vec<String>, until: Millis) -> Result<Vec<HeldLease>, StoreError>;
     /// Moves started tasks whose lease ended before `now` (or, with
-    /// `all_started`, every started task) to `retry` or `failure`.
-    async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError>;
+    /// `all_started`, every started task) to `retry` or `failure`: a task
+    /// whose worker was now lost under it `poison_after` times fails with
+    /// reason `poisoned` whatever its retries left.
+    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<u64, StoreError>;
     /// Puts started tasks back in line without counting their attempt: they
     /// were stopped by a shutdown, not by a failure. Returns how many.
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError>;

@@ -63,7 +63,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -75,6 +75,7 @@ const MIGRATIONS: [&str; 11] = [
     include_str!("postgres_schema_v9.sql"),
     include_str!("postgres_schema_v10.sql"),
     include_str!("postgres_schema_v11.sql"),
+    include_str!("postgres_schema_v12.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
@@ -1011,7 +1012,8 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| HeldLease { lease: r.get(0), revoke_requested: r.get(1) }).collect())
     }
 
-    async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError> {
+    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<u64, StoreError> {
+        let poison_after = i32::try_from(poison_after).unwrap_or(i32::MAX);
         let now_or_forever = if all_started { Millis::MAX } else { now };
         // One statement: those to be retried keep the attempt their worker
         // lost, exactly the rows rescued.
@@ -1019,10 +1021,16 @@ impl Store for PostgresStore {
             .query(
                 "WITH rescued AS (UPDATE tasks SET \
                state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                 WHEN lost_leases + 1 >= $3 THEN 'failure' \
                  WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
                finished_at = CASE WHEN attempt <= max_retries AND revoke_requested_at IS NULL \
-                 THEN NULL ELSE $1::bigint END, \
-               reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' ELSE 'lease-expired' END, \
+                 AND lost_leases + 1 < $3 THEN NULL ELSE $1::bigint END, \
+               reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                 WHEN lost_leases + 1 >= $3 THEN 'poisoned' ELSE 'lease-expired' END, \
+               error = CASE WHEN revoke_requested_at IS NULL AND lost_leases + 1 >= $3 \
+                 THEN 'its worker was lost under it ' || (lost_leases + 1) || ' times: quarantined' \
+                 ELSE error END, \
+               lost_leases = lost_leases + 1, \
                run_at = $1::bigint, rescued_lease = lease, lease = NULL, lease_expires_at = NULL \
              WHERE state = 'started' AND lease_expires_at < $2::bigint \
              RETURNING id, attempt, rescued_lease, started_at, state), \
@@ -1030,7 +1038,7 @@ impl Store for PostgresStore {
                SELECT id, attempt, rescued_lease, started_at, $1::bigint, 'retry', 'lease-expired' \
                FROM rescued WHERE state = 'retry' ON CONFLICT DO NOTHING) \
              SELECT count(*) FROM rescued",
-                &[&now, &now_or_forever],
+                &[&now, &now_or_forever, &poison_after],
             )
             .await?
             .first()

@@ -173,7 +173,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -185,6 +185,7 @@ const MIGRATIONS: [&str; 11] = [
     include_str!("schema_v9.sql"),
     include_str!("schema_v10.sql"),
     include_str!("schema_v11.sql"),
+    include_str!("schema_v12.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -745,24 +746,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rescue(&self, now: Millis, all_started: bool) -> Result<u64, StoreError> {
+    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<u64, StoreError> {
         // Every started task's lease ends before the end of time.
         let now_or_forever = if all_started { Millis::MAX } else { now };
         self.op(move |conn| {
             let mut rescue = conn.prepare_cached(
                 "UPDATE tasks INDEXED BY tasks_running SET \
                    state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+                     WHEN lost_leases + 1 >= ?3 THEN 'failure' \
                      WHEN attempt <= max_retries THEN 'retry' ELSE 'failure' END, \
                    finished_at = CASE WHEN attempt <= max_retries AND revoke_requested_at IS NULL \
-                     THEN NULL ELSE ?1 END, \
+                     AND lost_leases + 1 < ?3 THEN NULL ELSE ?1 END, \
                    reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
-                     ELSE 'lease-expired' END, \
+                     WHEN lost_leases + 1 >= ?3 THEN 'poisoned' ELSE 'lease-expired' END, \
+                   error = CASE WHEN revoke_requested_at IS NULL AND lost_leases + 1 >= ?3 \
+                     THEN 'its worker was lost under it ' || (lost_leases + 1) || ' times: quarantined' \
+                     ELSE error END, \
+                   lost_leases = lost_leases + 1, \
                    run_at = ?1, rescued_lease = lease, lease = NULL, lease_expires_at = NULL \
                  WHERE state = 'started' AND lease_expires_at < ?2 \
                  RETURNING id, attempt, rescued_lease, started_at, state",
             )?;
             let rescued = rescue
-                .query_map(params![now, now_or_forever], |r| {
+                .query_map(params![now, now_or_forever, poison_after], |r| {
                     let lease: Option<String> = r.get(2)?;
                     Ok((
                         r.get::<_, i64>(0)?,

@@ -30,6 +30,7 @@ mod multinode;
 mod openapi;
 mod overlap;
 mod periodic;
+mod poison;
 mod polyglot;
 mod queueing;
 mod results;

@@ -68,12 +68,14 @@ async fn a_dead_workers_lock_does_not_outlive_its_lease(backend: Backend) {
     let now = chrono::Utc::now().timestamp_millis();
     assert_eq!(crate::support::claim(store, "dead", 1, now, 1).await.unwrap().tasks.len(), 1);
     // max_retries is 3: the task goes back to retry, and still holds the lock.
-    store.rescue(now, false).await.unwrap();
+    // (Never quarantined here: this is about its retries running out.)
+    let never = u32::MAX;
+    store.rescue(now, false, never).await.unwrap();
     assert_eq!(duplicate_of(t.node.queue.queue(T, "nightlyreport", "{}", &o, None).await), first);
     // Out of attempts, the task fails and the lock is free.
     for _ in 0..3 {
         assert_eq!(crate::support::claim(store, "dead", 1, now, 1).await.unwrap().tasks.len(), 1);
-        store.rescue(now, false).await.unwrap();
+        store.rescue(now, false, never).await.unwrap();
     }
     let task = store.task(&first).await.unwrap().unwrap();
     assert_eq!((task.state, task.reason.as_deref()), (wasmjob::store::TaskState::Failure, Some("lease-expired")));
