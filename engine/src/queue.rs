@@ -370,6 +370,10 @@ impl Queue {
             root_task: parent.map(|p| p.root.clone()),
             depth,
             queued_at: now,
+            unique: options.unique_for.map(|period| crate::store::Unique {
+                key: unique_key(args),
+                until: now.saturating_add(i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
+            }),
         })
     }
 
@@ -555,4 +559,13 @@ fn revoked(at: Millis, id: &str, job: Option<&str>) -> Event {
         ..Event::job(EventKind::TaskRevoked, at, None, None)
     }
     .reason("revoked")
+}
+
+/// The key of a unique task: the SHA-256 of its args as canonical JSON
+/// (keys sorted, no spacing), so that the same args written otherwise are
+/// the same; args that are not JSON (refused before this) as they are.
+fn unique_key(args: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::from_str::<serde_json::Value>(args).map_or_else(|_| args.to_owned(), |v| v.to_string());
+    hex::encode(Sha256::digest(canonical.as_bytes()))
 }

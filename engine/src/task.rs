@@ -69,6 +69,14 @@ pub struct QueueOptions {
     #[serde(default)]
     #[schema(maximum = 1000)]
     pub max_retries: Option<u32>,
+    /// Unique by args for this long, in milliseconds (at most
+    /// [`MAX_DELAY`]): another request for the same job with the same args
+    /// (as JSON, whatever its key order and spacing) within this period of
+    /// one queued with it answers `duplicate` with that task's id, whether
+    /// that task still waits, runs or has ended.
+    #[serde(default, with = "crate::job::opt_millis")]
+    #[schema(value_type = Option<u64>, maximum = 31622400000.0)]
+    pub unique_for: Option<Duration>,
 }
 
 impl QueueOptions {
@@ -88,6 +96,9 @@ impl QueueOptions {
                 "max_retries",
                 format!("{retries} retries is more than the {MAX_RETRIES} allowed"),
             ));
+        }
+        if let Some(period) = self.unique_for {
+            bounded("unique_for", period, MAX_DELAY)?;
         }
         let run_at = match (self.delay, self.run_at) {
             (Some(_), Some(_)) => {

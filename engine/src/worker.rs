@@ -413,6 +413,7 @@ impl Workers {
         let pruned = self.pruner.prune(&*self.store, &quotas, self.tenants.defaults(), now).await?;
         self.metrics.pruned(pruned);
         self.store.prune_activity(now.saturating_sub(crate::activity::KEPT)).await?;
+        self.store.prune_uniques(now).await?;
         Ok(())
     }
 

@@ -60,6 +60,10 @@ pub struct QueueArgs {
     /// Do not start before this delay, such as 10s.
     #[arg(long, value_parser = parse_duration)]
     delay: Option<Duration>,
+    /// Unique by args for this long, such as 1h: a same request within it
+    /// answers the first task's id.
+    #[arg(long, value_parser = parse_duration)]
+    unique_for: Option<Duration>,
     /// Do not start before this time (RFC 3339, such as 2026-12-01T09:00:00Z).
     #[arg(long, conflicts_with = "delay", value_parser = parse_time)]
     run_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -290,6 +294,7 @@ pub fn queue(server: &ServerArgs, args: QueueArgs) -> anyhow::Result<ExitCode> {
     let options = QueueOptions {
         delay: args.delay,
         run_at: args.run_at,
+        unique_for: args.unique_for,
         expiry: args.expiry,
         priority: args.priority,
         max_retries: args.max_retries,

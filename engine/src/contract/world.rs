@@ -59,6 +59,7 @@ macro_rules! world {
                     expiry: options.expiry.map(Duration::from_millis),
                     delay: options.delay.map(Duration::from_millis),
                     run_at: None,
+                    unique_for: None,
                     priority: options.priority,
                     max_retries: options.max_retries,
                 };

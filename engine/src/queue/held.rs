@@ -78,6 +78,13 @@ impl Queue {
         let depth = self.check_request(args, parent)?;
         // The bounds that need no job; the job's default expiry comes later.
         options.times(now, None)?;
+        if options.unique_for.is_some() {
+            return Err(QueueError::invalid_option(
+                "unique_for",
+                format!("job `{name}` is still compiling: queue unique tasks of it once it is ready"),
+            )
+            .into());
+        }
         let task = NewTask {
             tenant: tenant.to_owned(),
             job: name,
@@ -92,6 +99,7 @@ impl Queue {
             root_task: parent.map(|p| p.root.clone()),
             depth,
             queued_at: now,
+            unique: None,
         };
         let options = serde_json::to_string(options).expect("options serialize");
         Ok(Some(Prepared::Held(task, options)))

@@ -163,6 +163,18 @@ pub struct NewTask {
     /// 0 for a task queued from outside; parent's depth + 1 for a child.
     pub depth: u32,
     pub queued_at: Millis,
+    /// Unique by args until then ([`crate::task::QueueOptions::unique_for`]).
+    pub unique: Option<Unique>,
+}
+
+/// A task's claim to be the only one of its job with its args for a while:
+/// a second insert with the same key before `until` answers
+/// [`Inserted::Duplicate`] with the first task's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unique {
+    /// The SHA-256 (hex) of its args as canonical JSON.
+    pub key: String,
+    pub until: Millis,
 }
 
 /// When a held task would run: never, until settled (9999-12-31T23:59:59.999Z,
@@ -229,7 +241,8 @@ pub enum Retried {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
     Task(TaskId),
-    /// A task with the same job and overlap key is queued or running.
+    /// A task with the same job and overlap key is queued or running, or
+    /// one with the same unique key was queued within its period.
     Duplicate(TaskId),
 }
 
@@ -813,6 +826,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the activity of minutes before `before`; answers how many
     /// rows went.
     async fn prune_activity(&self, before: Millis) -> Result<u64, StoreError>;
+    /// Deletes the unique keys whose period ended before `now`.
+    async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.
     async fn held_uploads(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Up to `limit` of the tasks held for `tenant`'s version `version`.

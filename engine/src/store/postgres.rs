@@ -63,7 +63,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -76,13 +76,15 @@ const MIGRATIONS: [&str; 12] = [
     include_str!("postgres_schema_v10.sql"),
     include_str!("postgres_schema_v11.sql"),
     include_str!("postgres_schema_v12.sql"),
+    include_str!("postgres_schema_v13.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 19] = [
+const TABLES: [&str; 20] = [
     "tasks",
+    "uniques",
     "attempts",
     "activity",
     "tasks_live",
@@ -644,6 +646,59 @@ impl PostgresStore {
         Ok(Some(ids))
     }
 
+    /// Inserts a unique task in the transaction `client`: takes its key
+    /// first (the row lock makes a concurrent insert of the same key wait
+    /// for this transaction, then find the key taken), then inserts the
+    /// task and records it as the key's holder; answers the holder when
+    /// the key is taken, and gives the key back when the task is an
+    /// overlap duplicate.
+    async fn insert_unique<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        task: &NewTask,
+        unique: &super::Unique,
+    ) -> Result<Inserted, StoreError> {
+        let owner = [&task.tenant as &(dyn ToSql + Sync), &task.job, &unique.key];
+        let taken = client
+            .query_opt(
+                "INSERT INTO uniques (tenant, job, key, task_id, until) VALUES ($1, $2, $3, NULL, $5) \
+                 ON CONFLICT (tenant, job, key) DO UPDATE SET task_id = NULL, until = excluded.until \
+                 WHERE uniques.until <= $4 RETURNING 1",
+                &[owner[0], owner[1], owner[2], &task.queued_at, &unique.until],
+            )
+            .await?;
+        if taken.is_none() {
+            let holder = client
+                .query_one("SELECT task_id FROM uniques WHERE tenant = $1 AND job = $2 AND key = $3", &owner)
+                .await?;
+            let holder: Option<i64> = holder.get(0);
+            let holder =
+                holder.ok_or_else(|| StoreError::Corrupt(format!("unique key {} with no task", unique.key)))?;
+            return Ok(Inserted::Duplicate(holder.to_string()));
+        }
+        let inserted = self.insert_one(client, task).await?;
+        match &inserted {
+            Inserted::Task(id) => {
+                let id = id_param(id);
+                client
+                    .execute(
+                        "UPDATE uniques SET task_id = $4 WHERE tenant = $1 AND job = $2 AND key = $3",
+                        &[owner[0], owner[1], owner[2], &id],
+                    )
+                    .await?
+            }
+            Inserted::Duplicate(_) => {
+                client
+                    .execute(
+                        "DELETE FROM uniques WHERE tenant = $1 AND job = $2 AND key = $3 AND task_id IS NULL",
+                        &owner,
+                    )
+                    .await?
+            }
+        };
+        Ok(inserted)
+    }
+
     async fn insert_one<C: GenericClient + Sync>(&self, client: &C, task: &NewTask) -> Result<Inserted, StoreError> {
         let insert = client.prepare_cached(INSERT_TASK).await?;
         let from_task = task.from_task.as_deref().and_then(id_param);
@@ -914,7 +969,8 @@ impl Store for PostgresStore {
         if tasks.is_empty() && tokens.is_none() {
             return Ok(Some(Vec::new()));
         }
-        let (plain, keyed): (Vec<_>, Vec<_>) = tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none());
+        let (plain, keyed): (Vec<_>, Vec<_>) =
+            tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none() && t.unique.is_none());
         let plain_tasks: Vec<&NewTask> = plain.iter().map(|(_, t)| *t).collect();
         let mut client = self.pool.get().await?;
         if keyed.is_empty() {
@@ -938,7 +994,10 @@ impl Store for PostgresStore {
             }
         }
         for (i, task) in keyed {
-            answers[i] = Some(self.insert_one(&tx, task).await?);
+            answers[i] = Some(match &task.unique {
+                Some(unique) => self.insert_unique(&tx, task, unique).await?,
+                None => self.insert_one(&tx, task).await?,
+            });
         }
         tx.commit().await?;
         Ok(Some(answers.into_iter().flatten().collect()))
@@ -1660,6 +1719,10 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM uniques WHERE until <= $1", &[&now]).await
     }
 
     async fn prune_activity(&self, before: Millis) -> Result<u64, StoreError> {

@@ -173,7 +173,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -186,6 +186,7 @@ const MIGRATIONS: [&str; 12] = [
     include_str!("schema_v10.sql"),
     include_str!("schema_v11.sql"),
     include_str!("schema_v12.sql"),
+    include_str!("schema_v13.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -484,6 +485,17 @@ const RETRY: &str = "UPDATE tasks SET state = 'queued', reason = NULL, error = N
     WHERE id = ?1 AND state IN ('failure', 'revoked')";
 
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
+    // A unique task whose key another holds (the one writer makes the
+    // check and the taking one).
+    if let Some(unique) = &task.unique {
+        let holder: Option<i64> = conn
+            .prepare_cached("SELECT task_id FROM uniques WHERE tenant = ?1 AND job = ?2 AND key = ?3 AND until > ?4")?
+            .query_row(params![task.tenant, task.job, unique.key, task.queued_at], |r| r.get(0))
+            .optional()?;
+        if let Some(holder) = holder {
+            return Ok(Inserted::Duplicate(holder.to_string()));
+        }
+    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
          overlap_key, from_task, root_task, depth, tenant) \
@@ -513,6 +525,12 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError
         )
         .optional()?;
     if let Some(id) = id {
+        if let Some(unique) = &task.unique {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO uniques (tenant, job, key, task_id, until) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![task.tenant, task.job, unique.key, id, unique.until])?;
+        }
         return Ok(Inserted::Task(id.to_string()));
     }
     let existing: i64 = conn
@@ -1421,6 +1439,11 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError> {
+        self.op(move |conn| Ok(conn.prepare_cached("DELETE FROM uniques WHERE until <= ?1")?.execute([now])? as u64))
+            .await
     }
 
     async fn prune_activity(&self, before: Millis) -> Result<u64, StoreError> {

@@ -316,3 +316,18 @@ async fn a_task_runs_at_its_run_at_and_one_in_the_past_runs_now() {
         (Some("queued"), Some(later.timestamp_millis()))
     );
 }
+
+#[tokio::test]
+async fn a_unique_period_past_the_bound_is_refused_naming_the_field() {
+    let (api, write, read) = acme().await;
+    for period in [i64::MAX as u64, u64::MAX, millis(MAX_DELAY) + 1] {
+        assert_invalid_option(&queue_with(&api, &write, json!({ "unique_for": period })).await, "unique_for");
+    }
+    assert_nothing_queued(&api, &read).await;
+    // Within it: the second request answers the first task.
+    let first = queue_with(&api, &write, json!({ "unique_for": 60_000 })).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{first}");
+    let second = queue_with(&api, &write, json!({ "unique_for": 60_000 })).await;
+    assert_eq!((second.status, second.code()), (StatusCode::CONFLICT, "duplicate"), "{second}");
+    assert_eq!(second.body["error"]["existing_task"], first.body["id"], "{second}");
+}

@@ -37,5 +37,6 @@ mod results;
 mod schedule;
 mod secrets;
 mod shutdown;
+mod unique;
 mod uploads;
 mod validation;
