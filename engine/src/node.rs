@@ -147,7 +147,7 @@ impl Node {
                 let serving = if serve { Some(lock_data_dir(&config.data_dir)?) } else { None };
                 let store = Arc::new(SqliteStore::open(&config.data_dir.join("wasmjob.db"), config.durability)?);
                 if serve {
-                    let rescued = store.rescue(clock.now_millis(), true, config.poison_after.max(1)).await?;
+                    let rescued = store.rescue(clock.now_millis(), true, config.poison_after.max(1)).await?.len();
                     if rescued > 0 {
                         tracing::warn!(rescued, "rescued tasks left started by a node that died");
                     }

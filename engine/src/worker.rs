@@ -380,8 +380,21 @@ impl Workers {
                 }
             }
         }
-        if self.store.rescue(self.clock.now_millis(), false, self.poison_after).await? > 0 {
+        let rescued = self.store.rescue(self.clock.now_millis(), false, self.poison_after).await?;
+        if !rescued.is_empty() {
             self.signals.finished_some();
+            // What became of each: retried, failed (out of attempts, or
+            // poisoned) or revoked (asked meanwhile).
+            let now = self.clock.now_millis();
+            let events = rescued.into_iter().map(|r| {
+                let kind = match r.state {
+                    TaskState::Retry => EventKind::TaskRetrying,
+                    TaskState::Revoked => EventKind::TaskRevoked,
+                    _ => EventKind::TaskFailed,
+                };
+                (r.tenant, Event::task(kind, now, &r.id, &r.job).attempt(r.attempt).reason(&r.reason))
+            });
+            self.signals.events.emit_all(events);
         }
         let expired = self.store.expire(self.clock.now_millis()).await?;
         if !expired.is_empty() {

@@ -449,6 +449,19 @@ pub struct Completion {
     pub retry_at: Option<Millis>,
 }
 
+/// A started task whose lease ran out, as [`Store::rescue`] left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescued {
+    pub id: TaskId,
+    pub tenant: String,
+    pub job: String,
+    /// The attempt its lost worker ran.
+    pub attempt: u32,
+    /// `retry`, `failure` (out of attempts, or poisoned) or `revoked`.
+    pub state: TaskState,
+    pub reason: String,
+}
+
 /// A task revoked because it had not started before its expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expired {
@@ -710,7 +723,7 @@ pub trait Store: Send + Sync + 'static {
     /// `all_started`, every started task) to `retry` or `failure`: a task
     /// whose worker was now lost under it `poison_after` times fails with
     /// reason `poisoned` whatever its retries left.
-    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<u64, StoreError>;
+    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<Vec<Rescued>, StoreError>;
     /// Puts started tasks back in line without counting their attempt: they
     /// were stopped by a shutdown, not by a failure. Returns how many.
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError>;

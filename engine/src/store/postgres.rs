@@ -34,8 +34,8 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
-    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
+    JobRow, Millis, NewTask, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
+    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
     UploadState,
 };
 use crate::clock::Clock;
@@ -1071,12 +1071,12 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| HeldLease { lease: r.get(0), revoke_requested: r.get(1) }).collect())
     }
 
-    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<u64, StoreError> {
+    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<Vec<Rescued>, StoreError> {
         let poison_after = i32::try_from(poison_after).unwrap_or(i32::MAX);
         let now_or_forever = if all_started { Millis::MAX } else { now };
         // One statement: those to be retried keep the attempt their worker
         // lost, exactly the rows rescued.
-        let rescued: i64 = self
+        let rescued = self
             .query(
                 "WITH rescued AS (UPDATE tasks SET \
                state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
@@ -1092,18 +1092,28 @@ impl Store for PostgresStore {
                lost_leases = lost_leases + 1, \
                run_at = $1::bigint, rescued_lease = lease, lease = NULL, lease_expires_at = NULL \
              WHERE state = 'started' AND lease_expires_at < $2::bigint \
-             RETURNING id, attempt, rescued_lease, started_at, state), \
+             RETURNING id, attempt, rescued_lease, started_at, state, tenant, job, reason), \
              kept AS (INSERT INTO attempts (task_id, attempt, lease, started_at, finished_at, state, reason) \
                SELECT id, attempt, rescued_lease, started_at, $1::bigint, 'retry', 'lease-expired' \
                FROM rescued WHERE state = 'retry' ON CONFLICT DO NOTHING) \
-             SELECT count(*) FROM rescued",
+             SELECT id, tenant, job, attempt, state, reason FROM rescued",
                 &[&now, &now_or_forever, &poison_after],
             )
             .await?
-            .first()
-            .map_or(0, |r| r.get(0));
-        let rescued = u64::try_from(rescued).unwrap_or(0);
-        if rescued > 0 {
+            .iter()
+            .map(|r| {
+                let state: &str = r.get(4);
+                Ok(Rescued {
+                    id: r.get::<_, i64>(0).to_string(),
+                    tenant: r.get(1),
+                    job: r.get(2),
+                    attempt: u32::try_from(r.get::<_, i32>(3)).unwrap_or(0),
+                    state: TaskState::parse(state).ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?,
+                    reason: r.get(5),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if !rescued.is_empty() {
             // Some may have ended (out of attempts, or revoked): waiters re-read.
             self.execute("SELECT pg_notify($1, '')", &[&FINISHED]).await?;
         }

@@ -33,8 +33,8 @@ use tokio::sync::oneshot;
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    JobRow, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick, Settle,
-    Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
+    JobRow, Millis, NewTask, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
+    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
     UploadState,
 };
 
@@ -764,7 +764,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<u64, StoreError> {
+    async fn rescue(&self, now: Millis, all_started: bool, poison_after: u32) -> Result<Vec<Rescued>, StoreError> {
         // Every started task's lease ends before the end of time.
         let now_or_forever = if all_started { Millis::MAX } else { now };
         self.op(move |conn| {
@@ -783,7 +783,7 @@ impl Store for SqliteStore {
                    lost_leases = lost_leases + 1, \
                    run_at = ?1, rescued_lease = lease, lease = NULL, lease_expires_at = NULL \
                  WHERE state = 'started' AND lease_expires_at < ?2 \
-                 RETURNING id, attempt, rescued_lease, started_at, state",
+                 RETURNING id, attempt, rescued_lease, started_at, state, tenant, job, reason",
             )?;
             let rescued = rescue
                 .query_map(params![now, now_or_forever, poison_after], |r| {
@@ -794,6 +794,7 @@ impl Store for SqliteStore {
                         lease,
                         r.get::<_, Option<i64>>(3)?,
                         r.get::<_, String>(4)?,
+                        (r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?),
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -802,10 +803,23 @@ impl Store for SqliteStore {
                 "INSERT OR IGNORE INTO attempts (task_id, attempt, lease, started_at, finished_at, state, reason) \
                  VALUES (?1, ?2, ?3, ?4, ?5, 'retry', 'lease-expired')",
             )?;
-            for (id, attempt, lease, started_at, _) in rescued.iter().filter(|r| r.4 == "retry") {
+            for (id, attempt, lease, started_at, ..) in rescued.iter().filter(|r| r.4 == "retry") {
                 keep.execute(params![id, attempt, lease, started_at, now])?;
             }
-            Ok(rescued.len() as u64)
+            rescued
+                .into_iter()
+                .map(|(id, attempt, _, _, state, (tenant, job, reason))| {
+                    Ok(Rescued {
+                        id: id.to_string(),
+                        tenant,
+                        job,
+                        attempt: u32::try_from(attempt).unwrap_or(0),
+                        state: TaskState::parse(&state)
+                            .ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?,
+                        reason,
+                    })
+                })
+                .collect()
         })
         .await
     }

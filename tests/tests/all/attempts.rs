@@ -44,7 +44,7 @@ async fn an_attempt_whose_worker_died_is_kept_as_lease_expired(backend: Backend)
     let id = t.node.queue.queue(T, "addition", "{}", &QueueOptions::default(), None).await.unwrap();
     let now = clock.now_millis();
     let dead = claim(store, "dead-node", 1, now, now + 1000).await.unwrap().tasks.remove(0);
-    assert_eq!(store.rescue(now + 1001, false, wasmjob::retry::POISON_AFTER).await.unwrap(), 1);
+    assert_eq!(store.rescue(now + 1001, false, wasmjob::retry::POISON_AFTER).await.unwrap().len(), 1);
     let kept = store.attempts(&id, 100).await.unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!((kept[0].attempt, kept[0].state), (1, TaskState::Retry));

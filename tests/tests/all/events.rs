@@ -136,3 +136,23 @@ async fn a_stream_ends_when_its_token_is_revoked() {
     assert!(ended.await.is_ok(), "the stream of a revoked token stayed open");
     assert_eq!(api.get("/v1/events", &secret).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_task_whose_worker_is_lost_is_told_retrying_then_runs_again() {
+    let (api, acme) = acme_with_addition(2).await;
+    let mut stream = api.events(&acme, None).await;
+    // Due in an hour, so that only the "dead" worker below claims it now,
+    // under a lease that has already run out.
+    let later = api.post("/v1/tasks", &acme, json!({ "job": "addition", "options": { "delay": 3_600_000 } })).await;
+    let id = later.body["id"].as_str().unwrap().to_owned();
+    let far = chrono::Utc::now().timestamp_millis() + 7_200_000;
+    let dead = crate::support::claim(&api.node.store, "dead", 10, far, 0).await.unwrap();
+    assert_eq!(dead.tasks.len(), 1);
+    // The serving node's heartbeat rescues it (every 2 s), tells why, and
+    // its next attempt runs now.
+    let seen = stream.until(QUIET, about(&id)).await;
+    let retrying = seen.iter().find(|m| m.event == "task-retrying" && m.data["task"] == id.as_str());
+    let retrying =
+        retrying.unwrap_or_else(|| panic!("no task-retrying: {:?}", seen.iter().map(|m| &m.event).collect::<Vec<_>>()));
+    assert_eq!((retrying.data["reason"].as_str(), retrying.data["attempt"].as_u64()), (Some("lease-expired"), Some(1)));
+}

@@ -120,7 +120,7 @@ async fn a_worker_that_loses_its_lease_stops_the_task() {
     }
     // Another node's sweep rescues it, as if this node's lease ran out.
     let now = chrono::Utc::now().timestamp_millis();
-    assert_eq!(node.store.rescue(now, true, wasmjob::retry::POISON_AFTER).await.unwrap(), 1);
+    assert_eq!(node.store.rescue(now, true, wasmjob::retry::POISON_AFTER).await.unwrap().len(), 1);
     let task = crate::support::finished(&node, &id).await;
     assert_eq!((task.state, task.attempt), (TaskState::Success, 2));
     // The first attempt was stopped, not run to an ending: one attempt ended here.

@@ -24,7 +24,7 @@ async fn a_task_that_loses_its_worker_again_and_again_is_quarantined(backend: Ba
         // Claimed at `at` under a lease that ends before the next sweep.
         let at = now + 3 * lost;
         assert_eq!(claim(store, "doomed", 1, at, at + 1).await.unwrap().tasks.len(), 1, "claim {lost}");
-        assert_eq!(store.rescue(at + 2, false, 3).await.unwrap(), 1);
+        assert_eq!(store.rescue(at + 2, false, 3).await.unwrap().len(), 1);
         let task = store.task(&id).await.unwrap().unwrap();
         if lost < 3 {
             assert_eq!((task.state, task.reason.as_deref()), (TaskState::Retry, Some("lease-expired")));

@@ -263,7 +263,7 @@ async fn a_stale_worker_cannot_complete_a_rescued_task(backend: Backend) {
     let id = t.node.queue.queue(T, "addition", "{}", &opts(), None).await.unwrap();
     let now = clock.now_millis();
     let stale = crate::support::claim(&t.node.store, "dead", 1, now, now + 1000).await.unwrap().tasks.remove(0);
-    assert_eq!(t.node.store.rescue(now + 1001, false, wasmjob::retry::POISON_AFTER).await.unwrap(), 1);
+    assert_eq!(t.node.store.rescue(now + 1001, false, wasmjob::retry::POISON_AFTER).await.unwrap().len(), 1);
     let task = t.node.store.task(&id).await.unwrap().unwrap();
     assert_eq!((task.state, task.reason.as_deref()), (TaskState::Retry, Some("lease-expired")));
     let fresh =
