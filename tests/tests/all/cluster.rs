@@ -62,7 +62,7 @@ type Observation = (&'static str, fn(&mut Cluster));
 #[test]
 fn a_cluster_of_three_nodes_answers_as_one() {
     let (mut cluster, startup) = Cluster::start(["node-a", "node-b", "node-c"]);
-    let observations: [Observation; 14] = [
+    let observations: [Observation; 15] = [
         ("a_tenant_created_through_one_node_is_known_to_the_others_within_a_second", tenant_is_seen_everywhere),
         ("a_token_created_through_one_node_works_on_the_others_within_a_second", token_is_seen_everywhere),
         ("a_job_uploaded_through_one_node_runs_through_the_others_within_a_second", job_upload_is_seen_everywhere),
@@ -79,6 +79,10 @@ fn a_cluster_of_three_nodes_answers_as_one() {
             egress_policy_is_seen_everywhere,
         ),
         ("a_secret_changed_through_one_node_is_read_by_the_next_task_on_every_node", secret_is_read_everywhere),
+        (
+            "a_unique_task_through_one_node_is_a_duplicate_through_another_and_every_node_counts_it",
+            unique_and_activity_are_the_clusters,
+        ),
         // Kills node A: last.
         ("periodic_jobs_tick_once_across_the_cluster_survive_a_node_and_stop_when_deleted", periodic_job_ticks),
     ];
@@ -452,6 +456,27 @@ fn events_reach_every_node(c: &mut Cluster) {
     let shown = read(&mut seen, SETUP_WITHIN, &both);
     assert!(shown, "node-c's stream did not show job sleepy uploaded and compiled through node-a: {seen:#?}");
     assert_eq!(kinds(&seen, "job", "sleepy"), ["job-compiled", "job-uploaded"], "{seen:#?}");
+}
+
+/// A unique task queued through node A is a duplicate through node B (its
+/// args written otherwise); once it ran on whichever node, node C's
+/// activity counts it (written by that node at its heartbeat).
+fn unique_and_activity_are_the_clusters(c: &mut Cluster) {
+    let tenant = c.tenant("unique", json!({}), &[wasmjob::examples::ADDITION]);
+    let unique = |args: Value| json!({ "job": "addition", "args": args, "options": { "unique_for": 600_000 } });
+    let first = c.post_json(A, "/v1/tasks", &tenant.token, &unique(json!({ "a": 4, "b": 5 })));
+    let id = task_id(expect(&first, StatusCode::CREATED, "node-a: POST /v1/tasks (unique)"));
+    let again = c.post_json(B, "/v1/tasks", &tenant.token, &unique(json!({ "b": 5, "a": 4 })));
+    assert_eq!(again.status, StatusCode::CONFLICT, "node-b: the same unique task: {again}");
+    assert_eq!(again.body["error"]["existing_task"], id.as_str(), "node-b: {again}");
+    eventually(SETUP_WITHIN, "node-c's activity counts the task run anywhere", || {
+        let activity = c.get(C, "/v1/activity?minutes=10", &tenant.token);
+        let minutes = activity.body["minutes"].as_array().cloned().unwrap_or_default();
+        match minutes.iter().filter_map(|m| m["succeeded"].as_u64()).sum::<u64>() {
+            1 => Ok(()),
+            _ => Err(format!("node-c: {activity}")),
+        }
+    });
 }
 
 /// A tenant's egress allow-list, changed through one node, governs the
