@@ -585,9 +585,21 @@ fn count(n: i64) -> u64 {
 /// renewed and released by primary key, since thousands of tasks may be
 /// started at once (a node's tasks waiting on the network).
 fn lease_task_id(lease: &str) -> Option<i64> {
+    crate::task::parse_id(lease_parts(lease)?.1)
+}
+
+/// The node a lease (`node:id:attempt`) was given to.
+pub fn lease_node(lease: &str) -> Option<&str> {
+    lease_parts(lease)?.0
+}
+
+/// A lease's node (if any), task id and attempt (a node's name may hold
+/// `:`).
+fn lease_parts(lease: &str) -> Option<(Option<&str>, &str, &str)> {
     let mut parts = lease.rsplitn(3, ':');
-    let _attempt = parts.next()?;
-    crate::task::parse_id(parts.next()?)
+    let attempt = parts.next()?;
+    let id = parts.next()?;
+    Some((parts.next(), id, attempt))
 }
 
 /// A task's network usage from its three columns (none before it ran).

@@ -209,7 +209,8 @@ impl Attempt {
                     .rescued_lease
                     .as_deref()
                     .filter(|_| task.reason.as_deref() == Some("lease-expired"))
-                    .and_then(node_of),
+                    .and_then(crate::store::lease_node)
+                    .map(str::to_owned),
                 started_at: task.started_at,
                 finished_at: task.finished_at,
                 state: task.state,
@@ -229,7 +230,7 @@ impl From<AttemptRecord> for Attempt {
     fn from(a: AttemptRecord) -> Self {
         Self {
             attempt: a.attempt,
-            node: a.lease.as_deref().and_then(node_of),
+            node: a.lease.as_deref().and_then(crate::store::lease_node).map(str::to_owned),
             started_at: a.started_at,
             finished_at: Some(a.finished_at),
             state: a.state,
@@ -241,14 +242,6 @@ impl From<AttemptRecord> for Attempt {
             log: a.log,
         }
     }
-}
-
-/// The node of a lease (`node:task:attempt`).
-fn node_of(lease: &str) -> Option<String> {
-    let mut parts = lease.rsplitn(3, ':');
-    parts.next()?;
-    parts.next()?;
-    parts.next().map(str::to_owned)
 }
 
 /// Query of `GET /v1/tasks`.
