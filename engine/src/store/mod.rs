@@ -640,6 +640,30 @@ enum Bound<'a> {
 /// a closed set, is written in as a literal: SQLite uses a partial index of
 /// a state only for a literal of it. A `from_task` that is no task id
 /// matches nothing.
+///
+/// Answers the `WHERE` clause, its placeholders numbered by `placeholder`
+/// (`?N`, `$N`), and their values in order; the page size is the last.
+fn list_where<'a>(
+    filter: &'a TaskFilter,
+    limit: &'a i64,
+    placeholder: fn(usize) -> String,
+) -> (String, Vec<Bound<'a>>) {
+    let mut clauses = vec!["1 = 1".to_owned()];
+    let mut bounds = Vec::new();
+    for (condition, bound) in list_conditions(filter) {
+        match bound {
+            Some(bound) => {
+                bounds.push(bound);
+                clauses.push(condition.replace("{}", &placeholder(bounds.len())));
+            }
+            None => clauses.push(condition),
+        }
+    }
+    bounds.push(Bound::Int(*limit));
+    (format!("{} ORDER BY id DESC LIMIT {}", clauses.join(" AND "), placeholder(bounds.len())), bounds)
+}
+
+/// Each condition of [`list_where`], with `{}` where its value goes.
 fn list_conditions<'a>(filter: &'a TaskFilter) -> Vec<(String, Option<Bound<'a>>)> {
     let mut conditions = Vec::new();
     let mut add = |condition: String, bound: Option<Bound<'a>>| conditions.push((condition, bound));

@@ -1235,27 +1235,15 @@ impl Store for PostgresStore {
 
     async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
         let limit = i64::from(filter.limit.unwrap_or(100).min(1000));
-        let conditions = super::list_conditions(&filter);
-        let mut clauses = vec!["TRUE".to_owned()];
-        let mut values: Vec<(&(dyn ToSql + Sync), Type)> = Vec::new();
-        for (condition, bound) in &conditions {
-            match bound {
-                Some(bound) => {
-                    values.push(match bound {
-                        super::Bound::Text(text) => (text as &(dyn ToSql + Sync), Type::TEXT),
-                        super::Bound::Int(n) => (n as &(dyn ToSql + Sync), Type::INT8),
-                    });
-                    clauses.push(condition.replace("{}", &format!("${}", values.len())));
-                }
-                None => clauses.push(condition.clone()),
-            }
-        }
-        values.push((&limit, Type::INT8));
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE {} ORDER BY id DESC LIMIT ${}",
-            clauses.join(" AND "),
-            values.len()
-        );
+        let (clause, bounds) = super::list_where(&filter, &limit, |n| format!("${n}"));
+        let values: Vec<(&(dyn ToSql + Sync), Type)> = bounds
+            .iter()
+            .map(|bound| match bound {
+                super::Bound::Text(text) => (text as &(dyn ToSql + Sync), Type::TEXT),
+                super::Bound::Int(n) => (n as &(dyn ToSql + Sync), Type::INT8),
+            })
+            .collect();
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {clause}");
         // Unnamed, so planned for these values each time: a cached
         // statement's generic plan, made for an average tenant, walked a
         // million tasks by id for a tenant that has few (seen: 48 ms where

@@ -439,28 +439,16 @@ fn overlapping(conn: &Connection, id: i64, key: Option<&str>) -> Result<Option<i
 /// The statement listing the tasks `filter` asks for, newest first, and
 /// its values ([`super::list_conditions`]).
 fn list_sql(filter: &TaskFilter) -> (String, Vec<rusqlite::types::Value>) {
-    let limit = filter.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
-    let mut clauses = vec!["1 = 1".to_owned()];
-    let mut values: Vec<rusqlite::types::Value> = Vec::new();
-    for (condition, bound) in super::list_conditions(filter) {
-        match bound {
-            Some(bound) => {
-                values.push(match bound {
-                    super::Bound::Text(text) => text.to_owned().into(),
-                    super::Bound::Int(n) => n.into(),
-                });
-                clauses.push(condition.replace("{}", &format!("?{}", values.len())));
-            }
-            None => clauses.push(condition),
-        }
-    }
-    values.push(i64::from(limit).into());
-    let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE {} ORDER BY id DESC LIMIT ?{}",
-        clauses.join(" AND "),
-        values.len()
-    );
-    (sql, values)
+    let limit = i64::from(filter.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE));
+    let (clause, bounds) = super::list_where(filter, &limit, |n| format!("?{n}"));
+    let values = bounds
+        .into_iter()
+        .map(|bound| match bound {
+            super::Bound::Text(text) => text.to_owned().into(),
+            super::Bound::Int(n) => n.into(),
+        })
+        .collect();
+    (format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {clause}"), values)
 }
 
 /// Keeps the attempt of the started task `?1` under lease `?2` that is
