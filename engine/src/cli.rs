@@ -14,6 +14,7 @@ mod compile;
 mod inspect;
 mod remote;
 mod run;
+mod schedule;
 mod serve;
 mod usage;
 
@@ -82,6 +83,10 @@ enum Command {
     /// Manage the tenant's secrets, which jobs read by name (write-only).
     #[command(subcommand)]
     Secret(remote::SecretCommand),
+    /// Manage the tenant's schedules, which queue a job with given args on a
+    /// cron expression or an interval.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Print the HTTP API's OpenAPI document (what `/v1/openapi.json` serves), to generate a client offline.
     Openapi,
     /// Run one task of a job component and print its outcome.
@@ -128,6 +133,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant(command) => remote::tenant(&cli.server, command),
         Command::Token(command) => remote::token(&cli.server, command),
         Command::Secret(command) => remote::secret(&cli.server, command),
+        Command::Schedule(command) => schedule::schedule(&cli.server, command),
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
         Command::BenchApi(args) => runtime.block_on(bench_api::bench_api(args)),

@@ -58,7 +58,10 @@ pub enum JobKind {
 }
 
 /// When a periodic job runs: every `run_every`, aligned to `anchor`.
+/// (`JobSchedule` in the API's document: `Schedule` is what
+/// `/v1/schedules` serves.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = JobSchedule)]
 pub struct Schedule {
     /// In milliseconds.
     #[serde(with = "millis")]

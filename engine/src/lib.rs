@@ -23,6 +23,7 @@ pub mod events;
 pub mod job;
 pub mod metrics;
 pub mod node;
+pub mod plan;
 pub mod queue;
 pub mod registry;
 pub mod retention;

@@ -29,6 +29,10 @@
 //!
 //! A periodic job that forbids overlap gets no new task while its previous
 //! one is queued or running: that tick is recorded as skipped.
+//!
+//! Schedules made as data ([`crate::plan`]) are claimed and written the
+//! same way; their tick computes the next time from the plan instead of
+//! asking a sandbox, and queues the plan's job with the plan's args.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -38,6 +42,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::clock::Clock;
+use crate::plan::Plan;
 use crate::queue::{Queue, QueueFailure};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -165,7 +170,8 @@ impl Scheduler {
     }
 
     /// Runs one tick of every schedule due now, and waits for all of them.
-    /// Returns what happened per job, by name (the loop in [`Scheduler::run`]
+    /// Returns what happened per schedule, by its name (a periodic job's
+    /// own schedule by its job's name) (the loop in [`Scheduler::run`]
     /// does the same without waiting for slow asks; tests drive this).
     pub async fn tick(&self) -> Vec<(String, TickResult)> {
         let (due, _, claim) = match self.claim().await {
@@ -177,7 +183,7 @@ impl Scheduler {
         };
         let asks = due.into_iter().map(|schedule| self.ask(schedule, &claim));
         let decided = futures_util::future::join_all(asks).await;
-        let names: Vec<String> = decided.iter().map(|d| d.tick.job.clone()).collect();
+        let names: Vec<String> = decided.iter().map(|d| shown(&d.tick)).collect();
         names.into_iter().zip(self.write(decided).await).collect()
     }
 
@@ -198,6 +204,7 @@ impl Scheduler {
         let mut tick = ScheduleTick {
             tenant: schedule.tenant.clone(),
             job: schedule.job.clone(),
+            name: schedule.name.clone(),
             claim: claim.name.clone(),
             expected_last: schedule.last_run_at,
             ran_at: None,
@@ -209,6 +216,9 @@ impl Scheduler {
             // now. Hand it back due, unasked.
             tick.next_due_at = now_ms;
             return Decided { tick, result: TickResult::TakenElsewhere };
+        }
+        if let Some(plan) = &schedule.plan {
+            return self.follow(&schedule, plan, tick, now_ms).await;
         }
         let Some(job) = self.registry.get(&schedule.tenant, &schedule.job) else {
             // Deleted (the write will find the schedule gone), or uploaded
@@ -252,6 +262,41 @@ impl Scheduler {
             }
             Err(QueueFailure::Rejected(e)) => Decided { tick, result: TickResult::Failed(e.to_string()) },
             Err(QueueFailure::Store(e)) => Decided { tick, result: TickResult::Failed(e.to_string()) },
+        }
+    }
+
+    /// Decides the tick of a named schedule: queues its job with its args,
+    /// due again at the plan's next time after now.
+    async fn follow(&self, schedule: &ScheduleRow, plan: &str, mut tick: ScheduleTick, now_ms: Millis) -> Decided {
+        let plan: Plan = match serde_json::from_str(plan) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::warn!(tenant = %schedule.tenant, schedule = %schedule.name, error = %e, "corrupt schedule");
+                return Decided { tick, result: TickResult::Failed(format!("corrupt schedule: {e}")) };
+            }
+        };
+        let Some(next) = plan.when.next_after(now_ms, schedule.since) else {
+            // Never again (a cron expression past its last match): paused.
+            tick.next_due_at = crate::plan::PAUSED;
+            return Decided { tick, result: TickResult::NotDue(MAX_NEXT) };
+        };
+        tick.next_due_at = next;
+        match self.queue.prepare(&schedule.tenant, &schedule.job, &plan.args, &QueueOptions::default(), None).await {
+            Ok(task) => {
+                tick.ran_at = Some(now_ms);
+                tick.task = Some(task);
+                Decided { tick, result: TickResult::TakenElsewhere }
+            }
+            Err(e) => {
+                // Asked again at its next time, or sooner if that is far.
+                tick.next_due_at = next.min(after(now_ms, RETRY_FAILED));
+                let e = match e {
+                    QueueFailure::Rejected(e) => e.to_string(),
+                    QueueFailure::Store(e) => e.to_string(),
+                };
+                tracing::warn!(tenant = %schedule.tenant, schedule = %schedule.name, error = %e, "cannot queue");
+                Decided { tick, result: TickResult::Failed(e) }
+            }
         }
     }
 
@@ -360,6 +405,12 @@ const CLAIM_RETRY: Duration = Duration::from_secs(1);
 struct Claimed {
     name: String,
     until: Millis,
+}
+
+/// A schedule's name as the scheduler reports it: a periodic job's own
+/// schedule by its job's name.
+fn shown(tick: &ScheduleTick) -> String {
+    if tick.name.is_empty() { tick.job.clone() } else { tick.name.clone() }
 }
 
 /// `at` plus `by`, saturating.

@@ -20,6 +20,7 @@ mod events;
 mod health;
 mod jobs;
 mod openapi;
+mod schedules;
 mod secrets;
 mod tasks;
 
@@ -65,6 +66,10 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(admin::update_tenant))
         .routes(routes!(admin::create_token))
         .routes(routes!(admin::revoke_token))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::put, schedules::show, schedules::delete))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
         .routes(routes!(secrets::list))
         .routes(routes!(secrets::put, secrets::delete))
         .routes(routes!(events::stream))

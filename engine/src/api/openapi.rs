@@ -28,6 +28,7 @@ pub struct Document(pub Arc<OpenApi>);
     tags(
         (name = "tasks", description = "Queue, read, wait for, revoke and retry tasks."),
         (name = "jobs", description = "Upload components and read their jobs."),
+        (name = "schedules", description = "Schedules that queue a job with given args on a cron expression or an interval."),
         (name = "secrets", description = "A tenant's secrets, write-only."),
         (name = "events", description = "A tenant's task and job events, live."),
         (name = "activity", description = "What the workers did per minute, job and tenant: the console's charts."),
@@ -93,6 +94,11 @@ mod tests {
         assert_eq!(schemas["BatchRequest"]["properties"]["tasks"]["maxItems"], json!(super::super::MAX_BATCH));
         assert_eq!(schemas["QueueRequest"]["properties"]["job"]["maxLength"], json!(crate::job::MAX_NAME_LEN));
         assert_eq!(schemas["SecretValue"]["properties"]["value"]["maxLength"], json!(crate::secret::MAX_VALUE_BYTES));
+        let schedule = &schemas["ScheduleRequest"]["properties"];
+        assert_eq!(schedule["every_ms"]["minimum"].as_f64(), Some(ms(crate::plan::MIN_EVERY)));
+        assert_eq!(schedule["every_ms"]["maximum"].as_f64(), Some(ms(crate::plan::MAX_EVERY)));
+        assert_eq!(schedule["cron"]["maxLength"], json!(crate::plan::MAX_EXPRESSION_BYTES));
+        assert_eq!(schedule["zone"]["maxLength"], json!(crate::plan::MAX_EXPRESSION_BYTES));
         let hosts = &schemas["QuotaChanges"]["properties"]["allowed_hosts"]["maxItems"];
         assert_eq!(hosts, &json!(crate::egress::policy::MAX_RULES));
     }

@@ -194,7 +194,7 @@ pub enum SecretCommand {
     Delete { name: String },
 }
 
-fn print_json(value: &impl Serialize) {
+pub(super) fn print_json(value: &impl Serialize) {
     // JSON escapes C0 controls in strings; DEL and C1 controls it leaves raw.
     let json = serde_json::to_string_pretty(value).expect("JSON prints");
     println!("{}", crate::runtime::escape_controls(&json));
@@ -207,7 +207,7 @@ fn shown(text: &str) -> String {
 }
 
 /// An optional value for a terminal: `-` for none.
-fn or_dash(value: Option<impl ToString>) -> String {
+pub(super) fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".into(), |v| shown(&v.to_string()))
 }
 

@@ -310,17 +310,25 @@ pub struct ScheduleClaim {
     pub lease_until: Millis,
 }
 
-/// A periodic job's schedule, as stored.
+/// A schedule, as stored: a periodic job's own (name `''`, no plan), or
+/// one a tenant made as data (its name and [`crate::plan::Plan`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleRow {
     pub tenant: String,
     pub job: String,
+    /// `''` for a periodic job's own schedule; unique within the tenant.
+    pub name: String,
+    /// What a named schedule queues and when, as JSON.
+    pub plan: Option<String>,
     /// When the scheduler last queued a task of it.
     pub last_run_at: Option<Millis>,
     /// When the job's current version was registered: `is-due`'s last run
     /// before the first, and how a scheduler tells a stale version apart.
+    /// A named schedule's creation (or last replacement): an interval's
+    /// anchor.
     pub since: Millis,
-    /// When the scheduler next asks the job's `is-due`.
+    /// When the scheduler next asks the job's `is-due` (or runs the plan);
+    /// [`crate::plan::PAUSED`] for a paused schedule.
     pub next_due_at: Millis,
 }
 
@@ -340,6 +348,8 @@ pub struct ClaimedSchedules {
 pub struct ScheduleTick {
     pub tenant: String,
     pub job: String,
+    /// The schedule's name (`''` for a periodic job's own).
+    pub name: String,
     /// The claim that took the schedule.
     pub claim: String,
     /// `last_run_at` as claimed: the write applies only if it still holds.
@@ -720,13 +730,14 @@ pub trait Store: Send + Sync + 'static {
     async fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Makes `job` the current version of its name. A periodic job gets a
     /// schedule, due at once, keeping its `last_run_at` if it had one; a
-    /// regular job loses any schedule.
+    /// regular job loses its own (named schedules that queue it stay).
     async fn put_job(&self, job: JobRow, periodic: bool) -> Result<(), StoreError>;
     /// The current version of every job of every tenant.
     async fn jobs(&self) -> Result<Vec<JobRow>, StoreError>;
     /// Every version `tenant`'s job `name` has had: hash and registration time, oldest first.
     async fn job_versions(&self, tenant: &str, name: &str) -> Result<Vec<(String, Millis)>, StoreError>;
-    /// Unregisters a job and its schedule (its tasks and versions stay).
+    /// Unregisters a job and its schedules, its own and the named ones that
+    /// queue it (its tasks and versions stay).
     /// Whether it existed.
     async fn delete_job(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
     /// The generation of every kind of catalog row.
@@ -800,8 +811,21 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_schedules(&self, claim: ScheduleClaim) -> Result<ClaimedSchedules, StoreError>;
     /// Writes ticks of claimed schedules, each atomically with its task.
     async fn write_ticks(&self, ticks: Vec<ScheduleTick>) -> Result<Vec<TickWrite>, StoreError>;
-    /// `tenant`'s schedule of job `job`.
+    /// The periodic job `job`'s own schedule.
     async fn schedule(&self, tenant: &str, job: &str) -> Result<Option<ScheduleRow>, StoreError>;
+    /// Creates or replaces `row.tenant`'s named schedule `row.name` (with
+    /// its plan), unless that would make more than `max` named schedules
+    /// (then false, storing nothing). A claim on the schedule it replaces
+    /// is void.
+    async fn put_plan(&self, row: ScheduleRow, max: usize) -> Result<bool, StoreError>;
+    /// `tenant`'s named schedules (all, or the one named `name`), by name.
+    async fn plans(&self, tenant: &str, name: Option<&str>) -> Result<Vec<ScheduleRow>, StoreError>;
+    /// Sets when `tenant`'s named schedule `name` is due next
+    /// ([`crate::plan::PAUSED`] pauses it), voiding a claim on it; whether
+    /// it exists.
+    async fn set_plan_due(&self, tenant: &str, name: &str, next_due_at: Millis) -> Result<bool, StoreError>;
+    /// Deletes `tenant`'s named schedule `name`; whether it existed.
+    async fn delete_plan(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
 
     /// Creates a tenant; false if it exists.
     async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError>;

@@ -48,6 +48,9 @@ const POOL_SIZE: usize = 16;
 const CHANNEL: &str = "wasmjob_tasks";
 /// The channel catalog changes notify.
 const CATALOG: &str = "wasmjob_catalog";
+/// Channel: a named schedule was made, replaced, paused or resumed (its
+/// due time changed): schedulers look again.
+const SCHEDULES: &str = "wasmjob_schedules";
 /// The channel endings notify, with the ended tasks' ids.
 const FINISHED: &str = "wasmjob_finished";
 /// The channel revoke requests of running tasks notify, with the task's id.
@@ -63,7 +66,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -77,6 +80,7 @@ const MIGRATIONS: [&str; 13] = [
     include_str!("postgres_schema_v11.sql"),
     include_str!("postgres_schema_v12.sql"),
     include_str!("postgres_schema_v13.sql"),
+    include_str!("postgres_schema_v14.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
@@ -264,7 +268,7 @@ impl PostgresStore {
 /// store, since what was notified meanwhile is lost.
 async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>) {
     let channels = format!(
-        "LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {FINISHED}; LISTEN {REVOKE}; LISTEN {EVENTS}; LISTEN {WATCHING}"
+        "LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {SCHEDULES}; LISTEN {FINISHED}; LISTEN {REVOKE}; LISTEN {EVENTS}; LISTEN {WATCHING}"
     );
     loop {
         match config.connect(NoTls).await {
@@ -304,6 +308,7 @@ fn dispatch(signals: &Signals, channel: &str, payload: &str) {
             signals.catalog.notify_one();
             signals.schedules.notify_one();
         }
+        SCHEDULES => signals.schedules.notify_one(),
         FINISHED if payload.is_empty() => signals.finished_some(),
         FINISHED => signals.finished(&payload.split(',').map(str::to_owned).collect::<Vec<_>>()),
         REVOKE => signals.stop(payload.to_owned()),
@@ -891,13 +896,17 @@ impl Store for PostgresStore {
                 // A new version is asked at once; a claim on the old one is void.
                 tx.execute(
                     "INSERT INTO schedules (tenant, job, since, next_due_at) VALUES ($1, $2, $3, $3) \
-                     ON CONFLICT (tenant, job) DO UPDATE SET since = excluded.since, \
+                     ON CONFLICT (tenant, job, name) DO UPDATE SET since = excluded.since, \
                      next_due_at = excluded.next_due_at, claimed_by = NULL, claimed_until = NULL",
                     &[&job.tenant, &job.name, &job.registered_at],
                 )
                 .await?;
             } else {
-                tx.execute("DELETE FROM schedules WHERE tenant = $1 AND job = $2", &[&job.tenant, &job.name]).await?;
+                tx.execute(
+                    "DELETE FROM schedules WHERE tenant = $1 AND job = $2 AND name = ''",
+                    &[&job.tenant, &job.name],
+                )
+                .await?;
             }
             bump(&tx, "jobs").await?;
         }
@@ -1295,7 +1304,7 @@ impl Store for PostgresStore {
                    AND next_due_at <= $2 ORDER BY claimed_until LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE schedules s SET claimed_by = $1, claimed_until = $3 \
                  WHERE s.ctid = ANY(ARRAY(SELECT ctid FROM free UNION ALL SELECT ctid FROM stale)) \
-                 RETURNING s.tenant, s.job, s.last_run_at, s.since, s.next_due_at",
+                 RETURNING s.tenant, s.job, s.last_run_at, s.since, s.next_due_at, s.name, s.plan",
                 &[&claim.claim, &claim.now, &claim.lease_until, &limit],
             )
             .await?
@@ -1320,13 +1329,21 @@ impl Store for PostgresStore {
             .prepare_cached(
                 "UPDATE schedules SET last_run_at = COALESCE($5, last_run_at), next_due_at = $6, \
                  claimed_by = NULL, claimed_until = NULL \
-                 WHERE tenant = $1 AND job = $2 AND claimed_by = $3 AND last_run_at IS NOT DISTINCT FROM $4",
+                 WHERE tenant = $1 AND job = $2 AND name = $7 AND claimed_by = $3 \
+                 AND last_run_at IS NOT DISTINCT FROM $4",
             )
             .await?;
         let mut written = Vec::with_capacity(ticks.len());
         for tick in &ticks {
-            let params: [&(dyn ToSql + Sync); 6] =
-                [&tick.tenant, &tick.job, &tick.claim, &tick.expected_last, &tick.ran_at, &tick.next_due_at];
+            let params: [&(dyn ToSql + Sync); 7] = [
+                &tick.tenant,
+                &tick.job,
+                &tick.claim,
+                &tick.expected_last,
+                &tick.ran_at,
+                &tick.next_due_at,
+                &tick.name,
+            ];
             if tx.execute(&update, &params).await? == 0 {
                 written.push(TickWrite::Lost);
                 continue;
@@ -1344,11 +1361,84 @@ impl Store for PostgresStore {
     async fn schedule(&self, tenant: &str, job: &str) -> Result<Option<ScheduleRow>, StoreError> {
         let rows = self
             .query(
-                "SELECT tenant, job, last_run_at, since, next_due_at FROM schedules WHERE tenant = $1 AND job = $2",
+                "SELECT tenant, job, last_run_at, since, next_due_at, name, plan FROM schedules \
+                 WHERE tenant = $1 AND job = $2 AND name = ''",
                 &[&tenant, &job],
             )
             .await?;
         Ok(rows.first().map(schedule_from_row))
+    }
+
+    async fn put_plan(&self, row: ScheduleRow, max: usize) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        // Writes of one tenant's named schedules take turns, and each
+        // counts what the one before it committed (read committed), so that
+        // the bound holds.
+        let tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/wasmjob schedules/' || $1, 0))",
+            &[&row.tenant],
+        )
+        .await?;
+        let values: [&(dyn ToSql + Sync); 6] =
+            [&row.tenant, &row.job, &row.name, &row.plan, &row.since, &row.next_due_at];
+        let replaced = tx
+            .execute(
+                "UPDATE schedules SET job = $2, plan = $4, since = $5, next_due_at = $6, claimed_by = NULL, \
+                 claimed_until = NULL WHERE tenant = $1 AND name = $3 AND name <> ''",
+                &values,
+            )
+            .await?;
+        if replaced == 0 {
+            let named: i64 = tx
+                .query_one("SELECT COUNT(*) FROM schedules WHERE tenant = $1 AND name <> ''", &[&row.tenant])
+                .await?
+                .get(0);
+            if usize::try_from(named).unwrap_or(usize::MAX) >= max {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO schedules (tenant, job, name, plan, since, next_due_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &values,
+            )
+            .await?;
+        }
+        tx.batch_execute(&format!("NOTIFY {SCHEDULES}")).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn plans(&self, tenant: &str, name: Option<&str>) -> Result<Vec<ScheduleRow>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT tenant, job, last_run_at, since, next_due_at, name, plan FROM schedules \
+                 WHERE tenant = $1 AND name <> '' AND ($2::text IS NULL OR name = $2) ORDER BY name",
+                &[&tenant, &name],
+            )
+            .await?;
+        Ok(rows.iter().map(schedule_from_row).collect())
+    }
+
+    async fn set_plan_due(&self, tenant: &str, name: &str, next_due_at: Millis) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "UPDATE schedules SET next_due_at = $3, claimed_by = NULL, claimed_until = NULL \
+                 WHERE tenant = $1 AND name = $2 AND name <> ''",
+                &[&tenant, &name, &next_due_at],
+            )
+            .await?;
+        tx.batch_execute(&format!("NOTIFY {SCHEDULES}")).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_plan(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .execute("DELETE FROM schedules WHERE tenant = $1 AND name = $2 AND name <> ''", &[&tenant, &name])
+            .await?;
+        Ok(n > 0)
     }
 
     async fn create_tenant(&self, tenant: TenantRow) -> Result<bool, StoreError> {
@@ -1909,7 +1999,15 @@ async fn bump<C: GenericClient + Sync>(client: &C, kind: &str) -> Result<(), Sto
 }
 
 fn schedule_from_row(r: &Row) -> ScheduleRow {
-    ScheduleRow { tenant: r.get(0), job: r.get(1), last_run_at: r.get(2), since: r.get(3), next_due_at: r.get(4) }
+    ScheduleRow {
+        tenant: r.get(0),
+        job: r.get(1),
+        last_run_at: r.get(2),
+        since: r.get(3),
+        next_due_at: r.get(4),
+        name: r.get(5),
+        plan: r.get(6),
+    }
 }
 
 fn token_from_row(r: &Row) -> TokenRow {

@@ -173,7 +173,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -187,6 +187,7 @@ const MIGRATIONS: [&str; 13] = [
     include_str!("schema_v11.sql"),
     include_str!("schema_v12.sql"),
     include_str!("schema_v13.sql"),
+    include_str!("schema_v14.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -568,12 +569,15 @@ impl Store for SqliteStore {
                 // A new version is asked at once; a claim on the old one is void.
                 conn.execute(
                     "INSERT INTO schedules (tenant, job, since, next_due_at) VALUES (?1, ?2, ?3, ?3) \
-                     ON CONFLICT (tenant, job) DO UPDATE SET since = excluded.since, \
+                     ON CONFLICT (tenant, job, name) DO UPDATE SET since = excluded.since, \
                      next_due_at = excluded.next_due_at, claimed_by = NULL, claimed_until = NULL",
                     params![job.tenant, job.name, job.registered_at],
                 )?;
             } else {
-                conn.execute("DELETE FROM schedules WHERE tenant = ?1 AND job = ?2", params![job.tenant, job.name])?;
+                conn.execute(
+                    "DELETE FROM schedules WHERE tenant = ?1 AND job = ?2 AND name = ''",
+                    params![job.tenant, job.name],
+                )?;
             }
             bump(conn, "jobs")
         })
@@ -1014,7 +1018,7 @@ impl Store for SqliteStore {
                          SELECT rowid, next_due_at FROM schedules INDEXED BY schedules_held \
                            WHERE claimed_until IS NOT NULL AND claimed_until < ?2 AND next_due_at <= ?2) \
                        ORDER BY next_due_at LIMIT ?4) \
-                     RETURNING tenant, job, last_run_at, since, next_due_at",
+                     RETURNING tenant, job, last_run_at, since, next_due_at, name, plan",
                 )?
                 .query_map(params![claim.claim, claim.now, claim.lease_until, claim.limit as i64], schedule_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -1037,12 +1041,19 @@ impl Store for SqliteStore {
             let mut update = conn.prepare_cached(
                 "UPDATE schedules SET last_run_at = COALESCE(?5, last_run_at), next_due_at = ?6, \
                  claimed_by = NULL, claimed_until = NULL \
-                 WHERE tenant = ?1 AND job = ?2 AND claimed_by = ?3 AND last_run_at IS ?4",
+                 WHERE tenant = ?1 AND job = ?2 AND name = ?7 AND claimed_by = ?3 AND last_run_at IS ?4",
             )?;
             let mut written = Vec::with_capacity(ticks.len());
             for tick in &ticks {
-                let params =
-                    params![tick.tenant, tick.job, tick.claim, tick.expected_last, tick.ran_at, tick.next_due_at];
+                let params = params![
+                    tick.tenant,
+                    tick.job,
+                    tick.claim,
+                    tick.expected_last,
+                    tick.ran_at,
+                    tick.next_due_at,
+                    tick.name
+                ];
                 if update.execute(params)? == 0 {
                     written.push(TickWrite::Lost);
                     continue;
@@ -1059,10 +1070,78 @@ impl Store for SqliteStore {
         self.op(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT tenant, job, last_run_at, since, next_due_at FROM schedules WHERE tenant = ?1 AND job = ?2",
+                    "SELECT tenant, job, last_run_at, since, next_due_at, name, plan FROM schedules \
+                     WHERE tenant = ?1 AND job = ?2 AND name = ''",
                 )?
                 .query_row([tenant, job], schedule_from_row)
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn put_plan(&self, row: ScheduleRow, max: usize) -> Result<bool, StoreError> {
+        self.op(move |conn| {
+            let replaced = conn.execute(
+                "UPDATE schedules SET job = ?2, plan = ?4, since = ?5, next_due_at = ?6, claimed_by = NULL, \
+                 claimed_until = NULL WHERE tenant = ?1 AND name = ?3 AND name <> ''",
+                params![row.tenant, row.job, row.name, row.plan, row.since, row.next_due_at],
+            )?;
+            if replaced > 0 {
+                return Ok(true);
+            }
+            let named: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM schedules WHERE tenant = ?1 AND name <> ''",
+                [&row.tenant],
+                |r| r.get(0),
+            )?;
+            if usize::try_from(named).unwrap_or(usize::MAX) >= max {
+                return Ok(false);
+            }
+            conn.execute(
+                "INSERT INTO schedules (tenant, job, name, plan, since, next_due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![row.tenant, row.job, row.name, row.plan, row.since, row.next_due_at],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn plans(&self, tenant: &str, name: Option<&str>) -> Result<Vec<ScheduleRow>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.map(str::to_owned));
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT tenant, job, last_run_at, since, next_due_at, name, plan FROM schedules \
+                     WHERE tenant = ?1 AND name <> '' AND (?2 IS NULL OR name = ?2) ORDER BY name",
+                )?
+                .query_map(params![tenant, name], schedule_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn set_plan_due(&self, tenant: &str, name: &str, next_due_at: Millis) -> Result<bool, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.op(move |conn| {
+            let n = conn.execute(
+                "UPDATE schedules SET next_due_at = ?3, claimed_by = NULL, claimed_until = NULL \
+                 WHERE tenant = ?1 AND name = ?2 AND name <> ''",
+                params![tenant, name, next_due_at],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_plan(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.op(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM schedules WHERE tenant = ?1 AND name = ?2 AND name <> ''",
+                params![tenant, name],
+            )?;
+            Ok(n > 0)
         })
         .await
     }
@@ -1592,6 +1671,8 @@ fn schedule_from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRow> {
         last_run_at: r.get(2)?,
         since: r.get(3)?,
         next_due_at: r.get(4)?,
+        name: r.get(5)?,
+        plan: r.get(6)?,
     })
 }
 

@@ -19,6 +19,7 @@ mod error;
 mod event;
 mod health;
 mod job;
+mod schedule;
 mod secret;
 mod task;
 mod tenant;
@@ -31,6 +32,7 @@ pub use self::job::{
     CompilingJob, Job, JobList, JobRevoked, JobSummary, JobVersion, NodesReady, ReadyJob, Upload, UploadAnswer,
     UploadQuery, UploadRef, Uploaded,
 };
+pub use self::schedule::{Schedule, ScheduleList, ScheduleRequest};
 pub use self::secret::{Secret, SecretList, SecretValue};
 pub use self::task::{
     Attempt, BatchAnswer, BatchItem, BatchRequest, ListQuery, QueueRequest, Queued, Task, TaskDetail, TaskPage,

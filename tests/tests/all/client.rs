@@ -93,6 +93,19 @@ fn the_client_drives_a_server_from_tenant_to_task() {
     let (_, out) = client(&server, &token, &["revoke", &later, "--json"]);
     assert_eq!(json(&out)["state"], "revoked");
 
+    // Schedules: made, listed, paused, resumed and deleted.
+    let set = ["schedule", "set", "sums", "--job", "addition", "--args", r#"{"a": 1}"#, "--cron", "0 3 * * *"];
+    let (code, out) = client(&server, &token, &[&set[..], &["--zone", "Asia/Tokyo", "--json"]].concat());
+    assert_eq!(code, 0, "{out}");
+    assert_eq!((json(&out)["zone"].as_str(), json(&out)["args"]["a"].as_i64()), (Some("Asia/Tokyo"), Some(1)));
+    let (_, out) = client(&server, &token, &["schedule", "list"]);
+    assert!(out.contains("sums") && out.contains("Asia/Tokyo"), "{out}");
+    assert_eq!(json(&client(&server, &token, &["schedule", "pause", "sums", "--json"]).1)["paused"], true);
+    assert_eq!(json(&client(&server, &token, &["schedule", "resume", "sums", "--json"]).1)["paused"], false);
+    assert_eq!(client(&server, &token, &["schedule", "set", "bad", "--job", "addition", "--every", "1ms"]).0, 3);
+    assert_eq!(client(&server, &token, &["schedule", "delete", "sums"]).0, 0);
+    assert_eq!(client(&server, &token, &["schedule", "show", "sums"]).0, 3);
+
     // A failing task exits 1; a refused request exits 3.
     assert_eq!(client(&server, &token, &["queue", "addition", "--arg", "a=\"x\"", "--wait"]).0, 1);
     assert_eq!(client(&server, &token, &["queue", "subtraction"]).0, 3);

@@ -27,6 +27,7 @@ mod kill;
 mod metadata;
 mod metering;
 mod multinode;
+mod named_schedules;
 mod openapi;
 mod overlap;
 mod periodic;

@@ -47,9 +47,8 @@ fn every_operation_has_an_id_a_tag_and_documented_bodies() {
         }
         if [Method::POST, Method::PUT, Method::PATCH].contains(&method) && !operation["requestBody"].is_object() {
             // The few that take no body say so by taking none at all.
-            assert!(
-                template.ends_with("/revoke") || template.ends_with("/revoke-tree") || template.ends_with("/retry")
-            );
+            let actions = ["/revoke", "/revoke-tree", "/retry", "/pause", "/resume"];
+            assert!(actions.iter().any(|action| template.ends_with(action)), "{method} {template}: no body");
         }
     }
     // Every schema a reference names is in the document.
@@ -89,6 +88,16 @@ async fn every_operation_answers_a_success_as_its_document_says() {
     assert_eq!(api.get(&format!("/v1/uploads/{version}"), &read).await.body["state"], "ready");
     assert_eq!(api.get("/v1/jobs", &read).await.status, StatusCode::OK);
     assert_eq!(api.get("/v1/jobs/addition", &read).await.body["state"], "ready");
+
+    let schedule = json!({ "job": "addition", "args": { "a": 1 }, "cron": "0 3 * * *", "zone": "Europe/Paris" });
+    let put = api.send(Method::PUT, "/v1/schedules/nightly", Some(&write), Some(schedule)).await;
+    assert_eq!(put.status, StatusCode::OK, "{put}");
+    assert_eq!(api.get("/v1/schedules", &read).await.body["schedules"][0]["name"], "nightly");
+    assert_eq!(api.get("/v1/schedules/nightly", &read).await.body["zone"], "Europe/Paris");
+    assert_eq!(api.post("/v1/schedules/nightly/pause", &write, json!({})).await.body["paused"], true);
+    assert_eq!(api.post("/v1/schedules/nightly/resume", &write, json!({})).await.body["paused"], false);
+    let deleted = api.send(Method::DELETE, "/v1/schedules/nightly", Some(&write), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 
     let id = api.queue(&write, "addition", json!({ "a": 1, "b": 2 })).await;
     assert_eq!(api.wait(&read, &id).await["result"], 3);

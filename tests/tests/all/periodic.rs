@@ -109,6 +109,7 @@ async fn a_tick_claimed_before_its_job_was_deleted_does_not_revive_it(backend: B
     let tick = ScheduleTick {
         tenant: schedule.tenant.clone(),
         job: schedule.job.clone(),
+        name: schedule.name.clone(),
         claim: "a:1".into(),
         expected_last: schedule.last_run_at,
         ran_at: Some(now),
