@@ -59,6 +59,8 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
         let events: Vec<(TaskId, String, Event)> =
             if signals.events.active() { batch.iter().map(event).collect() } else { Vec::new() };
         let started = std::time::Instant::now();
+        // Children released by a success are due now (or after their delay).
+        let children = batch.iter().any(|c| c.children && c.state == TaskState::Success);
         let written = store.complete(std::mem::take(&mut batch)).await;
         tracing::debug!(tasks = n, took_us = started.elapsed().as_micros() as u64, "wrote endings");
         match written {
@@ -75,6 +77,9 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
                     signals.events.emit_all(events);
                 }
                 signals.finished(&ended);
+                if children {
+                    signals.queued.notify_one();
+                }
             }
             // The leases will run out and the sweep will rescue the tasks.
             Err(e) => tracing::error!(error = %e, tasks = n, "cannot record tasks' ends"),

@@ -22,8 +22,8 @@ use crate::registry::Registry;
 use crate::runtime::{BoxFuture, ChildQueue, ChildRequest, Runtime, check_args};
 use crate::signals::Signals;
 use crate::store::{
-    Inserted, Millis, NewTask, Retried, RevokeScope, RevokedMany, ScheduleTick, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState, TickWrite, Tokens,
+    HELD_RUN_AT, Inserted, Millis, NewTask, Pending, Retried, RevokeScope, RevokedMany, ScheduleTick, Store,
+    StoreError, TaskFilter, TaskRecord, TaskState, TickWrite, Tokens,
 };
 use crate::task::{QueueError, QueueOptions, TaskId};
 use crate::tenant::{AdmitError, Tenants};
@@ -103,6 +103,8 @@ pub struct Parent {
     pub id: TaskId,
     pub root: TaskId,
     pub depth: u32,
+    /// The attempt that queues: its children wait for it to succeed.
+    pub attempt: u32,
 }
 
 /// Why a request queued nothing: an answer for the caller, or a store failure.
@@ -356,6 +358,17 @@ impl Queue {
         let now = self.clock.now_millis();
         // Expiry counts from when the task could first start.
         let (run_at, expires_at) = options.times(now, metadata.expiry)?;
+        // A child waits for its parent's attempt, its times counted from then.
+        let pending = parent.map(|p| Pending {
+            parent: p.id.clone(),
+            attempt: p.attempt,
+            delay: run_at.saturating_sub(now),
+            expiry: expires_at.map(|at| at.saturating_sub(run_at)),
+        });
+        let (run_at, expires_at) = match pending {
+            Some(_) => (HELD_RUN_AT, None),
+            None => (run_at, expires_at),
+        };
         Ok(NewTask {
             tenant: tenant.to_owned(),
             job: metadata.name.clone(),
@@ -374,6 +387,7 @@ impl Queue {
                 key: unique_key(args),
                 until: now.saturating_add(i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
             }),
+            pending,
         })
     }
 
@@ -509,7 +523,7 @@ impl Queue {
     }
 
     /// A [`ChildQueue`] for a running task: its `queue-task` calls land here.
-    pub(crate) fn children_of(self: &Arc<Self>, tenant: String, parent: Parent) -> Arc<dyn ChildQueue> {
+    pub(crate) fn children_of(self: &Arc<Self>, tenant: String, parent: Parent) -> Arc<Children> {
         Arc::new(Children { queue: self.clone(), tenant, parent, queued: AtomicU32::new(0) })
     }
 }
@@ -523,12 +537,19 @@ fn answer(inserted: Inserted) -> Result<TaskId, QueueError> {
 }
 
 /// Where a running task's `queue-task` calls go, with its children cap.
-struct Children {
+pub(crate) struct Children {
     queue: Arc<Queue>,
     /// A job's children stay in its tenant.
     tenant: String,
     parent: Parent,
     queued: AtomicU32,
+}
+
+impl Children {
+    /// Whether the attempt has queued children (which wait for its end).
+    pub(crate) fn any(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) > 0
+    }
 }
 
 impl ChildQueue for Children {

@@ -427,6 +427,13 @@ impl Workers {
         self.metrics.pruned(pruned);
         self.store.prune_activity(now.saturating_sub(crate::activity::KEPT)).await?;
         self.store.prune_uniques(now).await?;
+        let (released, discarded) = self.store.settle_children(now).await?;
+        if released + discarded > 0 {
+            tracing::debug!(released, discarded, "settled the children of attempts that ended elsewhere");
+        }
+        if released > 0 {
+            self.signals.queued.notify_one();
+        }
         Ok(())
     }
 
@@ -477,19 +484,23 @@ impl Workers {
                 .map_err(|e| format!("cannot read the tenant's secrets: {e}")),
             _ => Ok(HashMap::new()),
         };
+        // The children this attempt queues, which its ending settles.
+        let mut children = None;
         let ended = match (job, quotas.and_then(|quotas| Ok((quotas, secrets?)))) {
             (Ok(job), Ok((quotas, secrets))) => {
                 let parent = Parent {
                     id: task.id.clone(),
                     root: task.root_task.clone().unwrap_or_else(|| task.id.clone()),
                     depth: task.depth,
+                    attempt: task.attempt,
                 };
+                let queue = children.insert(self.queue.children_of(task.tenant.clone(), parent)).clone();
                 let input = TaskInput {
                     task_id: task.id.clone(),
                     attempt: task.attempt,
                     args: task.args.clone(),
                     limits: quotas.cap(self.runtime.task_limits(&job)),
-                    children: self.queue.children_of(task.tenant.clone(), parent),
+                    children: queue,
                     egress: quotas.grant(job.metadata().allowed_hosts.as_ref()),
                     secrets,
                 };
@@ -545,6 +556,7 @@ impl Workers {
             log: String::new(),
             finished_at: at,
             retry_at: None,
+            children: children.as_ref().is_some_and(|c| c.any()),
         };
         let completion = match ended {
             Ended::Ran(report, decision) => {

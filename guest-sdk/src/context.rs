@@ -36,7 +36,9 @@ impl Context {
 
     /// Queues a task of `job` with `args` (which must serialize to a JSON
     /// object) and the job's default options. The new task records this task
-    /// as its `from_task`.
+    /// as its `from_task`, and commits with this attempt: it runs only if
+    /// this attempt succeeds, and is discarded otherwise (so a retry never
+    /// duplicates it).
     pub fn queue_task<A: Serialize + ?Sized>(&self, job: &str, args: &A) -> Result<TaskId, QueueError> {
         self.queue_task_with(job, args, QueueOptions::default())
     }

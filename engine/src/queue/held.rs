@@ -100,6 +100,7 @@ impl Queue {
             depth,
             queued_at: now,
             unique: None,
+            pending: None,
         };
         let options = serde_json::to_string(options).expect("options serialize");
         Ok(Some(Prepared::Held(task, options)))

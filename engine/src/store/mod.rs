@@ -165,7 +165,28 @@ pub struct NewTask {
     pub queued_at: Millis,
     /// Unique by args until then ([`crate::task::QueueOptions::unique_for`]).
     pub unique: Option<Unique>,
+    /// A child that waits for the attempt that queued it to succeed.
+    pub pending: Option<Pending>,
 }
+
+/// A child held for its parent's attempt ([`NewTask::pending`]): written
+/// `queued` with reason `parent`, never due, until that attempt ends; then
+/// released (due `delay` after, expiring `expiry` after that) if it
+/// succeeded, else revoked with reason `discarded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub parent: TaskId,
+    pub attempt: u32,
+    /// From its release to when it is due.
+    pub delay: Millis,
+    /// From when it is due to when it expires.
+    pub expiry: Option<Millis>,
+}
+
+/// The reason of a child waiting for its parent's attempt.
+pub const PENDING_REASON: &str = "parent";
+/// The reason of a child whose parent's attempt did not succeed.
+pub const DISCARDED_REASON: &str = "discarded";
 
 /// A task's claim to be the only one of its job with its args for a while:
 /// a second insert with the same key before `until` answers
@@ -457,6 +478,9 @@ pub struct Completion {
     pub finished_at: Millis,
     /// For `retry`: when the next attempt is due.
     pub retry_at: Option<Millis>,
+    /// The attempt queued children: they are released with a success, and
+    /// discarded with any other ending, in the same write.
+    pub children: bool,
 }
 
 /// A started task whose lease ran out, as [`Store::rescue`] left it.
@@ -899,6 +923,12 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the activity of minutes before `before`; answers how many
     /// rows went.
     async fn prune_activity(&self, before: Millis) -> Result<u64, StoreError>;
+    /// Settles the children held for attempts that have ended without
+    /// their [`Completion`] doing it (a worker lost under its task, a
+    /// release at shutdown, an attempt that queued after losing its lease):
+    /// released if that attempt succeeded, discarded otherwise, at `now`.
+    /// Answers how many were released and discarded.
+    async fn settle_children(&self, now: Millis) -> Result<(u64, u64), StoreError>;
     /// Deletes the unique keys whose period ended before `now`.
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.

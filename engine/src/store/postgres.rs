@@ -34,9 +34,9 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    JobRow, Millis, NewTask, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
-    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
-    UploadState,
+    JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
+    ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
+    UploadRow, UploadState,
 };
 use crate::clock::Clock;
 use crate::events::{Stamped, WATCH_RENEW, Watching};
@@ -66,7 +66,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 14] = [
+const MIGRATIONS: [&str; 15] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -81,13 +81,15 @@ const MIGRATIONS: [&str; 14] = [
     include_str!("postgres_schema_v12.sql"),
     include_str!("postgres_schema_v13.sql"),
     include_str!("postgres_schema_v14.sql"),
+    include_str!("postgres_schema_v15.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 20] = [
+const TABLES: [&str; 21] = [
     "tasks",
+    "pending_children",
     "uniques",
     "attempts",
     "activity",
@@ -541,8 +543,37 @@ fn task_from_row(row: &Row) -> TaskRecord {
 }
 
 const INSERT_TASK: &str = "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, \
-    max_retries, overlap_key, from_task, root_task, depth, tenant) \
-    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING id";
+    max_retries, overlap_key, from_task, root_task, depth, tenant, reason) \
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING RETURNING id";
+
+/// Settles the children held for ended attempts: `$1`, `$2`, `$3` are the
+/// parents' ids, and the attempt each is at and its state now; `$4` is now.
+/// Children of an attempt that succeeded are released (due after their
+/// delay); of any other ended attempt, discarded (revoked, reason
+/// `discarded`, their unique keys freed and their tree's count given back);
+/// of a running attempt, kept. Answers how many were released and
+/// discarded.
+const SETTLE_CHILDREN: &str = "WITH ended AS ( \
+      SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS e(id, attempt, state)), \
+    released AS ( \
+      UPDATE tasks t SET reason = NULL, run_at = $4 + p.delay, expires_at = $4 + p.delay + p.expiry \
+      FROM pending_children p JOIN ended e ON e.id = p.parent_id AND e.attempt IS NOT DISTINCT FROM p.attempt \
+        AND e.state = 'success' \
+      WHERE t.id = p.task_id AND t.state = 'queued' AND t.reason = 'parent' RETURNING t.id), \
+    discarded AS ( \
+      UPDATE tasks t SET state = 'revoked', reason = 'discarded', finished_at = $4 \
+      FROM pending_children p JOIN ended e ON e.id = p.parent_id \
+        AND NOT (e.attempt IS NOT DISTINCT FROM p.attempt AND e.state IN ('started', 'success')) \
+      WHERE t.id = p.task_id AND t.state = 'queued' AND t.reason = 'parent' RETURNING t.id, t.root_task), \
+    freed AS (DELETE FROM uniques u USING discarded d WHERE u.task_id = d.id), \
+    shrunk AS ( \
+      UPDATE tasks r SET tree_size = greatest(1, r.tree_size - d.n) \
+      FROM (SELECT root_task, count(*) AS n FROM discarded WHERE root_task IS NOT NULL GROUP BY root_task) d \
+      WHERE r.id = d.root_task), \
+    gone AS ( \
+      DELETE FROM pending_children p USING ended e WHERE p.parent_id = e.id \
+        AND NOT (e.attempt IS NOT DISTINCT FROM p.attempt AND e.state = 'started')) \
+    SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM discarded)";
 
 /// Inserts many tasks without an overlap key (which cannot conflict) in one
 /// statement, in the order given: ids come from one sequence, so the
@@ -726,11 +757,23 @@ impl PostgresStore {
                     &root_task,
                     &depth,
                     &task.tenant,
+                    &task.pending.as_ref().map(|_| PENDING_REASON),
                 ],
             )
             .await?;
         if let Some(row) = row {
-            return Ok(Inserted::Task(row.get::<_, i64>(0).to_string()));
+            let id = row.get::<_, i64>(0);
+            if let Some(pending) = &task.pending {
+                let attempt = i32::try_from(pending.attempt).unwrap_or(i32::MAX);
+                client
+                    .execute(
+                        "INSERT INTO pending_children (task_id, parent_id, attempt, delay, expiry) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[&id, &id_param(&pending.parent), &attempt, &pending.delay, &pending.expiry],
+                    )
+                    .await?;
+            }
+            return Ok(Inserted::Task(id.to_string()));
         }
         let find = client.prepare_cached(FIND_DUPLICATE).await?;
         match client.query_opt(&find, &[&task.job, &task.overlap_key, &task.tenant]).await? {
@@ -764,7 +807,7 @@ async fn apply_completions(
     let requests: Vec<i64> = completions.iter().map(|c| count(c.http.requests)).collect();
     let sent: Vec<i64> = completions.iter().map(|c| count(c.http.bytes_sent)).collect();
     let received: Vec<i64> = completions.iter().map(|c| count(c.http.bytes_received)).collect();
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     let statement = client.prepare_cached(&format!("{COMPLETE} RETURNING t.id, t.state")).await?;
     let params: [&(dyn ToSql + Sync); 14] = [
         &ids, &leases, &states, &reasons, &results, &errors, &fuel, &wall, &logs, &finished, &retry_at, &requests,
@@ -772,19 +815,33 @@ async fn apply_completions(
     ];
     // A batch with retries keeps their attempts in the same statement
     // (most batches have none, and keep the plain one).
-    let rows = if completions.iter().any(|c| c.state == TaskState::Retry) {
-        let keeping = client
-            .prepare_cached(&format!(
-                "WITH done AS ({COMPLETE} RETURNING t.id, t.state, t.attempt, t.started_at, c.lease, c.reason, \
-                 c.error, c.fuel, c.wall, c.log, c.finished, c.requests, c.sent, c.received), \
-                 kept AS ({KEEP_RETRIED}) SELECT id, state FROM done"
-            ))
-            .await?;
-        let mut params = params.to_vec();
-        params.push(&ATTEMPT_LOG_KEPT);
-        again!(client.query(&keeping, &params).await.map_err(StoreError::from))?
+    let keeping = if completions.iter().any(|c| c.state == TaskState::Retry) {
+        Some(
+            client
+                .prepare_cached(&format!(
+                    "WITH done AS ({COMPLETE} RETURNING t.id, t.state, t.attempt, t.started_at, c.lease, c.reason, \
+                     c.error, c.fuel, c.wall, c.log, c.finished, c.requests, c.sent, c.received), \
+                     kept AS ({KEEP_RETRIED}) SELECT id, state FROM done"
+                ))
+                .await?,
+        )
     } else {
-        again!(client.query(&statement, &params).await.map_err(StoreError::from))?
+        None
+    };
+    let mut keeping_params = params.to_vec();
+    keeping_params.push(&ATTEMPT_LOG_KEPT);
+    let (statement, params) = match &keeping {
+        Some(keeping) => (keeping, &keeping_params[..]),
+        None => (&statement, &params[..]),
+    };
+    // Endings of attempts that queued children settle them in the same
+    // transaction (a second statement: the parent's row may be its tree's
+    // root, whose count the settling changes).
+    let rows = if completions.iter().any(|c| c.children) {
+        let now = completions.iter().map(|c| c.finished_at).max().unwrap_or(0);
+        again!(complete_settling(&mut client, statement, params, completions, now).await)?
+    } else {
+        again!(client.query(statement, params).await.map_err(StoreError::from))?
     };
     let applied = rows
         .iter()
@@ -799,6 +856,40 @@ async fn apply_completions(
         let _ = endings.send(ended);
     }
     Ok(applied)
+}
+
+/// Runs the completion `statement` and settles the children of the
+/// attempts it ended that queued some ([`SETTLE_CHILDREN`]), in one
+/// transaction; answers the completion's rows.
+async fn complete_settling(
+    client: &mut deadpool_postgres::Object,
+    statement: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+    completions: &[Completion],
+    now: Millis,
+) -> Result<Vec<Row>, StoreError> {
+    let tx = client.transaction().await?;
+    let rows = tx.query(statement, params).await?;
+    let attempts: HashMap<i64, u32> =
+        completions.iter().filter(|c| c.children).filter_map(|c| Some((id_param(&c.id)?, c.attempt))).collect();
+    let (mut ids, mut at, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &rows {
+        let id: i64 = r.get(0);
+        if let Some(attempt) = attempts.get(&id) {
+            ids.push(id);
+            at.push(i32::try_from(*attempt).unwrap_or(i32::MAX));
+            states.push(r.get::<_, String>(1));
+        }
+    }
+    if !ids.is_empty() {
+        tx.execute(SETTLE_CHILDREN, &[&ids, &at, &states, &now]).await?;
+        // Released children are due: every node's workers look.
+        if states.iter().any(|s| s == "success") {
+            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// Records a batch of completions (`$1`..`$14`, one array per field).
@@ -978,8 +1069,10 @@ impl Store for PostgresStore {
         if tasks.is_empty() && tokens.is_none() {
             return Ok(Some(Vec::new()));
         }
-        let (plain, keyed): (Vec<_>, Vec<_>) =
-            tasks.iter().enumerate().partition(|(_, t)| t.overlap_key.is_none() && t.unique.is_none());
+        let (plain, keyed): (Vec<_>, Vec<_>) = tasks
+            .iter()
+            .enumerate()
+            .partition(|(_, t)| t.overlap_key.is_none() && t.unique.is_none() && t.pending.is_none());
         let plain_tasks: Vec<&NewTask> = plain.iter().map(|(_, t)| *t).collect();
         let mut client = self.pool.get().await?;
         if keyed.is_empty() {
@@ -1807,6 +1900,29 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn settle_children(&self, now: Millis) -> Result<(u64, u64), StoreError> {
+        let parents = self
+            .query(
+                "SELECT DISTINCT p.parent_id, t.attempt, t.state FROM pending_children p \
+                 LEFT JOIN tasks t ON t.id = p.parent_id \
+                 WHERE t.id IS NULL OR NOT (t.state = 'started' AND t.attempt = p.attempt)",
+                &[],
+            )
+            .await?;
+        if parents.is_empty() {
+            return Ok((0, 0));
+        }
+        let ids: Vec<i64> = parents.iter().map(|r| r.get(0)).collect();
+        let attempts: Vec<Option<i32>> = parents.iter().map(|r| r.get(1)).collect();
+        let states: Vec<Option<String>> = parents.iter().map(|r| r.get(2)).collect();
+        let row = self.query(SETTLE_CHILDREN, &[&ids, &attempts, &states, &now]).await?;
+        let count = |i: usize| row.first().map_or(0, |r| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0));
+        if count(0) > 0 {
+            self.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
+        }
+        Ok((count(0), count(1)))
     }
 
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError> {

@@ -33,9 +33,9 @@ use tokio::sync::oneshot;
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    JobRow, Millis, NewTask, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow, ScheduleTick,
-    Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens, UploadRow,
-    UploadState,
+    JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
+    ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
+    UploadRow, UploadState,
 };
 
 /// Most operations committed together.
@@ -173,7 +173,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 14] = [
+const MIGRATIONS: [&str; 15] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -188,6 +188,7 @@ const MIGRATIONS: [&str; 14] = [
     include_str!("schema_v12.sql"),
     include_str!("schema_v13.sql"),
     include_str!("schema_v14.sql"),
+    include_str!("schema_v15.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -473,6 +474,50 @@ const RETRY: &str = "UPDATE tasks SET state = 'queued', reason = NULL, error = N
     expires_at = NULL, finished_at = NULL, max_retries = MAX(max_retries, attempt) \
     WHERE id = ?1 AND state IN ('failure', 'revoked')";
 
+/// Settles the children held for parent `parent`'s attempts that have
+/// ended, `parent` being at attempt `now_at` in that state (`None`: it is
+/// gone): those of a successful attempt are released (due after their
+/// delay from `now`), those of any other ended attempt discarded; those of
+/// a running attempt stay. Answers how many were released and discarded.
+fn settle_children(
+    conn: &Connection,
+    parent: i64,
+    now_at: Option<(u32, TaskState)>,
+    now: Millis,
+) -> Result<(u64, u64), StoreError> {
+    let (attempt, state) = now_at.map_or((None, ""), |(attempt, state)| (Some(attempt), state.as_str()));
+    let released = match state {
+        "success" => conn
+            .prepare_cached(
+                "UPDATE tasks SET reason = NULL, run_at = ?3 + p.delay, expires_at = ?3 + p.delay + p.expiry \
+                 FROM (SELECT task_id, delay, expiry FROM pending_children WHERE parent_id = ?1 AND attempt = ?2) \
+                   AS p WHERE tasks.id = p.task_id AND tasks.state = 'queued' AND tasks.reason = 'parent'",
+            )?
+            .execute(params![parent, attempt, now])? as u64,
+        _ => 0,
+    };
+    // Children of an attempt still running, or of the one that succeeded, stay.
+    let kept = "attempt IS ?2 AND ?4 IN ('started', 'success')";
+    let discarded: Vec<(i64, Option<i64>)> = conn
+        .prepare_cached(&format!(
+            "UPDATE tasks SET state = 'revoked', reason = 'discarded', finished_at = ?3 \
+             WHERE id IN (SELECT task_id FROM pending_children WHERE parent_id = ?1 AND NOT ({kept})) \
+             AND state = 'queued' AND reason = 'parent' RETURNING id, root_task"
+        ))?
+        .query_map(params![parent, attempt, now, state], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, root) in &discarded {
+        conn.prepare_cached("DELETE FROM uniques WHERE task_id = ?1")?.execute([id])?;
+        if let Some(root) = root {
+            conn.prepare_cached("UPDATE tasks SET tree_size = MAX(1, tree_size - 1) WHERE id = ?1")?.execute([root])?;
+        }
+    }
+    let still = "attempt IS ?2 AND ?3 = 'started'";
+    conn.prepare_cached(&format!("DELETE FROM pending_children WHERE parent_id = ?1 AND NOT ({still})"))?
+        .execute(params![parent, attempt, state])?;
+    Ok((released, discarded.len() as u64))
+}
+
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     // A unique task whose key another holds (the one writer makes the
     // check and the taking one).
@@ -487,8 +532,8 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError
     }
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
-         overlap_key, from_task, root_task, depth, tenant) \
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+         overlap_key, from_task, root_task, depth, tenant, reason) \
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
          ON CONFLICT DO NOTHING RETURNING id",
     )?;
     let from_task = task.from_task.as_deref().and_then(id_param);
@@ -508,12 +553,25 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError
                 from_task,
                 root_task,
                 task.depth,
-                task.tenant
+                task.tenant,
+                task.pending.as_ref().map(|_| PENDING_REASON)
             ],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(id) = id {
+        if let Some(pending) = &task.pending {
+            conn.prepare_cached(
+                "INSERT INTO pending_children (task_id, parent_id, attempt, delay, expiry) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                id,
+                id_param(&pending.parent),
+                pending.attempt,
+                pending.delay,
+                pending.expiry
+            ])?;
+        }
         if let Some(unique) = &task.unique {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO uniques (tenant, job, key, task_id, until) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -749,6 +807,11 @@ impl Store for SqliteStore {
                     }
                     state => state,
                 };
+                if c.children
+                    && let Some(id) = id_param(&c.id)
+                {
+                    settle_children(conn, id, Some((c.attempt, state)), c.finished_at)?;
+                }
                 applied.push((c.id.clone(), state));
             }
             Ok(applied)
@@ -1518,6 +1581,30 @@ impl Store for SqliteStore {
                 Ok(ActivityRow { waits: super::waits_parse(&waits)?, ..row })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn settle_children(&self, now: Millis) -> Result<(u64, u64), StoreError> {
+        self.op(move |conn| {
+            let parents: Vec<(i64, Option<i64>, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT DISTINCT p.parent_id, t.attempt, t.state FROM pending_children p \
+                     LEFT JOIN tasks t ON t.id = p.parent_id \
+                     WHERE t.id IS NULL OR NOT (t.state = 'started' AND t.attempt = p.attempt)",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut settled = (0, 0);
+            for (parent, attempt, state) in parents {
+                let at = match (attempt, state.as_deref().and_then(TaskState::parse)) {
+                    (Some(attempt), Some(state)) => Some((u32::try_from(attempt).unwrap_or(0), state)),
+                    _ => None,
+                };
+                let (released, discarded) = settle_children(conn, parent, at, now)?;
+                settled = (settled.0 + released, settled.1 + discarded);
+            }
+            Ok(settled)
         })
         .await
     }

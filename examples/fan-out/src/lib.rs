@@ -1,4 +1,5 @@
-//! A job that queues children: `n` additions, and returns their ids.
+//! A job that queues children: `n` additions, and returns their ids; told
+//! to, it fails after queueing them (its children are then discarded).
 
 use wasmjob_sdk::prelude::*;
 
@@ -8,6 +9,12 @@ struct Args {
     n: u32,
     #[serde(default = "default_child")]
     child: String,
+    /// Fails (retryably) after queueing, on attempts before this one.
+    #[serde(default)]
+    fail_until: u32,
+    /// Fails for good after queueing.
+    #[serde(default)]
+    fatal: bool,
 }
 
 fn default_n() -> u32 {
@@ -30,12 +37,19 @@ impl Job for FanOut {
     }
 
     fn call(ctx: &Context, args: Args) -> Result<Vec<String>, Error> {
-        (0..args.n)
+        let ids = (0..args.n)
             .map(|i| {
                 ctx.queue_task(&args.child, &serde_json::json!({ "a": i, "b": i }))
                     .map_err(|e| Error::fatal(format!("cannot queue child {i}: {e}")))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.fatal {
+            return Err(Error::fatal("told to fail after queueing"));
+        }
+        if ctx.attempt() < args.fail_until {
+            return Err(Error::retryable(format!("attempt {} fails after queueing", ctx.attempt())));
+        }
+        Ok(ids)
     }
 }
 

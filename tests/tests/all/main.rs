@@ -13,6 +13,7 @@ mod api;
 mod attempts;
 mod bad_input;
 
+mod children;
 mod client;
 mod cluster;
 mod compile_bounds;

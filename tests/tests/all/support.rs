@@ -185,6 +185,7 @@ pub fn success(id: &str, lease: &str, at: i64, result: &str) -> wasmjob::store::
         log: String::new(),
         finished_at: at,
         retry_at: None,
+        children: false,
     }
 }
 
