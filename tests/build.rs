@@ -15,7 +15,7 @@ const LANGUAGES: [(&str, [&str; 2]); 2] = [("python", ["addition", "tick"]), ("j
 
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).parent().unwrap().to_owned();
-    for watched in ["examples/python", "examples/js", "wit/job.wit"] {
+    for watched in ["examples/python", "examples/js", "wit/v0.2.0/job.wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target =

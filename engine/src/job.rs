@@ -49,12 +49,24 @@ pub enum DocSyntax {
     Plain,
 }
 
-/// Regular or periodic.
+/// Regular, periodic by its own `is-due`, or periodic on a cron expression.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum JobKind {
     Regular,
     Periodic(Schedule),
+    /// The scheduler queues a task at each time the expression matches,
+    /// without asking `is-due` (contract 0.3.0).
+    Cron(CronSchedule),
+}
+
+/// A cron-periodic job's expression and the zone it is read in (checked
+/// as [`crate::plan::When`] checks a schedule's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CronSchedule {
+    pub expression: String,
+    /// An IANA name, `UTC` unless the job named another.
+    pub zone: String,
 }
 
 /// When a periodic job runs: every `run_every`, aligned to `anchor`.
@@ -113,7 +125,7 @@ pub struct RetryPolicy {
 impl JobMetadata {
     /// Whether the job is periodic.
     pub fn is_periodic(&self) -> bool {
-        matches!(self.kind, JobKind::Periodic(_))
+        matches!(self.kind, JobKind::Periodic(_) | JobKind::Cron(_))
     }
 }
 
@@ -136,6 +148,8 @@ pub enum MetadataError {
     AllowedHosts(RuleError),
     #[error("the job's `secrets`: {0}")]
     Secrets(SecretError),
+    #[error("the job's cron schedule: {0}")]
+    Cron(crate::plan::PlanError),
 }
 
 /// Checks a job name as the guest (or client) gave it, before it is

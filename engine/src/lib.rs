@@ -24,6 +24,7 @@ pub mod job;
 pub mod metrics;
 pub mod node;
 pub mod plan;
+pub mod progress;
 pub mod queue;
 pub mod registry;
 pub mod retention;

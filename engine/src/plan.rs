@@ -28,6 +28,8 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use serde::{Deserialize, Serialize};
 
+use crate::contract::Due;
+use crate::job::CronSchedule;
 use crate::store::{Millis, to_millis};
 
 /// The shortest interval, and the most often a cron expression may fire
@@ -147,6 +149,23 @@ impl When {
                 Some(next.timestamp_millis())
             }
         }
+    }
+}
+
+/// `is-due` of a cron-periodic job, answered from its expression: due if
+/// a time of it fell after `last_run_at` and by `now`; then (or else) the
+/// wait from `now` to its next time ([`crate::scheduler::MAX_NEXT`] if it
+/// has none).
+pub fn cron_due(cron: &CronSchedule, last_run_at: Millis, now: Millis) -> Due {
+    let when = When::Cron { expression: cron.expression.clone(), zone: cron.zone.clone() };
+    let wait = |at: Option<Millis>| {
+        at.map_or(crate::scheduler::MAX_NEXT, |at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+    };
+    let missed = when.next_after(last_run_at, last_run_at).is_some_and(|at| at <= now);
+    if missed {
+        Due { is_due: true, next_run_in: wait(when.next_after(now, now)) }
+    } else {
+        Due { is_due: false, next_run_in: wait(when.next_after(last_run_at, last_run_at)) }
     }
 }
 

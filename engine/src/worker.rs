@@ -158,6 +158,8 @@ pub struct Workers {
     poison_after: u32,
     /// What this node's workers did per minute, written at each heartbeat.
     activity: crate::activity::Activity,
+    /// Running tasks' progress reports, written at each heartbeat.
+    progress: Arc<crate::progress::Board>,
 }
 
 impl Workers {
@@ -194,6 +196,7 @@ impl Workers {
             beaten: std::sync::atomic::AtomicBool::new(false),
             pruner: crate::retention::Pruner::default(),
             poison_after,
+            progress: Arc::default(),
         }
     }
 
@@ -427,6 +430,8 @@ impl Workers {
         self.metrics.pruned(pruned);
         self.store.prune_activity(now.saturating_sub(crate::activity::KEPT)).await?;
         self.store.prune_uniques(now).await?;
+        let reported = self.progress.flush(&*self.store, now).await?;
+        self.signals.events.emit_all(reported);
         let (released, discarded) = self.store.settle_children(now).await?;
         if released + discarded > 0 {
             tracing::debug!(released, discarded, "settled the children of attempts that ended elsewhere");
@@ -501,6 +506,13 @@ impl Workers {
                     args: task.args.clone(),
                     limits: quotas.cap(self.runtime.task_limits(&job)),
                     children: queue,
+                    progress: Arc::new(crate::progress::Reporter::new(
+                        self.progress.clone(),
+                        &task.lease,
+                        &task.id,
+                        &task.tenant,
+                        &task.job,
+                    )),
                     egress: quotas.grant(job.metadata().allowed_hosts.as_ref()),
                     secrets,
                 };

@@ -6,7 +6,7 @@
 # Installs componentize-js from the npm registry into OUT_DIR (exactly the
 # versions of package-lock.json, with `npm ci`), then componentizes each job
 # module (addition.js, tick.js; they import ./wasmjob.js, which is bundled)
-# against wit/job.wit into OUT_DIR/<module>.wasm. A build whose sources (the
+# against wit/v0.2.0/job.wit into OUT_DIR/<module>.wasm. A build whose sources (the
 # modules, the WIT, the lock file) are unchanged since the last one is
 # skipped: OUT_DIR/sources.sha256 records them.
 set -euo pipefail
@@ -17,7 +17,7 @@ jobs=(addition tick)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-sum=$(cd "$root" && cat examples/js/package.json examples/js/package-lock.json examples/js/*.js wit/job.wit \
+sum=$(cd "$root" && cat examples/js/package.json examples/js/package-lock.json examples/js/*.js wit/v0.2.0/job.wit \
   | sha256sum | cut -d' ' -f1)
 built=yes
 for job in "${jobs[@]}"; do [ -f "$out/$job.wasm" ] || built=no; done
@@ -31,7 +31,7 @@ if ! cmp -s "$here/package-lock.json" "$out/package-lock.json" || [ ! -d "$out/n
 fi
 for job in "${jobs[@]}"; do
   # Into a temporary file first: a build killed midway leaves no half component.
-  "$out/node_modules/.bin/componentize-js" "$here/$job.js" --wit "$root/wit/job.wit" -n job \
+  "$out/node_modules/.bin/componentize-js" "$here/$job.js" --wit "$root/wit/v0.2.0/job.wit" -n job \
     -o "$out/$job.wasm.part" >/dev/null
   mv "$out/$job.wasm.part" "$out/$job.wasm"
 done

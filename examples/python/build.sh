@@ -5,7 +5,7 @@
 #
 # Installs componentize-py (requirements.txt, from PyPI) into a virtualenv
 # under OUT_DIR, then componentizes each job module (addition.py, tick.py)
-# against wit/job.wit into OUT_DIR/<module>.wasm. A build whose sources
+# against wit/v0.2.0/job.wit into OUT_DIR/<module>.wasm. A build whose sources
 # (the modules, the helper, the WIT, the requirements) are unchanged since
 # the last one is skipped: OUT_DIR/sources.sha256 records them.
 set -euo pipefail
@@ -16,7 +16,7 @@ jobs=(addition tick)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-sum=$(cd "$root" && cat examples/python/requirements.txt examples/python/*.py examples/python/wasmjob/*.py wit/job.wit \
+sum=$(cd "$root" && cat examples/python/requirements.txt examples/python/*.py examples/python/wasmjob/*.py wit/v0.2.0/job.wit \
   | sha256sum | cut -d' ' -f1)
 built=yes
 for job in "${jobs[@]}"; do [ -f "$out/$job.wasm" ] || built=no; done
@@ -31,7 +31,7 @@ if [ ! -x "$out/env/bin/componentize-py" ]; then
 fi
 for job in "${jobs[@]}"; do
   # Into a temporary file first: a build killed midway leaves no half component.
-  "$out/env/bin/componentize-py" -d "$root/wit/job.wit" -w job componentize -p "$here" "$job" \
+  "$out/env/bin/componentize-py" -d "$root/wit/v0.2.0/job.wit" -w job componentize -p "$here" "$job" \
     -o "$out/$job.wasm.part" >/dev/null
   mv "$out/$job.wasm.part" "$out/$job.wasm"
 done

@@ -1,5 +1,5 @@
 //! The task's view of the engine (pulsar's `consumer`): its id, its attempt,
-//! queueing more tasks, logging and its secrets.
+//! queueing more tasks, reporting progress, logging and its secrets.
 
 use std::fmt;
 
@@ -32,6 +32,14 @@ impl Context {
     /// 1 for the first run of the task, 2 for its first retry, and so on.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Reports how far the task has got: `fraction` from 0 to 1 and a short
+    /// message (cut to 256 bytes). The engine writes the latest report at
+    /// most once per heartbeat (2 s), so reporting often is cheap and never
+    /// an error.
+    pub fn progress(&self, fraction: f32, message: &str) {
+        host::progress(fraction, message);
     }
 
     /// Queues a task of `job` with `args` (which must serialize to a JSON

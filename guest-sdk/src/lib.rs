@@ -30,7 +30,10 @@
 //! The job's name defaults to the lower-cased type name (`addition`);
 //! [`Metadata::name`] overrides it. Periodic jobs declare their schedule with
 //! [`Metadata::periodic`] and get pulsar's `is_due` semantics from
-//! [`schedule::is_due`], which [`Job::is_due`] may override.
+//! [`schedule::is_due`], which [`Job::is_due`] may override; or with
+//! [`Metadata::cron`] (and [`Metadata::zone`]), which the engine follows
+//! itself. A long task reports how far it has got with
+//! [`Context::progress`].
 
 // The generated bindings name this crate by its absolute path, from inside too.
 extern crate self as wasmjob_sdk;

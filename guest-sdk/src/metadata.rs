@@ -82,6 +82,8 @@ pub struct Metadata {
     doc: String,
     doc_syntax: DocSyntax,
     schedule: Option<(Duration, Option<Timestamp>)>,
+    /// A cron expression and its zone, for a cron-periodic job.
+    cron: Option<(String, Option<String>)>,
     overlap: Overlap,
     expiry: Option<Duration>,
     limits: Limits,
@@ -98,6 +100,7 @@ impl Metadata {
             doc: String::new(),
             doc_syntax: DocSyntax::default(),
             schedule: None,
+            cron: None,
             overlap: Overlap::default(),
             expiry: None,
             limits: Limits::default(),
@@ -110,6 +113,23 @@ impl Metadata {
     /// A periodic job, due every `run_every` (which must be non-zero).
     pub fn periodic(run_every: Duration) -> Self {
         Self { schedule: Some((run_every, None)), ..Self::regular() }
+    }
+
+    /// A periodic job due at the times the cron `expression` matches (five
+    /// fields, or six with seconds first), read in UTC unless
+    /// [`Metadata::zone`] names a zone. The engine decides when it is due:
+    /// [`crate::Job::is_due`] is not asked.
+    pub fn cron(expression: impl Into<String>) -> Self {
+        Self { cron: Some((expression.into(), None)), ..Self::regular() }
+    }
+
+    /// The IANA time zone a cron job's expression is read in, such as
+    /// `Europe/Paris`. Has no effect on other jobs.
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        if let Some((_, z)) = &mut self.cron {
+            *z = Some(zone.into());
+        }
+        self
     }
 
     /// Aligns a periodic job's runs to `anchor + k * run_every`; see
@@ -206,9 +226,10 @@ impl Metadata {
                 DocSyntax::Markdown => types::DocSyntax::Markdown,
                 DocSyntax::Plain => types::DocSyntax::Plain,
             },
-            kind: match self.schedule {
-                None => types::JobKind::Regular,
-                Some((run_every, anchor)) => {
+            kind: match (self.cron, self.schedule) {
+                (Some((expression, zone)), _) => types::JobKind::Cron(types::CronSchedule { expression, zone }),
+                (None, None) => types::JobKind::Regular,
+                (None, Some((run_every, anchor))) => {
                     types::JobKind::Periodic(types::Schedule { run_every: millis(run_every), anchor })
                 }
             },

@@ -266,6 +266,7 @@ fn input(runtime: &Runtime, job: &JobComponent, i: u32, args: &str) -> TaskInput
         args: args.to_owned(),
         limits: runtime.task_limits(job),
         children: Arc::new(RecordingQueue::default()),
+        progress: Arc::new(crate::runtime::NoProgress),
         egress: crate::egress::Grant::default(),
         secrets: Default::default(),
     }

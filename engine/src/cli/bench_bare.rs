@@ -137,7 +137,7 @@ impl WasiView for BareState {
 /// task id and attempt, `log` dropped, `queue-task` a trap (no benchmarked
 /// job queues tasks). Dynamic functions (`func_new`) spare the WIT types.
 fn add_job_host_to_linker(linker: &mut Linker<BareState>) -> wasmtime::Result<()> {
-    for version in ["0.1.0", "0.2.0"] {
+    for version in ["0.1.0", "0.2.0", "0.3.0"] {
         // An interface of types only, which every job imports.
         linker.instance(&format!("wasmjob:job/types@{version}"))?;
         let mut host = linker.instance(&format!("wasmjob:job/host@{version}"))?;
@@ -145,8 +145,11 @@ fn add_job_host_to_linker(linker: &mut Linker<BareState>) -> wasmtime::Result<()
         host.func_wrap("attempt", |_, ()| Ok((1u32,)))?;
         host.func_new("log", |_, _, _, _| Ok(()))?;
         host.func_new("queue-task", |_, _, _, _| Err(wasmtime::Error::msg("the bare host queues no tasks")))?;
-        if version == "0.2.0" {
+        if version != "0.1.0" {
             host.func_new("secret", |_, _, _, _| Err(wasmtime::Error::msg("the bare host has no secrets")))?;
+        }
+        if version == "0.3.0" {
+            host.func_new("progress", |_, _, _, _| Ok(()))?;
         }
     }
     Ok(())

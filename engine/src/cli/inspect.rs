@@ -54,6 +54,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 println!("anchor:     {anchor}");
             }
         }
+        JobKind::Cron(cron) => println!("kind:       periodic, cron \"{}\" in {}", cron.expression, cron.zone),
     }
     if let Some(next_due) = next_due {
         println!("next due:   {next_due} (if it ran now)");

@@ -350,6 +350,9 @@ fn print_task(server: &ServerArgs, task: &Task, children: &[String], attempts: &
     for (field, value) in fields {
         println!("{field:<13} {value}");
     }
+    if let Some(progress) = &task.progress {
+        println!("{:<13} {:.0}% {}", "progress", progress.fraction * 100.0, shown(&progress.message));
+    }
     if !children.is_empty() {
         println!("{:<13} {}", "children", children.join(" "));
     }

@@ -98,6 +98,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args: task_args,
         limits,
         children: children.clone(),
+        progress: std::sync::Arc::new(crate::runtime::NoProgress),
         egress: quotas.grant(job.metadata().allowed_hosts.as_ref()),
         secrets: secrets(&args.secret)?,
     };

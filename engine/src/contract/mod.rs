@@ -1,6 +1,6 @@
-//! The `wasmjob:job` WIT worlds a job may export (`wit/job.wit`, 0.2.0, and
-//! `wit/v0.1.0/job.wit`, 0.1.0), and the boundary between their generated
-//! types and the engine's own.
+//! The `wasmjob:job` WIT worlds a job may export (`wit/job.wit`, 0.3.0,
+//! `wit/v0.2.0/job.wit` and `wit/v0.1.0/job.wit`), and the boundary
+//! between their generated types and the engine's own.
 //!
 //! `bindgen!` stays private to this module: the rest of the engine sees
 //! [`JobPre`], [`JobMetadata`], [`Due`] and [`QueueError`](crate::task::QueueError),
@@ -9,8 +9,8 @@
 //! errors the guest may see (`queue-error`, `secret-error`) are kept apart
 //! from traps (a failure of the engine itself, which aborts the task).
 //!
-//! Both versions are linked side by side: a component is pre-linked against
-//! 0.2.0 first, then 0.1.0, and runs with the one it exports.
+//! Every version is linked side by side: a component is pre-linked against
+//! the newest first, and runs with the one it exports.
 
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
 use crate::egress::AllowList;
-use crate::job::{JobKind, JobMetadata, MAX_DOC_LEN, MetadataError, Schedule, validate_name};
+use crate::job::{CronSchedule, JobKind, JobMetadata, MAX_DOC_LEN, MetadataError, Schedule, validate_name};
 use crate::runtime::sandbox::TaskState;
 
 mod world;
@@ -38,6 +38,10 @@ mod v0_1 {
             exports: { default: async },
         },
         declared: |m| Declared::default(),
+        periodic: |k| match k {
+            types::JobKind::Regular => None,
+            types::JobKind::Periodic(s) => Some(Periodic::Every(s.run_every, s.anchor)),
+        },
         host: {},
     }
 }
@@ -46,7 +50,7 @@ mod v0_1 {
 mod v0_2 {
     super::world::world! {
         bindgen: {
-            path: "../wit",
+            path: "../wit/v0.2.0",
             world: "wasmjob:job/job",
             imports: {
                 // Queueing may wait on the store; a store failure traps the task.
@@ -56,6 +60,10 @@ mod v0_2 {
             exports: { default: async },
         },
         declared: |m| Declared { allowed_hosts: m.allowed_hosts.take(), secrets: std::mem::take(&mut m.secrets) },
+        periodic: |k| match k {
+            types::JobKind::Regular => None,
+            types::JobKind::Periodic(s) => Some(Periodic::Every(s.run_every, s.anchor)),
+        },
         host: {
             fn secret(&mut self, name: String) -> wasmtime::Result<Result<String, types::SecretError>> {
                 use crate::secret::Unreadable;
@@ -69,10 +77,48 @@ mod v0_2 {
     }
 }
 
+/// Contract 0.3.0: cron-periodic jobs, and `host.progress`.
+mod v0_3 {
+    super::world::world! {
+        bindgen: {
+            path: "../wit",
+            world: "wasmjob:job/job",
+            imports: {
+                // Queueing may wait on the store; a store failure traps the task.
+                "wasmjob:job/host.queue-task": async | trappable,
+                default: trappable,
+            },
+            exports: { default: async },
+        },
+        declared: |m| Declared { allowed_hosts: m.allowed_hosts.take(), secrets: std::mem::take(&mut m.secrets) },
+        periodic: |k| match k {
+            types::JobKind::Regular => None,
+            types::JobKind::Periodic(s) => Some(Periodic::Every(s.run_every, s.anchor)),
+            types::JobKind::Cron(c) => Some(Periodic::Cron(c.expression, c.zone)),
+        },
+        host: {
+            fn secret(&mut self, name: String) -> wasmtime::Result<Result<String, types::SecretError>> {
+                use crate::secret::Unreadable;
+                Ok(match self.task.secret(&name) {
+                    Ok(value) => Ok(value),
+                    Err(Unreadable::Undeclared(name)) => Err(types::SecretError::Undeclared(name)),
+                    Err(Unreadable::Missing(name)) => Err(types::SecretError::Missing(name)),
+                })
+            }
+
+            fn progress(&mut self, fraction: f32, message: String) -> wasmtime::Result<()> {
+                self.task.progress(fraction, &message);
+                Ok(())
+            }
+        },
+    }
+}
+
 /// A job component pre-linked against the contract version it exports.
 pub(crate) enum JobPre<T: 'static> {
     V0_1(v0_1::JobPre<T>),
     V0_2(v0_2::JobPre<T>),
+    V0_3(v0_3::JobPre<T>),
 }
 
 impl<T: 'static> Clone for JobPre<T> {
@@ -80,6 +126,7 @@ impl<T: 'static> Clone for JobPre<T> {
         match self {
             Self::V0_1(pre) => Self::V0_1(pre.clone()),
             Self::V0_2(pre) => Self::V0_2(pre.clone()),
+            Self::V0_3(pre) => Self::V0_3(pre.clone()),
         }
     }
 }
@@ -88,20 +135,25 @@ impl<T: Send + 'static> JobPre<T> {
     /// Finds the contract version `pre` exports, newest first. The error
     /// says why it is neither.
     pub(crate) fn new(pre: InstancePre<T>) -> Result<Self, String> {
-        let newest = match v0_2::JobPre::new(pre.clone()) {
+        let newest = match v0_3::JobPre::new(pre.clone()) {
+            Ok(pre) => return Ok(Self::V0_3(pre)),
+            Err(e) => e,
+        };
+        let older = match v0_2::JobPre::new(pre.clone()) {
             Ok(pre) => return Ok(Self::V0_2(pre)),
             Err(e) => e,
         };
-        v0_1::JobPre::new(pre)
-            .map(Self::V0_1)
-            .map_err(|old| format!("not a `wasmjob:job/job@0.2.0` ({newest:#}) nor a `@0.1.0` ({old:#})"))
+        v0_1::JobPre::new(pre).map(Self::V0_1).map_err(|oldest| {
+            format!("not a `wasmjob:job/job@0.3.0` ({newest:#}), a `@0.2.0` ({older:#}) nor a `@0.1.0` ({oldest:#})")
+        })
     }
 
-    /// The contract version: "0.2.0" or "0.1.0".
+    /// The contract version: "0.3.0", "0.2.0" or "0.1.0".
     pub(crate) fn contract(&self) -> &'static str {
         match self {
             Self::V0_1(_) => "0.1.0",
             Self::V0_2(_) => "0.2.0",
+            Self::V0_3(_) => "0.3.0",
         }
     }
 
@@ -116,6 +168,10 @@ impl<T: Send + 'static> JobPre<T> {
             Self::V0_2(pre) => {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 v0_2::invoke(&instance, store, export).await
+            }
+            Self::V0_3(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                v0_3::invoke(&instance, store, export).await
             }
         }
     }
@@ -133,7 +189,16 @@ pub struct Due {
 /// Links the `wasmjob:job/host` imports of every version into `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     v0_1::add_to_linker(linker)?;
-    v0_2::add_to_linker(linker)
+    v0_2::add_to_linker(linker)?;
+    v0_3::add_to_linker(linker)
+}
+
+/// A periodic job's schedule as a version declares it.
+enum Periodic {
+    /// `run-every` and `anchor`, in ms.
+    Every(u64, Option<i64>),
+    /// A cron expression and its zone.
+    Cron(String, Option<String>),
 }
 
 /// What a job declares it reaches and reads, as the guest wrote it.
@@ -177,7 +242,7 @@ fn bounded_message(mut message: String) -> String {
 /// lower-cased here, whatever the guest sent.
 fn checked_metadata(
     mut m: JobMetadata,
-    schedule: Option<(u64, Option<i64>)>,
+    periodic: Option<Periodic>,
     declared: Declared,
 ) -> Result<JobMetadata, MetadataError> {
     validate_name(&m.name)?;
@@ -185,14 +250,26 @@ fn checked_metadata(
     if m.doc.len() > MAX_DOC_LEN {
         return Err(MetadataError::DocTooLong);
     }
-    if let Some((run_every, anchor)) = schedule {
-        if run_every == 0 {
-            return Err(MetadataError::ZeroPeriod);
+    match periodic {
+        None => {}
+        Some(Periodic::Every(run_every, anchor)) => {
+            if run_every == 0 {
+                return Err(MetadataError::ZeroPeriod);
+            }
+            let anchor = anchor
+                .map(|ms| DateTime::<Utc>::from_timestamp_millis(ms).ok_or(MetadataError::AnchorOutOfRange))
+                .transpose()?;
+            m.kind = JobKind::Periodic(Schedule { run_every: Duration::from_millis(run_every), anchor });
         }
-        let anchor = anchor
-            .map(|ms| DateTime::<Utc>::from_timestamp_millis(ms).ok_or(MetadataError::AnchorOutOfRange))
-            .transpose()?;
-        m.kind = JobKind::Periodic(Schedule { run_every: Duration::from_millis(run_every), anchor });
+        Some(Periodic::Cron(expression, zone)) => {
+            let now = Utc::now().timestamp_millis();
+            let when =
+                crate::plan::When::new(Some(&expression), zone.as_deref(), None, now).map_err(MetadataError::Cron)?;
+            let crate::plan::When::Cron { expression, zone } = when else {
+                unreachable!("a cron expression was given")
+            };
+            m.kind = JobKind::Cron(CronSchedule { expression, zone });
+        }
     }
     m.allowed_hosts = declared
         .allowed_hosts
@@ -213,7 +290,7 @@ pub(crate) enum Export<'a> {
 
 /// What an export answered, in the engine's types.
 pub(crate) enum Answer {
-    Metadata(Result<JobMetadata, MetadataError>),
+    Metadata(Box<Result<JobMetadata, MetadataError>>),
     Call(CallResult),
     OverlapKey(Option<String>),
     IsDue(Due),

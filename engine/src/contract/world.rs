@@ -9,11 +9,14 @@
 /// - `bindgen`: the arguments of its `bindgen!`;
 /// - `declared`: given the guest's `metadata` record (`&mut`), the hosts
 ///   and secrets it declares, as a `Declared`;
+/// - `periodic`: given the guest's `job-kind`, its periodic schedule, as a
+///   `Periodic` (`None` for a regular job);
 /// - `host`: the host functions of this version beyond the ones all share.
 macro_rules! world {
     (
         bindgen: { $($bindgen:tt)* },
         declared: |$m:ident| $declared:expr,
+        periodic: |$k:ident| $periodic:expr,
         host: { $($host:item)* } $(,)?
     ) => {
         mod bindings {
@@ -26,7 +29,7 @@ macro_rules! world {
 
         use bindings::wasmjob::job::{host, types};
         pub(crate) use bindings::{Job, JobPre};
-        use $crate::contract::{Answer, CallResult, Export, bounded_message, checked_metadata, Declared};
+        use $crate::contract::{Answer, CallResult, Export, bounded_message, checked_metadata, Declared, Periodic};
         use $crate::job::{DocSyntax, JobMetadata, MetadataError, Overlap, RequestedLimits, RetryPolicy};
         use $crate::runtime::LogLevel;
         use $crate::runtime::sandbox::TaskState;
@@ -107,9 +110,9 @@ macro_rules! world {
                 let $m = &mut m;
                 $declared
             };
-            let schedule = match m.kind {
-                types::JobKind::Regular => None,
-                types::JobKind::Periodic(s) => Some((s.run_every, s.anchor)),
+            let schedule: Option<Periodic> = {
+                let $k = m.kind;
+                $periodic
             };
             let metadata = JobMetadata {
                 name: m.name,
@@ -150,7 +153,7 @@ macro_rules! world {
             export: Export<'_>,
         ) -> wasmtime::Result<Answer> {
             Ok(match export {
-                Export::Metadata => Answer::Metadata(metadata(instance.call_metadata(store).await?)),
+                Export::Metadata => Answer::Metadata(Box::new(metadata(instance.call_metadata(store).await?))),
                 Export::Call(args) => Answer::Call(call_result(instance.call_call(store, args).await?)),
                 Export::OverlapKey(args) => Answer::OverlapKey(instance.call_overlap_key(store, args).await?),
                 Export::IsDue { last_run_at, now } => {

@@ -1,5 +1,6 @@
 //! What a running task knows about itself (pulsar's `consumer`): its id, its
-//! attempt, where the tasks it queues go, its log and its secrets.
+//! attempt, where the tasks it queues and its progress reports go, its log
+//! and its secrets.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,11 +72,37 @@ impl ChildQueue for RecordingQueue {
     }
 }
 
+/// Longest progress message kept; longer ones are cut. Default 256 bytes.
+pub const MAX_PROGRESS_MESSAGE: usize = 256;
+
+/// How far a task has got, as it reported (the `progress` import), bounded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// From 0 to 1.
+    pub fraction: f32,
+    /// At most [`MAX_PROGRESS_MESSAGE`] bytes.
+    pub message: String,
+}
+
+/// Where a running task's progress reports go. Called on the task's own
+/// thread at the guest's pace: it must not block.
+pub trait ProgressSink: Send + Sync {
+    fn report(&self, progress: Progress);
+}
+
+/// Drops every report: control calls, `wasmjob run`, benchmarks.
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn report(&self, _: Progress) {}
+}
+
 /// The running task's identity and host-side services.
 pub struct TaskContext {
     pub(crate) task_id: TaskId,
     pub(crate) attempt: u32,
     pub(crate) children: Arc<dyn ChildQueue>,
+    pub(crate) progress: Arc<dyn ProgressSink>,
     pub(crate) log: TaskLog,
     max_args_bytes: usize,
     secrets: Secrets,
@@ -89,7 +116,28 @@ impl TaskContext {
         log: TaskLog,
         max_args_bytes: usize,
     ) -> Self {
-        Self { task_id, attempt, children, log, max_args_bytes, secrets: Secrets::default() }
+        let progress = Arc::new(NoProgress);
+        Self { task_id, attempt, children, progress, log, max_args_bytes, secrets: Secrets::default() }
+    }
+
+    /// Progress reports go to `progress`.
+    pub(crate) fn with_progress(self, progress: Arc<dyn ProgressSink>) -> Self {
+        Self { progress, ..self }
+    }
+
+    /// A `progress` report: paid in fuel per byte of its message, as a log
+    /// line is; the fraction clamped to 0..=1 (not a number: ignored), the
+    /// message cut to [`MAX_PROGRESS_MESSAGE`] bytes.
+    pub(crate) fn progress(&self, fraction: f32, message: &str) {
+        self.log.work().charge(message.len() as u64, super::meter::FUEL_PER_LOG_BYTE);
+        if fraction.is_nan() {
+            return;
+        }
+        let mut cut = message.len().min(MAX_PROGRESS_MESSAGE);
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.progress.report(Progress { fraction: fraction.clamp(0.0, 1.0), message: message[..cut].to_owned() });
     }
 
     /// The task may read `secrets`.

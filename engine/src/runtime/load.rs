@@ -113,7 +113,7 @@ impl Runtime {
             self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
         let pre = JobPre::new(instance_pre).map_err(LoadError::NotAJob)?;
         let metadata = match self.control_call(&pre, Export::Metadata).await {
-            Ok(Answer::Metadata(metadata)) => metadata?,
+            Ok(Answer::Metadata(metadata)) => (*metadata)?,
             Ok(_) => unreachable!("`metadata` answers with metadata"),
             Err(outcome) => return Err(LoadError::MetadataFailed(outcome)),
         };

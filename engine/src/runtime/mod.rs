@@ -37,7 +37,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use self::compiler::CompileLimits;
 pub(crate) use self::context::TaskContext;
-pub use self::context::{BoxFuture, ChildQueue, ChildRequest, RecordingQueue, check_args};
+pub use self::context::{
+    BoxFuture, ChildQueue, ChildRequest, MAX_PROGRESS_MESSAGE, NoProgress, Progress, ProgressSink, RecordingQueue,
+    check_args,
+};
 pub use self::epoch::EPOCH_TICK;
 pub use self::limits::{EngineLimits, TaskLimits};
 pub use self::load::{JobComponent, LoadError, content_hash};
@@ -136,6 +139,8 @@ pub struct TaskInput {
     pub limits: TaskLimits,
     /// Where the tasks this task queues go.
     pub children: Arc<dyn ChildQueue>,
+    /// Where its progress reports go.
+    pub progress: Arc<dyn ProgressSink>,
     /// Where its requests may go, and how much it may send and receive.
     pub egress: Grant,
     /// Its tenant's secrets, by name: the task reads those its job
@@ -235,7 +240,8 @@ impl Runtime {
         let secrets = Secrets::new(&job.metadata().secrets, input.secrets);
         let ctx =
             TaskContext::new(input.task_id, input.attempt, input.children, log.clone(), self.limits.max_args_bytes)
-                .with_secrets(secrets);
+                .with_secrets(secrets)
+                .with_progress(input.progress);
         let hooks = TaskHttp::new(self.egress.clone(), input.egress, log.clone());
         let (answer, fuel_consumed, wall_time, http) =
             self.sandboxed(&job.pre, ctx, hooks, limits, Export::Call(&input.args)).await;
@@ -249,13 +255,17 @@ impl Runtime {
         TaskReport { outcome, fuel_consumed, wall_time, http, log: log.contents() }
     }
 
-    /// Asks a periodic job whether a task is due at `now`.
+    /// Asks a periodic job whether a task is due at `now`; a cron-periodic
+    /// job's answer is computed here, from its expression, without a call.
     pub async fn is_due(
         &self,
         job: &JobComponent,
         last_run_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Due, ControlCallError> {
+        if let crate::job::JobKind::Cron(cron) = &job.metadata().kind {
+            return Ok(crate::plan::cron_due(cron, last_run_at.timestamp_millis(), now.timestamp_millis()));
+        }
         let export = Export::IsDue { last_run_at: last_run_at.timestamp_millis(), now: now.timestamp_millis() };
         match self.control_call(&job.pre, export).await {
             Ok(Answer::IsDue(due)) => Ok(due),

@@ -537,6 +537,9 @@ pub struct TaskRecord {
     pub rescued_lease: Option<String>,
     /// What the last attempt used of the network.
     pub http: Option<HttpUsage>,
+    /// The last progress its running attempt reported, as JSON
+    /// ([`crate::runtime::Progress`]).
+    pub progress: Option<String>,
 }
 
 /// The most of an earlier attempt's log kept: its last 16,384 characters.
@@ -929,6 +932,9 @@ pub trait Store: Send + Sync + 'static {
     /// released if that attempt succeeded, discarded otherwise, at `now`.
     /// Answers how many were released and discarded.
     async fn settle_children(&self, now: Millis) -> Result<(u64, u64), StoreError>;
+    /// Records running tasks' progress: each a lease and its report (JSON);
+    /// a lease that no longer holds records nothing.
+    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<(), StoreError>;
     /// Deletes the unique keys whose period ended before `now`.
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.

@@ -66,7 +66,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 15] = [
+const MIGRATIONS: [&str; 16] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -82,6 +82,7 @@ const MIGRATIONS: [&str; 15] = [
     include_str!("postgres_schema_v13.sql"),
     include_str!("postgres_schema_v14.sql"),
     include_str!("postgres_schema_v15.sql"),
+    include_str!("postgres_schema_v16.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
@@ -508,7 +509,7 @@ use crate::task::parse_id as id_param;
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
     COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
-    http_bytes_received";
+    http_bytes_received, progress";
 
 fn task_from_row(row: &Row) -> TaskRecord {
     let state: String = row.get(4);
@@ -539,6 +540,7 @@ fn task_from_row(row: &Row) -> TaskRecord {
         tenant: row.get(23),
         rescued_lease: row.get(24),
         http: super::http_usage(row.get(25), row.get(26), row.get(27)),
+        progress: row.get(28),
     }
 }
 
@@ -1923,6 +1925,19 @@ impl Store for PostgresStore {
             self.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
         }
         Ok((count(0), count(1)))
+    }
+
+    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<(), StoreError> {
+        let (leases, progress): (Vec<String>, Vec<String>) = reports.into_iter().unzip();
+        let ids = lease_ids(&leases);
+        self.execute(
+            "UPDATE tasks t SET progress = l.progress \
+             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS l(id, lease, progress) \
+             WHERE t.id = l.id AND t.lease = l.lease AND t.state = 'started'",
+            &[&ids, &leases, &progress],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError> {

@@ -173,7 +173,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 15] = [
+const MIGRATIONS: [&str; 16] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -189,6 +189,7 @@ const MIGRATIONS: [&str; 15] = [
     include_str!("schema_v13.sql"),
     include_str!("schema_v14.sql"),
     include_str!("schema_v15.sql"),
+    include_str!("schema_v16.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -306,7 +307,7 @@ use crate::task::parse_id as id_param;
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
     COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
-    http_bytes_received";
+    http_bytes_received, progress";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let state: String = row.get(4)?;
@@ -337,6 +338,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         tenant: row.get(23)?,
         rescued_lease: row.get(24)?,
         http: super::http_usage(row.get(25)?, row.get(26)?, row.get(27)?),
+        progress: row.get(28)?,
     })
 }
 
@@ -1605,6 +1607,18 @@ impl Store for SqliteStore {
                 settled = (settled.0 + released, settled.1 + discarded);
             }
             Ok(settled)
+        })
+        .await
+    }
+
+    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<(), StoreError> {
+        self.op(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("UPDATE tasks SET progress = ?2 WHERE id = ?3 AND state = 'started' AND lease = ?1")?;
+            for (lease, progress) in &reports {
+                stmt.execute(params![lease, progress, super::lease_task_id(lease)])?;
+            }
+            Ok(())
         })
         .await
     }

@@ -18,6 +18,8 @@ pub enum EventKind {
     TaskFailed,
     /// Revoked before it ended (`reason`: `revoked`).
     TaskRevoked,
+    /// A running attempt reported how far it has got (`progress`).
+    TaskProgress,
     /// Not started before its expiry.
     TaskExpired,
     /// A component was uploaded (`version`: its id), to compile.
@@ -39,6 +41,7 @@ impl EventKind {
             Self::TaskSucceeded => "task-succeeded",
             Self::TaskFailed => "task-failed",
             Self::TaskRevoked => "task-revoked",
+            Self::TaskProgress => "task-progress",
             Self::TaskExpired => "task-expired",
             Self::JobUploaded => "job-uploaded",
             Self::JobCompiled => "job-compiled",
@@ -69,6 +72,9 @@ pub struct Event {
     /// Why: an outcome class, or a rejection's reason (at most 512 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What a `task-progress` reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::TaskProgress>,
 }
 
 /// The most bytes of an event's `reason`: events travel between nodes in
@@ -86,6 +92,7 @@ impl Event {
             version: None,
             attempt: None,
             reason: None,
+            progress: None,
         }
     }
 
@@ -99,6 +106,7 @@ impl Event {
             version: version.map(str::to_owned),
             attempt: None,
             reason: None,
+            progress: None,
         }
     }
 

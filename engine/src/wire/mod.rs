@@ -36,6 +36,6 @@ pub use self::schedule::{Schedule, ScheduleList, ScheduleRequest};
 pub use self::secret::{Secret, SecretList, SecretValue};
 pub use self::task::{
     Attempt, BatchAnswer, BatchItem, BatchRequest, ListQuery, QueueRequest, Queued, Task, TaskDetail, TaskPage,
-    TaskStateChange, Tree, TreeRevoked, TreeTask, WaitQuery,
+    TaskProgress, TaskStateChange, Tree, TreeRevoked, TreeTask, WaitQuery,
 };
 pub use self::tenant::{NewTenant, NewToken, QuotaChanges, Tenant, TenantChange, TenantList, Token, TokenScope};

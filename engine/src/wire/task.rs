@@ -115,6 +115,21 @@ pub struct Task {
     pub rescued_lease: Option<String>,
     /// What its last attempt used of the network.
     pub http: Option<HttpUsage>,
+    /// The last progress its attempt reported (contract 0.3.0's
+    /// `progress`), while it ran or when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<TaskProgress>,
+}
+
+/// How far a task has got, as it reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskProgress {
+    /// From 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
+    pub fraction: f32,
+    /// At most 256 bytes (`runtime::MAX_PROGRESS_MESSAGE`).
+    #[schema(max_length = 256)]
+    pub message: String,
 }
 
 impl From<TaskRecord> for Task {
@@ -150,6 +165,7 @@ impl From<TaskRecord> for Task {
             overlap_key: t.overlap_key,
             rescued_lease: t.rescued_lease,
             http: t.http,
+            progress: t.progress.and_then(|p| serde_json::from_str(&p).ok()),
         }
     }
 }

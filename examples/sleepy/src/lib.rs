@@ -1,4 +1,5 @@
-//! A job that waits: sleeps `ms` milliseconds (on the host's clock, without
+//! A job that waits: reports its progress `reports` times (the last one
+//! "halfway"), sleeps `ms` milliseconds (on the host's clock, without
 //! holding a core), then returns its attempt.
 
 use wasmjob_sdk::prelude::*;
@@ -7,6 +8,8 @@ use wasmjob_sdk::prelude::*;
 struct Args {
     #[serde(default)]
     ms: u64,
+    #[serde(default)]
+    reports: u64,
 }
 
 /// Sleeps, then answers.
@@ -23,6 +26,12 @@ impl Job for Sleepy {
     }
 
     fn call(ctx: &Context, args: Args) -> Result<u32, Error> {
+        for i in 1..args.reports {
+            ctx.progress(i as f32 / (2 * args.reports) as f32, &format!("step {i}"));
+        }
+        if args.reports > 0 {
+            ctx.progress(0.5, "halfway");
+        }
         std::thread::sleep(Duration::from_millis(args.ms));
         Ok(ctx.attempt())
     }

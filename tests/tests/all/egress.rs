@@ -228,6 +228,7 @@ async fn fetch_on(
         args: args.to_string(),
         limits: task_limits,
         children: Arc::new(RecordingQueue::default()),
+        progress: Arc::new(wasmjob::runtime::NoProgress),
         egress: Grant { allow: AllowList::parse(hosts).unwrap(), narrow: None, limits },
         secrets: Default::default(),
     };

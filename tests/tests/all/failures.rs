@@ -18,6 +18,7 @@ async fn an_infinite_loop_runs_out_of_fuel() {
         args: "{}".into(),
         limits,
         children: std::sync::Arc::new(RecordingQueue::default()),
+        progress: std::sync::Arc::new(wasmjob::runtime::NoProgress),
         egress: wasmjob::egress::Grant::default(),
         secrets: Default::default(),
     };
@@ -39,6 +40,7 @@ async fn an_infinite_loop_with_ample_fuel_stops_at_its_deadline() {
         args: "{}".into(),
         limits,
         children: std::sync::Arc::new(RecordingQueue::default()),
+        progress: std::sync::Arc::new(wasmjob::runtime::NoProgress),
         egress: wasmjob::egress::Grant::default(),
         secrets: Default::default(),
     };

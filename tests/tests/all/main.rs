@@ -34,6 +34,7 @@ mod overlap;
 mod periodic;
 mod poison;
 mod polyglot;
+mod progress;
 mod queueing;
 mod results;
 mod schedule;

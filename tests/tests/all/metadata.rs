@@ -66,7 +66,7 @@ async fn the_version_is_the_content_hash() {
 
 #[tokio::test]
 async fn a_component_built_against_contract_0_1_0_still_loads_and_runs() {
-    // `raw-http` is raw wit-bindgen over `wit/v0.1.0`; the SDK builds 0.2.0.
+    // `raw-http` is raw wit-bindgen over `wit/v0.1.0`; the SDK builds 0.3.0.
     let old = load(wasmjob::examples::RAW_HTTP).await;
     assert_eq!((old.contract(), old.metadata().name.as_str()), ("0.1.0", "raw-http"));
     assert_eq!((&old.metadata().allowed_hosts, &old.metadata().secrets), (&None, &vec![]), "it declares nothing");
@@ -79,6 +79,6 @@ async fn a_component_built_against_contract_0_1_0_still_loads_and_runs() {
         report.log
     );
     let new = load(wasmjob::examples::ADDITION).await;
-    assert_eq!(new.contract(), "0.2.0");
+    assert_eq!(new.contract(), "0.3.0");
     crate::support::assert_engine_still_works().await;
 }

@@ -19,6 +19,7 @@ async fn hog(what: &str) -> Outcome {
         args: format!(r#"{{"what": "{what}"}}"#),
         limits: TaskLimits { fuel: 1_000_000_000, timeout: Duration::from_secs(60), memory_bytes: 64 << 20 },
         children: Arc::new(RecordingQueue::default()),
+        progress: Arc::new(wasmjob::runtime::NoProgress),
         egress: wasmjob::egress::Grant::default(),
         secrets: Default::default(),
     };

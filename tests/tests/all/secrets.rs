@@ -132,7 +132,7 @@ async fn a_job_reaches_only_hosts_both_it_and_its_tenant_allow() {
         assert_eq!(got["fetched"]["Err"], "Some(ErrorCode::HttpRequestDenied)", "{host}: {got}");
     }
     let view = api.get("/v1/jobs/nosy", &write).await;
-    assert_eq!((&view.body["allowed_hosts"], &view.body["contract"]), (&json!([]), &json!("0.2.0")), "{view}");
+    assert_eq!((&view.body["allowed_hosts"], &view.body["contract"]), (&json!([]), &json!("0.3.0")), "{view}");
 
     let both = json!({ "quotas": { "allowed_hosts": ["127.0.0.1", "localhost"] } });
     assert_eq!(api.send(Method::PATCH, "/v1/tenants/narrow", Some(ADMIN), Some(both)).await.status, StatusCode::OK);

@@ -26,6 +26,7 @@ pub async fn run(job: &JobComponent, args: &str) -> (TaskReport, Arc<RecordingQu
         args: args.into(),
         limits: RUNTIME.task_limits(job),
         children: children.clone(),
+        progress: std::sync::Arc::new(wasmjob::runtime::NoProgress),
         egress: wasmjob::egress::Grant::default(),
         secrets: Default::default(),
     };

@@ -347,6 +347,7 @@ async function task(id) {
         el("dt", {}, "Expires"), el("dd", {}, time(t.expires_at)),
         el("dt", {}, "Started"), el("dd", {}, time(t.started_at)),
         el("dt", {}, "Finished"), el("dd", {}, time(t.finished_at)),
+        el("dt", {}, "Progress"), el("dd", { id: "task-progress" }, t.progress ? `${Math.round(t.progress.fraction * 100)}% ${t.progress.message}` : "-"),
         el("dt", {}, "Fuel"), el("dd", {}, t.fuel ?? "-"),
         el("dt", {}, "Wall time"), el("dd", {}, t.wall_time_us == null ? "-" : `${t.wall_time_us} µs`),
         el("dt", {}, "HTTP"), el("dd", {}, t.http ? `${t.http.requests} requests, ${t.http.bytes_sent} B sent, ${t.http.bytes_received} B received` : "-"),
@@ -530,7 +531,8 @@ async function job(name) {
     return page(el("h1", {}, j.name, " ", badge("queued")), el("p", {}, `Compiling (upload ${j.upload.id.slice(0, 12)}, for ${j.upload.compiling_for}).`));
   }
   const m = j.metadata;
-  const kind = m.kind.type === "periodic" ? `periodic, every ${m.kind.run_every} ms` : "regular";
+  const kind = m.kind.type === "periodic" ? `periodic, every ${m.kind.run_every} ms`
+    : m.kind.type === "cron" ? `periodic, cron "${m.kind.expression}" in ${m.kind.zone}` : "regular";
   page(el("h1", {}, j.name),
     el("div", { class: "row" },
       el("div", { class: "panel" }, el("dl", {},
