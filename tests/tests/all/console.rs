@@ -219,12 +219,14 @@ async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_ten
     // A running task, revoked from its page.
     b.open(&server, "#/tasks").await;
     b.type_into("#queue-job", "sleepy").await;
-    b.type_into("#queue-args", r#"{"ms": 60000}"#).await;
+    b.type_into("#queue-args", r#"{"ms": 60000, "reports": 1}"#).await;
     b.click("#queue button").await;
     let said = b.says("#queue-status", "Queued task").await;
     let sleepy = said.trim_start_matches("Queued task ").trim_end_matches('.').to_owned();
     b.open(&server, &format!("#/task/{sleepy}")).await;
     b.shown(r#"#task-state [data-state="started"]"#).await;
+    // Its progress, live (written at its node's next heartbeat).
+    b.says("#task-progress", "50% halfway").await;
     b.click("#revoke").await;
     b.shown(r#"#task-state [data-state="revoked"]"#).await;
     b.shot("task-revoked").await;
@@ -238,6 +240,18 @@ async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_ten
     b.says("#upload-status", "Registered fan-out").await;
     b.shown(r#"#jobs-regular tr[data-job="fan-out"]"#).await;
     b.shot("jobs").await;
+
+    // A schedule made with the CLI, paused from the page.
+    let set = ["schedule", "set", "nightly-sum", "--job", "addition", "--cron", "0 3 * * *", "--zone", "Europe/Paris"];
+    assert_eq!(client(&server, &acme, &set).0, 0);
+    b.open(&server, "#/jobs").await;
+    let row = r#"#schedules tr[data-schedule="nightly-sum"]"#;
+    b.says(row, "Europe/Paris").await;
+    b.click(&format!("{row} button")).await;
+    b.says(row, "paused").await;
+    b.shot("schedules").await;
+    let (_, shown) = client(&server, &acme, &["schedule", "show", "nightly-sum", "--json"]);
+    assert_eq!(json(&shown)["paused"], true);
 
     // Its activity: what ran per minute, charted (each node writes its
     // counts every heartbeat, and the page reads them again meanwhile).

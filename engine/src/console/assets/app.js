@@ -483,7 +483,7 @@ async function activity() {
 }
 
 async function jobs() {
-  const list = await api("GET", "/v1/jobs");
+  const [list, planned] = await Promise.all([api("GET", "/v1/jobs"), api("GET", "/v1/schedules")]);
   const table = (kind, items) => el("table", { id: `jobs-${kind}` },
     el("thead", {}, el("tr", {}, ["Name", "Version", "Registered", "Doc"].map((h) => el("th", {}, h)))),
     el("tbody", {}, items.map((j) => el("tr", { "data-job": j.name },
@@ -520,9 +520,31 @@ async function jobs() {
   page(el("h1", {}, "Jobs"), el("div", { class: "panel" }, el("h2", {}, "Upload a job"), upload, status),
     el("h2", {}, "Regular"), list.regular.length ? table("regular", list.regular) : el("p", { class: "muted" }, "None."),
     el("h2", {}, "Periodic"), list.periodic.length ? table("periodic", list.periodic) : el("p", { class: "muted" }, "None."),
-    pending ? el("h2", {}, "Uploads not ready") : null, pending);
+    pending ? el("h2", {}, "Uploads not ready") : null, pending,
+    el("h2", {}, "Schedules"), schedulesTable(planned.schedules));
   const refresh = gather(() => jobs());
   leave = events.on((type) => { if (type === "open" || type.startsWith("job-")) refresh(type); });
+}
+
+// A tenant's schedules (`/v1/schedules`), each with pause or resume and delete.
+function schedulesTable(schedules) {
+  if (!schedules.length) return el("p", { class: "muted", id: "schedules" }, "None: make one with `wasmjob schedule set` or PUT /v1/schedules/{name}.");
+  const act = (method, path) => async () => {
+    try { await api(method, path); jobs(); } catch (e) { toast(e.message); }
+  };
+  return el("table", { id: "schedules" },
+    el("thead", {}, el("tr", {}, ["Name", "Job", "When", "Args", "Next", "Last", ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, schedules.map((p) => {
+      const path = `/v1/schedules/${encodeURIComponent(p.name)}`;
+      const when = p.cron ? `cron "${p.cron}" in ${p.zone}` : `every ${p.every_ms} ms`;
+      return el("tr", { "data-schedule": p.name },
+        el("td", {}, p.name), el("td", {}, el("a", { href: `#/job/${encodeURIComponent(p.job)}` }, p.job)),
+        el("td", {}, when), el("td", {}, el("code", {}, JSON.stringify(p.args))),
+        el("td", {}, p.paused ? el("span", { class: "state revoked" }, "paused") : p.next_run_at ? new Date(p.next_run_at).toLocaleString() : "-"),
+        el("td", {}, p.last_run_at ? new Date(p.last_run_at).toLocaleString() : "-"),
+        el("td", {}, el("button", { onclick: act("POST", `${path}/${p.paused ? "resume" : "pause"}`) }, p.paused ? "Resume" : "Pause"),
+          " ", el("button", { class: "danger", onclick: act("DELETE", path) }, "Delete")));
+    })));
 }
 
 async function job(name) {
