@@ -143,10 +143,24 @@ impl When {
                 let zone = parse_zone(zone).ok()?;
                 // Cron counts whole seconds: the next match after the
                 // second `after` falls in is after `after` too.
-                let after = DateTime::<Utc>::from_timestamp_millis(after.div_euclid(1000) * 1000)?;
-                let after = zone.from_utc_datetime(&after.naive_utc());
-                let next = cron.find_next_occurrence(&after, false).ok()?;
-                Some(next.timestamp_millis())
+                let start = DateTime::<Utc>::from_timestamp_millis(after.div_euclid(1000) * 1000)?;
+                let start = zone.from_utc_datetime(&start.naive_utc());
+                let next = cron.find_next_occurrence(&start, false).ok()?;
+                if next.timestamp_millis() > after {
+                    return Some(next.timestamp_millis());
+                }
+                // croner searches the wall clock and answers a repeated
+                // local time's first occurrence, which is in the past when
+                // `after` falls in the repeated hour's second pass: a time
+                // of many (`*/10 * * * *`) runs at its second occurrence; a
+                // named time (`30 2 * * *`) ran at its first and runs next
+                // on its next day. Never a time at or before `after`.
+                let second = zone.from_local_datetime(&next.naive_local()).latest()?;
+                if cron.determine_job_type() != croner::JobType::FixedTime && second.timestamp_millis() > after {
+                    return Some(second.timestamp_millis());
+                }
+                let next = cron.find_next_occurrence(&second, false).ok()?;
+                Some(next.timestamp_millis()).filter(|at| *at > after)
             }
         }
     }
@@ -249,6 +263,33 @@ mod tests {
         let from = DateTime::parse_from_rfc3339("2026-10-24T23:30:00Z").unwrap().timestamp_millis();
         let expected = ["2026-10-25T00:00:00+00:00", "2026-10-25T02:00:00+00:00", "2026-10-25T03:00:00+00:00"];
         assert_eq!(times(&hourly, from, 3), expected);
+    }
+
+    #[test]
+    fn from_inside_a_repeated_hour_the_next_time_is_never_in_the_past() {
+        // Berlin, 2026-10-25 01:10Z is 02:10 CET, the second pass of 02:xx.
+        let inside = DateTime::parse_from_rfc3339("2026-10-25T01:10:00Z").unwrap().timestamp_millis();
+        // A named time ran at its first occurrence (00:30Z): next on its next day.
+        let daily = cron("30 2 * * *", "Europe/Berlin");
+        assert_eq!(times(&daily, inside, 1), ["2026-10-26T01:30:00+00:00"]);
+        // A time of many runs at its second occurrence, then on by the clock.
+        let often = cron("*/10 * * * *", "Europe/Berlin");
+        let expected = ["2026-10-25T01:20:00+00:00", "2026-10-25T01:30:00+00:00", "2026-10-25T01:40:00+00:00"];
+        assert_eq!(times(&often, inside, 3), expected);
+        let every_second = cron("* * * * * *", "Europe/Berlin");
+        assert_eq!(every_second.next_after(inside, 0), Some(inside + 1000));
+        // Every second through the whole repeated hour: always ahead.
+        let mut at = DateTime::parse_from_rfc3339("2026-10-24T23:59:00Z").unwrap().timestamp_millis();
+        for _ in 0..(2 * 3600 / 7) {
+            let next = often.next_after(at, 0).unwrap();
+            assert!(next > at, "{} then {}", utc(at), utc(next));
+            at += 7_000;
+        }
+        // And a cron job's `is-due` after a run at the first 02:30.
+        let job = CronSchedule { expression: "30 2 * * *".into(), zone: "Europe/Berlin".into() };
+        let first = DateTime::parse_from_rfc3339("2026-10-25T00:30:00Z").unwrap().timestamp_millis();
+        let due = cron_due(&job, first, inside);
+        assert!(!due.is_due, "the repeated 02:30 ran twice");
     }
 
     #[test]

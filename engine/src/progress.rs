@@ -101,9 +101,12 @@ impl Board {
                 (lease.clone(), serde_json::to_string(&wire).expect("progress serializes"))
             })
             .collect();
-        store.record_progress(rows).await?;
+        // Events only for the attempts still running: one that ended
+        // meanwhile has told its ending.
+        let recorded: std::collections::HashSet<String> = store.record_progress(rows).await?.into_iter().collect();
         Ok(reports
             .into_iter()
+            .filter(|(lease, ..)| recorded.contains(lease))
             .map(|(_, task, tenant, job, p)| {
                 let event = Event {
                     progress: Some(TaskProgress { fraction: p.fraction, message: p.message }),

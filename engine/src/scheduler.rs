@@ -275,7 +275,10 @@ impl Scheduler {
                 return Decided { tick, result: TickResult::Failed(format!("corrupt schedule: {e}")) };
             }
         };
-        let Some(next) = plan.when.next_after(now_ms, schedule.since) else {
+        // Never sooner than MIN_RECHECK, whatever the plan says: no tick
+        // can spin the scheduler.
+        let next = plan.when.next_after(now_ms, schedule.since).map(|at| at.max(after(now_ms, MIN_RECHECK)));
+        let Some(next) = next else {
             // Never again (a cron expression past its last match): paused.
             tick.next_due_at = crate::plan::PAUSED;
             return Decided { tick, result: TickResult::NotDue(MAX_NEXT) };

@@ -421,15 +421,9 @@ impl Workers {
             }
             tracing::warn!(error = %e, "cannot record this node alive");
         }
-        // Held tasks whose settling is lost or belongs here (in the
-        // background: settling may take a while).
-        self.queue.settle_orphans(self.store.held_uploads().await?);
-        let quotas = self.tenants.list().into_iter().collect();
+        // Running tasks' progress, and the children of attempts that ended
+        // without settling them (before the chores below, which may fail).
         let now = self.clock.now_millis();
-        let pruned = self.pruner.prune(&*self.store, &quotas, self.tenants.defaults(), now).await?;
-        self.metrics.pruned(pruned);
-        self.store.prune_activity(now.saturating_sub(crate::activity::KEPT)).await?;
-        self.store.prune_uniques(now).await?;
         let reported = self.progress.flush(&*self.store, now).await?;
         self.signals.events.emit_all(reported);
         let (released, discarded) = self.store.settle_children(now).await?;
@@ -439,6 +433,15 @@ impl Workers {
         if released > 0 {
             self.signals.queued.notify_one();
         }
+        // Held tasks whose settling is lost or belongs here (in the
+        // background: settling may take a while).
+        self.queue.settle_orphans(self.store.held_uploads().await?);
+        let quotas = self.tenants.list().into_iter().collect();
+        let now = self.clock.now_millis();
+        let pruned = self.pruner.prune(&*self.store, &quotas, self.tenants.defaults(), now).await?;
+        self.metrics.pruned(pruned);
+        self.store.prune_activity(now.saturating_sub(crate::activity::KEPT)).await?;
+        self.store.prune_uniques(now).await?;
         Ok(())
     }
 

@@ -933,8 +933,9 @@ pub trait Store: Send + Sync + 'static {
     /// Answers how many were released and discarded.
     async fn settle_children(&self, now: Millis) -> Result<(u64, u64), StoreError>;
     /// Records running tasks' progress: each a lease and its report (JSON);
-    /// a lease that no longer holds records nothing.
-    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<(), StoreError>;
+    /// a lease that no longer holds records nothing. Answers the leases
+    /// whose report was recorded.
+    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<Vec<String>, StoreError>;
     /// Deletes the unique keys whose period ended before `now`.
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.

@@ -549,7 +549,9 @@ const INSERT_TASK: &str = "INSERT INTO tasks (job, version, args, state, priorit
     VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING RETURNING id";
 
 /// Settles the children held for ended attempts: `$1`, `$2`, `$3` are the
-/// parents' ids, and the attempt each is at and its state now; `$4` is now.
+/// parents' ids, and the attempt each is at and its state now (`NULL`: the
+/// parent is gone); `$4` is now. Children of a later attempt than that one
+/// (queued by a claim made since it was read) are left alone.
 /// Children of an attempt that succeeded are released (due after their
 /// delay); of any other ended attempt, discarded (revoked, reason
 /// `discarded`, their unique keys freed and their tree's count given back);
@@ -565,6 +567,7 @@ const SETTLE_CHILDREN: &str = "WITH ended AS ( \
     discarded AS ( \
       UPDATE tasks t SET state = 'revoked', reason = 'discarded', finished_at = $4 \
       FROM pending_children p JOIN ended e ON e.id = p.parent_id \
+        AND (e.attempt IS NULL OR p.attempt <= e.attempt) \
         AND NOT (e.attempt IS NOT DISTINCT FROM p.attempt AND e.state IN ('started', 'success')) \
       WHERE t.id = p.task_id AND t.state = 'queued' AND t.reason = 'parent' RETURNING t.id, t.root_task), \
     freed AS (DELETE FROM uniques u USING discarded d WHERE u.task_id = d.id), \
@@ -574,6 +577,7 @@ const SETTLE_CHILDREN: &str = "WITH ended AS ( \
       WHERE r.id = d.root_task), \
     gone AS ( \
       DELETE FROM pending_children p USING ended e WHERE p.parent_id = e.id \
+        AND (e.attempt IS NULL OR p.attempt <= e.attempt) \
         AND NOT (e.attempt IS NOT DISTINCT FROM p.attempt AND e.state = 'started')) \
     SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM discarded)";
 
@@ -910,7 +914,8 @@ const COMPLETE: &str = "UPDATE tasks t SET \
                finished_at = CASE WHEN c.state = 'retry' AND t.revoke_requested_at IS NULL THEN NULL \
                  ELSE c.finished END, \
                run_at = COALESCE(c.retry_at, t.run_at), lease = NULL, lease_expires_at = NULL, \
-               http_requests = c.requests, http_bytes_sent = c.sent, http_bytes_received = c.received \
+               http_requests = c.requests, http_bytes_sent = c.sent, http_bytes_received = c.received, \
+               progress = CASE WHEN c.state = 'retry' THEN NULL ELSE t.progress END \
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                          $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], \
                          $12::bigint[], $13::bigint[], $14::bigint[]) \
@@ -1226,18 +1231,32 @@ impl Store for PostgresStore {
 
     async fn release(&self, leases: Vec<String>, now: Millis) -> Result<u64, StoreError> {
         let ids = lease_ids(&leases);
-        self.execute(
-            "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let released = tx
+            .query(
+                "UPDATE tasks SET state = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                WHEN attempt > 1 THEN 'retry' ELSE 'queued' END, \
-             finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN $2 END, \
+             finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN $2::bigint END, \
              attempt = attempt - 1, reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                ELSE 'released-at-shutdown' END, run_at = $2, lease = NULL, \
              lease_expires_at = NULL, started_at = NULL \
              FROM unnest($3::bigint[], $1::text[]) AS l(id, lease) \
-             WHERE tasks.id = l.id AND tasks.lease = l.lease AND tasks.state = 'started'",
-            &[&leases, &now, &ids],
-        )
-        .await
+             WHERE tasks.id = l.id AND tasks.lease = l.lease AND tasks.state = 'started' \
+             RETURNING tasks.id, tasks.attempt + 1",
+                &[&leases, &now, &ids],
+            )
+            .await?;
+        // The attempts' children go with them: the next claims reuse their
+        // numbers, and must not inherit them.
+        let ids: Vec<i64> = released.iter().map(|r| r.get(0)).collect();
+        let attempts: Vec<i32> = released.iter().map(|r| r.get(1)).collect();
+        let states = vec!["queued"; ids.len()];
+        if !ids.is_empty() {
+            tx.execute(SETTLE_CHILDREN, &[&ids, &attempts, &states, &now]).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
     }
 
     async fn revoke(&self, id: &str, now: Millis) -> Result<Option<TaskState>, StoreError> {
@@ -1927,17 +1946,18 @@ impl Store for PostgresStore {
         Ok((count(0), count(1)))
     }
 
-    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<(), StoreError> {
+    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<Vec<String>, StoreError> {
         let (leases, progress): (Vec<String>, Vec<String>) = reports.into_iter().unzip();
         let ids = lease_ids(&leases);
-        self.execute(
-            "UPDATE tasks t SET progress = l.progress \
-             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS l(id, lease, progress) \
-             WHERE t.id = l.id AND t.lease = l.lease AND t.state = 'started'",
-            &[&ids, &leases, &progress],
-        )
-        .await?;
-        Ok(())
+        let rows = self
+            .query(
+                "UPDATE tasks t SET progress = l.progress \
+                 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS l(id, lease, progress) \
+                 WHERE t.id = l.id AND t.lease = l.lease AND t.state = 'started' RETURNING t.lease",
+                &[&ids, &leases, &progress],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError> {

@@ -498,12 +498,13 @@ fn settle_children(
             .execute(params![parent, attempt, now])? as u64,
         _ => 0,
     };
-    // Children of an attempt still running, or of the one that succeeded, stay.
-    let kept = "attempt IS ?2 AND ?4 IN ('started', 'success')";
+    // Children of an attempt still running, or of the one that succeeded,
+    // stay; so do those of a later attempt than `attempt`.
+    let ended = "(?2 IS NULL OR attempt <= ?2) AND NOT (attempt IS ?2 AND ?4 IN ('started', 'success'))";
     let discarded: Vec<(i64, Option<i64>)> = conn
         .prepare_cached(&format!(
             "UPDATE tasks SET state = 'revoked', reason = 'discarded', finished_at = ?3 \
-             WHERE id IN (SELECT task_id FROM pending_children WHERE parent_id = ?1 AND NOT ({kept})) \
+             WHERE id IN (SELECT task_id FROM pending_children WHERE parent_id = ?1 AND {ended}) \
              AND state = 'queued' AND reason = 'parent' RETURNING id, root_task"
         ))?
         .query_map(params![parent, attempt, now, state], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -514,8 +515,8 @@ fn settle_children(
             conn.prepare_cached("UPDATE tasks SET tree_size = MAX(1, tree_size - 1) WHERE id = ?1")?.execute([root])?;
         }
     }
-    let still = "attempt IS ?2 AND ?3 = 'started'";
-    conn.prepare_cached(&format!("DELETE FROM pending_children WHERE parent_id = ?1 AND NOT ({still})"))?
+    let settled = "(?2 IS NULL OR attempt <= ?2) AND NOT (attempt IS ?2 AND ?3 = 'started')";
+    conn.prepare_cached(&format!("DELETE FROM pending_children WHERE parent_id = ?1 AND {settled}"))?
         .execute(params![parent, attempt, state])?;
     Ok((released, discarded.len() as u64))
 }
@@ -758,7 +759,8 @@ impl Store for SqliteStore {
                    THEN 'revoked' ELSE ?3 END, reason = ?4, result = ?5, error = ?6, fuel = ?7, wall_time_us = ?8, \
                  log = ?9, finished_at = CASE WHEN ?3 = 'retry' AND revoke_requested_at IS NULL THEN NULL ELSE ?10 END, \
                  run_at = COALESCE(?11, run_at), lease = NULL, lease_expires_at = NULL, http_requests = ?12, \
-                 http_bytes_sent = ?13, http_bytes_received = ?14 \
+                 http_bytes_sent = ?13, http_bytes_received = ?14, \
+                 progress = CASE WHEN ?3 = 'retry' THEN NULL ELSE progress END \
                  WHERE id = ?1 AND state = 'started' AND lease = ?2",
             )?;
             // Without RETURNING, which makes SQLite keep a statement journal
@@ -907,11 +909,19 @@ impl Store for SqliteStore {
                  finished_at = CASE WHEN revoke_requested_at IS NOT NULL THEN ?2 END, \
                  attempt = attempt - 1, reason = CASE WHEN revoke_requested_at IS NOT NULL THEN 'revoked' \
                    ELSE 'released-at-shutdown' END, run_at = ?2, lease = NULL, \
-                 lease_expires_at = NULL, started_at = NULL WHERE id = ?3 AND state = 'started' AND lease = ?1",
+                 lease_expires_at = NULL, started_at = NULL WHERE id = ?3 AND state = 'started' AND lease = ?1 \
+                 RETURNING attempt + 1",
             )?;
             let mut released = 0;
             for lease in &leases {
-                released += stmt.execute(params![lease, now, super::lease_task_id(lease)])? as u64;
+                let Some(id) = super::lease_task_id(lease) else { continue };
+                let attempt: Option<u32> = stmt.query_row(params![lease, now, id], |r| r.get(0)).optional()?;
+                if let Some(attempt) = attempt {
+                    released += 1;
+                    // The attempt's children go with it: the next claim
+                    // reuses its number, and must not inherit them.
+                    settle_children(conn, id, Some((attempt, TaskState::Queued)), now)?;
+                }
             }
             Ok(released)
         })
@@ -1611,14 +1621,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<(), StoreError> {
+    async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<Vec<String>, StoreError> {
         self.op(move |conn| {
             let mut stmt = conn
                 .prepare_cached("UPDATE tasks SET progress = ?2 WHERE id = ?3 AND state = 'started' AND lease = ?1")?;
-            for (lease, progress) in &reports {
-                stmt.execute(params![lease, progress, super::lease_task_id(lease)])?;
+            let mut recorded = Vec::with_capacity(reports.len());
+            for (lease, progress) in reports {
+                if stmt.execute(params![lease, progress, super::lease_task_id(&lease)])? > 0 {
+                    recorded.push(lease);
+                }
             }
-            Ok(())
+            Ok(recorded)
         })
         .await
     }

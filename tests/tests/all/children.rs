@@ -156,7 +156,36 @@ async fn a_lost_attempts_children_are_discarded_and_the_next_attempts_kept(backe
     assert_eq!(queued, [kept]);
 }
 
+/// By hand: an attempt released at shutdown takes its children with it,
+/// in the same write: the next claim reuses its attempt number, and only
+/// that claim's children run.
+async fn a_released_attempts_children_go_with_it(backend: Backend) {
+    let place = crate::support::place(backend).await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let node = open_node(&place, clock.clone(), &[wasmjob::examples::ADDITION]).await;
+    let store = &node.store;
+    let now = clock.now_millis();
+    let parent = node.queue.queue(T, "addition", "{}", &QueueOptions::default(), None).await.unwrap();
+    let first = claim(store, "stopping", 10, now, now + 60_000).await.unwrap().tasks.remove(0);
+    let attempt = Parent { id: parent.clone(), root: parent.clone(), depth: 0, attempt: 1 };
+    let old = node.queue.queue(T, "addition", "{}", &QueueOptions::default(), Some(&attempt)).await.unwrap();
+    assert_eq!(store.release(vec![first.lease], now).await.unwrap(), 1);
+    let gone = store.task(&old).await.unwrap().unwrap();
+    assert_eq!((gone.state, gone.reason.as_deref()), (TaskState::Revoked, Some("discarded")));
+    // Claimed again as attempt 1, it queues anew and succeeds: only the new child runs.
+    let again = claim(store, "n", 10, now, now + 60_000).await.unwrap().tasks.remove(0);
+    assert_eq!(again.attempt, 1);
+    let new = node.queue.queue(T, "addition", "{}", &QueueOptions::default(), Some(&attempt)).await.unwrap();
+    let mut done = success(&parent, &again.lease, now, "0");
+    done.children = true;
+    store.complete(vec![done]).await.unwrap();
+    let claimed: Vec<String> =
+        claim(store, "n", 10, now, now + 60_000).await.unwrap().tasks.into_iter().map(|t| t.id).collect();
+    assert_eq!(claimed, [new]);
+}
+
 crate::conformance!(
+    a_released_attempts_children_go_with_it,
     a_retried_attempts_children_are_discarded_and_the_successful_ones_run,
     a_failed_parents_children_never_run,
     a_child_waits_for_its_parents_attempt_and_keeps_its_delay,
