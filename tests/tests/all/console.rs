@@ -244,6 +244,9 @@ async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_ten
     // A schedule made with the CLI, paused from the page.
     let set = ["schedule", "set", "nightly-sum", "--job", "addition", "--cron", "0 3 * * *", "--zone", "Europe/Paris"];
     assert_eq!(client(&server, &acme, &set).0, 0);
+    // (Made elsewhere, it tells no event: the page shows it when opened again.)
+    b.open(&server, "#/activity").await;
+    b.shown("#activity-totals").await;
     b.open(&server, "#/jobs").await;
     let row = r#"#schedules tr[data-schedule="nightly-sum"]"#;
     b.says(row, "Europe/Paris").await;
