@@ -92,9 +92,29 @@ async fn browser() -> Browser {
 }
 
 impl Browser {
+    /// Keeps a screenshot of the page as `name.png`, an artifact: on a
+    /// loaded machine Chromium's renderer may time out taking one (seen in
+    /// CI, on the activity page's charts), so it is tried again, and one
+    /// that still fails is reported, not a failure of what the test checks.
     async fn shot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+        let mut tries = 0;
+        loop {
+            match self.client.screenshot().await {
+                Ok(png) => {
+                    std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+                    return;
+                }
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    eprintln!("screenshot {name}: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    eprintln!("screenshot {name} not kept: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     /// The element `css`, once shown.
