@@ -17,6 +17,7 @@ mod run;
 mod schedule;
 mod serve;
 mod usage;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -87,6 +88,9 @@ enum Command {
     /// cron expression or an interval.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// Start a workflow (a chain, a group, a chord or stages of tasks) and follow it.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
     /// Print the HTTP API's OpenAPI document (what `/v1/openapi.json` serves), to generate a client offline.
     Openapi,
     /// Run one task of a job component and print its outcome.
@@ -134,6 +138,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(command) => remote::token(&cli.server, command),
         Command::Secret(command) => remote::secret(&cli.server, command),
         Command::Schedule(command) => schedule::schedule(&cli.server, command),
+        Command::Workflow(command) => workflow::workflow(&cli.server, command),
         Command::Run(args) => runtime.block_on(run::run(args)),
         Command::Inspect(args) => runtime.block_on(inspect::inspect(args)),
         Command::BenchApi(args) => runtime.block_on(bench_api::bench_api(args)),

@@ -59,8 +59,9 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
         let events: Vec<(TaskId, String, Event)> =
             if signals.events.active() { batch.iter().map(event).collect() } else { Vec::new() };
         let started = std::time::Instant::now();
-        // Children released by a success are due now (or after their delay).
-        let children = batch.iter().any(|c| c.children && c.state == TaskState::Success);
+        // Children and workflow steps released by a success are due now
+        // (or, children, after their delay).
+        let children = batch.iter().any(|c| (c.children || c.workflow) && c.state == TaskState::Success);
         let written = store.complete(std::mem::take(&mut batch)).await;
         tracing::debug!(tasks = n, took_us = started.elapsed().as_micros() as u64, "wrote endings");
         match written {

@@ -39,6 +39,7 @@ pub mod tenant;
 pub mod upload;
 pub mod wire;
 pub mod worker;
+pub mod workflow;
 
 /// Paths of the example components, built by `engine/build.rs` from
 /// `examples/` (used by the demo, the tests and the benchmarks).

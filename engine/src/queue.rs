@@ -28,8 +28,10 @@ use crate::store::{
 use crate::task::{QueueError, QueueOptions, TaskId};
 use crate::tenant::{AdmitError, Tenants};
 use crate::wire::{Event, EventKind};
+use crate::workflow::Step;
 
 mod held;
+mod workflow;
 use held::Prepared;
 
 /// Caps on what jobs may queue, against fork bombs.
@@ -161,7 +163,7 @@ impl Queue {
         let task = self.prepare_or_hold(tenant, job, args, options, parent).await?;
         let tokens = self.admit(tenant, 1).await?;
         if let Some(parent) = parent
-            && let Err(e) = self.admit_child(tenant, parent).await
+            && let Err(e) = self.admit_children(tenant, parent, 1).await
         {
             self.tenants.claimed(tenant, 1);
             return Err(e);
@@ -282,14 +284,15 @@ impl Queue {
         Ok(answers)
     }
 
-    /// A child of `parent`: within the tenant's children rate and its tree's cap.
-    async fn admit_child(&self, tenant: &str, parent: &Parent) -> Result<(), QueueFailure> {
-        match self.tenants.admit_children(tenant, 1).await {
+    /// `n` children of `parent`: within the tenant's children rate and its
+    /// tree's cap.
+    async fn admit_children(&self, tenant: &str, parent: &Parent, n: u64) -> Result<(), QueueFailure> {
+        match self.tenants.admit_children(tenant, n).await {
             Ok(()) => {}
             Err(AdmitError::Store(e)) => return Err(e.into()),
             Err(e) => return Err(QueueError::QuotaExceeded(e.to_string()).into()),
         }
-        if !self.store.grow_tree(&parent.root, 1, self.caps.max_tree).await? {
+        if !self.store.grow_tree(&parent.root, n, self.caps.max_tree).await? {
             return Err(tree_cap(&parent.root, self.caps.max_tree).into());
         }
         Ok(())
@@ -564,6 +567,32 @@ impl ChildQueue for Children {
                 Ok(id) => Ok(Ok(id)),
                 Err(QueueFailure::Rejected(e)) => {
                     self.queued.fetch_sub(1, Ordering::Relaxed);
+                    Ok(Err(e))
+                }
+                Err(QueueFailure::Store(e)) => Err(e.into()),
+            }
+        })
+    }
+
+    fn start_workflow(
+        &self,
+        _from_task: TaskId,
+        stages: Vec<Vec<Step>>,
+    ) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>> {
+        Box::pin(async move {
+            // Every step is a child: the cap counts them all (a workflow
+            // too big for the cap is refused before it is counted).
+            let max = self.queue.caps.max_children;
+            let steps: usize = stages.iter().map(Vec::len).sum();
+            let n = u32::try_from(steps).unwrap_or(u32::MAX);
+            if self.queued.fetch_add(n, Ordering::Relaxed).saturating_add(n) > max {
+                self.queued.fetch_sub(n, Ordering::Relaxed);
+                return Ok(Err(children_cap(max)));
+            }
+            match self.queue.start_workflow_of(&self.tenant, &stages, Some(&self.parent)).await {
+                Ok(started) => Ok(Ok(started.id)),
+                Err(QueueFailure::Rejected(e)) => {
+                    self.queued.fetch_sub(n, Ordering::Relaxed);
                     Ok(Err(e))
                 }
                 Err(QueueFailure::Store(e)) => Err(e.into()),

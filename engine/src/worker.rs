@@ -42,7 +42,7 @@ use crate::registry::Registry;
 use crate::retry;
 use crate::runtime::{Outcome, Runtime, TaskInput};
 use crate::signals::Signals;
-use crate::store::{ClaimRequest, ClaimedTask, Completion, Store, TaskState, to_millis};
+use crate::store::{ClaimRequest, ClaimedTask, Completion, Store, TaskState, UPSTREAM_REASON, to_millis};
 use crate::task::TaskId;
 use crate::tenant::Tenants;
 use crate::wire::{Event, EventKind};
@@ -426,6 +426,17 @@ impl Workers {
         let now = self.clock.now_millis();
         let reported = self.progress.flush(&*self.store, now).await?;
         self.signals.events.emit_all(reported);
+        // Workflow steps whose stage before ended without success by a way
+        // that did not settle them (a revoke, an expiry, a lost worker).
+        let aborted = self.store.abort_workflows(now).await?;
+        if !aborted.is_empty() {
+            self.signals.finished(&aborted.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+            let events = aborted.into_iter().map(|e| {
+                let event = Event::task(EventKind::TaskRevoked, now, &e.id, &e.job).reason(UPSTREAM_REASON);
+                (e.tenant, event)
+            });
+            self.signals.events.emit_all(events);
+        }
         let (released, discarded) = self.store.settle_children(now).await?;
         if released + discarded > 0 {
             tracing::debug!(released, discarded, "settled the children of attempts that ended elsewhere");
@@ -572,6 +583,7 @@ impl Workers {
             finished_at: at,
             retry_at: None,
             children: children.as_ref().is_some_and(|c| c.any()),
+            workflow: task.workflow,
         };
         let completion = match ended {
             Ended::Ran(report, decision) => {

@@ -59,13 +59,29 @@ impl Context {
         options: QueueOptions,
     ) -> Result<TaskId, QueueError> {
         let args = serde_json::to_string(args).map_err(|e| QueueError::InvalidArgs(e.to_string()))?;
-        let options = types::QueueOptions {
-            expiry: options.expiry.map(millis),
-            delay: options.delay.map(millis),
-            priority: options.priority,
-            max_retries: options.max_retries,
-        };
-        host::queue_task(job, &args, options).map_err(QueueError::from)
+        host::queue_task(job, &args, options.into()).map_err(QueueError::from)
+    }
+
+    /// Starts a workflow whose `stages` run one after the other, the steps
+    /// of a stage at once; answers its id. A stage starts when every step
+    /// of the one before succeeded, each of its steps getting their results
+    /// in its args under `previous` (one value after a stage of one step, a
+    /// list in step order after several); a step that fails fails the
+    /// workflow. A chain is stages of one step, a group one stage, a chord
+    /// a stage and then one callback. Like [`Context::queue_task`]'s tasks,
+    /// the workflow commits with this attempt, and every step counts as a
+    /// child of this task.
+    pub fn start_workflow(&self, stages: Vec<Vec<Step>>) -> Result<String, QueueError> {
+        let stages: Vec<Vec<types::WorkflowStep>> = stages
+            .into_iter()
+            .map(|stage| {
+                stage
+                    .into_iter()
+                    .map(|s| types::WorkflowStep { job: s.job, args: s.args, options: s.options.into() })
+                    .collect()
+            })
+            .collect();
+        host::start_workflow(&stages).map_err(QueueError::from)
     }
 
     /// Appends a line to the task's log.
@@ -108,6 +124,39 @@ pub struct QueueOptions {
     pub priority: Option<i32>,
     /// Overrides the job's maximum number of retries.
     pub max_retries: Option<u32>,
+}
+
+impl From<QueueOptions> for types::QueueOptions {
+    fn from(options: QueueOptions) -> Self {
+        Self {
+            expiry: options.expiry.map(millis),
+            delay: options.delay.map(millis),
+            priority: options.priority,
+            max_retries: options.max_retries,
+        }
+    }
+}
+
+/// A step of a workflow ([`Context::start_workflow`]): a task to queue.
+#[derive(Debug, Clone)]
+pub struct Step {
+    job: String,
+    args: String,
+    options: QueueOptions,
+}
+
+impl Step {
+    /// A step running `job` with `args` (which must serialize to a JSON
+    /// object) and the job's default options.
+    pub fn new<A: Serialize + ?Sized>(job: &str, args: &A) -> Result<Self, QueueError> {
+        let args = serde_json::to_string(args).map_err(|e| QueueError::InvalidArgs(e.to_string()))?;
+        Ok(Self { job: job.to_owned(), args, options: QueueOptions::default() })
+    }
+
+    /// The step with explicit options.
+    pub fn options(self, options: QueueOptions) -> Self {
+        Self { options, ..self }
+    }
 }
 
 /// Why [`Context::queue_task`] queued nothing.

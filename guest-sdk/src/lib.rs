@@ -49,7 +49,7 @@ pub mod schedule;
 #[doc(hidden)]
 pub mod __private;
 
-pub use context::{Context, LogLevel, QueueError, QueueOptions, TaskId};
+pub use context::{Context, LogLevel, QueueError, QueueOptions, Step, TaskId};
 pub use error::Error;
 pub use job::Job;
 pub use metadata::{DocSyntax, Limits, Metadata, Overlap, RetryPolicy};
@@ -58,7 +58,7 @@ pub use schedule::{Due, Timestamp, anchor_date, anchor_datetime};
 /// What a job module usually needs, plus serde's derives.
 pub mod prelude {
     pub use crate::{
-        Context, Due, Error, Job, Limits, LogLevel, Metadata, Overlap, QueueOptions, RetryPolicy, Timestamp,
+        Context, Due, Error, Job, Limits, LogLevel, Metadata, Overlap, QueueOptions, RetryPolicy, Step, Timestamp,
         anchor_date, export_job,
     };
     pub use serde::{Deserialize, Serialize};

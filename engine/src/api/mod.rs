@@ -23,6 +23,7 @@ mod openapi;
 mod schedules;
 mod secrets;
 mod tasks;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -72,6 +73,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::resume))
         .routes(routes!(secrets::list))
         .routes(routes!(secrets::put, secrets::delete))
+        .routes(routes!(workflows::start))
+        .routes(routes!(workflows::get))
         .routes(routes!(events::stream))
         .routes(routes!(activity::activity))
         .routes(routes!(health::openapi));

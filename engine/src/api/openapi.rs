@@ -28,6 +28,7 @@ pub struct Document(pub Arc<OpenApi>);
     tags(
         (name = "tasks", description = "Queue, read, wait for, revoke and retry tasks."),
         (name = "jobs", description = "Upload components and read their jobs."),
+        (name = "workflows", description = "Chains, groups and chords of tasks, and their state as a whole."),
         (name = "schedules", description = "Schedules that queue a job with given args on a cron expression or an interval."),
         (name = "secrets", description = "A tenant's secrets, write-only."),
         (name = "events", description = "A tenant's task and job events, live."),

@@ -134,8 +134,8 @@ impl WasiView for BareState {
 }
 
 /// The `wasmjob:job/host` imports with the least work behind them: a fixed
-/// task id and attempt, `log` dropped, `queue-task` a trap (no benchmarked
-/// job queues tasks). Dynamic functions (`func_new`) spare the WIT types.
+/// task id and attempt, `log` dropped, `queue-task` and `start-workflow`
+/// traps (no benchmarked job queues tasks). Dynamic functions (`func_new`) spare the WIT types.
 fn add_job_host_to_linker(linker: &mut Linker<BareState>) -> wasmtime::Result<()> {
     for version in ["0.1.0", "0.2.0", "0.3.0"] {
         // An interface of types only, which every job imports.
@@ -150,6 +150,9 @@ fn add_job_host_to_linker(linker: &mut Linker<BareState>) -> wasmtime::Result<()
         }
         if version == "0.3.0" {
             host.func_new("progress", |_, _, _, _| Ok(()))?;
+            host.func_new("start-workflow", |_, _, _, _| {
+                Err(wasmtime::Error::msg("the bare host starts no workflows"))
+            })?;
         }
     }
     Ok(())

@@ -202,7 +202,7 @@ pub(super) fn print_json(value: &impl Serialize) {
 
 /// Text for a terminal: guest-controlled strings (results, errors, logs,
 /// docs) never reach it with raw control characters.
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     crate::runtime::escape_controls(text).into_owned()
 }
 

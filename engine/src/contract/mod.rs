@@ -77,7 +77,8 @@ mod v0_2 {
     }
 }
 
-/// Contract 0.3.0: cron-periodic jobs, and `host.progress`.
+/// Contract 0.3.0: cron-periodic jobs, `host.progress` and
+/// `host.start-workflow`.
 mod v0_3 {
     super::world::world! {
         bindgen: {
@@ -86,6 +87,7 @@ mod v0_3 {
             imports: {
                 // Queueing may wait on the store; a store failure traps the task.
                 "wasmjob:job/host.queue-task": async | trappable,
+                "wasmjob:job/host.start-workflow": async | trappable,
                 default: trappable,
             },
             exports: { default: async },
@@ -109,6 +111,27 @@ mod v0_3 {
             fn progress(&mut self, fraction: f32, message: String) -> wasmtime::Result<()> {
                 self.task.progress(fraction, &message);
                 Ok(())
+            }
+
+            async fn start_workflow(
+                &mut self,
+                stages: Vec<Vec<types::WorkflowStep>>,
+            ) -> wasmtime::Result<Result<String, types::QueueError>> {
+                let stages = stages
+                    .into_iter()
+                    .map(|stage| {
+                        stage
+                            .into_iter()
+                            .map(|s| crate::workflow::Step {
+                                job: s.job.to_ascii_lowercase(),
+                                args: s.args,
+                                options: queue_options(s.options),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let answer = self.task.start_workflow(stages).await.map_err(wasmtime::Error::from_anyhow)?;
+                Ok(answer.map_err(queue_error))
             }
         },
     }

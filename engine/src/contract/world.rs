@@ -58,24 +58,12 @@ macro_rules! world {
                 args: String,
                 options: types::QueueOptions,
             ) -> wasmtime::Result<Result<TaskId, types::QueueError>> {
-                let options = QueueOptions {
-                    expiry: options.expiry.map(Duration::from_millis),
-                    delay: options.delay.map(Duration::from_millis),
-                    run_at: None,
-                    unique_for: None,
-                    priority: options.priority,
-                    max_retries: options.max_retries,
-                };
-                let answer = self.task.queue_child(job, args, options).await.map_err(wasmtime::Error::from_anyhow)?;
-                Ok(answer.map_err(|e| match e {
-                    QueueError::UnknownJob(job) => types::QueueError::UnknownJob(job),
-                    QueueError::Duplicate(id) => types::QueueError::Duplicate(id),
-                    QueueError::InvalidArgs(why) => types::QueueError::InvalidArgs(why),
-                    // The WIT has no case of its own for options; the message names the option.
-                    e @ QueueError::InvalidOption { .. } => types::QueueError::InvalidArgs(e.to_string()),
-                    QueueError::QuotaExceeded(which) => types::QueueError::QuotaExceeded(which),
-                    QueueError::DepthExceeded(max) => types::QueueError::DepthExceeded(max),
-                }))
+                let answer = self
+                    .task
+                    .queue_child(job, args, queue_options(options))
+                    .await
+                    .map_err(wasmtime::Error::from_anyhow)?;
+                Ok(answer.map_err(queue_error))
             }
 
             fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
@@ -91,6 +79,31 @@ macro_rules! world {
             }
 
             $($host)*
+        }
+
+        /// A guest's queueing options in the engine's terms.
+        fn queue_options(options: types::QueueOptions) -> QueueOptions {
+            QueueOptions {
+                expiry: options.expiry.map(Duration::from_millis),
+                delay: options.delay.map(Duration::from_millis),
+                run_at: None,
+                unique_for: None,
+                priority: options.priority,
+                max_retries: options.max_retries,
+            }
+        }
+
+        /// Why queueing refused, as the guest sees it.
+        fn queue_error(e: QueueError) -> types::QueueError {
+            match e {
+                QueueError::UnknownJob(job) => types::QueueError::UnknownJob(job),
+                QueueError::Duplicate(id) => types::QueueError::Duplicate(id),
+                QueueError::InvalidArgs(why) => types::QueueError::InvalidArgs(why),
+                // The WIT has no case of its own for options; the message names the option.
+                e @ QueueError::InvalidOption { .. } => types::QueueError::InvalidArgs(e.to_string()),
+                QueueError::QuotaExceeded(which) => types::QueueError::QuotaExceeded(which),
+                QueueError::DepthExceeded(max) => types::QueueError::DepthExceeded(max),
+            }
         }
 
         /// A job-error message is guest-controlled: it is cut to

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::log::TaskLog;
 use crate::secret::{Secrets, Unreadable};
 use crate::task::{QueueError, QueueOptions, TaskId};
+use crate::workflow::Step;
 
 /// A boxed future, for the object-safe [`ChildQueue`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -34,6 +35,13 @@ pub trait ChildQueue: Send + Sync {
     /// Queues `child`. The outer error is a failure of the engine (it traps
     /// the task); the inner one is the answer the job sees.
     fn queue_child(&self, child: ChildRequest) -> BoxFuture<'_, anyhow::Result<Result<TaskId, QueueError>>>;
+    /// Starts a workflow of `stages` ([`crate::workflow`]) as children of
+    /// task `from_task`; answers its id. Errors as [`ChildQueue::queue_child`]'s.
+    fn start_workflow(
+        &self,
+        from_task: TaskId,
+        stages: Vec<Vec<Step>>,
+    ) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>>;
 }
 
 /// A [`ChildQueue`] that records requests instead of queueing them; ids are
@@ -69,6 +77,16 @@ impl ChildQueue for RecordingQueue {
         let id = format!("{}.{}", child.from_task, children.len() + 1);
         children.push((id.clone(), child));
         Box::pin(async move { Ok(Ok(id)) })
+    }
+
+    /// Refuses: `wasmjob run` runs one task, and a workflow needs the queue.
+    fn start_workflow(
+        &self,
+        _from_task: TaskId,
+        _stages: Vec<Vec<Step>>,
+    ) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>> {
+        let refusal = QueueError::InvalidArgs("workflows are started only by a task the engine runs".into());
+        Box::pin(async move { Ok(Err(refusal)) })
     }
 }
 
@@ -167,6 +185,14 @@ impl TaskContext {
         }
         let child = ChildRequest { job: job.to_ascii_lowercase(), args, options, from_task: self.task_id.clone() };
         self.children.queue_child(child).await
+    }
+
+    /// Passes a guest's `start-workflow` request on, its args paid in fuel
+    /// as `queue-task`'s are (the queue checks every step).
+    pub(crate) async fn start_workflow(&self, stages: Vec<Vec<Step>>) -> anyhow::Result<Result<String, QueueError>> {
+        let bytes = stages.iter().flatten().fold(0u64, |n, step| n.saturating_add(step.args.len() as u64));
+        self.log.work().charge(bytes, super::meter::FUEL_PER_ARGS_BYTE);
+        self.children.start_workflow(self.task_id.clone(), stages).await
     }
 }
 

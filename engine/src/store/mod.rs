@@ -187,6 +187,12 @@ pub struct Pending {
 pub const PENDING_REASON: &str = "parent";
 /// The reason of a child whose parent's attempt did not succeed.
 pub const DISCARDED_REASON: &str = "discarded";
+/// The reason of a workflow step waiting for the stage before it
+/// ([`crate::workflow`]).
+pub const WORKFLOW_REASON: &str = "workflow";
+/// The reason of a workflow step revoked because a step of an earlier
+/// stage did not succeed.
+pub const UPSTREAM_REASON: &str = "upstream";
 
 /// A task's claim to be the only one of its job with its args for a while:
 /// a second insert with the same key before `until` answers
@@ -267,6 +273,13 @@ pub enum Inserted {
     Duplicate(TaskId),
 }
 
+/// A workflow as inserted: its id, and its steps' task ids stage by stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertedWorkflow {
+    pub id: String,
+    pub stages: Vec<Vec<TaskId>>,
+}
+
 /// A task a worker has claimed and must run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedTask {
@@ -284,6 +297,8 @@ pub struct ClaimedTask {
     pub lease: String,
     /// When it became due (its `run_at`): it waited from then until its claim.
     pub due_at: Millis,
+    /// A step of a workflow: its ending settles the stages after it.
+    pub workflow: bool,
 }
 
 /// A request to claim due tasks, fairly across tenants: each tenant with
@@ -481,6 +496,10 @@ pub struct Completion {
     /// The attempt queued children: they are released with a success, and
     /// discarded with any other ending, in the same write.
     pub children: bool,
+    /// A step of a workflow ([`ClaimedTask::workflow`]): a success that
+    /// completes its stage releases the next, and any other ending revokes
+    /// the stages after it, in the same write.
+    pub workflow: bool,
 }
 
 /// A started task whose lease ran out, as [`Store::rescue`] left it.
@@ -496,7 +515,8 @@ pub struct Rescued {
     pub reason: String,
 }
 
-/// A task revoked because it had not started before its expiry.
+/// A task revoked by the store on its own: because it had not started
+/// before its expiry, or because its workflow failed before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expired {
     pub id: TaskId,
@@ -540,6 +560,8 @@ pub struct TaskRecord {
     /// The last progress its running attempt reported, as JSON
     /// ([`crate::runtime::Progress`]).
     pub progress: Option<String>,
+    /// The workflow it is a step of.
+    pub workflow: Option<String>,
 }
 
 /// The most of an earlier attempt's log kept: its last 16,384 characters.
@@ -606,6 +628,23 @@ fn waits_text(waits: &[u64]) -> String {
 /// An activity row's wait histogram from its stored text.
 fn waits_parse(text: &str) -> Result<Vec<u64>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("activity waits `{text}`: {e}")))
+}
+
+/// A workflow's steps, each with its stage, in stage then step order, as
+/// its stages.
+fn by_stage(steps: Vec<(i64, TaskRecord)>) -> Vec<Vec<TaskRecord>> {
+    let mut stages: Vec<Vec<TaskRecord>> = Vec::new();
+    let mut current = None;
+    for (stage, task) in steps {
+        if current != Some(stage) {
+            stages.push(Vec::new());
+            current = Some(stage);
+        }
+        if let Some(last) = stages.last_mut() {
+            last.push(task);
+        }
+    }
+    stages
 }
 
 /// A count as stored (an `i64` column).
@@ -936,6 +975,25 @@ pub trait Store: Send + Sync + 'static {
     /// a lease that no longer holds records nothing. Answers the leases
     /// whose report was recorded.
     async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<Vec<String>, StoreError>;
+    /// Inserts a workflow of `tenant` whose stages hold these tasks, all or
+    /// none: the first stage's as they are, the later stages' held
+    /// ([`WORKFLOW_REASON`], due never) whatever their `run_at`. Takes
+    /// `tokens` in the same write, inserting nothing if too few (`None`).
+    /// The tasks carry no overlap key, unique key or parent.
+    async fn insert_workflow(
+        &self,
+        tenant: &str,
+        stages: Vec<Vec<NewTask>>,
+        tokens: Tokens,
+        now: Millis,
+    ) -> Result<Option<InsertedWorkflow>, StoreError>;
+    /// Workflow `id`, with its steps' tasks.
+    async fn workflow(&self, id: &str) -> Result<Option<crate::workflow::WorkflowRecord>, StoreError>;
+    /// Revokes ([`UPSTREAM_REASON`]) the waiting steps of workflows in which
+    /// a step of an earlier stage ended without success by a way that did
+    /// not settle them (revoked by a user, expired, a lost worker, its job
+    /// version unavailable), at `now`; at most 1,000 per call.
+    async fn abort_workflows(&self, now: Millis) -> Result<Vec<Expired>, StoreError>;
     /// Deletes the unique keys whose period ended before `now`.
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError>;
     /// The uploads (tenant and version) that tasks are held for.

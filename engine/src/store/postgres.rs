@@ -34,9 +34,9 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
-    ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
-    UploadRow, UploadState,
+    InsertedWorkflow, JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany,
+    ScheduleClaim, ScheduleRow, ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
+    TickWrite, TokenRow, Tokens, UploadRow, UploadState,
 };
 use crate::clock::Clock;
 use crate::events::{Stamped, WATCH_RENEW, Watching};
@@ -66,7 +66,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 16] = [
+const MIGRATIONS: [&str; 17] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -83,13 +83,16 @@ const MIGRATIONS: [&str; 16] = [
     include_str!("postgres_schema_v14.sql"),
     include_str!("postgres_schema_v15.sql"),
     include_str!("postgres_schema_v16.sql"),
+    include_str!("postgres_schema_v17.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 21] = [
+const TABLES: [&str; 23] = [
     "tasks",
+    "workflow_steps",
+    "workflows",
     "pending_children",
     "uniques",
     "attempts",
@@ -505,11 +508,12 @@ impl Clock for DbClock {
 
 use crate::task::TaskId;
 use crate::task::parse_id as id_param;
+use crate::workflow::WorkflowRecord;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
     COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
-    http_bytes_received, progress";
+    http_bytes_received, progress, workflow";
 
 fn task_from_row(row: &Row) -> TaskRecord {
     let state: String = row.get(4);
@@ -541,6 +545,7 @@ fn task_from_row(row: &Row) -> TaskRecord {
         rescued_lease: row.get(24),
         http: super::http_usage(row.get(25), row.get(26), row.get(27)),
         progress: row.get(28),
+        workflow: row.get::<_, Option<i64>>(29).map(|i| i.to_string()),
     }
 }
 
@@ -843,7 +848,7 @@ async fn apply_completions(
     // Endings of attempts that queued children settle them in the same
     // transaction (a second statement: the parent's row may be its tree's
     // root, whose count the settling changes).
-    let rows = if completions.iter().any(|c| c.children) {
+    let rows = if completions.iter().any(|c| c.children || c.workflow) {
         let now = completions.iter().map(|c| c.finished_at).max().unwrap_or(0);
         again!(complete_settling(&mut client, statement, params, completions, now).await)?
     } else {
@@ -887,15 +892,102 @@ async fn complete_settling(
             states.push(r.get::<_, String>(1));
         }
     }
+    let mut released = false;
     if !ids.is_empty() {
         tx.execute(SETTLE_CHILDREN, &[&ids, &at, &states, &now]).await?;
-        // Released children are due: every node's workers look.
-        if states.iter().any(|s| s == "success") {
-            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        released = states.iter().any(|s| s == "success");
+    }
+    // Workflow steps that ended settle the stages after them.
+    let steps: HashMap<i64, String> = rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+        .filter(|(_, state)| TaskState::parse(state).is_some_and(TaskState::is_terminal))
+        .collect();
+    let stepped: Vec<i64> = completions
+        .iter()
+        .filter(|c| c.workflow)
+        .filter_map(|c| id_param(&c.id))
+        .filter(|id| steps.contains_key(id))
+        .collect();
+    if !stepped.is_empty() {
+        // In the order of their workflows, which each locks: two batches
+        // ending steps of the same workflows wait, never deadlock.
+        let found = tx
+            .query(
+                "SELECT task_id, workflow_id, stage FROM workflow_steps WHERE task_id = ANY($1) \
+                 ORDER BY workflow_id, stage, position",
+                &[&stepped],
+            )
+            .await?;
+        for r in &found {
+            let state = &steps[&r.get::<_, i64>(0)];
+            released |= settle_step(&tx, r.get(1), r.get(2), state == "success", now).await? > 0;
         }
+    }
+    // Released children and steps are due: every node's workers look.
+    if released {
+        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
     }
     tx.commit().await?;
     Ok(rows)
+}
+
+/// Settles the stages after a step of stage `stage` of workflow `workflow`
+/// that just ended (`succeeded` or not), in the transaction of its ending,
+/// under a lock on the workflow: the steps of a stage that end at once on
+/// several nodes see each other's endings, and the last releases the next
+/// stage once. A success that completes its stage releases the next (due
+/// `now`, with the stage's results under [`crate::workflow::PREVIOUS`]);
+/// any other ending revokes every later stage's waiting steps. Answers how
+/// many steps it released.
+async fn settle_step(
+    tx: &tokio_postgres::Transaction<'_>,
+    workflow: i64,
+    stage: i32,
+    succeeded: bool,
+    now: Millis,
+) -> Result<u64, StoreError> {
+    tx.execute("SELECT 1 FROM workflows WHERE id = $1 FOR UPDATE", &[&workflow]).await?;
+    if !succeeded {
+        tx.execute(
+            "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = $3 \
+             WHERE id IN (SELECT task_id FROM workflow_steps WHERE workflow_id = $1 AND stage > $2) \
+             AND state = 'queued' AND reason = 'workflow'",
+            &[&workflow, &stage, &now],
+        )
+        .await?;
+        return Ok(0);
+    }
+    let stage_steps = tx
+        .query(
+            "SELECT t.state, t.result FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+             WHERE s.workflow_id = $1 AND s.stage = $2 ORDER BY s.position",
+            &[&workflow, &stage],
+        )
+        .await?;
+    if stage_steps.iter().any(|r| r.get::<_, &str>(0) != "success") {
+        return Ok(0);
+    }
+    let previous = crate::workflow::previous(stage_steps.iter().map(|r| r.get(1)).collect());
+    let next = tx
+        .query(
+            "SELECT t.id, t.args FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+             WHERE s.workflow_id = $1 AND s.stage = $2 + 1 AND t.state = 'queued' AND t.reason = 'workflow'",
+            &[&workflow, &stage],
+        )
+        .await?;
+    let ids: Vec<i64> = next.iter().map(|r| r.get(0)).collect();
+    let args = next
+        .iter()
+        .map(|r| crate::workflow::with_previous(r.get(1), &previous))
+        .collect::<Result<Vec<String>, StoreError>>()?;
+    tx.execute(
+        "UPDATE tasks t SET args = n.args, reason = NULL, run_at = $3 FROM unnest($1::bigint[], $2::text[]) AS n(id, args) \
+         WHERE t.id = n.id AND t.state = 'queued' AND t.reason = 'workflow'",
+        &[&ids, &args, &now],
+    )
+    .await?;
+    Ok(ids.len() as u64)
 }
 
 /// Records a batch of completions (`$1`..`$14`, one array per field).
@@ -957,6 +1049,19 @@ fn lease_ids(leases: &[String]) -> Vec<i64> {
 const EXPIRE: &str = "UPDATE tasks SET state = 'revoked', reason = 'expired', finished_at = $1 \
     WHERE id = ANY(ARRAY(SELECT id FROM tasks WHERE state = 'queued' AND expires_at IS NOT NULL \
                          AND expires_at <= $1 ORDER BY expires_at LIMIT 1000)) \
+    RETURNING id, tenant, job";
+
+/// Revokes ([`super::UPSTREAM_REASON`]) up to 1,000 waiting workflow
+/// steps of which a step of an earlier stage ended without success (`$1`:
+/// now).
+const ABORT_WORKFLOWS: &str = "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = $1 \
+    WHERE id = ANY(ARRAY(SELECT h.id FROM tasks h JOIN workflow_steps hs ON hs.task_id = h.id \
+                         WHERE h.state = 'queued' AND h.reason = 'workflow' AND EXISTS ( \
+                           SELECT 1 FROM workflow_steps e JOIN tasks t ON t.id = e.task_id \
+                           WHERE e.workflow_id = hs.workflow_id AND e.stage < hs.stage \
+                             AND t.state IN ('failure', 'revoked')) \
+                         LIMIT 1000)) \
+    AND state = 'queued' AND reason = 'workflow' \
     RETURNING id, tenant, job";
 
 #[async_trait::async_trait]
@@ -1140,6 +1245,7 @@ impl Store for PostgresStore {
                     depth: r.get::<_, i32>(8) as u32,
                     lease: r.get(9),
                     due_at: r.get(12),
+                    workflow: r.get::<_, Option<bool>>(13).unwrap_or(false),
                 }),
                 None => {
                     claim.contended = r.get(10);
@@ -1810,18 +1916,30 @@ impl Store for PostgresStore {
         again!(
             async {
                 let tx = client.transaction().await?;
-                // The attempts of the tasks deleted, not of those kept (live).
-                let deleted = tx
+                // The attempts (and workflow steps) of the tasks deleted,
+                // not of those kept (live).
+                let gone = tx
                     .query_one(
                         "WITH gone AS (DELETE FROM tasks WHERE id = ANY($1) \
-                           AND state IN ('success', 'failure', 'revoked') RETURNING id), \
-                         attempts_gone AS (DELETE FROM attempts WHERE task_id IN (SELECT id FROM gone)) \
-                         SELECT count(*) FROM gone",
+                           AND state IN ('success', 'failure', 'revoked') RETURNING id, workflow), \
+                         attempts_gone AS (DELETE FROM attempts WHERE task_id IN (SELECT id FROM gone)), \
+                         steps_gone AS (DELETE FROM workflow_steps WHERE task_id IN (SELECT id FROM gone)) \
+                         SELECT count(*), COALESCE(array_agg(DISTINCT workflow) FILTER (WHERE workflow IS NOT NULL), \
+                           '{}') FROM gone",
                         &[&ids],
                     )
-                    .await?
-                    .get::<_, i64>(0);
-                let deleted = u64::try_from(deleted).unwrap_or(0);
+                    .await?;
+                let deleted = u64::try_from(gone.get::<_, i64>(0)).unwrap_or(0);
+                // A workflow goes with its last step.
+                let workflows: Vec<i64> = gone.get(1);
+                if !workflows.is_empty() {
+                    tx.execute(
+                        "DELETE FROM workflows w WHERE w.id = ANY($1) \
+                         AND NOT EXISTS (SELECT 1 FROM workflow_steps s WHERE s.workflow_id = w.id)",
+                        &[&workflows],
+                    )
+                    .await?;
+                }
                 tx.execute("DELETE FROM held_tasks WHERE task_id = ANY($1)", &[&ids]).await?;
                 tx.commit().await?;
                 Ok(deleted)
@@ -1944,6 +2062,124 @@ impl Store for PostgresStore {
             self.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
         }
         Ok((count(0), count(1)))
+    }
+
+    async fn insert_workflow(
+        &self,
+        tenant: &str,
+        stages: Vec<Vec<NewTask>>,
+        tokens: Tokens,
+        now: Millis,
+    ) -> Result<Option<InsertedWorkflow>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let take = take_tokens_sql(1);
+        let n = tokens.n as f64;
+        let params: [&(dyn ToSql + Sync); 5] = [&tokens.bucket, &n, &tokens.rate, &tokens.burst, &tokens.now];
+        if tx.execute(&take, &params).await? == 0 {
+            return Ok(None);
+        }
+        let workflow: i64 = tx
+            .query_one("INSERT INTO workflows (tenant, created_at) VALUES ($1, $2) RETURNING id", &[&tenant, &now])
+            .await?
+            .get(0);
+        let tasks: Vec<&NewTask> = stages.iter().flatten().collect();
+        // In the tasks' order (the insert answers their ids so).
+        let ids = Self::insert_plain(&tx, &tasks).await?;
+        let (mut stage_of, mut position_of) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+        for (stage, steps) in stages.iter().enumerate() {
+            for position in 0..steps.len() {
+                stage_of.push(i32::try_from(stage).unwrap_or(i32::MAX));
+                position_of.push(i32::try_from(position).unwrap_or(i32::MAX));
+            }
+        }
+        tx.execute(
+            "INSERT INTO workflow_steps (workflow_id, stage, position, task_id) \
+             SELECT $1, * FROM unnest($2::int[], $3::int[], $4::bigint[])",
+            &[&workflow, &stage_of, &position_of, &ids],
+        )
+        .await?;
+        // The later stages wait for the ones before them; the first stage
+        // of a workflow a job started waits for its attempt, as a child.
+        let firsts = stages.first().map_or(0, Vec::len);
+        let held: Vec<bool> = tasks.iter().enumerate().map(|(i, t)| i >= firsts || t.pending.is_some()).collect();
+        let reasons: Vec<Option<&str>> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match (i >= firsts, t.pending.is_some()) {
+                (true, _) => Some(super::WORKFLOW_REASON),
+                (false, true) => Some(PENDING_REASON),
+                (false, false) => None,
+            })
+            .collect();
+        tx.execute(
+            "UPDATE tasks t SET workflow = $1, reason = u.reason, \
+               run_at = CASE WHEN u.held THEN $2 ELSE t.run_at END, \
+               expires_at = CASE WHEN u.held THEN NULL ELSE t.expires_at END \
+             FROM unnest($3::bigint[], $4::text[], $5::bool[]) AS u(id, reason, held) \
+             WHERE t.id = u.id AND t.state = 'queued'",
+            &[&workflow, &HELD_RUN_AT, &ids, &reasons, &held],
+        )
+        .await?;
+        let pending: Vec<(i64, &super::Pending)> =
+            ids.iter().zip(&tasks).take(firsts).filter_map(|(id, t)| Some((*id, t.pending.as_ref()?))).collect();
+        if !pending.is_empty() {
+            let task_ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
+            let parents: Vec<i64> = pending.iter().map(|(_, p)| id_param(&p.parent).unwrap_or(-1)).collect();
+            let attempts: Vec<i32> =
+                pending.iter().map(|(_, p)| i32::try_from(p.attempt).unwrap_or(i32::MAX)).collect();
+            let delays: Vec<i64> = pending.iter().map(|(_, p)| p.delay).collect();
+            let expiries: Vec<Option<i64>> = pending.iter().map(|(_, p)| p.expiry).collect();
+            tx.execute(
+                "INSERT INTO pending_children (task_id, parent_id, attempt, delay, expiry) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::bigint[])",
+                &[&task_ids, &parents, &attempts, &delays, &expiries],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let mut ids = ids.into_iter().map(|id| id.to_string());
+        let stages = stages.iter().map(|steps| ids.by_ref().take(steps.len()).collect()).collect();
+        Ok(Some(InsertedWorkflow { id: workflow.to_string(), stages }))
+    }
+
+    async fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(None) };
+        let Some(row) = self.query("SELECT tenant, created_at FROM workflows WHERE id = $1", &[&id]).await?.pop()
+        else {
+            return Ok(None);
+        };
+        let steps = self
+            .query(
+                &format!(
+                    "SELECT {TASK_COLUMNS}, s.stage FROM workflow_steps s JOIN tasks ON tasks.id = s.task_id \
+                     WHERE s.workflow_id = $1 ORDER BY s.stage, s.position"
+                ),
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| (i64::from(r.get::<_, i32>(30)), task_from_row(r)))
+            .collect();
+        Ok(Some(WorkflowRecord {
+            id: id.to_string(),
+            tenant: row.get(0),
+            created_at: row.get(1),
+            stages: super::by_stage(steps),
+        }))
+    }
+
+    async fn abort_workflows(&self, now: Millis) -> Result<Vec<Expired>, StoreError> {
+        let aborted: Vec<Expired> = self
+            .query(ABORT_WORKFLOWS, &[&now])
+            .await?
+            .iter()
+            .map(|r| Expired { id: r.get::<_, i64>(0).to_string(), tenant: r.get(1), job: r.get(2) })
+            .collect();
+        if !aborted.is_empty() {
+            let _ = self.endings.send(aborted.iter().map(|e| e.id.clone()).collect());
+        }
+        Ok(aborted)
     }
 
     async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<Vec<String>, StoreError> {

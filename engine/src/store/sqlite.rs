@@ -33,9 +33,9 @@ use tokio::sync::oneshot;
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany, ScheduleClaim, ScheduleRow,
-    ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow, TickWrite, TokenRow, Tokens,
-    UploadRow, UploadState,
+    InsertedWorkflow, JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany,
+    ScheduleClaim, ScheduleRow, ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
+    TickWrite, TokenRow, Tokens, UploadRow, UploadState, WORKFLOW_REASON,
 };
 
 /// Most operations committed together.
@@ -173,7 +173,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 16] = [
+const MIGRATIONS: [&str; 17] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -190,6 +190,7 @@ const MIGRATIONS: [&str; 16] = [
     include_str!("schema_v14.sql"),
     include_str!("schema_v15.sql"),
     include_str!("schema_v16.sql"),
+    include_str!("schema_v17.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -303,11 +304,12 @@ fn writer(conn: Connection, ops: mpsc::Receiver<Op>) {
 
 use crate::task::TaskId;
 use crate::task::parse_id as id_param;
+use crate::workflow::WorkflowRecord;
 
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
     COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
-    http_bytes_received, progress";
+    http_bytes_received, progress, workflow";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let state: String = row.get(4)?;
@@ -339,6 +341,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         rescued_lease: row.get(24)?,
         http: super::http_usage(row.get(25)?, row.get(26)?, row.get(27)?),
         progress: row.get(28)?,
+        workflow: row.get::<_, Option<i64>>(29)?.map(|i| i.to_string()),
     })
 }
 
@@ -376,7 +379,8 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
                       WHERE tenant = ?5 AND state IN ('queued', 'retry') AND run_at <= ?1 \
                         AND (expires_at IS NULL OR expires_at > ?1) \
                       ORDER BY priority DESC, run_at, id LIMIT ?4) \
-         RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease, run_at",
+         RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease, run_at, \
+           workflow IS NOT NULL",
     )?;
     let mut claimed = Vec::new();
     let mut plan = FairShares::new(tenants, request.limit);
@@ -399,6 +403,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
                         depth: r.get(7)?,
                         lease: r.get(8)?,
                         due_at: r.get(9)?,
+                        workflow: r.get(10)?,
                     })
                 },
             )?;
@@ -520,6 +525,66 @@ fn settle_children(
         .execute(params![parent, attempt, state])?;
     Ok((released, discarded.len() as u64))
 }
+
+/// Settles the stages after workflow step `id`, which just ended in
+/// `state`: a success that completes its stage releases the next stage
+/// (due `now`, with the stage's results under [`crate::workflow::PREVIOUS`]);
+/// any other ending revokes every later stage's waiting steps. Answers how
+/// many steps it released.
+fn settle_step(conn: &Connection, id: i64, state: TaskState, now: Millis) -> Result<u64, StoreError> {
+    let Some((workflow, stage)) = conn
+        .prepare_cached("SELECT workflow_id, stage FROM workflow_steps WHERE task_id = ?1")?
+        .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .optional()?
+    else {
+        return Ok(0);
+    };
+    if state != TaskState::Success {
+        conn.prepare_cached(
+            "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = ?3 \
+             WHERE id IN (SELECT task_id FROM workflow_steps WHERE workflow_id = ?1 AND stage > ?2) \
+             AND state = 'queued' AND reason = 'workflow'",
+        )?
+        .execute(params![workflow, stage, now])?;
+        return Ok(0);
+    }
+    let stage_steps: Vec<(String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT t.state, t.result FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+             WHERE s.workflow_id = ?1 AND s.stage = ?2 ORDER BY s.position",
+        )?
+        .query_map(params![workflow, stage], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if stage_steps.iter().any(|(state, _)| state != "success") {
+        return Ok(0);
+    }
+    let previous = crate::workflow::previous(stage_steps.into_iter().map(|(_, result)| result).collect());
+    let next: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT t.id, t.args FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+             WHERE s.workflow_id = ?1 AND s.stage = ?2 + 1 AND t.state = 'queued' AND t.reason = 'workflow'",
+        )?
+        .query_map(params![workflow, stage], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut release = conn.prepare_cached("UPDATE tasks SET args = ?2, reason = NULL, run_at = ?3 WHERE id = ?1")?;
+    for (step, args) in &next {
+        release.execute(params![step, crate::workflow::with_previous(args, &previous)?, now])?;
+    }
+    Ok(next.len() as u64)
+}
+
+/// Revokes ([`super::UPSTREAM_REASON`]) up to 1,000 waiting workflow
+/// steps of which a step of an earlier stage ended without success (`?1`:
+/// now).
+const ABORT_WORKFLOWS: &str = "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = ?1 \
+    WHERE id IN (SELECT h.id FROM tasks h INDEXED BY tasks_waiting_steps \
+                 JOIN workflow_steps hs ON hs.task_id = h.id \
+                 WHERE h.state = 'queued' AND h.reason = 'workflow' AND EXISTS ( \
+                   SELECT 1 FROM workflow_steps e JOIN tasks t ON t.id = e.task_id \
+                   WHERE e.workflow_id = hs.workflow_id AND e.stage < hs.stage \
+                     AND t.state IN ('failure', 'revoked')) \
+                 LIMIT 1000) \
+    RETURNING id, tenant, job";
 
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     // A unique task whose key another holds (the one writer makes the
@@ -815,6 +880,12 @@ impl Store for SqliteStore {
                     && let Some(id) = id_param(&c.id)
                 {
                     settle_children(conn, id, Some((c.attempt, state)), c.finished_at)?;
+                }
+                if c.workflow
+                    && state.is_terminal()
+                    && let Some(id) = id_param(&c.id)
+                {
+                    settle_step(conn, id, state, c.finished_at)?;
                 }
                 applied.push((c.id.clone(), state));
             }
@@ -1477,6 +1548,11 @@ impl Store for SqliteStore {
                 conn.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND state IN ('success', 'failure', 'revoked')")?;
             let mut held = conn.prepare_cached("DELETE FROM held_tasks WHERE task_id = ?1")?;
             let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE task_id = ?1")?;
+            // A workflow goes with its last step.
+            let mut step = conn.prepare_cached("DELETE FROM workflow_steps WHERE task_id = ?1 RETURNING workflow_id")?;
+            let mut workflow = conn.prepare_cached(
+                "DELETE FROM workflows WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM workflow_steps WHERE workflow_id = ?1)",
+            )?;
             let mut deleted = 0;
             for id in ids {
                 let gone = delete.execute([id])?;
@@ -1484,6 +1560,9 @@ impl Store for SqliteStore {
                 held.execute([id])?;
                 if gone > 0 {
                     attempts.execute([id])?;
+                    if let Some(w) = step.query_row([id], |r| r.get::<_, i64>(0)).optional()? {
+                        workflow.execute([w])?;
+                    }
                 }
             }
             Ok(deleted)
@@ -1617,6 +1696,107 @@ impl Store for SqliteStore {
                 settled = (settled.0 + released, settled.1 + discarded);
             }
             Ok(settled)
+        })
+        .await
+    }
+
+    async fn insert_workflow(
+        &self,
+        tenant: &str,
+        stages: Vec<Vec<NewTask>>,
+        tokens: Tokens,
+        now: Millis,
+    ) -> Result<Option<InsertedWorkflow>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.op(move |conn| {
+            if !take_tokens(conn, &tokens)? {
+                return Ok(None);
+            }
+            let workflow: i64 = conn
+                .prepare_cached("INSERT INTO workflows (tenant, created_at) VALUES (?1, ?2) RETURNING id")?
+                .query_row(params![tenant, now], |r| r.get(0))?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
+                 depth, tenant, reason, workflow, from_task, root_task) \
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11, ?13, ?14) RETURNING id",
+            )?;
+            let mut pending = conn.prepare_cached(
+                "INSERT INTO pending_children (task_id, parent_id, attempt, delay, expiry) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut step = conn.prepare_cached(
+                "INSERT INTO workflow_steps (workflow_id, stage, position, task_id) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut ids = Vec::with_capacity(stages.len());
+            for (stage, tasks) in stages.iter().enumerate() {
+                let mut stage_ids = Vec::with_capacity(tasks.len());
+                for (position, task) in tasks.iter().enumerate() {
+                    // The first stage of a workflow a job started waits for
+                    // its attempt, as a child does.
+                    let (run_at, expires_at, reason) = match (stage, &task.pending) {
+                        (0, None) => (task.run_at, task.expires_at, None),
+                        (0, Some(_)) => (HELD_RUN_AT, None, Some(PENDING_REASON)),
+                        _ => (HELD_RUN_AT, None, Some(WORKFLOW_REASON)),
+                    };
+                    let id: i64 = insert.query_row(
+                        params![
+                            task.job,
+                            task.version,
+                            task.args,
+                            task.priority,
+                            task.queued_at,
+                            run_at,
+                            expires_at,
+                            task.max_retries,
+                            task.tenant,
+                            reason,
+                            workflow,
+                            task.depth,
+                            task.from_task.as_deref().and_then(id_param),
+                            task.root_task.as_deref().and_then(id_param)
+                        ],
+                        |r| r.get(0),
+                    )?;
+                    if let (0, Some(p)) = (stage, &task.pending) {
+                        pending.execute(params![id, id_param(&p.parent), p.attempt, p.delay, p.expiry])?;
+                    }
+                    step.execute(params![workflow, stage as i64, position as i64, id])?;
+                    stage_ids.push(id.to_string());
+                }
+                ids.push(stage_ids);
+            }
+            Ok(Some(InsertedWorkflow { id: workflow.to_string(), stages: ids }))
+        })
+        .await
+    }
+
+    async fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let Some(id) = id_param(id) else { return Ok(None) };
+        self.read(move |conn| {
+            let Some((tenant, created_at)) = conn
+                .prepare_cached("SELECT tenant, created_at FROM workflows WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS}, s.stage FROM workflow_steps s JOIN tasks ON tasks.id = s.task_id \
+                 WHERE s.workflow_id = ?1 ORDER BY s.stage, s.position"
+            ))?;
+            let steps = stmt.query_map([id], |r| Ok((r.get::<_, i64>(30)?, task_from_row(r)?)))?;
+            let steps = steps.collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(WorkflowRecord { id: id.to_string(), tenant, created_at, stages: super::by_stage(steps) }))
+        })
+        .await
+    }
+
+    async fn abort_workflows(&self, now: Millis) -> Result<Vec<Expired>, StoreError> {
+        self.op(move |conn| {
+            let mut stmt = conn.prepare_cached(ABORT_WORKFLOWS)?;
+            let aborted = stmt.query_map([now], |r| {
+                Ok(Expired { id: r.get::<_, i64>(0)?.to_string(), tenant: r.get(1)?, job: r.get(2)? })
+            })?;
+            Ok(aborted.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

@@ -23,6 +23,7 @@ mod schedule;
 mod secret;
 mod task;
 mod tenant;
+mod workflow;
 
 pub use self::activity::{Activity, ActivityCounts, ActivityQuery, JobActivity, MinuteActivity, TenantActivity};
 pub use self::error::{ErrorBody, ErrorDetail};
@@ -39,3 +40,4 @@ pub use self::task::{
     TaskProgress, TaskStateChange, Tree, TreeRevoked, TreeTask, WaitQuery,
 };
 pub use self::tenant::{NewTenant, NewToken, QuotaChanges, Tenant, TenantChange, TenantList, Token, TokenScope};
+pub use self::workflow::{Workflow, WorkflowRequest, WorkflowStarted, WorkflowStep};

@@ -119,6 +119,9 @@ pub struct Task {
     /// `progress`), while it ran or when it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<TaskProgress>,
+    /// The workflow it is a step of (`GET /v1/workflows/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
 }
 
 /// How far a task has got, as it reported.
@@ -166,6 +169,7 @@ impl From<TaskRecord> for Task {
             rescued_lease: t.rescued_lease,
             http: t.http,
             progress: t.progress.and_then(|p| serde_json::from_str(&p).ok()),
+            workflow: t.workflow,
         }
     }
 }

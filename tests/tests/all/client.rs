@@ -106,6 +106,29 @@ fn the_client_drives_a_server_from_tenant_to_task() {
     assert_eq!(client(&server, &token, &["schedule", "delete", "sums"]).0, 0);
     assert_eq!(client(&server, &token, &["schedule", "show", "sums"]).0, 3);
 
+    // Workflows: a chain started inline and waited for; one that fails
+    // exits 1; one from a file, shown later; a malformed one exits 3.
+    client(&server, &token, &["upload", "--wait", wasmjob::examples::TALLY]);
+    let chain = r#"{"chain": [{"job": "tally", "args": {"add": 1}}, {"job": "tally", "args": {"add": 10}}]}"#;
+    let (code, out) = client(&server, &token, &["workflow", "start", chain, "--wait"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("success") && out.contains("result: 11"), "{out}");
+    let failing = r#"{"chain": [{"job": "tally", "args": {"fail": true}}, {"job": "tally"}]}"#;
+    let (code, out) = client(&server, &token, &["workflow", "start", failing, "--wait", "--json"]);
+    assert_eq!((code, json(&out)["state"].as_str()), (1, Some("failure")), "{out}");
+    assert_eq!(json(&out)["stages"][1][0]["reason"], "upstream", "{out}");
+    let file = server._dir.path().join("chord.json");
+    let group = r#"[{"job": "tally", "args": {"add": 1}}, {"job": "tally", "args": {"add": 2}}]"#;
+    std::fs::write(&file, format!(r#"{{"chord": {{"group": {group}, "callback": {{"job": "tally"}}}}}}"#)).unwrap();
+    let (code, out) = client(&server, &token, &["workflow", "start", file.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let started = json(&out);
+    let callback = started["stages"][1][0].as_str().unwrap();
+    assert_eq!(client(&server, &token, &["wait", callback]).0, 0);
+    let (_, out) = client(&server, &token, &["workflow", "show", started["id"].as_str().unwrap(), "--json"]);
+    assert_eq!(json(&out)["result"], 3, "{out}");
+    assert_eq!(client(&server, &token, &["workflow", "start", r#"{"chain": "no"}"#]).0, 3);
+
     // A failing task exits 1; a refused request exits 3.
     assert_eq!(client(&server, &token, &["queue", "addition", "--arg", "a=\"x\"", "--wait"]).0, 1);
     assert_eq!(client(&server, &token, &["queue", "subtraction"]).0, 3);

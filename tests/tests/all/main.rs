@@ -43,3 +43,4 @@ mod shutdown;
 mod unique;
 mod uploads;
 mod validation;
+mod workflows;

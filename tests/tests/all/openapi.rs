@@ -105,6 +105,12 @@ async fn every_operation_answers_a_success_as_its_document_says() {
         assert_eq!(api.get(&path, &read).await.status, StatusCode::OK, "{path}");
     }
     assert_eq!(api.get("/v1/tasks?state=success", &read).await.body["tasks"][0]["id"], id.as_str());
+    let chain = json!({ "chain": [{ "job": "addition", "args": { "a": 1 } }, { "job": "addition" }] });
+    let started = api.post("/v1/workflows", &write, chain).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{started}");
+    api.wait(&read, started.body["stages"][1][0].as_str().unwrap()).await;
+    let workflow = api.get(&format!("/v1/workflows/{}", started.body["id"].as_str().unwrap()), &read).await;
+    assert_eq!(workflow.body["state"], "success", "{workflow}");
     let later = json!({ "job": "addition", "options": { "delay": 3_600_000 } });
     let batch = api.post("/v1/tasks/batch", &write, json!({ "tasks": [later, later, later] })).await;
     let ids: Vec<String> =

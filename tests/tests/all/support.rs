@@ -187,6 +187,7 @@ pub fn success(id: &str, lease: &str, at: i64, result: &str) -> wasmjob::store::
         finished_at: at,
         retry_at: None,
         children: false,
+        workflow: false,
     }
 }
 
