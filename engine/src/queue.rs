@@ -574,11 +574,7 @@ impl ChildQueue for Children {
         })
     }
 
-    fn start_workflow(
-        &self,
-        _from_task: TaskId,
-        stages: Vec<Vec<Step>>,
-    ) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>> {
+    fn start_workflow(&self, stages: Vec<Vec<Step>>) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>> {
         Box::pin(async move {
             // Every step is a child: the cap counts them all (a workflow
             // too big for the cap is refused before it is counted).

@@ -426,23 +426,26 @@ impl Workers {
         let now = self.clock.now_millis();
         let reported = self.progress.flush(&*self.store, now).await?;
         self.signals.events.emit_all(reported);
-        // Workflow steps whose stage before ended without success by a way
-        // that did not settle them (a revoke, an expiry, a lost worker).
-        let aborted = self.store.abort_workflows(now).await?;
-        if !aborted.is_empty() {
-            self.signals.finished(&aborted.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
-            let events = aborted.into_iter().map(|e| {
-                let event = Event::task(EventKind::TaskRevoked, now, &e.id, &e.job).reason(UPSTREAM_REASON);
-                (e.tenant, event)
-            });
-            self.signals.events.emit_all(events);
-        }
         let (released, discarded) = self.store.settle_children(now).await?;
         if released + discarded > 0 {
             tracing::debug!(released, discarded, "settled the children of attempts that ended elsewhere");
         }
         if released > 0 {
             self.signals.queued.notify_one();
+        }
+        // Workflows one of whose steps ended without success: their later
+        // stages never run (a failure here leaves the chores below be).
+        match self.store.abort_workflows(now).await {
+            Ok(aborted) if !aborted.is_empty() => {
+                self.signals.finished(&aborted.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+                let events = aborted.into_iter().map(|e| {
+                    let event = Event::task(EventKind::TaskRevoked, now, &e.id, &e.job).reason(UPSTREAM_REASON);
+                    (e.tenant, event)
+                });
+                self.signals.events.emit_all(events);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot revoke the later stages of failed workflows"),
         }
         // Held tasks whose settling is lost or belongs here (in the
         // background: settling may take a while).

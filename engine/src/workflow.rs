@@ -18,10 +18,10 @@
 //! completes the stage before it. Retries apply per step. A step that ends
 //! otherwise (failed, revoked, expired) fails the workflow: the steps of
 //! the stages after it are revoked with reason
-//! [`crate::store::UPSTREAM_REASON`], in the same write when the step ends
-//! by its run, else by the next heartbeat ([`crate::store::Store::abort_workflows`]);
-//! the steps of its own stage run on. A workflow's state is its steps'
-//! ([`Workflow::state`]).
+//! [`crate::store::UPSTREAM_REASON`] by the next heartbeat's sweep
+//! ([`crate::store::Store::abort_workflows`]), whichever way the step
+//! ended, with their events; the steps of its own stage run on. A
+//! workflow's state is its steps' ([`Workflow::state`]), at once.
 
 use serde_json::Value;
 
@@ -102,11 +102,48 @@ impl Workflow {
                 result: None,
             };
         }
+        // Revoked because of a step no longer shown (pruned, or retried
+        // by hand before its retry was refused): failed all the same.
+        if let Some(step) = steps().find(|t| t.reason.as_deref() == Some(crate::store::UPSTREAM_REASON)) {
+            let reason = format!("step {} ({}) was revoked: a step before it did not succeed", step.id, step.job);
+            return Self { state: WorkflowState::Failure, failed_step: None, reason: Some(reason), result: None };
+        }
         if steps().all(|t| t.state == TaskState::Success) {
             let last = record.stages.last().map(|s| s.iter().map(|t| t.result.clone()).collect());
             return Self { state: WorkflowState::Success, failed_step: None, reason: None, result: last.map(previous) };
         }
         Self { state: WorkflowState::Running, failed_step: None, reason: None, result: None }
+    }
+}
+
+/// Most bytes of results a stage passes on in all: the JSON of its results
+/// times the steps of the next stage, each of which gets a copy in its
+/// args. Default 64 MiB: a chord of 1,000 results of 1 MiB each would
+/// otherwise write a gigabyte into every step after it.
+pub const MAX_PASSED_BYTES: usize = 64 << 20;
+
+/// What a stage that succeeded passes on to the next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Passed {
+    /// Its results ([`previous`]).
+    Results(Value),
+    /// Too large to pass on ([`MAX_PASSED_BYTES`]): why. The next stage's
+    /// steps fail without running (reason `too-large`).
+    TooLarge(String),
+}
+
+impl Passed {
+    /// What a stage answering `results` passes on to the `steps` of the next.
+    pub fn new(results: Vec<Option<String>>, steps: usize) -> Self {
+        let bytes =
+            results.iter().map(|r| r.as_ref().map_or(4, String::len).saturating_add(1)).fold(0, usize::saturating_add);
+        if bytes.saturating_mul(steps) > MAX_PASSED_BYTES {
+            return Self::TooLarge(format!(
+                "the results of the stage before, {bytes} bytes to each of {steps} steps, are more than the \
+                 {MAX_PASSED_BYTES} bytes a stage may pass on"
+            ));
+        }
+        Self::Results(previous(results))
     }
 }
 
@@ -153,5 +190,14 @@ mod tests {
         let args: Value = serde_json::from_str(&args).unwrap();
         assert_eq!(args, serde_json::json!({"add": 1, "previous": [1, 2]}));
         assert!(with_previous("[1]", &Value::Null).is_err());
+    }
+
+    #[test]
+    fn results_too_large_to_copy_into_every_next_step_are_not_passed_on() {
+        let big = Some("1".repeat(1 << 20));
+        assert!(matches!(Passed::new(vec![big.clone()], 60), Passed::Results(_)));
+        assert!(matches!(Passed::new(vec![big; 2], 40), Passed::TooLarge(_)));
+        assert!(matches!(Passed::new(vec![None; 1000], 1000), Passed::Results(_)));
+        assert!(matches!(Passed::new(vec![Some("1".into())], usize::MAX), Passed::TooLarge(_)));
     }
 }

@@ -206,14 +206,14 @@ pub async fn wait(
 }
 
 /// `POST /v1/tasks/{id}/retry`: a failed or revoked task back in line for
-/// one more attempt (409 `conflict` for a task in another state, 409
-/// `duplicate` if its overlap key is taken).
+/// one more attempt (409 `conflict` for a task in another state or a
+/// workflow's step, 409 `duplicate` if its overlap key is taken).
 #[utoipa::path(post, path = "/tasks/{id}/retry", operation_id = "retryTask", tag = "tasks",
     params(("id" = String, Path, description = "The task's id.")),
     responses(
         (status = 200, description = "Queued again.", body = TaskStateChange),
-        (status = 409, description = "`conflict`: the task has not failed nor been revoked; `duplicate`: its \
-            overlap key is taken.", body = crate::wire::ErrorBody),
+        (status = 409, description = "`conflict`: the task has not failed nor been revoked, or is a workflow's \
+            step; `duplicate`: its overlap key is taken.", body = crate::wire::ErrorBody),
     ))]
 pub async fn retry(
     State(state): State<ApiState>,
@@ -221,7 +221,12 @@ pub async fn retry(
     Path(id): TaskPath,
 ) -> Result<Json<TaskStateChange>, ApiError> {
     let tenant = caller.writer()?;
-    own_task(&state, tenant, &id).await?;
+    // A step's workflow has revoked the stages after it, and a step's
+    // args hold what the stage before passed it: it is not run alone.
+    if let Some(workflow) = own_task(&state, tenant, &id).await?.workflow {
+        let message = format!("task {id} is a step of workflow {workflow}: start the workflow again instead");
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", message));
+    }
     match state.node.queue.retry(tenant, &id).await? {
         Retried::Queued => Ok(Json(TaskStateChange { id, state: "queued".into() })),
         Retried::Missing => Err(ApiError::not_found(format!("task {id}"))),

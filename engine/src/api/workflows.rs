@@ -17,8 +17,11 @@ use crate::workflow::Step;
     request_body = WorkflowRequest,
     responses(
         (status = 201, description = "Started: its first stage is queued.", body = WorkflowStarted),
+        (status = 404, description = "`unknown_job`: a step's job.", body = crate::wire::ErrorBody),
         (status = 422, description = "A step or the shape refused (`invalid_args`, `invalid_option` with \
             its `field`); nothing queued.", body = crate::wire::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the tenant's `max_queued` or queueing rate, for all \
+            the steps at once.", body = crate::wire::ErrorBody),
     ))]
 pub async fn start(
     State(state): State<ApiState>,
@@ -45,7 +48,10 @@ pub async fn start(
 /// every step's.
 #[utoipa::path(get, path = "/workflows/{id}", operation_id = "getWorkflow", tag = "workflows",
     params(("id" = String, Path, description = "The workflow's id.")),
-    responses((status = 200, description = "The workflow and its steps, stage by stage.", body = Workflow)))]
+    responses(
+        (status = 200, description = "The workflow and its steps, stage by stage.", body = Workflow),
+        (status = 404, description = "No such workflow of the caller's tenant.", body = crate::wire::ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<ApiState>,
     caller: Caller,
@@ -57,8 +63,9 @@ pub async fn get(
         Some(_) => state.node.store.workflow(&id).await?,
         None => None,
     };
+    // One whose every step was pruned is gone too.
     match found {
-        Some(record) if record.tenant == tenant => Ok(Json(record.into())),
+        Some(record) if record.tenant == tenant && !record.stages.is_empty() => Ok(Json(record.into())),
         _ => Err(ApiError::not_found(format!("workflow {id}"))),
     }
 }

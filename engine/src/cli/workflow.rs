@@ -22,7 +22,7 @@ pub enum WorkflowCommand {
     /// '{"chain": [{"job": "a"}, {"job": "b"}]}'), from a file, or `-` for stdin.
     Start {
         workflow: String,
-        /// Wait for it to end, then show it (exit 1 if it failed).
+        /// Wait until every step has ended, then show it (exit 1 if it failed).
         #[arg(long)]
         wait: bool,
         /// With `--wait`: give up after this long.
@@ -60,7 +60,10 @@ pub fn workflow(server: &ServerArgs, command: WorkflowCommand) -> anyhow::Result
     let mut answer: Workflow = client.get(&path)?;
     if let Some(timeout) = wait {
         let deadline = Instant::now() + timeout;
-        while answer.state == WorkflowState::Running && Instant::now() < deadline {
+        // Until every step has ended: a failed workflow's later stages are
+        // revoked by the next heartbeat, its running steps run on.
+        let settled = |w: &Workflow| w.stages.iter().flatten().all(|step| step.state.is_terminal());
+        while !settled(&answer) && Instant::now() < deadline {
             std::thread::sleep(POLL);
             answer = client.get(&path)?;
         }

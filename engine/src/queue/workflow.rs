@@ -111,11 +111,14 @@ impl Queue {
                 return Err(QueueError::InvalidArgs(message).into());
             }
         }
-        let mut task = self.prepare(tenant, &step.job, &step.args, options, parent).await?;
-        if task.overlap_key.is_some() {
-            let message = format!("job `{}` forbids overlap: it cannot be a workflow's step", task.job);
+        // Refused before `prepare` asks the job for an overlap key.
+        if let Some(registered) = self.registry.get(tenant, &step.job)
+            && registered.component.metadata().overlap != crate::job::Overlap::Allow
+        {
+            let message = format!("job `{}` forbids overlap: it cannot be a workflow's step", step.job);
             return Err(QueueError::invalid_option("job", message).into());
         }
+        let mut task = self.prepare(tenant, &step.job, &step.args, options, parent).await?;
         if stage > 0 {
             task.run_at = HELD_RUN_AT;
             task.expires_at = None;

@@ -36,12 +36,8 @@ pub trait ChildQueue: Send + Sync {
     /// the task); the inner one is the answer the job sees.
     fn queue_child(&self, child: ChildRequest) -> BoxFuture<'_, anyhow::Result<Result<TaskId, QueueError>>>;
     /// Starts a workflow of `stages` ([`crate::workflow`]) as children of
-    /// task `from_task`; answers its id. Errors as [`ChildQueue::queue_child`]'s.
-    fn start_workflow(
-        &self,
-        from_task: TaskId,
-        stages: Vec<Vec<Step>>,
-    ) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>>;
+    /// the running task; answers its id. Errors as [`ChildQueue::queue_child`]'s.
+    fn start_workflow(&self, stages: Vec<Vec<Step>>) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>>;
 }
 
 /// A [`ChildQueue`] that records requests instead of queueing them; ids are
@@ -80,11 +76,7 @@ impl ChildQueue for RecordingQueue {
     }
 
     /// Refuses: `wasmjob run` runs one task, and a workflow needs the queue.
-    fn start_workflow(
-        &self,
-        _from_task: TaskId,
-        _stages: Vec<Vec<Step>>,
-    ) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>> {
+    fn start_workflow(&self, _stages: Vec<Vec<Step>>) -> BoxFuture<'_, anyhow::Result<Result<String, QueueError>>> {
         let refusal = QueueError::InvalidArgs("workflows are started only by a task the engine runs".into());
         Box::pin(async move { Ok(Err(refusal)) })
     }
@@ -192,7 +184,7 @@ impl TaskContext {
     pub(crate) async fn start_workflow(&self, stages: Vec<Vec<Step>>) -> anyhow::Result<Result<String, QueueError>> {
         let bytes = stages.iter().flatten().fold(0u64, |n, step| n.saturating_add(step.args.len() as u64));
         self.log.work().charge(bytes, super::meter::FUEL_PER_ARGS_BYTE);
-        self.children.start_workflow(self.task_id.clone(), stages).await
+        self.children.start_workflow(stages).await
     }
 }
 

@@ -497,8 +497,7 @@ pub struct Completion {
     /// discarded with any other ending, in the same write.
     pub children: bool,
     /// A step of a workflow ([`ClaimedTask::workflow`]): a success that
-    /// completes its stage releases the next, and any other ending revokes
-    /// the stages after it, in the same write.
+    /// completes its stage releases the next in the same write.
     pub workflow: bool,
 }
 
@@ -628,6 +627,12 @@ fn waits_text(waits: &[u64]) -> String {
 /// An activity row's wait histogram from its stored text.
 fn waits_parse(text: &str) -> Result<Vec<u64>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("activity waits `{text}`: {e}")))
+}
+
+/// A store's task columns for a workflow's steps: their args (which hold
+/// the results passed to them) and logs left out.
+fn step_columns(columns: &str) -> String {
+    columns.replacen(", args,", ", '{}' AS args,", 1).replacen(", log,", ", NULL AS log,", 1)
 }
 
 /// A workflow's steps, each with its stage, in stage then step order, as
@@ -951,7 +956,9 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks with an id above `after`, by id (oldest first), at most
     /// `limit`, as retention judges them.
     async fn tasks_after(&self, after: i64, limit: usize) -> Result<Vec<Aged>, StoreError>;
-    /// Deletes the tasks `ids` that are finished; answers how many went.
+    /// Deletes the tasks `ids` that are finished (a workflow's step only
+    /// once its whole workflow is: a later stage reads the results of the
+    /// one before); answers how many went.
     async fn delete_finished(&self, ids: Vec<i64>) -> Result<u64, StoreError>;
     /// The last `limit` earlier attempts of task `id` ([`AttemptRecord`]),
     /// oldest first.
@@ -976,10 +983,11 @@ pub trait Store: Send + Sync + 'static {
     /// whose report was recorded.
     async fn record_progress(&self, reports: Vec<(String, String)>) -> Result<Vec<String>, StoreError>;
     /// Inserts a workflow of `tenant` whose stages hold these tasks, all or
-    /// none: the first stage's as they are, the later stages' held
-    /// ([`WORKFLOW_REASON`], due never) whatever their `run_at`. Takes
-    /// `tokens` in the same write, inserting nothing if too few (`None`).
-    /// The tasks carry no overlap key, unique key or parent.
+    /// none: the first stage's as they are (held for their parent's attempt
+    /// if [`NewTask::pending`]), the later stages' held ([`WORKFLOW_REASON`],
+    /// due never) whatever their `run_at`. Takes `tokens` in the same write,
+    /// inserting nothing if too few (`None`). The tasks carry no overlap
+    /// key or unique key.
     async fn insert_workflow(
         &self,
         tenant: &str,
@@ -990,9 +998,10 @@ pub trait Store: Send + Sync + 'static {
     /// Workflow `id`, with its steps' tasks.
     async fn workflow(&self, id: &str) -> Result<Option<crate::workflow::WorkflowRecord>, StoreError>;
     /// Revokes ([`UPSTREAM_REASON`]) the waiting steps of workflows in which
-    /// a step of an earlier stage ended without success by a way that did
-    /// not settle them (revoked by a user, expired, a lost worker, its job
-    /// version unavailable), at `now`; at most 1,000 per call.
+    /// a step of an earlier stage ended without success, whichever way it
+    /// ended (failed, revoked, expired, discarded with the attempt that
+    /// started it...), at `now`, giving their tree's count back; of at most
+    /// 100 workflows per call. Answers the steps revoked.
     async fn abort_workflows(&self, now: Millis) -> Result<Vec<Expired>, StoreError>;
     /// Deletes the unique keys whose period ended before `now`.
     async fn prune_uniques(&self, now: Millis) -> Result<u64, StoreError>;

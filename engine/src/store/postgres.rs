@@ -151,7 +151,13 @@ async fn connect_once(url: &str) -> Result<tokio_postgres::Client, StoreError> {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
-            Some(db) if db.code() == &SqlState::T_R_SERIALIZATION_FAILURE => StoreError::Conflict(db.message().into()),
+            // A deadlock's victim may run again as well.
+            Some(db)
+                if db.code() == &SqlState::T_R_SERIALIZATION_FAILURE
+                    || db.code() == &SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                StoreError::Conflict(db.message().into())
+            }
             Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
             None => StoreError::Database(e.to_string()),
         }
@@ -897,17 +903,15 @@ async fn complete_settling(
         tx.execute(SETTLE_CHILDREN, &[&ids, &at, &states, &now]).await?;
         released = states.iter().any(|s| s == "success");
     }
-    // Workflow steps that ended settle the stages after them.
-    let steps: HashMap<i64, String> = rows
-        .iter()
-        .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
-        .filter(|(_, state)| TaskState::parse(state).is_some_and(TaskState::is_terminal))
-        .collect();
+    // Workflow steps that succeeded may release the stage after theirs
+    // (those that ended otherwise are the heartbeat's sweep's).
+    let steps: std::collections::HashSet<i64> =
+        rows.iter().filter(|r| r.get::<_, &str>(1) == "success").map(|r| r.get::<_, i64>(0)).collect();
     let stepped: Vec<i64> = completions
         .iter()
         .filter(|c| c.workflow)
         .filter_map(|c| id_param(&c.id))
-        .filter(|id| steps.contains_key(id))
+        .filter(|id| steps.contains(id))
         .collect();
     if !stepped.is_empty() {
         // In the order of their workflows, which each locks: two batches
@@ -920,8 +924,7 @@ async fn complete_settling(
             )
             .await?;
         for r in &found {
-            let state = &steps[&r.get::<_, i64>(0)];
-            released |= settle_step(&tx, r.get(1), r.get(2), state == "success", now).await? > 0;
+            released |= release_next(&tx, r.get(1), r.get(2), now).await? > 0;
         }
     }
     // Released children and steps are due: every node's workers look.
@@ -932,62 +935,75 @@ async fn complete_settling(
     Ok(rows)
 }
 
-/// Settles the stages after a step of stage `stage` of workflow `workflow`
-/// that just ended (`succeeded` or not), in the transaction of its ending,
-/// under a lock on the workflow: the steps of a stage that end at once on
-/// several nodes see each other's endings, and the last releases the next
-/// stage once. A success that completes its stage releases the next (due
-/// `now`, with the stage's results under [`crate::workflow::PREVIOUS`]);
-/// any other ending revokes every later stage's waiting steps. Answers how
-/// many steps it released.
-async fn settle_step(
+/// Releases the stage after stage `stage` of workflow `workflow`, one of
+/// whose steps just succeeded, if that completes its stage: due `now`,
+/// with the stage's results under [`crate::workflow::PREVIOUS`] (or,
+/// results too large to pass on, failed without running). In the
+/// transaction of the success, under a lock on the workflow: the steps of a
+/// stage that end at once on several nodes see each other's endings, and
+/// the last releases the next stage once. Answers how many steps it
+/// released.
+async fn release_next(
     tx: &tokio_postgres::Transaction<'_>,
     workflow: i64,
     stage: i32,
-    succeeded: bool,
     now: Millis,
 ) -> Result<u64, StoreError> {
     tx.execute("SELECT 1 FROM workflows WHERE id = $1 FOR UPDATE", &[&workflow]).await?;
-    if !succeeded {
-        tx.execute(
-            "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = $3 \
-             WHERE id IN (SELECT task_id FROM workflow_steps WHERE workflow_id = $1 AND stage > $2) \
-             AND state = 'queued' AND reason = 'workflow'",
-            &[&workflow, &stage, &now],
+    // The results are read once, by the success that completes the stage.
+    let unfinished: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+             WHERE s.workflow_id = $1 AND s.stage = $2 AND t.state <> 'success'",
+            &[&workflow, &stage],
         )
-        .await?;
+        .await?
+        .get(0);
+    if unfinished > 0 {
         return Ok(0);
     }
-    let stage_steps = tx
+    let results = tx
         .query(
-            "SELECT t.state, t.result FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+            "SELECT t.result FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
              WHERE s.workflow_id = $1 AND s.stage = $2 ORDER BY s.position",
             &[&workflow, &stage],
         )
         .await?;
-    if stage_steps.iter().any(|r| r.get::<_, &str>(0) != "success") {
-        return Ok(0);
-    }
-    let previous = crate::workflow::previous(stage_steps.iter().map(|r| r.get(1)).collect());
+    // Locked in id order, as every statement that locks waiting steps.
     let next = tx
         .query(
             "SELECT t.id, t.args FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
-             WHERE s.workflow_id = $1 AND s.stage = $2 + 1 AND t.state = 'queued' AND t.reason = 'workflow'",
+             WHERE s.workflow_id = $1 AND s.stage = $2 + 1 AND t.state = 'queued' AND t.reason = 'workflow' \
+             ORDER BY t.id FOR UPDATE OF t",
             &[&workflow, &stage],
         )
         .await?;
     let ids: Vec<i64> = next.iter().map(|r| r.get(0)).collect();
-    let args = next
-        .iter()
-        .map(|r| crate::workflow::with_previous(r.get(1), &previous))
-        .collect::<Result<Vec<String>, StoreError>>()?;
-    tx.execute(
-        "UPDATE tasks t SET args = n.args, reason = NULL, run_at = $3 FROM unnest($1::bigint[], $2::text[]) AS n(id, args) \
-         WHERE t.id = n.id AND t.state = 'queued' AND t.reason = 'workflow'",
-        &[&ids, &args, &now],
-    )
-    .await?;
-    Ok(ids.len() as u64)
+    match crate::workflow::Passed::new(results.iter().map(|r| r.get(0)).collect(), ids.len()) {
+        crate::workflow::Passed::Results(previous) => {
+            let args = next
+                .iter()
+                .map(|r| crate::workflow::with_previous(r.get(1), &previous))
+                .collect::<Result<Vec<String>, StoreError>>()?;
+            tx.execute(
+                "UPDATE tasks t SET args = n.args, reason = NULL, run_at = $3 \
+                 FROM unnest($1::bigint[], $2::text[]) AS n(id, args) \
+                 WHERE t.id = n.id AND t.state = 'queued' AND t.reason = 'workflow'",
+                &[&ids, &args, &now],
+            )
+            .await?;
+            Ok(ids.len() as u64)
+        }
+        crate::workflow::Passed::TooLarge(why) => {
+            tx.execute(
+                "UPDATE tasks SET state = 'failure', reason = 'too-large', error = $2, finished_at = $3 \
+                 WHERE id = ANY($1) AND state = 'queued' AND reason = 'workflow'",
+                &[&ids, &why, &now],
+            )
+            .await?;
+            Ok(0)
+        }
+    }
 }
 
 /// Records a batch of completions (`$1`..`$14`, one array per field).
@@ -1051,18 +1067,29 @@ const EXPIRE: &str = "UPDATE tasks SET state = 'revoked', reason = 'expired', fi
                          AND expires_at <= $1 ORDER BY expires_at LIMIT 1000)) \
     RETURNING id, tenant, job";
 
-/// Revokes ([`super::UPSTREAM_REASON`]) up to 1,000 waiting workflow
-/// steps of which a step of an earlier stage ended without success (`$1`:
-/// now).
-const ABORT_WORKFLOWS: &str = "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = $1 \
-    WHERE id = ANY(ARRAY(SELECT h.id FROM tasks h JOIN workflow_steps hs ON hs.task_id = h.id \
-                         WHERE h.state = 'queued' AND h.reason = 'workflow' AND EXISTS ( \
-                           SELECT 1 FROM workflow_steps e JOIN tasks t ON t.id = e.task_id \
-                           WHERE e.workflow_id = hs.workflow_id AND e.stage < hs.stage \
-                             AND t.state IN ('failure', 'revoked')) \
-                         LIMIT 1000)) \
-    AND state = 'queued' AND reason = 'workflow' \
-    RETURNING id, tenant, job";
+/// Revokes ([`super::UPSTREAM_REASON`]) the waiting steps of up to 100
+/// workflows whose first waiting stage comes after a stage with a step that
+/// ended without success (`$1`: now), giving their tree's count back, and
+/// answers them. One look per workflow with waiting steps (a stage waits
+/// only while every stage before it succeeded or the one right before it
+/// is still running); the steps are locked in id order, as
+/// [`release_next`] locks them.
+const ABORT_WORKFLOWS: &str = "WITH waiting AS ( \
+      SELECT t.workflow, min(s.stage) AS stage FROM tasks t JOIN workflow_steps s ON s.task_id = t.id \
+      WHERE t.state = 'queued' AND t.reason = 'workflow' GROUP BY t.workflow), \
+    failed AS (SELECT w.workflow FROM waiting w WHERE EXISTS ( \
+      SELECT 1 FROM workflow_steps e JOIN tasks x ON x.id = e.task_id \
+      WHERE e.workflow_id = w.workflow AND e.stage = w.stage - 1 AND x.state IN ('failure', 'revoked')) \
+      LIMIT 100), \
+    locked AS (SELECT t.id FROM tasks t WHERE t.state = 'queued' AND t.reason = 'workflow' \
+      AND t.workflow IN (SELECT workflow FROM failed) ORDER BY t.id FOR UPDATE), \
+    aborted AS (UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = $1 \
+      WHERE id IN (SELECT id FROM locked) AND state = 'queued' AND reason = 'workflow' \
+      RETURNING id, tenant, job, root_task), \
+    shrunk AS (UPDATE tasks SET tree_size = greatest(1, tree_size - a.n) \
+      FROM (SELECT root_task, count(*) AS n FROM aborted WHERE root_task IS NOT NULL GROUP BY root_task) a \
+      WHERE tasks.id = a.root_task) \
+    SELECT id, tenant, job FROM aborted";
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
@@ -1921,7 +1948,11 @@ impl Store for PostgresStore {
                 let gone = tx
                     .query_one(
                         "WITH gone AS (DELETE FROM tasks WHERE id = ANY($1) \
-                           AND state IN ('success', 'failure', 'revoked') RETURNING id, workflow), \
+                           AND state IN ('success', 'failure', 'revoked') \
+                           AND (workflow IS NULL OR NOT EXISTS (SELECT 1 FROM workflow_steps s \
+                             JOIN tasks t ON t.id = s.task_id WHERE s.workflow_id = tasks.workflow \
+                             AND t.state IN ('queued', 'retry', 'started'))) \
+                           RETURNING id, workflow), \
                          attempts_gone AS (DELETE FROM attempts WHERE task_id IN (SELECT id FROM gone)), \
                          steps_gone AS (DELETE FROM workflow_steps WHERE task_id IN (SELECT id FROM gone)) \
                          SELECT count(*), COALESCE(array_agg(DISTINCT workflow) FILTER (WHERE workflow IS NOT NULL), \
@@ -2152,8 +2183,9 @@ impl Store for PostgresStore {
         let steps = self
             .query(
                 &format!(
-                    "SELECT {TASK_COLUMNS}, s.stage FROM workflow_steps s JOIN tasks ON tasks.id = s.task_id \
-                     WHERE s.workflow_id = $1 ORDER BY s.stage, s.position"
+                    "SELECT {}, s.stage FROM workflow_steps s JOIN tasks ON tasks.id = s.task_id \
+                     WHERE s.workflow_id = $1 ORDER BY s.stage, s.position",
+                    super::step_columns(TASK_COLUMNS)
                 ),
                 &[&id],
             )

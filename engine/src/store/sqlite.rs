@@ -526,12 +526,13 @@ fn settle_children(
     Ok((released, discarded.len() as u64))
 }
 
-/// Settles the stages after workflow step `id`, which just ended in
-/// `state`: a success that completes its stage releases the next stage
-/// (due `now`, with the stage's results under [`crate::workflow::PREVIOUS`]);
-/// any other ending revokes every later stage's waiting steps. Answers how
-/// many steps it released.
-fn settle_step(conn: &Connection, id: i64, state: TaskState, now: Millis) -> Result<u64, StoreError> {
+/// Releases the next stage of the workflow of step `id`, which just
+/// succeeded, if that success completes its stage: due `now`, with the
+/// stage's results under [`crate::workflow::PREVIOUS`] (or, results too
+/// large to pass on, failed without running: [`crate::workflow::Passed`]).
+/// Answers how many steps it released. A step that ends otherwise is the
+/// heartbeat's sweep's ([`ABORT_WORKFLOWS`]).
+fn release_next(conn: &Connection, id: i64, now: Millis) -> Result<u64, StoreError> {
     let Some((workflow, stage)) = conn
         .prepare_cached("SELECT workflow_id, stage FROM workflow_steps WHERE task_id = ?1")?
         .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
@@ -539,26 +540,23 @@ fn settle_step(conn: &Connection, id: i64, state: TaskState, now: Millis) -> Res
     else {
         return Ok(0);
     };
-    if state != TaskState::Success {
-        conn.prepare_cached(
-            "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = ?3 \
-             WHERE id IN (SELECT task_id FROM workflow_steps WHERE workflow_id = ?1 AND stage > ?2) \
-             AND state = 'queued' AND reason = 'workflow'",
+    // The results are read once, by the success that completes the stage.
+    let unfinished: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+             WHERE s.workflow_id = ?1 AND s.stage = ?2 AND t.state <> 'success'",
         )?
-        .execute(params![workflow, stage, now])?;
+        .query_row(params![workflow, stage], |r| r.get(0))?;
+    if unfinished > 0 {
         return Ok(0);
     }
-    let stage_steps: Vec<(String, Option<String>)> = conn
+    let results: Vec<Option<String>> = conn
         .prepare_cached(
-            "SELECT t.state, t.result FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+            "SELECT t.result FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
              WHERE s.workflow_id = ?1 AND s.stage = ?2 ORDER BY s.position",
         )?
-        .query_map(params![workflow, stage], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![workflow, stage], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    if stage_steps.iter().any(|(state, _)| state != "success") {
-        return Ok(0);
-    }
-    let previous = crate::workflow::previous(stage_steps.into_iter().map(|(_, result)| result).collect());
     let next: Vec<(i64, String)> = conn
         .prepare_cached(
             "SELECT t.id, t.args FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
@@ -566,25 +564,44 @@ fn settle_step(conn: &Connection, id: i64, state: TaskState, now: Millis) -> Res
         )?
         .query_map(params![workflow, stage], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut release = conn.prepare_cached("UPDATE tasks SET args = ?2, reason = NULL, run_at = ?3 WHERE id = ?1")?;
-    for (step, args) in &next {
-        release.execute(params![step, crate::workflow::with_previous(args, &previous)?, now])?;
+    match crate::workflow::Passed::new(results, next.len()) {
+        crate::workflow::Passed::Results(previous) => {
+            let mut release =
+                conn.prepare_cached("UPDATE tasks SET args = ?2, reason = NULL, run_at = ?3 WHERE id = ?1")?;
+            for (step, args) in &next {
+                release.execute(params![step, crate::workflow::with_previous(args, &previous)?, now])?;
+            }
+            Ok(next.len() as u64)
+        }
+        crate::workflow::Passed::TooLarge(why) => {
+            let mut fail = conn.prepare_cached(
+                "UPDATE tasks SET state = 'failure', reason = 'too-large', error = ?2, finished_at = ?3 WHERE id = ?1",
+            )?;
+            for (step, _) in &next {
+                fail.execute(params![step, why, now])?;
+            }
+            Ok(0)
+        }
     }
-    Ok(next.len() as u64)
 }
 
-/// Revokes ([`super::UPSTREAM_REASON`]) up to 1,000 waiting workflow
-/// steps of which a step of an earlier stage ended without success (`?1`:
-/// now).
-const ABORT_WORKFLOWS: &str = "UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = ?1 \
-    WHERE id IN (SELECT h.id FROM tasks h INDEXED BY tasks_waiting_steps \
-                 JOIN workflow_steps hs ON hs.task_id = h.id \
-                 WHERE h.state = 'queued' AND h.reason = 'workflow' AND EXISTS ( \
-                   SELECT 1 FROM workflow_steps e JOIN tasks t ON t.id = e.task_id \
-                   WHERE e.workflow_id = hs.workflow_id AND e.stage < hs.stage \
-                     AND t.state IN ('failure', 'revoked')) \
-                 LIMIT 1000) \
-    RETURNING id, tenant, job";
+/// Revokes ([`super::UPSTREAM_REASON`]) the waiting steps of up to 100
+/// workflows whose first waiting stage comes after a stage with a step that
+/// ended without success (`?1`: now), answering them with their tree's
+/// root. One look per workflow with waiting steps: a stage waits only
+/// while every stage before it succeeded or the one right before it is
+/// still running.
+const ABORT_WORKFLOWS: &str = "WITH waiting AS ( \
+      SELECT t.workflow AS workflow, MIN(s.stage) AS stage FROM tasks t INDEXED BY tasks_waiting_steps \
+      JOIN workflow_steps s ON s.task_id = t.id \
+      WHERE t.state = 'queued' AND t.reason = 'workflow' GROUP BY t.workflow), \
+    failed AS (SELECT w.workflow FROM waiting w WHERE EXISTS ( \
+      SELECT 1 FROM workflow_steps e JOIN tasks x ON x.id = e.task_id \
+      WHERE e.workflow_id = w.workflow AND e.stage = w.stage - 1 AND x.state IN ('failure', 'revoked')) \
+      LIMIT 100) \
+    UPDATE tasks SET state = 'revoked', reason = 'upstream', finished_at = ?1 \
+    WHERE state = 'queued' AND reason = 'workflow' AND workflow IN (SELECT workflow FROM failed) \
+    RETURNING id, tenant, job, root_task";
 
 fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     // A unique task whose key another holds (the one writer makes the
@@ -882,10 +899,10 @@ impl Store for SqliteStore {
                     settle_children(conn, id, Some((c.attempt, state)), c.finished_at)?;
                 }
                 if c.workflow
-                    && state.is_terminal()
+                    && state == TaskState::Success
                     && let Some(id) = id_param(&c.id)
                 {
-                    settle_step(conn, id, state, c.finished_at)?;
+                    release_next(conn, id, c.finished_at)?;
                 }
                 applied.push((c.id.clone(), state));
             }
@@ -1544,8 +1561,13 @@ impl Store for SqliteStore {
 
     async fn delete_finished(&self, ids: Vec<i64>) -> Result<u64, StoreError> {
         self.op(move |conn| {
-            let mut delete =
-                conn.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND state IN ('success', 'failure', 'revoked')")?;
+            // A workflow's step goes only once its whole workflow is over:
+            // a later stage reads the results of the one before.
+            let mut delete = conn.prepare_cached(
+                "DELETE FROM tasks WHERE id = ?1 AND state IN ('success', 'failure', 'revoked') \
+                 AND (workflow IS NULL OR NOT EXISTS (SELECT 1 FROM workflow_steps s JOIN tasks t ON t.id = s.task_id \
+                   WHERE s.workflow_id = tasks.workflow AND t.state IN ('queued', 'retry', 'started')))",
+            )?;
             let mut held = conn.prepare_cached("DELETE FROM held_tasks WHERE task_id = ?1")?;
             let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE task_id = ?1")?;
             // A workflow goes with its last step.
@@ -1780,8 +1802,9 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {TASK_COLUMNS}, s.stage FROM workflow_steps s JOIN tasks ON tasks.id = s.task_id \
-                 WHERE s.workflow_id = ?1 ORDER BY s.stage, s.position"
+                "SELECT {}, s.stage FROM workflow_steps s JOIN tasks ON tasks.id = s.task_id \
+                 WHERE s.workflow_id = ?1 ORDER BY s.stage, s.position",
+                super::step_columns(TASK_COLUMNS)
             ))?;
             let steps = stmt.query_map([id], |r| Ok((r.get::<_, i64>(30)?, task_from_row(r)?)))?;
             let steps = steps.collect::<Result<Vec<_>, _>>()?;
@@ -1794,9 +1817,19 @@ impl Store for SqliteStore {
         self.op(move |conn| {
             let mut stmt = conn.prepare_cached(ABORT_WORKFLOWS)?;
             let aborted = stmt.query_map([now], |r| {
-                Ok(Expired { id: r.get::<_, i64>(0)?.to_string(), tenant: r.get(1)?, job: r.get(2)? })
+                let task = Expired { id: r.get::<_, i64>(0)?.to_string(), tenant: r.get(1)?, job: r.get(2)? };
+                Ok((task, r.get::<_, Option<i64>>(3)?))
             })?;
-            Ok(aborted.collect::<Result<Vec<_>, _>>()?)
+            let aborted = aborted.collect::<Result<Vec<_>, _>>()?;
+            // A workflow a job started is of its tree, whose count gets
+            // back the steps that will never run.
+            let mut shrink = conn.prepare_cached("UPDATE tasks SET tree_size = MAX(1, tree_size - 1) WHERE id = ?1")?;
+            for (_, root) in &aborted {
+                if let Some(root) = root {
+                    shrink.execute([root])?;
+                }
+            }
+            Ok(aborted.into_iter().map(|(task, _)| task).collect())
         })
         .await
     }

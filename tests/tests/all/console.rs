@@ -204,7 +204,7 @@ fn tenant(server: &Server, name: &str) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_tenant_only_its_own() {
+async fn the_console_signs_in_queues_follows_revokes_uploads_shows_workflows_and_a_tenant_only_its_own() {
     let server = start();
     let (acme, _) = tenant(&server, "acme");
     let (globex, globex_id) = tenant(&server, "globex");
@@ -314,4 +314,22 @@ async fn the_console_signs_in_queues_follows_revokes_and_uploads_and_shows_a_ten
     b.open(&server, "#/activity").await;
     b.says("#chart-fuel", "acme").await;
     b.shot("activity-admin").await;
+
+    // A workflow (a chord, started with the CLI) as a whole, and from the
+    // page of one of its steps.
+    assert_eq!(client(&server, &acme, &["upload", "--wait", wasmjob::examples::TALLY]).0, 0);
+    let chord = r#"{"chord": {"group": [{"job": "tally", "args": {"add": 1}}, {"job": "tally", "args": {"add": 2}}],
+        "callback": {"job": "tally", "args": {"add": 3}}}}"#;
+    let (code, out) = client(&server, &acme, &["workflow", "start", chord, "--wait", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let ended = json(&out);
+    assert_eq!(ended["result"], 6, "{out}");
+    b.sign_in(&server, &acme).await;
+    b.shown("#tasks").await;
+    b.open(&server, &format!("#/task/{}", ended["stages"][1][0]["id"].as_str().unwrap())).await;
+    b.click("#task-workflow a").await;
+    b.shown(r#"#workflow-state [data-state="success"]"#).await;
+    b.says("#workflow-result", "6").await;
+    b.says("#workflow-stages", "tally success → 6").await;
+    b.shot("workflow").await;
 }

@@ -126,6 +126,9 @@ async fn a_step_revoked_while_it_waits_fails_the_workflow_at_the_next_sweep(back
     let waiting = node.store.task(&started.stages[1][0]).await.unwrap().unwrap();
     assert_eq!((waiting.state, waiting.reason.as_deref()), (TaskState::Queued, Some("workflow")));
     node.queue.revoke(&started.stages[0][0]).await.unwrap();
+    // Its step is not pruned while the workflow waits.
+    let first = wasmjob::task::parse_id(&started.stages[0][0]).unwrap();
+    assert_eq!(node.store.delete_finished(vec![first]).await.unwrap(), 0);
     let aborted = node.store.abort_workflows(clock.now_millis()).await.unwrap();
     let mut ids: Vec<String> = aborted.into_iter().map(|a| a.id).collect();
     ids.sort();
@@ -137,6 +140,10 @@ async fn a_step_revoked_while_it_waits_fails_the_workflow_at_the_next_sweep(back
     // A claim never takes a waiting step.
     let now = clock.now_millis() + 7_200_000;
     assert!(crate::support::claim(&node.store, "n", 10, now, now + 60_000).await.unwrap().tasks.is_empty());
+    // Over: its steps go with retention, and then so does it.
+    let steps: Vec<i64> = started.stages.iter().flatten().map(|id| wasmjob::task::parse_id(id).unwrap()).collect();
+    assert_eq!(node.store.delete_finished(steps).await.unwrap(), 3);
+    assert!(node.store.workflow(&started.id).await.unwrap().is_none_or(|w| w.stages.is_empty()));
 }
 
 async fn a_bad_workflow_is_refused_whole_naming_the_step(backend: Backend) {
@@ -289,4 +296,12 @@ async fn the_api_starts_a_workflow_and_shows_it_only_to_its_tenant() {
     assert_eq!(refused.body["error"]["field"], "stages[1][0].options.delay", "{refused}");
     let shapeless = api.post("/v1/workflows", &acme, json!({ "chain": [], "group": [] })).await;
     assert!(shapeless.status.is_client_error(), "{shapeless}");
+    // A failed step is not retried by hand: its workflow does not go on.
+    let failing = json!({ "chain": [{ "job": "tally", "args": { "fail": true } }, step(1)] });
+    let started = api.post("/v1/workflows", &acme, failing).await;
+    let first = started.body["stages"][0][0].as_str().unwrap().to_owned();
+    assert_eq!(api.wait(&acme_read, &first).await["state"], "failure");
+    let retried = api.post(&format!("/v1/tasks/{first}/retry"), &acme, json!({})).await;
+    assert_eq!(retried.status, StatusCode::CONFLICT, "{retried}");
+    assert!(retried.body["error"]["message"].as_str().unwrap().contains("workflow"), "{retried}");
 }

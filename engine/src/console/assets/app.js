@@ -169,6 +169,7 @@ async function route() {
       if (name === "tenants" || !name || name === "tasks" || name === "jobs") return await tenants();
     }
     if (name === "task" && arg) return await task(decodeURIComponent(arg));
+    if (name === "workflow" && arg) return await workflow(decodeURIComponent(arg));
     if (name === "jobs") return await jobs();
     if (name === "job" && arg) return await job(decodeURIComponent(arg));
     return await tasks();
@@ -320,7 +321,7 @@ async function task(id) {
   } }, label);
   const actions = el("div", { class: "actions" },
     ended ? null : act("Revoke", `/v1/tasks/${id}/revoke`, "danger"),
-    ["failure", "revoked"].includes(t.state) ? act("Retry", `/v1/tasks/${id}/retry`) : null);
+    ["failure", "revoked"].includes(t.state) && !t.workflow ? act("Retry", `/v1/tasks/${id}/retry`) : null);
 
   const byParent = new Map();
   for (const node of tree.tasks) {
@@ -352,6 +353,7 @@ async function task(id) {
         el("dt", {}, "Wall time"), el("dd", {}, t.wall_time_us == null ? "-" : `${t.wall_time_us} µs`),
         el("dt", {}, "HTTP"), el("dd", {}, t.http ? `${t.http.requests} requests, ${t.http.bytes_sent} B sent, ${t.http.bytes_received} B received` : "-"),
         el("dt", {}, "Queued by"), el("dd", {}, t.from_task ? el("a", { href: `#/task/${t.from_task}` }, t.from_task) : "-"),
+        el("dt", {}, "Workflow"), el("dd", { id: "task-workflow" }, t.workflow ? el("a", { href: `#/workflow/${t.workflow}` }, t.workflow) : "-"),
       )),
       el("div", { class: "panel" }, el("h2", {}, "Args"), el("pre", { id: "task-args" }, json(t.args)),
         el("h2", {}, t.error ? "Error" : "Result"), el("pre", { id: "task-result" }, t.error ? t.error : json(t.result)))),
@@ -365,6 +367,27 @@ async function task(id) {
   const refresh = gather(() => route());
   leave = events.on((type, event) => {
     if (type === "open" || (event.task && (members.has(event.task) || type === "task-queued"))) refresh(event.task);
+  });
+}
+
+// A workflow as a whole: its state, then its stages side by side, each
+// step with its state and result; live.
+async function workflow(id) {
+  const w = await api("GET", `/v1/workflows/${encodeURIComponent(id)}`);
+  const step = (s) => el("li", { "data-step": s.id }, el("a", { href: `#/task/${s.id}` }, s.id), " ", s.job, " ", badge(s.state),
+    s.result !== null && s.result !== undefined ? el("code", {}, " → ", JSON.stringify(s.result)) : null,
+    s.reason && s.state !== "success" ? el("span", { class: "muted" }, ` (${s.reason})`) : null);
+  page(el("h1", {}, "Workflow ", w.id, " ", el("span", { id: "workflow-state" }, badge(w.state))),
+    el("div", { class: "panel" }, el("dl", {},
+      el("dt", {}, "Created"), el("dd", {}, time(w.created_at)),
+      el("dt", {}, "Reason"), el("dd", { id: "workflow-reason" }, w.reason || "-"),
+      el("dt", {}, "Result"), el("dd", {}, el("pre", { id: "workflow-result" }, w.result === null || w.result === undefined ? "-" : json(w.result))))),
+    el("div", { class: "row", id: "workflow-stages" }, w.stages.map((stage, i) => el("div", { class: "panel" },
+      el("h2", {}, `Stage ${i + 1}`), el("ul", { class: "tree" }, stage.map(step))))));
+  const members = new Set(w.stages.flat().map((s) => s.id));
+  const refresh = gather(() => route());
+  leave = events.on((type, event) => {
+    if (type === "open" || (event.task && members.has(event.task))) refresh(event.task);
   });
 }
 
