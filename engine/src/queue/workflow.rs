@@ -105,6 +105,8 @@ impl Queue {
                 let message = "a step after the first stage runs when the stage before it succeeded";
                 return Err(QueueError::invalid_option(field, message).into());
             }
+            // Sized before it is read (`prepare` checks the rest).
+            crate::runtime::check_args(&step.args, self.runtime.limits().max_args_bytes)?;
             let args: serde_json::Value = serde_json::from_str(&step.args).unwrap_or_default();
             if args.get(PREVIOUS).is_some() {
                 let message = format!("`{PREVIOUS}` is where a later step gets the results of the stage before it");

@@ -60,6 +60,8 @@ pub struct WorkflowStep {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub result: Option<Value>,
+    /// Why it failed: the job's error, or the trap's.
+    pub error: Option<String>,
 }
 
 /// The answer of `GET /v1/workflows/{id}`: the workflow as its steps say.
@@ -98,6 +100,7 @@ impl From<WorkflowRecord> for Workflow {
                         started_at: t.started_at,
                         finished_at: t.finished_at,
                         result: t.result.as_ref().map(json),
+                        error: t.error.clone(),
                     })
                     .collect()
             })
