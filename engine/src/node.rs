@@ -55,6 +55,9 @@ pub struct NodeConfig {
     /// Workers lost under one task after which it is quarantined (at least
     /// 1). Default [`crate::retry::POISON_AFTER`].
     pub poison_after: u32,
+    /// The named queues this node's workers claim from. Default: every
+    /// queue (`None`).
+    pub queues: Option<Vec<String>>,
 }
 
 /// Instances kept beside the running tasks' for control calls (`metadata`
@@ -78,6 +81,7 @@ impl NodeConfig {
             grace: Duration::from_secs(10),
             max_compiling: crate::upload::MAX_COMPILING,
             poison_after: crate::retry::POISON_AFTER,
+            queues: None,
         }
     }
 }
@@ -224,6 +228,7 @@ impl Node {
             self.signals.clone(),
             self.clock.clone(),
             self.config.poison_after.max(1),
+            self.config.queues.clone(),
         ));
         let cataloging = tokio::spawn(self.catalog.clone().run(shutdown.clone()));
         let scheduling = tokio::spawn(Arc::new(self.scheduler()).run(shutdown.clone()));

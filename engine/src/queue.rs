@@ -391,6 +391,7 @@ impl Queue {
                 until: now.saturating_add(i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
             }),
             pending,
+            queue: options.queue.clone().unwrap_or_else(|| crate::task::DEFAULT_QUEUE.to_owned()),
         })
     }
 

@@ -77,6 +77,30 @@ pub struct QueueOptions {
     #[serde(default, with = "crate::job::opt_millis")]
     #[schema(value_type = Option<u64>, maximum = 31622400000.0)]
     pub unique_for: Option<Duration>,
+    /// The named queue it goes to (default [`DEFAULT_QUEUE`]); a node
+    /// serves every queue, or those `wasmjob serve --queues` names.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._-]+$", example = "emails")]
+    pub queue: Option<String>,
+}
+
+/// The queue of a task that names none.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Checks a queue's name: a job's name's rules (letters, digits, `-`, `_`
+/// and `.`, at most 128 bytes).
+pub fn check_queue(name: &str) -> Result<(), QueueError> {
+    crate::job::validate_name(name).map_err(|_| {
+        let shown: String = name.chars().take(crate::job::MAX_NAME_LEN).collect();
+        QueueError::invalid_option(
+            "queue",
+            format!(
+                "`{}` is not a queue's name: letters, digits, `-`, `_` and `.`, at most {} bytes",
+                shown.escape_default(),
+                crate::job::MAX_NAME_LEN
+            ),
+        )
+    })
 }
 
 impl QueueOptions {
@@ -99,6 +123,9 @@ impl QueueOptions {
         }
         if let Some(period) = self.unique_for {
             bounded("unique_for", period, MAX_DELAY)?;
+        }
+        if let Some(queue) = &self.queue {
+            check_queue(queue)?;
         }
         let run_at = match (self.delay, self.run_at) {
             (Some(_), Some(_)) => {

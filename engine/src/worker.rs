@@ -156,6 +156,8 @@ pub struct Workers {
     pruner: crate::retention::Pruner,
     /// Workers lost under one task after which it is quarantined.
     poison_after: u32,
+    /// The named queues claimed from (`None`: every queue).
+    queues: Option<Vec<String>>,
     /// What this node's workers did per minute, written at each heartbeat.
     activity: crate::activity::Activity,
     /// Running tasks' progress reports, written at each heartbeat.
@@ -177,6 +179,7 @@ impl Workers {
         signals: Arc<Signals>,
         clock: Arc<dyn Clock>,
         poison_after: u32,
+        queues: Option<Vec<String>>,
     ) -> Self {
         Self {
             activity: crate::activity::Activity::new(&node),
@@ -196,6 +199,7 @@ impl Workers {
             beaten: std::sync::atomic::AtomicBool::new(false),
             pruner: crate::retention::Pruner::default(),
             poison_after,
+            queues,
             progress: Arc::default(),
         }
     }
@@ -469,6 +473,7 @@ impl Workers {
             now,
             lease_until: now.saturating_add(to_millis(LEASE)),
             max_running: self.tenants.max_running(),
+            queues: self.queues.clone(),
         };
         let claim = self.store.claim(request).await?;
         for task in &claim.tasks {

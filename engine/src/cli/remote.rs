@@ -76,6 +76,9 @@ pub struct QueueArgs {
     /// Overrides the job's maximum number of retries.
     #[arg(long)]
     max_retries: Option<u32>,
+    /// The named queue it goes to. Default `default`.
+    #[arg(long)]
+    queue: Option<String>,
     /// Wait for the task to end and print it.
     #[arg(long)]
     wait: bool,
@@ -298,6 +301,7 @@ pub fn queue(server: &ServerArgs, args: QueueArgs) -> anyhow::Result<ExitCode> {
         expiry: args.expiry,
         priority: args.priority,
         max_retries: args.max_retries,
+        queue: args.queue,
     };
     let request = QueueRequest { job: args.job, args: task_args, options };
     let answer: Queued = client.post("/v1/tasks", &request)?;

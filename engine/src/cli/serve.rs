@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// after which it is quarantined as `poisoned` instead of retried.
     #[arg(long, default_value_t = crate::retry::POISON_AFTER, value_parser = clap::value_parser!(u32).range(1..))]
     poison_after: u32,
+    /// Claim tasks only from these named queues, such as `default,emails`
+    /// (default: every queue).
+    #[arg(long, value_delimiter = ',', value_parser = parse_queue)]
+    queues: Option<Vec<String>>,
     /// The admin token (default: created at first start and printed once).
     #[arg(long, env = "WASMJOB_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -91,6 +95,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     config.grace = args.grace;
     config.poison_after = args.poison_after;
+    config.queues = args.queues.clone();
     config.runtime.egress = args.egress.clone().into();
     config.store_url = args.store.clone();
     config.node_id = args.node_id.clone();
@@ -212,4 +217,9 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A queue's name, as `--queues` takes it.
+fn parse_queue(name: &str) -> Result<String, String> {
+    crate::task::check_queue(name).map(|()| name.to_owned()).map_err(|e| e.to_string())
 }

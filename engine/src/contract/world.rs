@@ -90,6 +90,7 @@ macro_rules! world {
                 unique_for: None,
                 priority: options.priority,
                 max_retries: options.max_retries,
+                queue: None,
             }
         }
 

@@ -167,6 +167,8 @@ pub struct NewTask {
     pub unique: Option<Unique>,
     /// A child that waits for the attempt that queued it to succeed.
     pub pending: Option<Pending>,
+    /// Its named queue ([`crate::task::DEFAULT_QUEUE`] by default).
+    pub queue: String,
 }
 
 /// A child held for its parent's attempt ([`NewTask::pending`]): written
@@ -315,6 +317,8 @@ pub struct ClaimRequest {
     /// in the claim itself and claims at most the difference. A tenant not
     /// listed (not yet known to this node) gets nothing from this claim.
     pub max_running: std::collections::HashMap<String, usize>,
+    /// The named queues claimed from; `None`: every queue.
+    pub queues: Option<Vec<String>>,
 }
 
 /// A lease a heartbeat renewed.
@@ -561,6 +565,8 @@ pub struct TaskRecord {
     pub progress: Option<String>,
     /// The workflow it is a step of.
     pub workflow: Option<String>,
+    /// Its named queue.
+    pub queue: String,
 }
 
 /// The most of an earlier attempt's log kept: its last 16,384 characters.

@@ -66,7 +66,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 17] = [
+const MIGRATIONS: [&str; 18] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -84,6 +84,7 @@ const MIGRATIONS: [&str; 17] = [
     include_str!("postgres_schema_v15.sql"),
     include_str!("postgres_schema_v16.sql"),
     include_str!("postgres_schema_v17.sql"),
+    include_str!("postgres_schema_v18.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
@@ -519,7 +520,7 @@ use crate::workflow::WorkflowRecord;
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
     COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
-    http_bytes_received, progress, workflow";
+    http_bytes_received, progress, workflow, queue";
 
 fn task_from_row(row: &Row) -> TaskRecord {
     let state: String = row.get(4);
@@ -552,12 +553,14 @@ fn task_from_row(row: &Row) -> TaskRecord {
         http: super::http_usage(row.get(25), row.get(26), row.get(27)),
         progress: row.get(28),
         workflow: row.get::<_, Option<i64>>(29).map(|i| i.to_string()),
+        queue: row.get(30),
     }
 }
 
 const INSERT_TASK: &str = "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, \
-    max_retries, overlap_key, from_task, root_task, depth, tenant, reason) \
-    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING RETURNING id";
+    max_retries, overlap_key, from_task, root_task, depth, tenant, reason, queue) \
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING \
+    RETURNING id";
 
 /// Settles the children held for ended attempts: `$1`, `$2`, `$3` are the
 /// parents' ids, and the attempt each is at and its state now (`NULL`: the
@@ -596,13 +599,13 @@ const SETTLE_CHILDREN: &str = "WITH ended AS ( \
 /// statement, in the order given: ids come from one sequence, so the
 /// returned ids sorted are the tasks' ids in that order.
 const INSERT_TASKS: &str = "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, \
-    max_retries, from_task, root_task, depth, tenant) \
+    max_retries, from_task, root_task, depth, tenant, queue) \
     SELECT job, version, args, 'queued', priority, queued_at, run_at, expires_at, max_retries, from_task, \
-      root_task, depth, tenant \
+      root_task, depth, tenant, queue \
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[], \
-      $8::int[], $9::bigint[], $10::bigint[], $11::int[], $12::text[]) WITH ORDINALITY \
+      $8::int[], $9::bigint[], $10::bigint[], $11::int[], $12::text[], $13::text[]) WITH ORDINALITY \
       AS t(job, version, args, priority, queued_at, run_at, expires_at, max_retries, from_task, root_task, depth, \
-        tenant, n) \
+        tenant, queue, n) \
     ORDER BY n RETURNING id";
 
 /// The statement that takes tokens from a rate bucket, if it has that many
@@ -627,7 +630,7 @@ fn take_tokens_sql(first: usize) -> String {
 static INSERT_TASKS_TAKING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let insert =
         INSERT_TASKS.replace("ORDER BY n RETURNING id", "WHERE EXISTS (SELECT 1 FROM taken) ORDER BY n RETURNING id");
-    format!("WITH taken AS ({} RETURNING 1) {insert}", take_tokens_sql(13))
+    format!("WITH taken AS ({} RETURNING 1) {insert}", take_tokens_sql(14))
 });
 
 /// Another task of task `$1`'s tenant and job, waiting or running, with
@@ -661,6 +664,7 @@ impl PostgresStore {
         let column = |f: fn(&NewTask) -> &str| tasks.iter().map(|t| f(t)).collect::<Vec<&str>>();
         let (jobs, versions, args, tenants) =
             (column(|t| &t.job), column(|t| &t.version), column(|t| &t.args), column(|t| &t.tenant));
+        let queues = column(|t| &t.queue);
         let priorities: Vec<i32> = tasks.iter().map(|t| t.priority).collect();
         let queued_at: Vec<i64> = tasks.iter().map(|t| t.queued_at).collect();
         let run_at: Vec<i64> = tasks.iter().map(|t| t.run_at).collect();
@@ -682,6 +686,7 @@ impl PostgresStore {
             &root_task,
             &depth,
             &tenants,
+            &queues,
         ];
         let taken = tokens.map(|t| (t.n as f64, t));
         if let Some((n, tokens)) = &taken {
@@ -775,6 +780,7 @@ impl PostgresStore {
                     &depth,
                     &task.tenant,
                     &task.pending.as_ref().map(|_| PENDING_REASON),
+                    &task.queue,
                 ],
             )
             .await?;
@@ -1253,8 +1259,8 @@ impl Store for PostgresStore {
         let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
         let rows = self
             .query(
-                "SELECT * FROM wasmjob_claim($1, $2, $3, $4, $5, $6)",
-                &[&request.now, &request.node, &request.lease_until, &limit, &tenants, &maxes],
+                "SELECT * FROM wasmjob_claim($1, $2, $3, $4, $5, $6, $7)",
+                &[&request.now, &request.node, &request.lease_until, &limit, &tenants, &maxes, &request.queues],
             )
             .await?;
         let mut claim = Claim::default();
@@ -2191,7 +2197,7 @@ impl Store for PostgresStore {
             )
             .await?
             .iter()
-            .map(|r| (i64::from(r.get::<_, i32>(30)), task_from_row(r)))
+            .map(|r| (i64::from(r.get::<_, i32>(31)), task_from_row(r)))
             .collect();
         Ok(Some(WorkflowRecord {
             id: id.to_string(),
@@ -2556,7 +2562,10 @@ mod partition_tests {
         client.batch_execute("BEGIN").await.unwrap();
         let before = history_counts(&client).await;
         let claimed = client
-            .query("SELECT id, lease FROM wasmjob_claim(100, 'n', 1000000, 10, ARRAY['t'], ARRAY[10::bigint])", &[])
+            .query(
+                "SELECT id, lease FROM wasmjob_claim(100, 'n', 1000000, 10, ARRAY['t'], ARRAY[10::bigint], NULL)",
+                &[],
+            )
             .await
             .expect("a claim");
         let (ids, leases): (Vec<i64>, Vec<String>) =

@@ -173,7 +173,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 17] = [
+const MIGRATIONS: [&str; 18] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -191,6 +191,7 @@ const MIGRATIONS: [&str; 17] = [
     include_str!("schema_v15.sql"),
     include_str!("schema_v16.sql"),
     include_str!("schema_v17.sql"),
+    include_str!("schema_v18.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -309,7 +310,7 @@ use crate::workflow::WorkflowRecord;
 const TASK_COLUMNS: &str = "id, job, version, args, state, reason, priority, queued_at, run_at, expires_at, \
     started_at, finished_at, attempt, max_retries, result, error, fuel, wall_time_us, log, from_task, \
     COALESCE(root_task, id), depth, overlap_key, tenant, rescued_lease, http_requests, http_bytes_sent, \
-    http_bytes_received, progress, workflow";
+    http_bytes_received, progress, workflow, queue";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let state: String = row.get(4)?;
@@ -342,6 +343,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         http: super::http_usage(row.get(25)?, row.get(26)?, row.get(27)?),
         progress: row.get(28)?,
         workflow: row.get::<_, Option<i64>>(29)?.map(|i| i.to_string()),
+        queue: row.get(30)?,
     })
 }
 
@@ -359,6 +361,8 @@ const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
 /// Claims fairly across tenants ([`FairShares`]): a tenant with a flood of
 /// tasks takes no more than its share while others wait.
 fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
+    // The queues served, as a JSON array (`json_each`); none: all.
+    let queues = request.queues.as_ref().map(|q| serde_json::Value::from(q.clone()).to_string());
     let waiting: Vec<String> =
         conn.prepare_cached(WAITING_TENANTS)?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
     let mut running = conn.prepare_cached(
@@ -378,6 +382,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
          WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_claim \
                       WHERE tenant = ?5 AND state IN ('queued', 'retry') AND run_at <= ?1 \
                         AND (expires_at IS NULL OR expires_at > ?1) \
+                        AND (?6 IS NULL OR queue IN (SELECT value FROM json_each(?6))) \
                       ORDER BY priority DESC, run_at, id LIMIT ?4) \
          RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease, run_at, \
            workflow IS NOT NULL",
@@ -389,7 +394,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
             let tenant = plan.tenant(i).to_owned();
             let before = claimed.len();
             let rows = stmt.query_map(
-                params![request.now, request.node, request.lease_until, want as i64, tenant.as_str()],
+                params![request.now, request.node, request.lease_until, want as i64, tenant.as_str(), queues],
                 |r| {
                     Ok(ClaimedTask {
                         id: r.get::<_, i64>(0)?.to_string(),
@@ -617,8 +622,8 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError
     }
     let mut insert = conn.prepare_cached(
         "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
-         overlap_key, from_task, root_task, depth, tenant, reason) \
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+         overlap_key, from_task, root_task, depth, tenant, reason, queue) \
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
          ON CONFLICT DO NOTHING RETURNING id",
     )?;
     let from_task = task.from_task.as_deref().and_then(id_param);
@@ -639,7 +644,8 @@ fn insert_task(conn: &Connection, task: &NewTask) -> Result<Inserted, StoreError
                 root_task,
                 task.depth,
                 task.tenant,
-                task.pending.as_ref().map(|_| PENDING_REASON)
+                task.pending.as_ref().map(|_| PENDING_REASON),
+                task.queue
             ],
             |r| r.get(0),
         )
@@ -1739,8 +1745,8 @@ impl Store for SqliteStore {
                 .query_row(params![tenant, now], |r| r.get(0))?;
             let mut insert = conn.prepare_cached(
                 "INSERT INTO tasks (job, version, args, state, priority, queued_at, run_at, expires_at, max_retries, \
-                 depth, tenant, reason, workflow, from_task, root_task) \
-                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11, ?13, ?14) RETURNING id",
+                 depth, tenant, reason, workflow, from_task, root_task, queue) \
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?12, ?9, ?10, ?11, ?13, ?14, ?15) RETURNING id",
             )?;
             let mut pending = conn.prepare_cached(
                 "INSERT INTO pending_children (task_id, parent_id, attempt, delay, expiry) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1774,7 +1780,8 @@ impl Store for SqliteStore {
                             workflow,
                             task.depth,
                             task.from_task.as_deref().and_then(id_param),
-                            task.root_task.as_deref().and_then(id_param)
+                            task.root_task.as_deref().and_then(id_param),
+                            task.queue
                         ],
                         |r| r.get(0),
                     )?;
@@ -1806,7 +1813,7 @@ impl Store for SqliteStore {
                  WHERE s.workflow_id = ?1 ORDER BY s.stage, s.position",
                 super::step_columns(TASK_COLUMNS)
             ))?;
-            let steps = stmt.query_map([id], |r| Ok((r.get::<_, i64>(30)?, task_from_row(r)?)))?;
+            let steps = stmt.query_map([id], |r| Ok((r.get::<_, i64>(31)?, task_from_row(r)?)))?;
             let steps = steps.collect::<Result<Vec<_>, _>>()?;
             Ok(Some(WorkflowRecord { id: id.to_string(), tenant, created_at, stages: super::by_stage(steps) }))
         })

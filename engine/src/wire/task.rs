@@ -122,6 +122,9 @@ pub struct Task {
     /// The workflow it is a step of (`GET /v1/workflows/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
+    /// The named queue it is in.
+    #[schema(example = "default")]
+    pub queue: String,
 }
 
 /// How far a task has got, as it reported.
@@ -170,6 +173,7 @@ impl From<TaskRecord> for Task {
             http: t.http,
             progress: t.progress.and_then(|p| serde_json::from_str(&p).ok()),
             workflow: t.workflow,
+            queue: t.queue,
         }
     }
 }

@@ -118,9 +118,14 @@ async fn max_retries_past_the_bound_is_refused_naming_the_field() {
 #[tokio::test]
 async fn an_unknown_option_is_refused_naming_it() {
     let (api, write, read) = acme().await;
-    for field in ["eta", "queue", "countdown"] {
+    for field in ["eta", "routing_key", "countdown"] {
         let answer = queue_with(&api, &write, json!({ field: 5 })).await;
         assert_bad_request(&answer, &format!("unknown field `{field}`"));
+    }
+    // A queue (a known option) of the wrong type, or not a queue's name.
+    assert_bad_request(&queue_with(&api, &write, json!({ "queue": 5 })).await, "options.queue");
+    for name in ["", "a/b", &"q".repeat(100_000)] {
+        assert_invalid_option(&queue_with(&api, &write, json!({ "queue": name })).await, "queue");
     }
     assert_nothing_queued(&api, &read).await;
 }

@@ -36,6 +36,7 @@ mod poison;
 mod polyglot;
 mod progress;
 mod queueing;
+mod queues;
 mod results;
 mod schedule;
 mod secrets;

@@ -201,6 +201,7 @@ pub async fn claim(
     lease_until: i64,
 ) -> Result<wasmjob::store::Claim, wasmjob::store::StoreError> {
     let request = wasmjob::store::ClaimRequest {
+        queues: None,
         node: node.into(),
         limit,
         now,

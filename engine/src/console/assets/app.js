@@ -342,6 +342,7 @@ async function task(id) {
         el("dt", {}, "Version"), el("dd", {}, t.version),
         el("dt", {}, "Reason"), el("dd", { id: "task-reason" }, t.reason || "-"),
         el("dt", {}, "Attempt"), el("dd", {}, `${t.attempt} of at most ${t.max_retries + 1}`),
+        el("dt", {}, "Queue"), el("dd", { id: "task-queue" }, t.queue),
         el("dt", {}, "Priority"), el("dd", {}, t.priority),
         el("dt", {}, "Queued"), el("dd", {}, time(t.queued_at)),
         el("dt", {}, "Runs at"), el("dd", {}, time(t.run_at)),
