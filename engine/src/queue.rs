@@ -107,6 +107,8 @@ pub struct Parent {
     pub depth: u32,
     /// The attempt that queues: its children wait for it to succeed.
     pub attempt: u32,
+    /// Its queue: its children's unless they name one.
+    pub queue: String,
 }
 
 /// Why a request queued nothing: an answer for the caller, or a store failure.
@@ -391,7 +393,7 @@ impl Queue {
                 until: now.saturating_add(i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
             }),
             pending,
-            queue: options.queue.clone().unwrap_or_else(|| crate::task::DEFAULT_QUEUE.to_owned()),
+            queue: queue_of(options, parent),
         })
     }
 
@@ -529,6 +531,17 @@ impl Queue {
     /// A [`ChildQueue`] for a running task: its `queue-task` calls land here.
     pub(crate) fn children_of(self: &Arc<Self>, tenant: String, parent: Parent) -> Arc<Children> {
         Arc::new(Children { queue: self.clone(), tenant, parent, queued: AtomicU32::new(0) })
+    }
+}
+
+/// The queue a task goes to: the one its request names, else its
+/// parent's (a job's children stay in its queue, on the nodes set apart for
+/// it), else [`crate::task::DEFAULT_QUEUE`].
+pub(crate) fn queue_of(options: &QueueOptions, parent: Option<&Parent>) -> String {
+    match (&options.queue, parent) {
+        (Some(queue), _) => queue.clone(),
+        (None, Some(parent)) => parent.queue.clone(),
+        (None, None) => crate::task::DEFAULT_QUEUE.to_owned(),
     }
 }
 

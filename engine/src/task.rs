@@ -79,7 +79,8 @@ pub struct QueueOptions {
     pub unique_for: Option<Duration>,
     /// The named queue it goes to (default [`DEFAULT_QUEUE`]); a node
     /// serves every queue, or those `wasmjob serve --queues` names.
-    #[serde(default)]
+    /// Its parent's, for a task a job queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._-]+$", example = "emails")]
     pub queue: Option<String>,
 }
@@ -258,6 +259,14 @@ mod tests {
         // The request's expiry overrides the job's, even an out-of-range one.
         let own = QueueOptions { expiry: ms(1), ..QueueOptions::default() };
         assert_eq!(own.times(NOW, Some(Duration::MAX)), Ok((NOW, Some(NOW + 1))));
+    }
+
+    #[test]
+    fn options_without_a_queue_are_written_without_one() {
+        // A server from before named queues refuses unknown fields.
+        assert!(!serde_json::to_string(&QueueOptions::default()).unwrap().contains("queue"));
+        let named = QueueOptions { queue: Some("emails".into()), ..QueueOptions::default() };
+        assert!(serde_json::to_string(&named).unwrap().contains(r#""queue":"emails""#));
     }
 
     #[test]

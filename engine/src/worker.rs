@@ -199,7 +199,8 @@ impl Workers {
             beaten: std::sync::atomic::AtomicBool::new(false),
             pruner: crate::retention::Pruner::default(),
             poison_after,
-            queues,
+            // No queue named: none served, which no node means; every queue.
+            queues: queues.filter(|q| !q.is_empty()),
             progress: Arc::default(),
         }
     }
@@ -520,6 +521,7 @@ impl Workers {
                     root: task.root_task.clone().unwrap_or_else(|| task.id.clone()),
                     depth: task.depth,
                     attempt: task.attempt,
+                    queue: task.queue.clone(),
                 };
                 let queue = children.insert(self.queue.children_of(task.tenant.clone(), parent)).clone();
                 let input = TaskInput {

@@ -101,7 +101,7 @@ impl Queue {
             queued_at: now,
             unique: None,
             pending: None,
-            queue: options.queue.clone().unwrap_or_else(|| crate::task::DEFAULT_QUEUE.to_owned()),
+            queue: super::queue_of(options, parent),
         };
         let options = serde_json::to_string(options).expect("options serialize");
         Ok(Some(Prepared::Held(task, options)))

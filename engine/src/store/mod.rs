@@ -301,6 +301,8 @@ pub struct ClaimedTask {
     pub due_at: Millis,
     /// A step of a workflow: its ending settles the stages after it.
     pub workflow: bool,
+    /// Its named queue: the tasks it queues go to it by default.
+    pub queue: String,
 }
 
 /// A request to claim due tasks, fairly across tenants: each tenant with

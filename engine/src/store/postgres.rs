@@ -625,7 +625,7 @@ fn take_tokens_sql(first: usize) -> String {
     )
 }
 
-/// [`INSERT_TASKS`] that first takes tokens (`$13`..`$17`), and inserts
+/// [`INSERT_TASKS`] that first takes tokens (`$14`..`$18`), and inserts
 /// nothing if the bucket has too few: one statement.
 static INSERT_TASKS_TAKING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let insert =
@@ -1279,6 +1279,7 @@ impl Store for PostgresStore {
                     lease: r.get(9),
                     due_at: r.get(12),
                     workflow: r.get::<_, Option<bool>>(13).unwrap_or(false),
+                    queue: r.get::<_, Option<String>>(14).unwrap_or_else(|| crate::task::DEFAULT_QUEUE.to_owned()),
                 }),
                 None => {
                     claim.contended = r.get(10);
@@ -2561,11 +2562,9 @@ mod partition_tests {
             .expect("a history and a queue");
         client.batch_execute("BEGIN").await.unwrap();
         let before = history_counts(&client).await;
+        // As a node of the version before named queues calls it: every queue.
         let claimed = client
-            .query(
-                "SELECT id, lease FROM wasmjob_claim(100, 'n', 1000000, 10, ARRAY['t'], ARRAY[10::bigint], NULL)",
-                &[],
-            )
+            .query("SELECT id, lease FROM wasmjob_claim(100, 'n', 1000000, 10, ARRAY['t'], ARRAY[10::bigint])", &[])
             .await
             .expect("a claim");
         let (ids, leases): (Vec<i64>, Vec<String>) =

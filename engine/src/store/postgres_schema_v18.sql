@@ -2,13 +2,16 @@
 ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
 
 -- `wasmjob_claim` of version 17, claiming only from the queues `queues`
--- names (NULL: every queue).
+-- names (NULL, the default: every queue, so that a node of the version
+-- before, still running during a rolling upgrade, calls it as it did),
+-- and answering each task's queue as the last column (its children go to
+-- it).
 DROP FUNCTION wasmjob_claim(BIGINT, TEXT, BIGINT, INTEGER, TEXT[], BIGINT[]);
 CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGINT, lim INTEGER, tenants TEXT[], maxes BIGINT[],
-    queues TEXT[])
+    queues TEXT[] DEFAULT NULL)
 RETURNS TABLE (id BIGINT, tenant TEXT, job TEXT, version TEXT, args TEXT, attempt INTEGER, max_retries INTEGER,
                root_task BIGINT, depth INTEGER, lease TEXT, contended BOOLEAN, next_run_at BIGINT, due_at BIGINT,
-               workflow BOOLEAN)
+               workflow BOOLEAN, queue TEXT)
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
 DECLARE
     waiting TEXT;
@@ -73,7 +76,7 @@ BEGIN
                 ORDER BY q.priority DESC, q.run_at, q.id LIMIT want FOR UPDATE SKIP LOCKED))
             RETURNING t.id, t.tenant, t.job, t.version, t.args, t.attempt, t.max_retries,
                 COALESCE(t.root_task, t.id), t.depth, t.lease, NULL::BOOLEAN, NULL::BIGINT, t.run_at,
-                t.workflow IS NOT NULL;
+                t.workflow IS NOT NULL, t.queue;
             GET DIAGNOSTICS got = ROW_COUNT;
             rooms[k] := CASE WHEN got < want THEN 0 ELSE rooms[k] - got END;
             left_over := left_over - got;
@@ -83,7 +86,8 @@ BEGIN
 
     RETURN QUERY SELECT NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::INTEGER, NULL::INTEGER,
         NULL::BIGINT, NULL::INTEGER, NULL::TEXT, was_contended,
-        CASE WHEN left_over > 0 THEN (SELECT min(q.run_at) FROM tasks q WHERE q.state IN ('queued', 'retry')) END,
-        NULL::BIGINT, NULL::BOOLEAN;
+        CASE WHEN left_over > 0 THEN (SELECT min(q.run_at) FROM tasks q WHERE q.state IN ('queued', 'retry')
+            AND (queues IS NULL OR q.queue = ANY(queues))) END,
+        NULL::BIGINT, NULL::BOOLEAN, NULL::TEXT;
 END
 $$;

@@ -385,7 +385,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
                         AND (?6 IS NULL OR queue IN (SELECT value FROM json_each(?6))) \
                       ORDER BY priority DESC, run_at, id LIMIT ?4) \
          RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease, run_at, \
-           workflow IS NOT NULL",
+           workflow IS NOT NULL, queue",
     )?;
     let mut claimed = Vec::new();
     let mut plan = FairShares::new(tenants, request.limit);
@@ -409,6 +409,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed
                         lease: r.get(8)?,
                         due_at: r.get(9)?,
                         workflow: r.get(10)?,
+                        queue: r.get(11)?,
                     })
                 },
             )?;
@@ -811,13 +812,22 @@ impl Store for SqliteStore {
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.op(move |conn| {
             let tasks = claim_fairly(conn, &request)?;
-            let next_run_at = if tasks.len() < request.limit {
-                conn.prepare_cached(
-                    "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry')",
-                )?
-                .query_row([], |r| r.get::<_, Option<i64>>(0))?
-            } else {
-                None
+            // Of the queues served: a task of another queue is none of
+            // this node's waiting.
+            let next_run_at = match (tasks.len() < request.limit, &request.queues) {
+                (false, _) => None,
+                (true, None) => conn
+                    .prepare_cached(
+                        "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry')",
+                    )?
+                    .query_row([], |r| r.get::<_, Option<i64>>(0))?,
+                (true, Some(queues)) => conn
+                    .prepare_cached(
+                        "SELECT run_at FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry') \
+                         AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
+                    )?
+                    .query_row([serde_json::Value::from(queues.clone()).to_string()], |r| r.get::<_, i64>(0))
+                    .optional()?,
             };
             Ok(Claim { tasks, next_run_at, contended: false })
         })

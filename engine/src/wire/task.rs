@@ -27,6 +27,10 @@ pub struct QueueRequest {
     pub options: QueueOptions,
 }
 
+fn default_queue() -> String {
+    crate::task::DEFAULT_QUEUE.to_owned()
+}
+
 fn empty_object() -> Value {
     Value::Object(Default::default())
 }
@@ -122,8 +126,10 @@ pub struct Task {
     /// The workflow it is a step of (`GET /v1/workflows/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
-    /// The named queue it is in.
-    #[schema(example = "default")]
+    /// The named queue it is in (an older server, which had none, is
+    /// read as `default`).
+    #[serde(default = "default_queue")]
+    #[schema(example = "default", required = true)]
     pub queue: String,
 }
 

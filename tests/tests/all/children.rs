@@ -95,7 +95,7 @@ async fn a_child_waits_for_its_parents_attempt_and_keeps_its_delay(backend: Back
     let now = clock.now_millis();
     let parent = node.queue.queue(T, "addition", "{}", &QueueOptions::default(), None).await.unwrap();
     let lease = claim(store, "n", 10, now, now + 60_000).await.unwrap().tasks.remove(0).lease;
-    let attempt = Parent { id: parent.clone(), root: parent.clone(), depth: 0, attempt: 1 };
+    let attempt = Parent { id: parent.clone(), root: parent.clone(), depth: 0, attempt: 1, queue: "default".into() };
     let delayed = QueueOptions { delay: Some(Duration::from_secs(5)), ..Default::default() };
     let child = node.queue.queue(T, "addition", "{}", &delayed, Some(&attempt)).await.unwrap();
     let waiting = store.task(&child).await.unwrap().unwrap();
@@ -127,7 +127,7 @@ async fn a_lost_attempts_children_are_discarded_and_the_next_attempts_kept(backe
     let options = QueueOptions { max_retries: Some(3), ..Default::default() };
     let parent = node.queue.queue(T, "addition", "{}", &options, None).await.unwrap();
     claim(store, "lost", 10, now, now + 1_000).await.unwrap();
-    let first = Parent { id: parent.clone(), root: parent.clone(), depth: 0, attempt: 1 };
+    let first = Parent { id: parent.clone(), root: parent.clone(), depth: 0, attempt: 1, queue: "default".into() };
     let early = node.queue.queue(T, "addition", "{}", &QueueOptions::default(), Some(&first)).await.unwrap();
     // Its worker is lost: rescued, and claimed again as attempt 2.
     clock.advance(Duration::from_secs(2));
@@ -167,7 +167,7 @@ async fn a_released_attempts_children_go_with_it(backend: Backend) {
     let now = clock.now_millis();
     let parent = node.queue.queue(T, "addition", "{}", &QueueOptions::default(), None).await.unwrap();
     let first = claim(store, "stopping", 10, now, now + 60_000).await.unwrap().tasks.remove(0);
-    let attempt = Parent { id: parent.clone(), root: parent.clone(), depth: 0, attempt: 1 };
+    let attempt = Parent { id: parent.clone(), root: parent.clone(), depth: 0, attempt: 1, queue: "default".into() };
     let old = node.queue.queue(T, "addition", "{}", &QueueOptions::default(), Some(&attempt)).await.unwrap();
     assert_eq!(store.release(vec![first.lease], now).await.unwrap(), 1);
     let gone = store.task(&old).await.unwrap().unwrap();

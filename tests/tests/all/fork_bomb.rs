@@ -68,9 +68,9 @@ async fn a_whole_tree_is_revoked_in_one_call(backend: Backend) {
     let o = QueueOptions::default();
     let root = node.queue.queue(T, "addition", "{}", &o, None).await.unwrap();
     let other = node.queue.queue(T, "addition", "{}", &o, None).await.unwrap();
-    let parent = Parent { id: root.clone(), root: root.clone(), depth: 0, attempt: 1 };
+    let parent = Parent { id: root.clone(), root: root.clone(), depth: 0, attempt: 1, queue: "default".into() };
     let child = node.queue.queue(T, "addition", "{}", &o, Some(&parent)).await.unwrap();
-    let grandparent = Parent { id: child.clone(), root: root.clone(), depth: 1, attempt: 1 };
+    let grandparent = Parent { id: child.clone(), root: root.clone(), depth: 1, attempt: 1, queue: "default".into() };
     for _ in 0..5 {
         node.queue.queue(T, "addition", "{}", &o, Some(&grandparent)).await.unwrap();
     }
@@ -106,7 +106,7 @@ async fn duplicates_do_not_use_up_the_tree_cap(backend: Backend) {
     }
     let o = QueueOptions::default();
     let root = node.queue.queue(T, "addition", "{}", &o, None).await.unwrap();
-    let parent = Parent { id: root.clone(), root: root.clone(), depth: 0, attempt: 1 };
+    let parent = Parent { id: root.clone(), root: root.clone(), depth: 0, attempt: 1, queue: "default".into() };
     // nightlyreport forbids overlap: one child, then duplicates of it.
     node.queue.queue(T, "nightlyreport", "{}", &o, Some(&parent)).await.unwrap();
     for _ in 0..5 {

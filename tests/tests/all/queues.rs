@@ -57,7 +57,34 @@ async fn a_queue_name_is_checked(backend: Backend) {
     assert!(t.node.store.list_tasks(Default::default()).await.unwrap().is_empty());
 }
 
-crate::conformance!(a_claim_takes_only_from_the_queues_it_serves, a_queue_name_is_checked);
+async fn a_jobs_children_go_to_its_queue(backend: Backend) {
+    let place = crate::support::place(backend).await;
+    let mut config = crate::support::node_config(&place);
+    config.queues = Some(vec!["reports".into()]);
+    let node = Arc::new(wasmjob::node::Node::open_with_clock(config, false, Arc::new(SystemClock)).await.unwrap());
+    for job in [wasmjob::examples::FAN_OUT, wasmjob::examples::ADDITION] {
+        node.registry.register(T, &std::fs::read(job).unwrap(), usize::MAX).await.unwrap();
+    }
+    let (stop, serving) = crate::support::serve(&node);
+    // Served only there: its children would wait forever in `default`.
+    let parent = node.queue.queue(T, "fan-out", r#"{"n": 3}"#, &to("reports"), None).await.unwrap();
+    assert_eq!(finished(&node, &parent).await.state, TaskState::Success);
+    let children = node.store.tree(&parent, 100).await.unwrap();
+    let children: Vec<_> = children.into_iter().filter(|t| t.id != parent).collect();
+    assert_eq!(children.len(), 3);
+    for child in &children {
+        let child = finished(&node, &child.id).await;
+        assert_eq!((child.queue.as_str(), child.state), ("reports", TaskState::Success), "{child:?}");
+    }
+    drop(stop);
+    serving.await.unwrap();
+}
+
+crate::conformance!(
+    a_claim_takes_only_from_the_queues_it_serves,
+    a_queue_name_is_checked,
+    a_jobs_children_go_to_its_queue
+);
 
 /// Two nodes on one PostgreSQL, one serving `emails` only and the other
 /// `default` only: each runs its queue's tasks (told apart by job: `tally`
