@@ -139,6 +139,11 @@ impl Registry {
             if *self.generation.lock().unwrap() == Some(generation) {
                 return Ok(());
             }
+            // Rows and versions read under the lock of registrations: a
+            // registration between them (its row written, its version not
+            // yet) would leave its job out of the rebuilt cache until the
+            // next rebuild (seen: a job just uploaded answered 404).
+            let _writing = self.writes.lock().await;
             let mut current = HashMap::new();
             let mut compiling = HashMap::new();
             let mut pending = false;
@@ -157,7 +162,6 @@ impl Registry {
                     }
                 }
             }
-            let _writing = self.writes.lock().await;
             // A change since `generation` was read may be missing from the
             // rows: read again rather than install them.
             let now = self.store.generations().await?.jobs;
