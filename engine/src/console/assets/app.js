@@ -518,9 +518,11 @@ async function jobs() {
   const name = el("input", { id: "upload-name", placeholder: "optional: its job's name" });
   const status = el("p", { id: "upload-status", class: uploadNote.error ? "error" : "muted" }, uploadNote.text);
   const note = (text, error) => { uploadNote = { text, error }; status.textContent = text; status.className = error ? "error" : "muted"; };
+  let uploading = false;
   const upload = el("form", { class: "filters", id: "upload", onsubmit: async (event) => {
     event.preventDefault();
     if (!file.files.length) return;
+    uploading = true;
     note("Uploading…", false);
     try {
       const bytes = await file.files[0].arrayBuffer();
@@ -535,8 +537,8 @@ async function jobs() {
       if (answer.metadata) note(`Registered ${answer.name} (version ${answer.version.slice(0, 12)}).`, false);
       else if (answer.state === "ready") note(`Registered ${answer.name} (version ${answer.id.slice(0, 12)}).`, false);
       else note(`Refused: ${answer.reason}`, true);
-      jobs();
     } catch (e) { note(`Refused: ${e.message}`, true); }
+    jobs();
   } }, el("label", {}, "Component (.wasm)", file), el("label", {}, "Name", name), el("button", { type: "submit" }, "Upload"));
   const pending = list.uploads.length ? el("table", {}, el("tbody", {}, list.uploads.map((u) => el("tr", {},
     el("td", {}, u.id.slice(0, 12)), el("td", {}, u.name || "-"), el("td", {}, badge(u.state)),
@@ -546,7 +548,10 @@ async function jobs() {
     el("h2", {}, "Periodic"), list.periodic.length ? table("periodic", list.periodic) : el("p", { class: "muted" }, "None."),
     pending ? el("h2", {}, "Uploads not ready") : null, pending,
     el("h2", {}, "Schedules"), schedulesTable(planned.schedules));
-  const refresh = gather(() => jobs());
+  // Not while a file is chosen or uploading: a re-render would lose the
+  // choice (and a submit would then send an empty form); the upload's end
+  // renders the page afresh.
+  const refresh = gather(() => { if (!uploading && !file.files.length) jobs(); });
   leave = events.on((type) => { if (type === "open" || type.startsWith("job-")) refresh(type); });
 }
 
