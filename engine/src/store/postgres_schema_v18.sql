@@ -1,11 +1,13 @@
 -- Version 18: named queues (as SQLite's `schema_v18.sql`, which says why).
 ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
 
--- `wasmjob_claim` of version 17, claiming only from the queues `queues`
+-- `wasmjob_claim` of version 11, claiming only from the queues `queues`
 -- names (NULL, the default: every queue, so that a node of the version
 -- before, still running during a rolling upgrade, calls it as it did),
--- and answering each task's queue as the last column (its children go to
--- it).
+-- and answering, as its last columns (where a node of the version before
+-- does not read), whether each task is a workflow's step (version 17:
+-- its ending settles the stages after it) and its queue (its children go
+-- to it).
 DROP FUNCTION wasmjob_claim(BIGINT, TEXT, BIGINT, INTEGER, TEXT[], BIGINT[]);
 CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGINT, lim INTEGER, tenants TEXT[], maxes BIGINT[],
     queues TEXT[] DEFAULT NULL)
