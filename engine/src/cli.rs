@@ -12,6 +12,7 @@ mod bench_schedule;
 mod client;
 mod compile;
 mod inspect;
+mod limit;
 mod remote;
 mod run;
 mod schedule;
@@ -84,6 +85,10 @@ enum Command {
     /// Manage the tenant's secrets, which jobs read by name (write-only).
     #[command(subcommand)]
     Secret(remote::SecretCommand),
+    /// Limit the tenant's queues (tasks running at once, priority) and jobs
+    /// (tasks running at once, tasks started per period), cluster-wide.
+    #[command(subcommand)]
+    Limit(limit::LimitCommand),
     /// Manage the tenant's schedules, which queue a job with given args on a
     /// cron expression or an interval.
     #[command(subcommand)]
@@ -137,6 +142,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant(command) => remote::tenant(&cli.server, command),
         Command::Token(command) => remote::token(&cli.server, command),
         Command::Secret(command) => remote::secret(&cli.server, command),
+        Command::Limit(command) => limit::run(&cli.server, command),
         Command::Schedule(command) => schedule::schedule(&cli.server, command),
         Command::Workflow(command) => workflow::workflow(&cli.server, command),
         Command::Run(args) => runtime.block_on(run::run(args)),

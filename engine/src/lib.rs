@@ -21,6 +21,7 @@ pub mod contract;
 pub mod egress;
 pub mod events;
 pub mod job;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod plan;

@@ -54,6 +54,10 @@ pub struct Plan {
     /// The args of every task it queues: a JSON object, as text.
     pub args: String,
     pub when: When,
+    /// The named queue its tasks go to (none: `default`; plans written
+    /// before queues had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 /// When a plan queues a task.

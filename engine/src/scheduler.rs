@@ -284,7 +284,8 @@ impl Scheduler {
             return Decided { tick, result: TickResult::NotDue(MAX_NEXT) };
         };
         tick.next_due_at = next;
-        match self.queue.prepare(&schedule.tenant, &schedule.job, &plan.args, &QueueOptions::default(), None).await {
+        let options = QueueOptions { queue: plan.queue.clone(), ..Default::default() };
+        match self.queue.prepare(&schedule.tenant, &schedule.job, &plan.args, &options, None).await {
             Ok(task) => {
                 tick.ran_at = Some(now_ms);
                 tick.task = Some(task);

@@ -5,6 +5,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::limits::LimitError;
 use crate::queue::QueueFailure;
 use crate::registry::RegisterError;
 use crate::runtime::LoadError;
@@ -58,6 +59,13 @@ impl ApiError {
         }
     }
 
+    /// A 422 naming the request's field at fault.
+    pub(crate) fn invalid_option(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_option", message);
+        error.details().field = Some(field.into());
+        error
+    }
+
     /// What the error concerns, to fill in.
     fn details(&mut self) -> &mut ErrorDetail {
         self.details.get_or_insert_default()
@@ -105,12 +113,22 @@ impl From<QueueError> for ApiError {
             QueueError::InvalidArgs(_) | QueueError::DepthExceeded(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_args", message)
             }
-            QueueError::InvalidOption { field, .. } => {
-                let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_option", message);
-                error.details().field = Some(field);
-                error
-            }
+            QueueError::InvalidOption { field, .. } => Self::invalid_option(field, message),
             QueueError::QuotaExceeded(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message),
+        }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        let message = e.to_string();
+        match e {
+            LimitError::TooMany(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message).quota("limits")
+            }
+            LimitError::TooLarge { field, .. } => Self::invalid_option(field, message),
+            LimitError::NoTasks => Self::invalid_option("rate.tasks", message),
+            LimitError::Period(_) => Self::invalid_option("rate.per_ms", message),
         }
     }
 }

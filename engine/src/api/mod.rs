@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod health;
 mod jobs;
+mod limits;
 mod openapi;
 mod schedules;
 mod secrets;
@@ -73,6 +74,9 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::resume))
         .routes(routes!(secrets::list))
         .routes(routes!(secrets::put, secrets::delete))
+        .routes(routes!(limits::list))
+        .routes(routes!(limits::put_queue, limits::delete_queue))
+        .routes(routes!(limits::put_job, limits::delete_job))
         .routes(routes!(workflows::start))
         .routes(routes!(workflows::get))
         .routes(routes!(events::stream))

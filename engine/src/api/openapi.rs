@@ -31,6 +31,7 @@ pub struct Document(pub Arc<OpenApi>);
         (name = "workflows", description = "Chains, groups and chords of tasks, and their state as a whole."),
         (name = "schedules", description = "Schedules that queue a job with given args on a cron expression or an interval."),
         (name = "secrets", description = "A tenant's secrets, write-only."),
+        (name = "limits", description = "Limits on a tenant's queues and jobs: concurrency, priority, rate."),
         (name = "events", description = "A tenant's task and job events, live."),
         (name = "activity", description = "What the workers did per minute, job and tenant: the console's charts."),
         (name = "admin", description = "Tenants and tokens: the admin token only."),

@@ -45,7 +45,11 @@ pub async fn put(
         // `When::new` found a next time after now.
         false => when.next_after(now, now).unwrap_or(PAUSED),
     };
-    let plan = serde_json::to_string(&Plan { args, when }).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(queue) = &request.queue {
+        crate::task::check_queue(queue)?;
+    }
+    let plan = serde_json::to_string(&Plan { args, when, queue: request.queue })
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let row = ScheduleRow {
         tenant: tenant.to_owned(),
         job,

@@ -50,6 +50,9 @@ pub struct SetArgs {
     /// Make it paused.
     #[arg(long)]
     paused: bool,
+    /// The named queue its tasks go to. Default `default`.
+    #[arg(long)]
+    queue: Option<String>,
 }
 
 pub fn schedule(server: &ServerArgs, command: ScheduleCommand) -> anyhow::Result<ExitCode> {
@@ -74,6 +77,7 @@ pub fn schedule(server: &ServerArgs, command: ScheduleCommand) -> anyhow::Result
                 zone: args.zone,
                 every_ms,
                 paused: args.paused,
+                queue: args.queue,
             };
             shown(client.put(&format!("/v1/schedules/{}", args.name), &request)?);
         }

@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::egress::HttpUsage;
+use crate::limits::{JobLimits, QueueLimits, Rate};
 use crate::task::TaskId;
 
 /// Milliseconds since the Unix epoch: how stores record time.
@@ -323,6 +324,31 @@ pub struct ClaimRequest {
     pub queues: Option<Vec<String>>,
 }
 
+/// A tenant's limits as [`Store::limits`] reads them: its queues', then
+/// its jobs', each by name.
+pub type LimitRows = (Vec<(String, QueueLimits)>, Vec<(String, JobLimits)>);
+
+/// The columns both stores read a job's limits from: `max_running`,
+/// `rate_tasks`, `rate_per_ms` (all NULL when unset).
+fn job_limits_of(max_running: Option<i64>, tasks: Option<i64>, per_ms: Option<i64>) -> JobLimits {
+    let bounded = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+    JobLimits {
+        max_concurrency: max_running.map(bounded),
+        rate: tasks.zip(per_ms).map(|(tasks, per)| Rate { tasks: bounded(tasks), per_ms: per.max(1) as u64 }),
+    }
+}
+
+/// The columns both stores write a job's limits to.
+fn job_limits_columns(limits: &JobLimits) -> (Option<i64>, Option<i64>, Option<i64>, f64) {
+    let rate = limits.rate;
+    (
+        limits.max_concurrency.map(i64::from),
+        rate.map(|r| i64::from(r.tasks)),
+        rate.map(|r| i64::try_from(r.per_ms).unwrap_or(i64::MAX)),
+        rate.map_or(0.0, |r| f64::from(r.tasks)),
+    )
+}
+
 /// A lease a heartbeat renewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldLease {
@@ -469,7 +495,11 @@ pub struct TokenRow {
 #[derive(Debug, Clone, Default)]
 pub struct Claim {
     pub tasks: Vec<ClaimedTask>,
-    /// When the next queued task becomes due, if one is waiting.
+    /// When this claim's node should look again, if it claimed less than
+    /// it asked: the next queued task due after `now`, or the next token
+    /// of a job held back by its rate ([`crate::limits`]), whichever
+    /// comes first. A task due now but not claimed (no slot) is no reason:
+    /// a slot freeing up is.
     pub next_run_at: Option<Millis>,
     /// Tenants with due tasks were skipped because another node was
     /// claiming for them: claiming again shortly may find them free.
@@ -945,6 +975,31 @@ pub trait Store: Send + Sync + 'static {
     async fn secret_names(&self, tenant: &str) -> Result<Vec<(String, Millis)>, StoreError>;
     /// The values of those of `names` that `tenant` has set.
     async fn secrets(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Sets the limits of `tenant`'s queue `queue` (creates or replaces
+    /// them), unless that would make more than `max` queues with limits
+    /// (then false, storing nothing).
+    async fn put_queue_limits(
+        &self,
+        tenant: &str,
+        queue: &str,
+        limits: &QueueLimits,
+        max: usize,
+    ) -> Result<bool, StoreError>;
+    /// Sets the limits of `tenant`'s job `job`, as [`Store::put_queue_limits`];
+    /// a rate's bucket starts full at `now`.
+    async fn put_job_limits(
+        &self,
+        tenant: &str,
+        job: &str,
+        limits: &JobLimits,
+        now: Millis,
+        max: usize,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the limits of a queue (`job` false) or a job; whether it had some.
+    async fn delete_limits(&self, tenant: &str, job: bool, name: &str) -> Result<bool, StoreError>;
+    /// `tenant`'s queues and jobs with limits, each by name.
+    async fn limits(&self, tenant: &str) -> Result<LimitRows, StoreError>;
 
     /// Records an upload, replacing the tenant's row of the same component.
     async fn put_upload(&self, upload: UploadRow) -> Result<(), StoreError>;

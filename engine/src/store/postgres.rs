@@ -34,12 +34,13 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    InsertedWorkflow, JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany,
+    InsertedWorkflow, JobRow, LimitRows, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany,
     ScheduleClaim, ScheduleRow, ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
     TickWrite, TokenRow, Tokens, UploadRow, UploadState,
 };
 use crate::clock::Clock;
 use crate::events::{Stamped, WATCH_RENEW, Watching};
+use crate::limits::{JobLimits, QueueLimits};
 use crate::signals::Signals;
 
 /// Connections per node. Default 16.
@@ -66,7 +67,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 18] = [
+const MIGRATIONS: [&str; 19] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -85,13 +86,16 @@ const MIGRATIONS: [&str; 18] = [
     include_str!("postgres_schema_v16.sql"),
     include_str!("postgres_schema_v17.sql"),
     include_str!("postgres_schema_v18.sql"),
+    include_str!("postgres_schema_v19.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 23] = [
+const TABLES: [&str; 25] = [
     "tasks",
+    "queue_limits",
+    "job_limits",
     "workflow_steps",
     "workflows",
     "pending_children",
@@ -117,7 +121,7 @@ const TABLES: [&str; 23] = [
 ];
 
 /// Every function of the store, as [`drop_tables`] drops them.
-const FUNCTIONS: [&str; 2] = ["wasmjob_claim", "wasmjob_notify_queued"];
+const FUNCTIONS: [&str; 3] = ["wasmjob_claim", "wasmjob_pick", "wasmjob_notify_queued"];
 
 /// Drops every table and function of the store in the URL's schema, so that a benchmark
 /// starts from an empty store; refuses a URL whose `search_path` names no
@@ -269,6 +273,35 @@ impl PostgresStore {
     }
 
     /// Runs one statement, [`again`] if it conflicts.
+    /// Runs `sql`, an insert into `tenant`'s rows of `table` whose own
+    /// `WHERE` refuses a new row past `$3` (`max`) of them; `params` are
+    /// `$1` (the tenant), `$2` (the row's name) and `$4...`. Writes of one
+    /// tenant's rows of `table` take turns, and each counts what the one
+    /// before it committed (read committed, whatever the database's
+    /// default), so that the bound holds. Whether it wrote.
+    async fn bounded_insert(
+        &self,
+        table: &str,
+        tenant: &str,
+        max: usize,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/wasmjob ' || $1 || '/' || $2, 0))",
+            &[&table, &tenant],
+        )
+        .await?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
+        all.insert(2, &max);
+        let n = tx.execute(sql, &all).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await?;
@@ -1785,28 +1818,95 @@ impl Store for PostgresStore {
         now: Millis,
         max: usize,
     ) -> Result<bool, StoreError> {
-        let mut client = self.pool.get().await?;
-        // Writes of one tenant's secrets take turns, and each counts what
-        // the one before it committed (read committed, whatever the
-        // database's default), so that the bound holds.
-        let tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/wasmjob secrets/' || $1, 0))",
-            &[&tenant],
+        self.bounded_insert(
+            "secrets",
+            tenant,
+            max,
+            "INSERT INTO secrets (tenant, name, value, updated_at) SELECT $1::text, $2::text, $4::text, $5::bigint \
+             WHERE EXISTS (SELECT 1 FROM secrets WHERE tenant = $1 AND name = $2) \
+                OR (SELECT COUNT(*) FROM secrets WHERE tenant = $1) < $3::bigint \
+             ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            &[&tenant, &name, &value, &now],
         )
-        .await?;
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let n = tx
-            .execute(
-                "INSERT INTO secrets (tenant, name, value, updated_at) SELECT $1::text, $2::text, $3::text, $4::bigint \
-                 WHERE EXISTS (SELECT 1 FROM secrets WHERE tenant = $1 AND name = $2) \
-                    OR (SELECT COUNT(*) FROM secrets WHERE tenant = $1) < $5::bigint \
-                 ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                &[&tenant, &name, &value, &now, &max],
+        .await
+    }
+
+    async fn put_queue_limits(
+        &self,
+        tenant: &str,
+        queue: &str,
+        limits: &QueueLimits,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let max_running = limits.max_running.map(i64::from);
+        self.bounded_insert(
+            "queue_limits",
+            tenant,
+            max,
+            "INSERT INTO queue_limits (tenant, queue, max_running, priority) \
+             SELECT $1::text, $2::text, $4::bigint, $5::integer \
+             WHERE EXISTS (SELECT 1 FROM queue_limits WHERE tenant = $1 AND queue = $2) \
+                OR (SELECT COUNT(*) FROM queue_limits WHERE tenant = $1) < $3::bigint \
+             ON CONFLICT (tenant, queue) DO UPDATE SET max_running = excluded.max_running, priority = excluded.priority",
+            &[&tenant, &queue, &max_running, &limits.priority],
+        )
+        .await
+    }
+
+    async fn put_job_limits(
+        &self,
+        tenant: &str,
+        job: &str,
+        limits: &JobLimits,
+        now: Millis,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let (max_running, tasks, per_ms, tokens) = super::job_limits_columns(limits);
+        self.bounded_insert(
+            "job_limits",
+            tenant,
+            max,
+            "INSERT INTO job_limits (tenant, job, max_running, rate_tasks, rate_per_ms, tokens, refilled_at) \
+             SELECT $1::text, $2::text, $4::bigint, $5::bigint, $6::bigint, $7::double precision, $8::bigint \
+             WHERE EXISTS (SELECT 1 FROM job_limits WHERE tenant = $1 AND job = $2) \
+                OR (SELECT COUNT(*) FROM job_limits WHERE tenant = $1) < $3::bigint \
+             ON CONFLICT (tenant, job) DO UPDATE SET max_running = excluded.max_running, \
+               rate_tasks = excluded.rate_tasks, rate_per_ms = excluded.rate_per_ms, tokens = excluded.tokens, \
+               refilled_at = excluded.refilled_at",
+            &[&tenant, &job, &max_running, &tasks, &per_ms, &tokens, &now],
+        )
+        .await
+    }
+
+    async fn delete_limits(&self, tenant: &str, job: bool, name: &str) -> Result<bool, StoreError> {
+        let sql = if job {
+            "DELETE FROM job_limits WHERE tenant = $1 AND job = $2"
+        } else {
+            "DELETE FROM queue_limits WHERE tenant = $1 AND queue = $2"
+        };
+        Ok(self.execute(sql, &[&tenant, &name]).await? > 0)
+    }
+
+    async fn limits(&self, tenant: &str) -> Result<LimitRows, StoreError> {
+        let queues = self
+            .query("SELECT queue, max_running, priority FROM queue_limits WHERE tenant = $1 ORDER BY queue", &[&tenant])
+            .await?
+            .iter()
+            .map(|r| {
+                let max_running = r.get::<_, Option<i64>>(1).map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX));
+                (r.get(0), QueueLimits { max_running, priority: r.get(2) })
+            })
+            .collect();
+        let jobs = self
+            .query(
+                "SELECT job, max_running, rate_tasks, rate_per_ms FROM job_limits WHERE tenant = $1 ORDER BY job",
+                &[&tenant],
             )
-            .await?;
-        tx.commit().await?;
-        Ok(n > 0)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), super::job_limits_of(r.get(1), r.get(2), r.get(3))))
+            .collect();
+        Ok((queues, jobs))
     }
 
     async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {

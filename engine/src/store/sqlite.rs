@@ -28,12 +28,13 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::fair::FairShares;
+use crate::limits::{self, Head, JobLimits, QueueLimits, Rate, Rooms};
 use tokio::sync::oneshot;
 
 use super::{
     ACTIVITY_COLUMNS, ATTEMPT_COLUMNS, ATTEMPT_LOG_KEPT, ActivityRow, Aged, AttemptRecord, Claim, ClaimRequest,
     ClaimedSchedules, ClaimedTask, Completion, Expired, Generations, HELD_RUN_AT, HeldLease, HeldTask, Inserted,
-    InsertedWorkflow, JobRow, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany,
+    InsertedWorkflow, JobRow, LimitRows, Millis, NewTask, PENDING_REASON, Rescued, Retried, RevokeScope, RevokedMany,
     ScheduleClaim, ScheduleRow, ScheduleTick, Settle, Store, StoreError, TaskFilter, TaskRecord, TaskState, TenantRow,
     TickWrite, TokenRow, Tokens, UploadRow, UploadState, WORKFLOW_REASON,
 };
@@ -173,7 +174,7 @@ impl SqliteStore {
 
 /// The schema, one migration per version; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: [&str; 18] = [
+const MIGRATIONS: [&str; 19] = [
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -192,6 +193,7 @@ const MIGRATIONS: [&str; 18] = [
     include_str!("schema_v16.sql"),
     include_str!("schema_v17.sql"),
     include_str!("schema_v18.sql"),
+    include_str!("schema_v19.sql"),
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -359,67 +361,231 @@ const WAITING_TENANTS: &str = "WITH RECURSIVE waiting(tenant) AS ( \
     SELECT tenant FROM waiting WHERE tenant IS NOT NULL";
 
 /// Claims fairly across tenants ([`FairShares`]): a tenant with a flood of
-/// tasks takes no more than its share while others wait.
-fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
-    // The queues served, as a JSON array (`json_each`); none: all.
-    let queues = request.queues.as_ref().map(|q| serde_json::Value::from(q.clone()).to_string());
+/// tasks takes no more than its share while others wait. A tenant with
+/// limits on its queues or jobs, and every tenant for a node serving only
+/// some queues, is claimed by group ([`claim_grouped`]).
+fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Claimed, StoreError> {
     let waiting: Vec<String> =
         conn.prepare_cached(WAITING_TENANTS)?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
     let mut running = conn.prepare_cached(
         "SELECT COUNT(*) FROM tasks INDEXED BY tasks_running WHERE tenant = ?1 AND state = 'started'",
     )?;
+    let mut limited = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM job_limits WHERE tenant = ?1) OR EXISTS (SELECT 1 FROM queue_limits WHERE tenant = ?1)",
+    )?;
     let mut tenants = Vec::with_capacity(waiting.len());
+    let mut grouped = Vec::with_capacity(waiting.len());
     for tenant in waiting {
         // The one writer makes this count exact: nothing starts in between.
         let Some(&max) = request.max_running.get(&tenant) else { continue };
         let busy = running.query_row([&tenant], |r| r.get::<_, i64>(0))?;
         let slots = max.saturating_sub(usize::try_from(busy).unwrap_or(usize::MAX));
+        grouped.push(request.queues.is_some() || limited.query_row([&tenant], |r| r.get::<_, bool>(0))?);
         tenants.push((tenant, slots));
     }
-    let mut stmt = conn.prepare_cached(
-        "UPDATE tasks SET state = 'started', attempt = attempt + 1, started_at = ?1, \
-         lease = ?2 || ':' || id || ':' || (attempt + 1), lease_expires_at = ?3, reason = NULL \
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE tasks SET {CLAIMED} \
          WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_claim \
                       WHERE tenant = ?5 AND state IN ('queued', 'retry') AND run_at <= ?1 \
                         AND (expires_at IS NULL OR expires_at > ?1) \
-                        AND (?6 IS NULL OR queue IN (SELECT value FROM json_each(?6))) \
                       ORDER BY priority DESC, run_at, id LIMIT ?4) \
-         RETURNING id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease, run_at, \
-           workflow IS NOT NULL, queue",
-    )?;
-    let mut claimed = Vec::new();
+         RETURNING {CLAIMED_COLUMNS}"
+    ))?;
+    let mut claimed = Claimed::default();
     let mut plan = FairShares::new(tenants, request.limit);
     while let Some(asks) = plan.round() {
         for (i, want) in asks {
             let tenant = plan.tenant(i).to_owned();
-            let before = claimed.len();
-            let rows = stmt.query_map(
-                params![request.now, request.node, request.lease_until, want as i64, tenant.as_str(), queues],
-                |r| {
-                    Ok(ClaimedTask {
-                        id: r.get::<_, i64>(0)?.to_string(),
-                        tenant: tenant.clone(),
-                        job: r.get(1)?,
-                        version: r.get(2)?,
-                        args: r.get(3)?,
-                        attempt: r.get(4)?,
-                        max_retries: r.get(5)?,
-                        root_task: Some(r.get::<_, i64>(6)?.to_string()),
-                        depth: r.get(7)?,
-                        lease: r.get(8)?,
-                        due_at: r.get(9)?,
-                        workflow: r.get(10)?,
-                        queue: r.get(11)?,
-                    })
-                },
-            )?;
-            for row in rows {
-                claimed.push(row?);
+            let before = claimed.tasks.len();
+            if grouped[i] {
+                claim_grouped(conn, request, &tenant, want, &mut claimed)?;
+            } else {
+                let rows = stmt.query_map(
+                    params![request.now, request.node, request.lease_until, want as i64, tenant.as_str()],
+                    |r| claimed_task(r, &tenant),
+                )?;
+                for row in rows {
+                    claimed.tasks.push(row?);
+                }
             }
-            plan.got(i, want, claimed.len() - before);
+            plan.got(i, want, claimed.tasks.len() - before);
         }
     }
     Ok(claimed)
+}
+
+/// What a claim sets on each task it starts (`?1` now, `?2` node, `?3`
+/// lease end).
+const CLAIMED: &str = "state = 'started', attempt = attempt + 1, started_at = ?1, \
+    lease = ?2 || ':' || id || ':' || (attempt + 1), lease_expires_at = ?3, reason = NULL";
+
+/// What a claim answers of each task it starts ([`claimed_task`]).
+const CLAIMED_COLUMNS: &str = "id, job, version, args, attempt, max_retries, COALESCE(root_task, id), depth, lease, run_at, workflow IS NOT NULL, queue";
+
+fn claimed_task(r: &Row, tenant: &str) -> rusqlite::Result<ClaimedTask> {
+    Ok(ClaimedTask {
+        id: r.get::<_, i64>(0)?.to_string(),
+        tenant: tenant.to_owned(),
+        job: r.get(1)?,
+        version: r.get(2)?,
+        args: r.get(3)?,
+        attempt: r.get(4)?,
+        max_retries: r.get(5)?,
+        root_task: Some(r.get::<_, i64>(6)?.to_string()),
+        depth: r.get(7)?,
+        lease: r.get(8)?,
+        due_at: r.get(9)?,
+        workflow: r.get(10)?,
+        queue: r.get(11)?,
+    })
+}
+
+/// The tasks a claim started, and when a job held back by its rate gets
+/// its next token.
+#[derive(Default)]
+struct Claimed {
+    tasks: Vec<ClaimedTask>,
+    wake: Option<Millis>,
+}
+
+/// Claims up to `want` of `tenant`'s due tasks by group (queue, job), as
+/// its limits allow ([`crate::limits`]; PostgreSQL's `wasmjob_pick` is the
+/// same walk).
+fn claim_grouped(
+    conn: &Connection,
+    request: &ClaimRequest,
+    tenant: &str,
+    want: usize,
+    claimed: &mut Claimed,
+) -> Result<(), StoreError> {
+    let want = want as u64;
+    let now = request.now;
+    let mut rooms = Rooms::default();
+    let mut rates = HashMap::new();
+    let busy = |column: &str, name: &str| -> Result<u64, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM tasks INDEXED BY tasks_running WHERE tenant = ?1 AND state = 'started' AND {column} = ?2"
+        );
+        Ok(conn.prepare_cached(&sql)?.query_row([tenant, name], |r| r.get::<_, i64>(0))?.max(0) as u64)
+    };
+    let jobs: Vec<(String, JobLimits, f64, Millis)> = conn
+        .prepare_cached(
+            "SELECT job, max_running, rate_tasks, rate_per_ms, tokens, refilled_at FROM job_limits WHERE tenant = ?1",
+        )?
+        .query_map([tenant], |r| {
+            Ok((r.get(0)?, super::job_limits_of(r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?, r.get(5)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (job, limits, tokens, refilled_at) in jobs {
+        let mut room = match limits.max_concurrency {
+            Some(max) => u64::from(max).saturating_sub(busy("job", &job)?),
+            None => want,
+        };
+        if let Some(rate) = limits.rate {
+            let have = rate.tokens(tokens, refilled_at, now);
+            room = room.min(Rate::whole(have));
+            rates.insert(job.clone(), (rate, have, 0u64, false));
+        }
+        rooms.jobs.insert(job, room);
+    }
+    let queues: Vec<(String, Option<i64>, i32)> = conn
+        .prepare_cached("SELECT queue, max_running, priority FROM queue_limits WHERE tenant = ?1")?
+        .query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut ranks = HashMap::new();
+    for (queue, max, rank) in queues {
+        if let Some(max) = max {
+            rooms.queues.insert(queue.clone(), (max.max(0) as u64).saturating_sub(busy("queue", &queue)?));
+        }
+        ranks.insert(queue, rank);
+    }
+
+    // The groups, a loose scan of `tasks_groups`: of each queue served, or
+    // of every queue; each group's due heads within its room.
+    let mut heads = Vec::new();
+    let mut next_group = conn.prepare_cached(
+        "SELECT queue, job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
+         AND (queue, job) > (?2, ?3) ORDER BY queue, job LIMIT 1",
+    )?;
+    let mut next_job = conn.prepare_cached(
+        "SELECT queue, job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
+         AND queue = ?2 AND job > ?3 ORDER BY job LIMIT 1",
+    )?;
+    let mut group_heads = conn.prepare_cached(
+        "SELECT id, priority, run_at FROM tasks INDEXED BY tasks_groups \
+         WHERE tenant = ?1 AND queue = ?2 AND job = ?3 AND state IN ('queued', 'retry') AND run_at <= ?4 \
+           AND (expires_at IS NULL OR expires_at > ?4) ORDER BY priority DESC, run_at, id LIMIT ?5",
+    )?;
+    let served: Vec<Option<&str>> = match &request.queues {
+        Some(queues) => queues.iter().map(|q| Some(q.as_str())).collect(),
+        None => vec![None],
+    };
+    for only in served {
+        let (mut queue, mut job) = (only.unwrap_or("").to_owned(), String::new());
+        loop {
+            let next = if only.is_some() { &mut next_job } else { &mut next_group };
+            let Some((q, j)) = next
+                .query_row(params![tenant, queue, job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .optional()?
+            else {
+                break;
+            };
+            (queue, job) = (q, j);
+            let room = rooms.of(&queue, &job, want);
+            if let Some((rate, have, _, held)) = rates.get_mut(&job) {
+                let whole = Rate::whole(*have);
+                *held |= room < want && whole <= room && whole < u64::from(rate.tasks);
+            }
+            if room == 0 {
+                continue;
+            }
+            let rank = ranks.get(&queue).copied().unwrap_or(0);
+            let rows = group_heads.query_map(params![tenant, queue, job, now, room as i64], |r| {
+                Ok(Head {
+                    id: r.get(0)?,
+                    job: job.clone(),
+                    queue: queue.clone(),
+                    rank,
+                    priority: r.get(1)?,
+                    run_at: r.get(2)?,
+                })
+            })?;
+            for row in rows {
+                heads.push(row?);
+            }
+        }
+    }
+
+    let mut start = conn.prepare_cached(&format!(
+        "UPDATE tasks SET {CLAIMED} WHERE id = ?4 AND state IN ('queued', 'retry') RETURNING {CLAIMED_COLUMNS}"
+    ))?;
+    for head in limits::pick(heads, &mut rooms, want) {
+        let task = start
+            .query_row(params![now, request.node, request.lease_until, head.id], |r| claimed_task(r, tenant))
+            .optional()?;
+        if let Some(task) = task {
+            if let Some((_, _, taken, _)) = rates.get_mut(&task.job) {
+                *taken += 1;
+            }
+            claimed.tasks.push(task);
+        }
+    }
+
+    // The tokens taken, and when a job held back by its rate gets its next.
+    let mut spend = conn.prepare_cached(
+        "UPDATE job_limits SET tokens = ?3, refilled_at = MAX(refilled_at, ?4) WHERE tenant = ?1 AND job = ?2",
+    )?;
+    for (job, (rate, have, taken, held)) in rates {
+        let left = have - taken as f64;
+        if taken > 0 {
+            spend.execute(params![tenant, job, left, now])?;
+        }
+        if held {
+            let at = rate.next_token_at(left, now);
+            claimed.wake = Some(claimed.wake.map_or(at, |w| w.min(at)));
+        }
+    }
+    Ok(())
 }
 
 /// Takes `tokens` from their bucket if it has that many (refilled at its
@@ -811,23 +977,31 @@ impl Store for SqliteStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.op(move |conn| {
-            let tasks = claim_fairly(conn, &request)?;
-            // Of the queues served: a task of another queue is none of
-            // this node's waiting.
+            let Claimed { tasks, wake } = claim_fairly(conn, &request)?;
+            // The next task due later (one due now but not claimed waits for
+            // a slot), of the queues served: a task of another queue is none
+            // of this node's waiting.
             let next_run_at = match (tasks.len() < request.limit, &request.queues) {
                 (false, _) => None,
                 (true, None) => conn
                     .prepare_cached(
-                        "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry')",
+                        "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next \
+                         WHERE state IN ('queued', 'retry') AND run_at > ?1",
                     )?
-                    .query_row([], |r| r.get::<_, Option<i64>>(0))?,
+                    .query_row([request.now], |r| r.get::<_, Option<i64>>(0))?,
                 (true, Some(queues)) => conn
                     .prepare_cached(
                         "SELECT run_at FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry') \
-                         AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
+                         AND run_at > ?2 AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
                     )?
-                    .query_row([serde_json::Value::from(queues.clone()).to_string()], |r| r.get::<_, i64>(0))
+                    .query_row(params![serde_json::Value::from(queues.clone()).to_string(), request.now], |r| {
+                        r.get::<_, i64>(0)
+                    })
                     .optional()?,
+            };
+            let next_run_at = match (next_run_at, wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
             Ok(Claim { tasks, next_run_at, contended: false })
         })
@@ -1444,6 +1618,87 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![tenant, name, value, now, max as i64])?;
             Ok(written > 0)
+        })
+        .await
+    }
+
+    async fn put_queue_limits(
+        &self,
+        tenant: &str,
+        queue: &str,
+        limits: &QueueLimits,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let (tenant, queue, limits) = (tenant.to_owned(), queue.to_owned(), limits.clone());
+        // One writer: the count and the write cannot interleave with another.
+        self.op(move |conn| {
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO queue_limits (tenant, queue, max_running, priority) SELECT ?1, ?2, ?3, ?4 \
+                     WHERE EXISTS (SELECT 1 FROM queue_limits WHERE tenant = ?1 AND queue = ?2) \
+                        OR (SELECT COUNT(*) FROM queue_limits WHERE tenant = ?1) < ?5 \
+                     ON CONFLICT (tenant, queue) DO UPDATE SET max_running = excluded.max_running, \
+                       priority = excluded.priority",
+                )?
+                .execute(params![tenant, queue, limits.max_running, limits.priority, max as i64])?;
+            Ok(written > 0)
+        })
+        .await
+    }
+
+    async fn put_job_limits(
+        &self,
+        tenant: &str,
+        job: &str,
+        limits: &JobLimits,
+        now: Millis,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let (tenant, job) = (tenant.to_owned(), job.to_owned());
+        let (max_running, tasks, per_ms, tokens) = super::job_limits_columns(limits);
+        self.op(move |conn| {
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO job_limits (tenant, job, max_running, rate_tasks, rate_per_ms, tokens, refilled_at) \
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+                     WHERE EXISTS (SELECT 1 FROM job_limits WHERE tenant = ?1 AND job = ?2) \
+                        OR (SELECT COUNT(*) FROM job_limits WHERE tenant = ?1) < ?8 \
+                     ON CONFLICT (tenant, job) DO UPDATE SET max_running = excluded.max_running, \
+                       rate_tasks = excluded.rate_tasks, rate_per_ms = excluded.rate_per_ms, \
+                       tokens = excluded.tokens, refilled_at = excluded.refilled_at",
+                )?
+                .execute(params![tenant, job, max_running, tasks, per_ms, tokens, now, max as i64])?;
+            Ok(written > 0)
+        })
+        .await
+    }
+
+    async fn delete_limits(&self, tenant: &str, job: bool, name: &str) -> Result<bool, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        let sql = if job {
+            "DELETE FROM job_limits WHERE tenant = ?1 AND job = ?2"
+        } else {
+            "DELETE FROM queue_limits WHERE tenant = ?1 AND queue = ?2"
+        };
+        self.op(move |conn| Ok(conn.execute(sql, [tenant, name])? > 0)).await
+    }
+
+    async fn limits(&self, tenant: &str) -> Result<LimitRows, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            let queues = conn
+                .prepare_cached(
+                    "SELECT queue, max_running, priority FROM queue_limits WHERE tenant = ?1 ORDER BY queue",
+                )?
+                .query_map([&tenant], |r| Ok((r.get(0)?, QueueLimits { max_running: r.get(1)?, priority: r.get(2)? })))?
+                .collect::<Result<_, _>>()?;
+            let jobs = conn
+                .prepare_cached(
+                    "SELECT job, max_running, rate_tasks, rate_per_ms FROM job_limits WHERE tenant = ?1 ORDER BY job",
+                )?
+                .query_map([&tenant], |r| Ok((r.get(0)?, super::job_limits_of(r.get(1)?, r.get(2)?, r.get(3)?))))?
+                .collect::<Result<_, _>>()?;
+            Ok((queues, jobs))
         })
         .await
     }

@@ -19,6 +19,7 @@ mod error;
 mod event;
 mod health;
 mod job;
+mod limits;
 mod schedule;
 mod secret;
 mod task;
@@ -33,6 +34,7 @@ pub use self::job::{
     CompilingJob, Job, JobList, JobRevoked, JobSummary, JobVersion, NodesReady, ReadyJob, Upload, UploadAnswer,
     UploadQuery, UploadRef, Uploaded,
 };
+pub use self::limits::{JobLimits, JobLimitsOf, LimitList, QueueLimits, QueueLimitsOf, Rate};
 pub use self::schedule::{Schedule, ScheduleList, ScheduleRequest};
 pub use self::secret::{Secret, SecretList, SecretValue};
 pub use self::task::{

@@ -37,6 +37,10 @@ pub struct ScheduleRequest {
     /// Made paused: it queues nothing until resumed. Default false.
     #[serde(default)]
     pub paused: bool,
+    /// The named queue its tasks go to. Default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._-]+$", example = "reports")]
+    pub queue: Option<String>,
 }
 
 fn empty_object() -> Value {
@@ -54,6 +58,8 @@ pub struct Schedule {
     pub zone: Option<String>,
     pub every_ms: Option<u64>,
     pub paused: bool,
+    /// The named queue its tasks go to.
+    pub queue: String,
     /// When it queues its next task (none while paused).
     pub next_run_at: Option<DateTime<Utc>>,
     /// When it last queued a task.
@@ -80,6 +86,7 @@ impl Schedule {
             zone,
             every_ms,
             paused,
+            queue: plan.queue.unwrap_or_else(|| crate::task::DEFAULT_QUEUE.to_owned()),
             next_run_at: if paused { None } else { DateTime::from_timestamp_millis(row.next_due_at) },
             last_run_at: row.last_run_at.and_then(DateTime::from_timestamp_millis),
             since: DateTime::from_timestamp_millis(row.since),

@@ -129,6 +129,23 @@ fn the_client_drives_a_server_from_tenant_to_task() {
     assert_eq!(json(&out)["result"], 3, "{out}");
     assert_eq!(client(&server, &token, &["workflow", "start", r#"{"chain": "no"}"#]).0, 3);
 
+    // Limits: set on a queue and a job, listed, cleared; out of bounds
+    // refused before or by the server.
+    let (code, out) = client(&server, &token, &["limit", "queue", "emails", "--max-running", "2", "--priority", "-3"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) =
+        client(&server, &token, &["limit", "job", "Addition", "--max-concurrency", "1", "--rate", "10/1s"]);
+    assert!(code == 0 && out.contains("at most 10 started per 1s"), "{out}");
+    let listed = json(&client(&server, &token, &["limit", "list", "--json"]).1);
+    assert_eq!(listed["queues"][0]["limits"], serde_json::json!({ "max_running": 2, "priority": -3 }));
+    assert_eq!(listed["jobs"][0]["limits"]["rate"], serde_json::json!({ "tasks": 10, "per_ms": 1000 }));
+    assert_eq!(client(&server, &token, &["limit", "job", "addition", "--rate", "0/1s"]).0, 2);
+    assert_eq!(client(&server, &token, &["limit", "queue", "emails", "--max-running", "1000001"]).0, 3);
+    assert_eq!(client(&server, &token, &["limit", "job", "addition", "--clear"]).0, 0);
+    assert_eq!(client(&server, &token, &["limit", "queue", "emails", "--clear"]).0, 0);
+    assert_eq!(client(&server, &token, &["limit", "queue", "emails", "--clear"]).0, 3, "no limits left");
+    assert_eq!(json(&client(&server, &token, &["limit", "list", "--json"]).1)["jobs"], serde_json::json!([]));
+
     // A failing task exits 1; a refused request exits 3.
     assert_eq!(client(&server, &token, &["queue", "addition", "--arg", "a=\"x\"", "--wait"]).0, 1);
     assert_eq!(client(&server, &token, &["queue", "subtraction"]).0, 3);

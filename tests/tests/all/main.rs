@@ -25,6 +25,7 @@ mod fork_bomb;
 mod guest_answers;
 mod isolation;
 mod kill;
+mod limits;
 mod metadata;
 mod metering;
 mod multinode;

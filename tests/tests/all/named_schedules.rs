@@ -25,7 +25,7 @@ fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
 /// A named schedule of `job` with `args`, made at `now`, due at its first time.
 fn row(name: &str, job: &str, args: serde_json::Value, when: When, now: i64) -> ScheduleRow {
     let next_due_at = when.next_after(now, now).unwrap();
-    let plan = serde_json::to_string(&Plan { args: args.to_string(), when }).unwrap();
+    let plan = serde_json::to_string(&Plan { args: args.to_string(), when, queue: None }).unwrap();
     ScheduleRow {
         tenant: T.into(),
         job: job.into(),
@@ -245,6 +245,8 @@ async fn bad_schedules_are_refused_naming_the_problem() {
         (json!({ "job": "addition", "cron": "* * * * *", "args": [1] }), 422, "args must be a JSON object"),
         (json!({ "job": "nonesuch", "cron": "* * * * *" }), 404, "job `nonesuch` not found"),
         (json!({ "job": "addition", "cron": "* * * * *", "when": 1 }), 400, "unknown field `when`"),
+        (json!({ "job": "addition", "cron": "* * * * *", "queue": "a b" }), 422, "is not a queue's name"),
+        (json!({ "job": "addition", "cron": "* * * * *", "queue": "q".repeat(100_000) }), 422, "is not a queue's name"),
     ];
     for (body, status, message) in cases {
         let answer = put("bad", body.clone()).await;
@@ -272,9 +274,9 @@ async fn a_cron_schedule_firing_every_second_runs_every_second_on_the_real_clock
     let api = Api::start(2).await;
     let (write, _) = api.tenant("acme", json!({})).await;
     assert_eq!(api.upload(&write, wasmjob::examples::ADDITION).await.status, StatusCode::CREATED);
-    let body = json!({ "job": "addition", "args": { "a": 1, "b": 1 }, "cron": "* * * * * *" });
+    let body = json!({ "job": "addition", "args": { "a": 1, "b": 1 }, "cron": "* * * * * *", "queue": "ticks" });
     let made = api.send(Method::PUT, "/v1/schedules/tick", Some(&write), Some(body)).await;
-    assert_eq!(made.status, StatusCode::OK, "{made}");
+    assert_eq!((made.status, made.body["queue"].as_str()), (StatusCode::OK, Some("ticks")), "{made}");
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let paused = api.post("/v1/schedules/tick/pause", &write, json!({})).await;
     assert_eq!(paused.status, StatusCode::OK);
@@ -285,7 +287,7 @@ async fn a_cron_schedule_firing_every_second_runs_every_second_on_the_real_clock
     let mut times: Vec<i64> = tasks.iter().map(|t| t.queued_at).collect();
     times.sort();
     assert!(times.windows(2).all(|w| w[1] - w[0] >= 500), "two ticks of one second less than 0.5 s apart: {times:?}");
-    assert!(tasks.iter().all(|t| t.args == r#"{"a":1,"b":1}"#));
+    assert!(tasks.iter().all(|t| t.args == r#"{"a":1,"b":1}"# && t.queue == "ticks"));
     // Paused: no more.
     let paused_at = api.node.clock.now_millis();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -83,6 +83,21 @@ async fn every_operation_answers_a_success_as_its_document_says() {
     assert_eq!(api.get("/v1/secrets", &read).await.body["secrets"][0]["name"], "key");
     assert_eq!(api.send(Method::DELETE, "/v1/secrets/key", Some(&write), None).await.status, StatusCode::NO_CONTENT);
 
+    let queue = json!({ "max_running": 2, "priority": 5 });
+    let put = api.send(Method::PUT, "/v1/limits/queues/emails", Some(&write), Some(queue)).await;
+    assert_eq!(put.body["limits"]["priority"], 5, "{put}");
+    let job = json!({ "max_concurrency": 3, "rate": { "tasks": 10, "per_ms": 1000 } });
+    let put = api.send(Method::PUT, "/v1/limits/jobs/Addition", Some(&write), Some(job)).await;
+    assert_eq!(put.body["job"], "addition", "{put}");
+    let listed = api.get("/v1/limits", &read).await.body;
+    assert_eq!(
+        (listed["queues"][0]["queue"].clone(), listed["jobs"][0]["limits"]["rate"]["tasks"].clone()),
+        ("emails".into(), 10.into())
+    );
+    for path in ["/v1/limits/queues/emails", "/v1/limits/jobs/addition"] {
+        assert_eq!(api.send(Method::DELETE, path, Some(&write), None).await.status, StatusCode::NO_CONTENT);
+    }
+
     let up = api.upload(&write, wasmjob::examples::ADDITION).await;
     let version = up.body["version"].as_str().unwrap().to_owned();
     assert_eq!(api.get(&format!("/v1/uploads/{version}"), &read).await.body["state"], "ready");

@@ -1,0 +1,265 @@
+-- Version 19: limits on queues and jobs (as SQLite's `schema_v19.sql`,
+-- which says why), and the grouped claim that applies them.
+CREATE TABLE queue_limits (
+    tenant      TEXT NOT NULL,
+    queue       TEXT NOT NULL,
+    max_running BIGINT,
+    priority    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, queue)
+);
+CREATE TABLE job_limits (
+    tenant      TEXT NOT NULL,
+    job         TEXT NOT NULL,
+    max_running BIGINT,
+    rate_tasks  BIGINT,
+    rate_per_ms BIGINT,
+    tokens      DOUBLE PRECISION NOT NULL DEFAULT 0,
+    refilled_at BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, job)
+);
+CREATE INDEX tasks_groups ON tasks_live (tenant, queue, job, priority DESC, run_at, id) WHERE state IN ('queued', 'retry');
+
+-- The grouped claim's pick for tenant `t` (`crate::limits`, whose `pick`
+-- is the same walk for SQLite): up to `want` due tasks of the queues
+-- `queues` names (NULL: every queue), each group's head within the room its
+-- job's and queue's limits leave, in claim order (queue priority, task
+-- priority, due time, id), locked; it takes the rate limits' tokens of the
+-- tasks it picks. `wake`: when a job's bucket next holds a token, if a
+-- task of that job is due and held back by its rate. The caller holds the
+-- tenant's claim lock, so that counts and tokens do not change under it.
+CREATE FUNCTION wasmjob_pick(t TEXT, want BIGINT, now BIGINT, queues TEXT[])
+RETURNS TABLE (ids BIGINT[], wake BIGINT)
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    l RECORD;
+    h RECORD;
+    busy BIGINT;
+    have DOUBLE PRECISION;
+    room BIGINT;
+    k INTEGER;
+    j INTEGER;
+    served TEXT;
+    gq TEXT;
+    gj TEXT;
+    job_names TEXT[] := '{}';
+    job_rooms BIGINT[] := '{}';
+    job_tokens DOUBLE PRECISION[] := '{}';
+    job_rates BIGINT[] := '{}';
+    job_pers BIGINT[] := '{}';
+    job_taken BIGINT[] := '{}';
+    queue_names TEXT[] := '{}';
+    queue_rooms BIGINT[] := '{}';
+    queue_ranks INTEGER[] := '{}';
+    head_ids BIGINT[] := '{}';
+    head_jobs TEXT[] := '{}';
+    head_queues TEXT[] := '{}';
+    head_ranks INTEGER[] := '{}';
+    head_prios INTEGER[] := '{}';
+    head_runs BIGINT[] := '{}';
+    held_by_rate BOOLEAN[] := '{}';
+BEGIN
+    ids := '{}';
+    FOR l IN SELECT * FROM job_limits x WHERE x.tenant = t LOOP
+        SELECT count(*) INTO busy FROM tasks q WHERE q.tenant = t AND q.state = 'started' AND q.job = l.job;
+        room := CASE WHEN l.max_running IS NULL THEN want ELSE greatest(l.max_running - busy, 0) END;
+        have := NULL;
+        IF l.rate_tasks IS NOT NULL THEN
+            have := least(l.rate_tasks::DOUBLE PRECISION,
+                          l.tokens + greatest(now - l.refilled_at, 0)::DOUBLE PRECISION * l.rate_tasks / l.rate_per_ms);
+            room := least(room, greatest(floor(have + 1e-9), 0)::BIGINT);
+        END IF;
+        job_names := job_names || l.job;
+        job_rooms := job_rooms || room;
+        job_tokens := job_tokens || have;
+        job_rates := job_rates || l.rate_tasks;
+        job_pers := job_pers || l.rate_per_ms;
+        job_taken := job_taken || 0::BIGINT;
+        held_by_rate := held_by_rate || false;
+    END LOOP;
+    FOR l IN SELECT * FROM queue_limits x WHERE x.tenant = t LOOP
+        SELECT count(*) INTO busy FROM tasks q WHERE q.tenant = t AND q.state = 'started' AND q.queue = l.queue;
+        queue_names := queue_names || l.queue;
+        queue_rooms := queue_rooms || CASE WHEN l.max_running IS NULL THEN want
+                                           ELSE greatest(l.max_running - busy, 0) END;
+        queue_ranks := queue_ranks || l.priority;
+    END LOOP;
+
+    -- The groups, a loose scan of `tasks_groups`: of each queue served, or
+    -- of every queue; each group's due head within its room.
+    FOR served IN SELECT unnest(COALESCE(queues, ARRAY[NULL::TEXT])) LOOP
+        gq := COALESCE(served, '');
+        gj := '';
+        LOOP
+            IF served IS NULL THEN
+                SELECT q.queue, q.job INTO gq, gj FROM tasks q
+                WHERE q.tenant = t AND q.state IN ('queued', 'retry') AND (q.queue, q.job) > (gq, gj)
+                ORDER BY q.queue, q.job LIMIT 1;
+            ELSE
+                SELECT q.queue, q.job INTO gq, gj FROM tasks q
+                WHERE q.tenant = t AND q.state IN ('queued', 'retry') AND q.queue = served AND q.job > gj
+                ORDER BY q.queue, q.job LIMIT 1;
+            END IF;
+            EXIT WHEN NOT FOUND;
+            k := array_position(queue_names, gq);
+            j := array_position(job_names, gj);
+            room := least(want, COALESCE(queue_rooms[k], want), COALESCE(job_rooms[j], want));
+            -- Held back by the rate: its tokens bound the room, and its
+            -- bucket is not full (a full one's tokens come no sooner).
+            IF j IS NOT NULL AND job_rates[j] IS NOT NULL AND room < want
+               AND floor(job_tokens[j] + 1e-9) <= room AND floor(job_tokens[j] + 1e-9) < job_rates[j] THEN
+                held_by_rate[j] := true;
+            END IF;
+            CONTINUE WHEN room <= 0;
+            FOR h IN SELECT q.id, q.priority, q.run_at FROM tasks q
+                     WHERE q.tenant = t AND q.queue = gq AND q.job = gj AND q.state IN ('queued', 'retry')
+                       AND q.run_at <= now AND (q.expires_at IS NULL OR q.expires_at > now)
+                     ORDER BY q.priority DESC, q.run_at, q.id LIMIT room FOR UPDATE SKIP LOCKED LOOP
+                head_ids := head_ids || h.id;
+                head_jobs := head_jobs || gj;
+                head_queues := head_queues || gq;
+                head_ranks := head_ranks || COALESCE(queue_ranks[k], 0);
+                head_prios := head_prios || h.priority;
+                head_runs := head_runs || h.run_at;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+
+    -- The pick: in claim order, each while its job and queue have room.
+    FOR h IN SELECT * FROM unnest(head_ids, head_jobs, head_queues, head_ranks, head_prios, head_runs)
+                 AS u(id, job, queue, rank, priority, run_at)
+             ORDER BY u.rank DESC, u.priority DESC, u.run_at, u.id LOOP
+        EXIT WHEN cardinality(ids) >= want;
+        k := array_position(queue_names, h.queue);
+        j := array_position(job_names, h.job);
+        CONTINUE WHEN COALESCE(queue_rooms[k], 1) <= 0 OR COALESCE(job_rooms[j], 1) <= 0;
+        IF k IS NOT NULL THEN queue_rooms[k] := queue_rooms[k] - 1; END IF;
+        IF j IS NOT NULL THEN
+            job_rooms[j] := job_rooms[j] - 1;
+            job_taken[j] := job_taken[j] + 1;
+        END IF;
+        ids := ids || h.id;
+    END LOOP;
+
+    -- The tokens taken, and when a job held back by its rate gets its next.
+    FOR j IN 1 .. coalesce(array_length(job_names, 1), 0) LOOP
+        CONTINUE WHEN job_rates[j] IS NULL;
+        have := job_tokens[j] - job_taken[j];
+        IF job_taken[j] > 0 THEN
+            UPDATE job_limits x SET tokens = have, refilled_at = greatest(x.refilled_at, now)
+            WHERE x.tenant = t AND x.job = job_names[j];
+        END IF;
+        IF held_by_rate[j] THEN
+            wake := least(wake, now + greatest(ceil(((floor(have + 1e-9) + 1) - have) * job_pers[j] / job_rates[j]), 1)::BIGINT);
+        END IF;
+    END LOOP;
+    RETURN NEXT;
+END
+$$;
+
+-- `wasmjob_claim` of version 18, whose tenants with limits (and every
+-- tenant, for a node serving only some queues) are claimed through
+-- `wasmjob_pick`, and whose `next_run_at` is the next task due later (one
+-- due now but not claimed waits for a slot) or the next token of a job held
+-- back by its rate, whichever comes first.
+CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGINT, lim INTEGER, tenants TEXT[], maxes BIGINT[],
+    queues TEXT[] DEFAULT NULL)
+RETURNS TABLE (id BIGINT, tenant TEXT, job TEXT, version TEXT, args TEXT, attempt INTEGER, max_retries INTEGER,
+               root_task BIGINT, depth INTEGER, lease TEXT, contended BOOLEAN, next_run_at BIGINT, due_at BIGINT,
+               workflow BOOLEAN, queue TEXT)
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    waiting TEXT;
+    i INTEGER;
+    k INTEGER;
+    busy BIGINT;
+    names TEXT[] := '{}';
+    rooms BIGINT[] := '{}';
+    grouped BOOLEAN[] := '{}';
+    was_contended BOOLEAN := false;
+    left_over BIGINT := lim;
+    active INTEGER;
+    share BIGINT;
+    budget BIGINT;
+    want BIGINT;
+    got BIGINT;
+    picked BIGINT[];
+    woken BIGINT;
+    wake BIGINT;
+    progress BOOLEAN := true;
+BEGIN
+    -- Tenants with waiting tasks: a loose index scan of `tasks_claim`.
+    FOR waiting IN
+        WITH RECURSIVE w(t) AS (
+            (SELECT q.tenant FROM tasks q WHERE q.state IN ('queued', 'retry') ORDER BY q.tenant LIMIT 1)
+            UNION ALL
+            SELECT (SELECT q.tenant FROM tasks q WHERE q.state IN ('queued', 'retry') AND q.tenant > w.t
+                    ORDER BY q.tenant LIMIT 1)
+            FROM w WHERE w.t IS NOT NULL)
+        SELECT t FROM w WHERE t IS NOT NULL
+    LOOP
+        i := array_position(tenants, waiting);
+        CONTINUE WHEN i IS NULL;
+        IF NOT pg_try_advisory_xact_lock(7140234, hashtext(current_schema() || '/' || waiting)) THEN
+            was_contended := true;
+            CONTINUE;
+        END IF;
+        SELECT count(*) INTO busy FROM tasks q WHERE q.tenant = waiting AND q.state = 'started';
+        names := names || waiting;
+        rooms := rooms || greatest(maxes[i] - busy, 0);
+        grouped := grouped || (queues IS NOT NULL OR EXISTS (SELECT 1 FROM job_limits l WHERE l.tenant = waiting)
+                               OR EXISTS (SELECT 1 FROM queue_limits l WHERE l.tenant = waiting));
+    END LOOP;
+
+    LOOP
+        SELECT count(*) INTO active FROM unnest(rooms) r WHERE r > 0;
+        EXIT WHEN active = 0 OR left_over <= 0 OR NOT progress;
+        progress := false;
+        share := (left_over + active - 1) / active;
+        budget := left_over;
+        FOR k IN 1 .. coalesce(array_length(names, 1), 0) LOOP
+            want := least(share, rooms[k], budget);
+            CONTINUE WHEN want <= 0;
+            budget := budget - want;
+            IF grouped[k] THEN
+                SELECT p.ids, p.wake INTO picked, woken FROM wasmjob_pick(names[k], want, now, queues) p;
+                wake := least(wake, woken);
+                RETURN QUERY
+                UPDATE tasks t SET state = 'started', attempt = t.attempt + 1, started_at = now,
+                    lease = node || ':' || t.id || ':' || (t.attempt + 1), lease_expires_at = lease_until, reason = NULL
+                WHERE t.state IN ('queued', 'retry') AND t.id = ANY(picked)
+                RETURNING t.id, t.tenant, t.job, t.version, t.args, t.attempt, t.max_retries,
+                    COALESCE(t.root_task, t.id), t.depth, t.lease, NULL::BOOLEAN, NULL::BIGINT, t.run_at,
+                    t.workflow IS NOT NULL, t.queue;
+            ELSE
+                -- The picked ids are an ARRAY(...), which the server computes
+                -- once: as `id IN (SELECT ... LIMIT ...)` the planner may run
+                -- the subquery once per outer row, and the claim then took
+                -- many times its limit (seen: 5,248 started tasks for a claim
+                -- of 128, past the tenant's `max_running`). In the UPDATE
+                -- itself: one statement per tenant and round.
+                RETURN QUERY
+                UPDATE tasks t SET state = 'started', attempt = t.attempt + 1, started_at = now,
+                    lease = node || ':' || t.id || ':' || (t.attempt + 1), lease_expires_at = lease_until, reason = NULL
+                WHERE t.state IN ('queued', 'retry', 'started') AND t.id = ANY(ARRAY(
+                    SELECT q.id FROM tasks q
+                    WHERE q.tenant = names[k] AND q.state IN ('queued', 'retry') AND q.run_at <= now
+                      AND (q.expires_at IS NULL OR q.expires_at > now)
+                    ORDER BY q.priority DESC, q.run_at, q.id LIMIT want FOR UPDATE SKIP LOCKED))
+                RETURNING t.id, t.tenant, t.job, t.version, t.args, t.attempt, t.max_retries,
+                    COALESCE(t.root_task, t.id), t.depth, t.lease, NULL::BOOLEAN, NULL::BIGINT, t.run_at,
+                    t.workflow IS NOT NULL, t.queue;
+            END IF;
+            GET DIAGNOSTICS got = ROW_COUNT;
+            rooms[k] := CASE WHEN got < want THEN 0 ELSE rooms[k] - got END;
+            left_over := left_over - got;
+            progress := progress OR got > 0;
+        END LOOP;
+    END LOOP;
+
+    RETURN QUERY SELECT NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::INTEGER, NULL::INTEGER,
+        NULL::BIGINT, NULL::INTEGER, NULL::TEXT, was_contended,
+        least(wake, CASE WHEN left_over > 0 THEN (SELECT min(q.run_at) FROM tasks q WHERE q.state IN ('queued', 'retry')
+            AND q.run_at > now AND (queues IS NULL OR q.queue = ANY(queues))) END),
+        NULL::BIGINT, NULL::BOOLEAN, NULL::TEXT;
+END
+$$;
