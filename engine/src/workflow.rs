@@ -35,6 +35,22 @@ pub const PREVIOUS: &str = "previous";
 /// batch of tasks); the tenant's `max_queued` counts them all at once.
 pub const MAX_STEPS: usize = 1000;
 
+/// Refuses stages (of any step type) with no stage, an empty stage or more
+/// than [`MAX_STEPS`] steps: checked before any step is looked at, and
+/// before a guest's steps are copied again (`start-workflow`).
+pub fn check_shape<T>(stages: &[Vec<T>]) -> Result<(), crate::task::QueueError> {
+    use crate::task::QueueError;
+    if stages.is_empty() || stages.iter().any(Vec::is_empty) {
+        return Err(QueueError::invalid_option("stages", "a workflow has stages, and every stage a step"));
+    }
+    let steps = stages.iter().fold(0usize, |n, stage| n.saturating_add(stage.len()));
+    if steps > MAX_STEPS {
+        let message = format!("a workflow holds at most {MAX_STEPS} steps, not {steps}");
+        return Err(QueueError::invalid_option("stages", message));
+    }
+    Ok(())
+}
+
 /// A step to start: its job, its args (a JSON object) and its options,
 /// from the API or from a job (`start-workflow`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -117,6 +117,11 @@ mod v0_3 {
                 &mut self,
                 stages: Vec<Vec<types::WorkflowStep>>,
             ) -> wasmtime::Result<Result<String, types::QueueError>> {
+                // Lifted already (within the guest's memory cap); refused
+                // by shape before a second copy.
+                if let Err(e) = crate::workflow::check_shape(&stages) {
+                    return Ok(Err(queue_error(e)));
+                }
                 let stages = stages
                     .into_iter()
                     .map(|stage| {

@@ -13,7 +13,7 @@ use super::{Parent, Queue, QueueFailure};
 use crate::store::{HELD_RUN_AT, InsertedWorkflow, NewTask};
 use crate::task::QueueError;
 use crate::wire::{Event, EventKind};
-use crate::workflow::{MAX_STEPS, PREVIOUS, Step};
+use crate::workflow::{PREVIOUS, Step};
 
 impl Queue {
     /// Starts a workflow of `tenant` whose stages run these steps; answers
@@ -32,14 +32,8 @@ impl Queue {
         stages: &[Vec<Step>],
         parent: Option<&Parent>,
     ) -> Result<InsertedWorkflow, QueueFailure> {
+        crate::workflow::check_shape(stages)?;
         let steps: usize = stages.iter().map(Vec::len).sum();
-        if stages.is_empty() || stages.iter().any(Vec::is_empty) {
-            return Err(QueueError::invalid_option("stages", "a workflow has stages, and every stage a step").into());
-        }
-        if steps > MAX_STEPS {
-            let message = format!("a workflow holds at most {MAX_STEPS} steps, not {steps}");
-            return Err(QueueError::invalid_option("stages", message).into());
-        }
         let mut prepared = Vec::with_capacity(stages.len());
         for (stage, requests) in stages.iter().enumerate() {
             let mut tasks = Vec::with_capacity(requests.len());

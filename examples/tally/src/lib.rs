@@ -36,6 +36,10 @@ struct Args {
     /// `add` of each step (`[[1, 2], [3]]`: a chord of 1 and 2, then 3).
     #[serde(default)]
     then: Vec<Vec<i64>>,
+    /// Start a workflow of one stage of this many `tally` steps first (a
+    /// flood, which the engine refuses past its bound).
+    #[serde(default)]
+    flood: usize,
 }
 
 /// Sums the results of the stage before and `add`.
@@ -59,6 +63,11 @@ impl Job for Tally {
             let stages: Vec<Vec<Step>> =
                 args.then.iter().map(|stage| stage.iter().map(|add| step(*add)).collect()).collect::<Result<_, _>>()?;
             let id = ctx.start_workflow(stages).map_err(|e| Error::fatal(format!("{e:?}")))?;
+            ctx.info(format!("started workflow {id}"));
+        }
+        if args.flood > 0 {
+            let stage = (0..args.flood).map(|_| step(0)).collect::<Result<Vec<_>, _>>()?;
+            let id = ctx.start_workflow(vec![stage]).map_err(|e| Error::fatal(format!("{e:?}")))?;
             ctx.info(format!("started workflow {id}"));
         }
         if args.fail {

@@ -237,6 +237,29 @@ async fn a_job_starts_a_workflow_that_commits_with_its_attempt(backend: Backend)
     serving.await.unwrap();
 }
 
+/// A job floods `start-workflow` with 200,000 steps (and an empty stage):
+/// refused by shape, naming the bound, nothing queued; the engine serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_flooding_start_workflow_is_refused_and_nothing_is_queued() {
+    let t = crate::support::test_node(Backend::Sqlite, Arc::new(SystemClock), &[wasmjob::examples::TALLY]).await;
+    let node = Arc::new(t.node);
+    let (stop, serving) = crate::support::serve(&node);
+    for (args, refusal) in [
+        (json!({ "flood": 200_000 }), "at most 1000 steps, not 200000"),
+        (json!({ "then": [[1], []] }), "every stage a step"),
+    ] {
+        let id = node.queue.queue(T, "tally", &args.to_string(), &QueueOptions::default(), None).await.unwrap();
+        let task = finished(&node, &id).await;
+        assert_eq!(task.state, TaskState::Failure, "{task:?}");
+        assert!(task.error.as_deref().unwrap_or_default().contains(refusal), "{args}: {task:?}");
+    }
+    assert_eq!(node.store.list_tasks(Default::default()).await.unwrap().len(), 2, "no step was queued");
+    let id = node.queue.queue(T, "tally", r#"{"add": 5}"#, &QueueOptions::default(), None).await.unwrap();
+    assert_eq!(finished(&node, &id).await.result.as_deref(), Some("5"));
+    drop(stop);
+    serving.await.unwrap();
+}
+
 crate::conformance!(
     a_job_starts_a_workflow_that_commits_with_its_attempt,
     a_chain_passes_each_result_to_the_next_step,
