@@ -186,19 +186,19 @@ impl Rooms {
 }
 
 /// Takes up to `want` of `heads`, in claim order (queue priority, task
-/// priority, due time, id), each while its job and queue have room.
-pub(crate) fn pick(mut heads: Vec<Head>, rooms: &mut Rooms, want: u64) -> Vec<Head> {
+/// priority, due time, id), each while its job and queue have room; answers
+/// those taken and those left.
+pub(crate) fn pick(mut heads: Vec<Head>, rooms: &mut Rooms, want: u64) -> (Vec<Head>, Vec<Head>) {
     heads.sort_by(|a, b| (b.rank, b.priority).cmp(&(a.rank, a.priority)).then((a.run_at, a.id).cmp(&(b.run_at, b.id))));
-    let mut picked = Vec::new();
+    let (mut picked, mut left) = (Vec::new(), Vec::new());
     for head in heads {
-        if picked.len() as u64 >= want {
-            break;
-        }
-        if rooms.take(&head) {
+        if (picked.len() as u64) < want && rooms.take(&head) {
             picked.push(head);
+        } else {
+            left.push(head);
         }
     }
-    picked
+    (picked, left)
 }
 
 #[cfg(test)]
@@ -221,15 +221,16 @@ mod tests {
         let mut rooms = Rooms::default();
         rooms.jobs.insert("b".into(), 1);
         rooms.queues.insert("low".into(), 1);
-        let ids: Vec<i64> = pick(heads, &mut rooms, 10).iter().map(|h| h.id).collect();
-        assert_eq!(ids, [3, 5, 1]);
+        let (picked, left) = pick(heads, &mut rooms, 10);
+        let ids = |heads: Vec<Head>| heads.iter().map(|h| h.id).collect::<Vec<_>>();
+        assert_eq!((ids(picked), ids(left)), (vec![3, 5, 1], vec![4, 2]));
         assert_eq!((rooms.jobs["b"], rooms.queues["low"]), (0, 0));
     }
 
     #[test]
     fn a_claim_takes_no_more_than_it_wants() {
         let heads = (1..=5).map(|i| head(i, "a", "q", 0)).collect();
-        assert_eq!(pick(heads, &mut Rooms::default(), 2).len(), 2);
+        assert_eq!(pick(heads, &mut Rooms::default(), 2).0.len(), 2);
     }
 
     #[test]

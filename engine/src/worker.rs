@@ -200,7 +200,12 @@ impl Workers {
             pruner: crate::retention::Pruner::default(),
             poison_after,
             // No queue named: none served, which no node means; every queue.
-            queues: queues.filter(|q| !q.is_empty()),
+            // Each once: the grouped claim walks each queue named.
+            queues: queues.filter(|q| !q.is_empty()).map(|mut q| {
+                q.sort();
+                q.dedup();
+                q
+            }),
             progress: Arc::default(),
         }
     }
@@ -285,7 +290,8 @@ impl Workers {
                 // A task due later: wake for it. One due now but not claimed
                 // (its tenant has no free slot) waits for a slot to free up,
                 // not in a busy loop.
-                if let Some(next) = claim.next_run_at {
+                // A job's next token (its rate): wake for it too.
+                for next in [claim.next_run_at, claim.wake_at].into_iter().flatten() {
                     let wait = next - self.clock.now_millis();
                     if wait > 0 {
                         sleep = sleep.min(Duration::from_millis(wait as u64));

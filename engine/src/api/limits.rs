@@ -105,7 +105,7 @@ pub async fn delete_job(
 
 /// A job's name as the registry keys it (lower case), checked.
 fn job_name(name: &str) -> Result<String, ApiError> {
-    let job = name.to_lowercase();
+    let job = name.to_ascii_lowercase();
     crate::job::validate_name(&job).map_err(|e| ApiError::invalid_option("name", e.to_string()))?;
     Ok(job)
 }

@@ -495,12 +495,11 @@ pub struct TokenRow {
 #[derive(Debug, Clone, Default)]
 pub struct Claim {
     pub tasks: Vec<ClaimedTask>,
-    /// When this claim's node should look again, if it claimed less than
-    /// it asked: the next queued task due after `now`, or the next token
-    /// of a job held back by its rate ([`crate::limits`]), whichever
-    /// comes first. A task due now but not claimed (no slot) is no reason:
-    /// a slot freeing up is.
+    /// When the next queued task becomes due, if one is waiting.
     pub next_run_at: Option<Millis>,
+    /// When a job with a due task held back by its rate gets its next
+    /// token ([`crate::limits`]), if one was.
+    pub wake_at: Option<Millis>,
     /// Tenants with due tasks were skipped because another node was
     /// claiming for them: claiming again shortly may find them free.
     pub contended: bool,

@@ -228,7 +228,14 @@ impl PostgresStore {
         // claim by sequential scan, 17 ms at 20,000 tasks, after 300 claims
         // on an idle queue). Every statement is planned for its parameters
         // instead, which costs a fraction of a millisecond.
-        let options = format!("{} -c plan_cache_mode=force_custom_plan", config.get_options().unwrap_or_default());
+        // Every statement reads what committed before it, whatever the
+        // database's default: the claim counts the tenant's started tasks
+        // after taking its lock, and must see another node's starts
+        // committed before that.
+        let options = format!(
+            "{} -c plan_cache_mode=force_custom_plan -c default_transaction_isolation=read\\ committed",
+            config.get_options().unwrap_or_default()
+        );
         config.options(options.trim());
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -1317,6 +1324,7 @@ impl Store for PostgresStore {
                 None => {
                     claim.contended = r.get(10);
                     claim.next_run_at = r.get(11);
+                    claim.wake_at = r.get(15);
                 }
             }
         }

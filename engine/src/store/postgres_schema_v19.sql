@@ -23,30 +23,36 @@ CREATE INDEX tasks_groups ON tasks_live (tenant, queue, job, priority DESC, run_
 -- is the same walk for SQLite): up to `want` due tasks of the queues
 -- `queues` names (NULL: every queue), each group's head within the room its
 -- job's and queue's limits leave, in claim order (queue priority, task
--- priority, due time, id), locked; it takes the rate limits' tokens of the
--- tasks it picks. `wake`: when a job's bucket next holds a token, if a
--- task of that job is due and held back by its rate. The caller holds the
--- tenant's claim lock, so that counts and tokens do not change under it.
+-- priority, due time, id); it takes the rate limits' tokens of the tasks
+-- it picks. `wake`: when a job with a due task left behind gets its next
+-- token, if its bucket is not full. The caller holds the tenant's claim
+-- lock, so that no other claim counts or takes meanwhile; the heads are
+-- not locked (a revoke meanwhile is seen by the claim's UPDATE).
 CREATE FUNCTION wasmjob_pick(t TEXT, want BIGINT, now BIGINT, queues TEXT[])
 RETURNS TABLE (ids BIGINT[], wake BIGINT)
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
 DECLARE
     l RECORD;
     h RECORD;
-    busy BIGINT;
     have DOUBLE PRECISION;
     room BIGINT;
+    taken BIGINT;
     k INTEGER;
     j INTEGER;
     served TEXT;
     gq TEXT;
     gj TEXT;
+    busy_jobs TEXT[];
+    busy_job_counts BIGINT[];
+    busy_queues TEXT[];
+    busy_queue_counts BIGINT[];
     job_names TEXT[] := '{}';
     job_rooms BIGINT[] := '{}';
     job_tokens DOUBLE PRECISION[] := '{}';
     job_rates BIGINT[] := '{}';
     job_pers BIGINT[] := '{}';
     job_taken BIGINT[] := '{}';
+    job_behind BOOLEAN[] := '{}';
     queue_names TEXT[] := '{}';
     queue_rooms BIGINT[] := '{}';
     queue_ranks INTEGER[] := '{}';
@@ -56,12 +62,16 @@ DECLARE
     head_ranks INTEGER[] := '{}';
     head_prios INTEGER[] := '{}';
     head_runs BIGINT[] := '{}';
-    held_by_rate BOOLEAN[] := '{}';
 BEGIN
     ids := '{}';
+    -- The tenant's started tasks by job and by queue: one look at them.
+    SELECT array_agg(b.job), array_agg(b.n) INTO busy_jobs, busy_job_counts
+    FROM (SELECT q.job, count(*) AS n FROM tasks q WHERE q.tenant = t AND q.state = 'started' GROUP BY q.job) b;
+    SELECT array_agg(b.queue), array_agg(b.n) INTO busy_queues, busy_queue_counts
+    FROM (SELECT q.queue, count(*) AS n FROM tasks q WHERE q.tenant = t AND q.state = 'started' GROUP BY q.queue) b;
     FOR l IN SELECT * FROM job_limits x WHERE x.tenant = t LOOP
-        SELECT count(*) INTO busy FROM tasks q WHERE q.tenant = t AND q.state = 'started' AND q.job = l.job;
-        room := CASE WHEN l.max_running IS NULL THEN want ELSE greatest(l.max_running - busy, 0) END;
+        room := CASE WHEN l.max_running IS NULL THEN want
+                     ELSE greatest(l.max_running - COALESCE(busy_job_counts[array_position(busy_jobs, l.job)], 0), 0) END;
         have := NULL;
         IF l.rate_tasks IS NOT NULL THEN
             have := least(l.rate_tasks::DOUBLE PRECISION,
@@ -74,18 +84,18 @@ BEGIN
         job_rates := job_rates || l.rate_tasks;
         job_pers := job_pers || l.rate_per_ms;
         job_taken := job_taken || 0::BIGINT;
-        held_by_rate := held_by_rate || false;
+        job_behind := job_behind || false;
     END LOOP;
     FOR l IN SELECT * FROM queue_limits x WHERE x.tenant = t LOOP
-        SELECT count(*) INTO busy FROM tasks q WHERE q.tenant = t AND q.state = 'started' AND q.queue = l.queue;
         queue_names := queue_names || l.queue;
         queue_rooms := queue_rooms || CASE WHEN l.max_running IS NULL THEN want
-                                           ELSE greatest(l.max_running - busy, 0) END;
+            ELSE greatest(l.max_running - COALESCE(busy_queue_counts[array_position(busy_queues, l.queue)], 0), 0) END;
         queue_ranks := queue_ranks || l.priority;
     END LOOP;
 
     -- The groups, a loose scan of `tasks_groups`: of each queue served, or
-    -- of every queue; each group's due head within its room.
+    -- of every queue; each group's due heads within its room, and one more
+    -- to know whether one is left behind.
     FOR served IN SELECT unnest(COALESCE(queues, ARRAY[NULL::TEXT])) LOOP
         gq := COALESCE(served, '');
         gj := '';
@@ -103,23 +113,22 @@ BEGIN
             k := array_position(queue_names, gq);
             j := array_position(job_names, gj);
             room := least(want, COALESCE(queue_rooms[k], want), COALESCE(job_rooms[j], want));
-            -- Held back by the rate: its tokens bound the room, and its
-            -- bucket is not full (a full one's tokens come no sooner).
-            IF j IS NOT NULL AND job_rates[j] IS NOT NULL AND room < want
-               AND floor(job_tokens[j] + 1e-9) <= room AND floor(job_tokens[j] + 1e-9) < job_rates[j] THEN
-                held_by_rate[j] := true;
-            END IF;
-            CONTINUE WHEN room <= 0;
+            taken := 0;
             FOR h IN SELECT q.id, q.priority, q.run_at FROM tasks q
                      WHERE q.tenant = t AND q.queue = gq AND q.job = gj AND q.state IN ('queued', 'retry')
                        AND q.run_at <= now AND (q.expires_at IS NULL OR q.expires_at > now)
-                     ORDER BY q.priority DESC, q.run_at, q.id LIMIT room FOR UPDATE SKIP LOCKED LOOP
+                     ORDER BY q.priority DESC, q.run_at, q.id LIMIT room + 1 LOOP
+                IF taken = room THEN
+                    IF j IS NOT NULL THEN job_behind[j] := true; END IF;
+                    EXIT;
+                END IF;
                 head_ids := head_ids || h.id;
                 head_jobs := head_jobs || gj;
                 head_queues := head_queues || gq;
                 head_ranks := head_ranks || COALESCE(queue_ranks[k], 0);
                 head_prios := head_prios || h.priority;
                 head_runs := head_runs || h.run_at;
+                taken := taken + 1;
             END LOOP;
         END LOOP;
     END LOOP;
@@ -128,10 +137,12 @@ BEGIN
     FOR h IN SELECT * FROM unnest(head_ids, head_jobs, head_queues, head_ranks, head_prios, head_runs)
                  AS u(id, job, queue, rank, priority, run_at)
              ORDER BY u.rank DESC, u.priority DESC, u.run_at, u.id LOOP
-        EXIT WHEN cardinality(ids) >= want;
         k := array_position(queue_names, h.queue);
         j := array_position(job_names, h.job);
-        CONTINUE WHEN COALESCE(queue_rooms[k], 1) <= 0 OR COALESCE(job_rooms[j], 1) <= 0;
+        IF cardinality(ids) >= want OR COALESCE(queue_rooms[k], 1) <= 0 OR COALESCE(job_rooms[j], 1) <= 0 THEN
+            IF j IS NOT NULL THEN job_behind[j] := true; END IF;
+            CONTINUE;
+        END IF;
         IF k IS NOT NULL THEN queue_rooms[k] := queue_rooms[k] - 1; END IF;
         IF j IS NOT NULL THEN
             job_rooms[j] := job_rooms[j] - 1;
@@ -140,15 +151,21 @@ BEGIN
         ids := ids || h.id;
     END LOOP;
 
-    -- The tokens taken, and when a job held back by its rate gets its next.
+    -- The tokens taken (refilled in the statement itself: limits set since
+    -- they were read are not undone), and when a job with a due task left
+    -- behind gets its next token, if its bucket is not full.
     FOR j IN 1 .. coalesce(array_length(job_names, 1), 0) LOOP
         CONTINUE WHEN job_rates[j] IS NULL;
-        have := job_tokens[j] - job_taken[j];
         IF job_taken[j] > 0 THEN
-            UPDATE job_limits x SET tokens = have, refilled_at = greatest(x.refilled_at, now)
-            WHERE x.tenant = t AND x.job = job_names[j];
+            UPDATE job_limits x SET
+                tokens = least(x.rate_tasks::DOUBLE PRECISION,
+                               x.tokens + greatest(now - x.refilled_at, 0)::DOUBLE PRECISION * x.rate_tasks / x.rate_per_ms)
+                         - job_taken[j],
+                refilled_at = greatest(x.refilled_at, now)
+            WHERE x.tenant = t AND x.job = job_names[j] AND x.rate_tasks IS NOT NULL;
         END IF;
-        IF held_by_rate[j] THEN
+        have := job_tokens[j] - job_taken[j];
+        IF job_behind[j] AND floor(have + 1e-9) < job_rates[j] THEN
             wake := least(wake, now + greatest(ceil(((floor(have + 1e-9) + 1) - have) * job_pers[j] / job_rates[j]), 1)::BIGINT);
         END IF;
     END LOOP;
@@ -158,14 +175,15 @@ $$;
 
 -- `wasmjob_claim` of version 18, whose tenants with limits (and every
 -- tenant, for a node serving only some queues) are claimed through
--- `wasmjob_pick`, and whose `next_run_at` is the next task due later (one
--- due now but not claimed waits for a slot) or the next token of a job held
--- back by its rate, whichever comes first.
-CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGINT, lim INTEGER, tenants TEXT[], maxes BIGINT[],
+-- `wasmjob_pick`, and which answers, as its last column (where a node of
+-- the version before does not read), when a job held back by its rate
+-- next gets a token.
+DROP FUNCTION wasmjob_claim(BIGINT, TEXT, BIGINT, INTEGER, TEXT[], BIGINT[], TEXT[]);
+CREATE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGINT, lim INTEGER, tenants TEXT[], maxes BIGINT[],
     queues TEXT[] DEFAULT NULL)
 RETURNS TABLE (id BIGINT, tenant TEXT, job TEXT, version TEXT, args TEXT, attempt INTEGER, max_retries INTEGER,
                root_task BIGINT, depth INTEGER, lease TEXT, contended BOOLEAN, next_run_at BIGINT, due_at BIGINT,
-               workflow BOOLEAN, queue TEXT)
+               workflow BOOLEAN, queue TEXT, wake_at BIGINT)
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
 DECLARE
     waiting TEXT;
@@ -229,7 +247,7 @@ BEGIN
                 WHERE t.state IN ('queued', 'retry') AND t.id = ANY(picked)
                 RETURNING t.id, t.tenant, t.job, t.version, t.args, t.attempt, t.max_retries,
                     COALESCE(t.root_task, t.id), t.depth, t.lease, NULL::BOOLEAN, NULL::BIGINT, t.run_at,
-                    t.workflow IS NOT NULL, t.queue;
+                    t.workflow IS NOT NULL, t.queue, NULL::BIGINT;
             ELSE
                 -- The picked ids are an ARRAY(...), which the server computes
                 -- once: as `id IN (SELECT ... LIMIT ...)` the planner may run
@@ -247,7 +265,7 @@ BEGIN
                     ORDER BY q.priority DESC, q.run_at, q.id LIMIT want FOR UPDATE SKIP LOCKED))
                 RETURNING t.id, t.tenant, t.job, t.version, t.args, t.attempt, t.max_retries,
                     COALESCE(t.root_task, t.id), t.depth, t.lease, NULL::BOOLEAN, NULL::BIGINT, t.run_at,
-                    t.workflow IS NOT NULL, t.queue;
+                    t.workflow IS NOT NULL, t.queue, NULL::BIGINT;
             END IF;
             GET DIAGNOSTICS got = ROW_COUNT;
             rooms[k] := CASE WHEN got < want THEN 0 ELSE rooms[k] - got END;
@@ -258,8 +276,8 @@ BEGIN
 
     RETURN QUERY SELECT NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::INTEGER, NULL::INTEGER,
         NULL::BIGINT, NULL::INTEGER, NULL::TEXT, was_contended,
-        least(wake, CASE WHEN left_over > 0 THEN (SELECT min(q.run_at) FROM tasks q WHERE q.state IN ('queued', 'retry')
-            AND q.run_at > now AND (queues IS NULL OR q.queue = ANY(queues))) END),
-        NULL::BIGINT, NULL::BOOLEAN, NULL::TEXT;
+        CASE WHEN left_over > 0 THEN (SELECT min(q.run_at) FROM tasks q WHERE q.state IN ('queued', 'retry')
+            AND (queues IS NULL OR q.queue = ANY(queues))) END,
+        NULL::BIGINT, NULL::BOOLEAN, NULL::TEXT, wake;
 END
 $$;

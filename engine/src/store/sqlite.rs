@@ -460,14 +460,23 @@ fn claim_grouped(
 ) -> Result<(), StoreError> {
     let want = want as u64;
     let now = request.now;
+    // The tenant's started tasks by job and queue: one look at them all.
+    let (mut busy_jobs, mut busy_queues) = (HashMap::<String, u64>::new(), HashMap::<String, u64>::new());
+    let mut busy = conn.prepare_cached(
+        "SELECT job, queue, COUNT(*) FROM tasks INDEXED BY tasks_running \
+         WHERE tenant = ?1 AND state = 'started' GROUP BY job, queue",
+    )?;
+    for row in
+        busy.query_map([tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?
+    {
+        let (job, queue, n) = row?;
+        *busy_jobs.entry(job).or_default() += n.max(0) as u64;
+        *busy_queues.entry(queue).or_default() += n.max(0) as u64;
+    }
     let mut rooms = Rooms::default();
-    let mut rates = HashMap::new();
-    let busy = |column: &str, name: &str| -> Result<u64, StoreError> {
-        let sql = format!(
-            "SELECT COUNT(*) FROM tasks INDEXED BY tasks_running WHERE tenant = ?1 AND state = 'started' AND {column} = ?2"
-        );
-        Ok(conn.prepare_cached(&sql)?.query_row([tenant, name], |r| r.get::<_, i64>(0))?.max(0) as u64)
-    };
+    // Per rate-limited job: its rate, its tokens now, how many it took, and
+    // whether a due task of it was left behind.
+    let mut rates: HashMap<String, (Rate, f64, u64, bool)> = HashMap::new();
     let jobs: Vec<(String, JobLimits, f64, Millis)> = conn
         .prepare_cached(
             "SELECT job, max_running, rate_tasks, rate_per_ms, tokens, refilled_at FROM job_limits WHERE tenant = ?1",
@@ -477,14 +486,12 @@ fn claim_grouped(
         })?
         .collect::<Result<_, _>>()?;
     for (job, limits, tokens, refilled_at) in jobs {
-        let mut room = match limits.max_concurrency {
-            Some(max) => u64::from(max).saturating_sub(busy("job", &job)?),
-            None => want,
-        };
+        let busy = busy_jobs.get(&job).copied().unwrap_or(0);
+        let mut room = limits.max_concurrency.map_or(want, |max| u64::from(max).saturating_sub(busy));
         if let Some(rate) = limits.rate {
             let have = rate.tokens(tokens, refilled_at, now);
             room = room.min(Rate::whole(have));
-            rates.insert(job.clone(), (rate, have, 0u64, false));
+            rates.insert(job.clone(), (rate, have, 0, false));
         }
         rooms.jobs.insert(job, room);
     }
@@ -495,13 +502,15 @@ fn claim_grouped(
     let mut ranks = HashMap::new();
     for (queue, max, rank) in queues {
         if let Some(max) = max {
-            rooms.queues.insert(queue.clone(), (max.max(0) as u64).saturating_sub(busy("queue", &queue)?));
+            let busy = busy_queues.get(&queue).copied().unwrap_or(0);
+            rooms.queues.insert(queue.clone(), (max.max(0) as u64).saturating_sub(busy));
         }
         ranks.insert(queue, rank);
     }
 
     // The groups, a loose scan of `tasks_groups`: of each queue served, or
-    // of every queue; each group's due heads within its room.
+    // of every queue; each group's due heads within its room, and one more
+    // to know whether one is left behind.
     let mut heads = Vec::new();
     let mut next_group = conn.prepare_cached(
         "SELECT queue, job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
@@ -532,15 +541,9 @@ fn claim_grouped(
             };
             (queue, job) = (q, j);
             let room = rooms.of(&queue, &job, want);
-            if let Some((rate, have, _, held)) = rates.get_mut(&job) {
-                let whole = Rate::whole(*have);
-                *held |= room < want && whole <= room && whole < u64::from(rate.tasks);
-            }
-            if room == 0 {
-                continue;
-            }
             let rank = ranks.get(&queue).copied().unwrap_or(0);
-            let rows = group_heads.query_map(params![tenant, queue, job, now, room as i64], |r| {
+            let limit = i64::try_from(room.saturating_add(1)).unwrap_or(i64::MAX);
+            let rows = group_heads.query_map(params![tenant, queue, job, now, limit], |r| {
                 Ok(Head {
                     id: r.get(0)?,
                     job: job.clone(),
@@ -550,8 +553,15 @@ fn claim_grouped(
                     run_at: r.get(2)?,
                 })
             })?;
-            for row in rows {
-                heads.push(row?);
+            for (taken, row) in rows.enumerate() {
+                let head = row?;
+                if taken as u64 == room {
+                    if let Some(rate) = rates.get_mut(&head.job) {
+                        rate.3 = true;
+                    }
+                    break;
+                }
+                heads.push(head);
             }
         }
     }
@@ -559,28 +569,38 @@ fn claim_grouped(
     let mut start = conn.prepare_cached(&format!(
         "UPDATE tasks SET {CLAIMED} WHERE id = ?4 AND state IN ('queued', 'retry') RETURNING {CLAIMED_COLUMNS}"
     ))?;
-    for head in limits::pick(heads, &mut rooms, want) {
+    let (picked, left) = limits::pick(heads, &mut rooms, want);
+    for head in left {
+        if let Some(rate) = rates.get_mut(&head.job) {
+            rate.3 = true;
+        }
+    }
+    for head in picked {
         let task = start
             .query_row(params![now, request.node, request.lease_until, head.id], |r| claimed_task(r, tenant))
             .optional()?;
         if let Some(task) = task {
-            if let Some((_, _, taken, _)) = rates.get_mut(&task.job) {
-                *taken += 1;
+            if let Some(rate) = rates.get_mut(&task.job) {
+                rate.2 += 1;
             }
             claimed.tasks.push(task);
         }
     }
 
-    // The tokens taken, and when a job held back by its rate gets its next.
+    // The tokens taken (refilled in the statement itself: limits set
+    // since they were read are not undone), and when a job with a due task
+    // left behind gets its next token, if its bucket is not full.
     let mut spend = conn.prepare_cached(
-        "UPDATE job_limits SET tokens = ?3, refilled_at = MAX(refilled_at, ?4) WHERE tenant = ?1 AND job = ?2",
+        "UPDATE job_limits SET tokens = MIN(rate_tasks, tokens + MAX(?3 - refilled_at, 0) * 1.0 * rate_tasks / rate_per_ms) - ?4, \
+           refilled_at = MAX(refilled_at, ?3) \
+         WHERE tenant = ?1 AND job = ?2 AND rate_tasks IS NOT NULL",
     )?;
-    for (job, (rate, have, taken, held)) in rates {
-        let left = have - taken as f64;
+    for (job, (rate, have, taken, behind)) in rates {
         if taken > 0 {
-            spend.execute(params![tenant, job, left, now])?;
+            spend.execute(params![tenant, job, now, taken as i64])?;
         }
-        if held {
+        let left = have - taken as f64;
+        if behind && Rate::whole(left) < u64::from(rate.tasks) {
             let at = rate.next_token_at(left, now);
             claimed.wake = Some(claimed.wake.map_or(at, |w| w.min(at)));
         }
@@ -978,32 +998,24 @@ impl Store for SqliteStore {
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.op(move |conn| {
             let Claimed { tasks, wake } = claim_fairly(conn, &request)?;
-            // The next task due later (one due now but not claimed waits for
-            // a slot), of the queues served: a task of another queue is none
-            // of this node's waiting.
+            // Of the queues served: a task of another queue is none of
+            // this node's waiting.
             let next_run_at = match (tasks.len() < request.limit, &request.queues) {
                 (false, _) => None,
                 (true, None) => conn
                     .prepare_cached(
-                        "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next \
-                         WHERE state IN ('queued', 'retry') AND run_at > ?1",
+                        "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry')",
                     )?
-                    .query_row([request.now], |r| r.get::<_, Option<i64>>(0))?,
+                    .query_row([], |r| r.get::<_, Option<i64>>(0))?,
                 (true, Some(queues)) => conn
                     .prepare_cached(
                         "SELECT run_at FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry') \
-                         AND run_at > ?2 AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
+                         AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
                     )?
-                    .query_row(params![serde_json::Value::from(queues.clone()).to_string(), request.now], |r| {
-                        r.get::<_, i64>(0)
-                    })
+                    .query_row([serde_json::Value::from(queues.clone()).to_string()], |r| r.get::<_, i64>(0))
                     .optional()?,
             };
-            let next_run_at = match (next_run_at, wake) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            Ok(Claim { tasks, next_run_at, contended: false })
+            Ok(Claim { tasks, next_run_at, wake_at: wake, contended: false })
         })
         .await
     }

@@ -4,6 +4,7 @@
 //! serving nodes on the real clock, and across two PostgreSQL nodes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
@@ -74,21 +75,32 @@ async fn a_jobs_rate_starts_a_burst_then_one_per_interval(backend: Backend) {
     for _ in 0..12 {
         t.node.queue.queue(T, "addition", "{}", &QueueOptions::default(), None).await.unwrap();
     }
-    assert_eq!(claim(store, start, 10).await.tasks.len(), 3, "a full bucket: a burst of 3");
-    // Empty: the claim says when its next token comes (a third of a second).
+    // A full bucket: a burst of 3, and the claim says when the next token
+    // comes (a third of a second), the rest of its tasks being due.
+    let burst = claim(store, start, 10).await;
+    assert_eq!((burst.tasks.len(), burst.wake_at), (3, Some(start + 334)));
     let held = claim(store, start, 10).await;
-    assert!(held.tasks.is_empty());
-    assert_eq!(held.next_run_at, Some(start + 334));
+    assert_eq!((held.tasks.len(), held.wake_at), (0, Some(start + 334)));
     assert!(claim(store, start + 333, 10).await.tasks.is_empty());
     assert_eq!(claim(store, start + 334, 10).await.tasks.len(), 1);
     // A long quiet fills the bucket to its burst, no more.
-    assert_eq!(claim(store, start + 100_000, 10).await.tasks.len(), 3);
-    // A claim on a clock behind the bucket's (another node's) adds none.
-    assert!(claim(store, start, 10).await.tasks.is_empty());
+    let quiet = start + 100_000;
+    assert_eq!(claim(store, quiet, 1).await.tasks.len(), 1);
+    // A claim on a clock behind the bucket's (another node's) adds none to
+    // the 2 tokens left.
+    assert_eq!(claim(store, start, 10).await.tasks.len(), 2);
+    assert!(claim(store, quiet, 10).await.tasks.is_empty());
     // Set again: the bucket starts full.
-    assert!(store.put_job_limits(T, "addition", &limits, start + 100_000, 10).await.unwrap());
-    assert_eq!(claim(store, start + 100_000, 10).await.tasks.len(), 3);
-    assert_eq!(claim(store, start + 100_000, 10).await.tasks.len(), 0);
+    assert!(store.put_job_limits(T, "addition", &limits, quiet, 10).await.unwrap());
+    assert_eq!(claim(store, quiet, 10).await.tasks.len(), 3);
+    // The last two due, and one not due for an hour: no wake for that one.
+    t.node.queue.queue(T, "addition", "{}", &delayed(3_600_000), None).await.unwrap();
+    let last = claim(store, quiet + 10_000, 10).await;
+    assert_eq!((last.tasks.len(), last.wake_at), (2, None));
+}
+
+fn delayed(ms: u64) -> QueueOptions {
+    QueueOptions { delay: Some(Duration::from_millis(ms)), ..Default::default() }
 }
 
 async fn a_queue_of_higher_priority_goes_first_within_its_max_running(backend: Backend) {
@@ -199,7 +211,7 @@ crate::conformance!(
 );
 
 /// Two nodes on one PostgreSQL, a job limited to one task at a time: its
-/// tasks never overlap, whichever node runs them, and both nodes run some.
+/// tasks never overlap, whichever node runs them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_max_concurrency_holds_across_nodes() {
     let place = crate::support::place(Backend::Postgres).await;
