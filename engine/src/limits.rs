@@ -33,6 +33,12 @@ pub const MAX_LIMIT: u32 = 1_000_000;
 /// The longest `rate.per_ms`: 366 days, as a task's longest delay.
 pub const MAX_PERIOD_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 
+/// The most groups (queue, job) with waiting tasks one claim walks for a
+/// tenant with limits and every queue: the next claim goes on from where
+/// it stopped, wrapping around, so that a tenant with tasks in many queues
+/// costs each claim a bounded walk and every group gets its turn. 256.
+pub const MAX_WALK: usize = 256;
+
 /// The most queues and the most jobs a tenant may set limits on (each).
 pub const MAX_LIMITED: usize = 1_000;
 

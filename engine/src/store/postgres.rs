@@ -92,10 +92,11 @@ const MIGRATIONS: [&str; 19] = [
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
 /// [`drop_tables`] drops them; a test checks that the migrations create no
 /// other.
-const TABLES: [&str; 25] = [
+const TABLES: [&str; 26] = [
     "tasks",
     "queue_limits",
     "job_limits",
+    "group_cursors",
     "workflow_steps",
     "workflows",
     "pending_children",

@@ -17,6 +17,11 @@ CREATE TABLE job_limits (
     refilled_at BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, job)
 );
+CREATE TABLE group_cursors (
+    tenant TEXT PRIMARY KEY,
+    queue  TEXT NOT NULL,
+    job    TEXT NOT NULL
+);
 CREATE INDEX tasks_groups ON tasks_live (tenant, queue, job, priority DESC, run_at, id) WHERE state IN ('queued', 'retry');
 
 -- The grouped claim's pick for tenant `t` (`crate::limits`, whose `pick`
@@ -42,6 +47,13 @@ DECLARE
     served TEXT;
     gq TEXT;
     gj TEXT;
+    nq TEXT;
+    nj TEXT;
+    cq TEXT;
+    cj TEXT;
+    wrapped BOOLEAN;
+    truncated BOOLEAN := false;
+    walked INTEGER := 0;
     busy_jobs TEXT[];
     busy_job_counts BIGINT[];
     busy_queues TEXT[];
@@ -93,23 +105,38 @@ BEGIN
         queue_ranks := queue_ranks || l.priority;
     END LOOP;
 
-    -- The groups, a loose scan of `tasks_groups`: of each queue served, or
-    -- of every queue; each group's due heads within its room, and one more
-    -- to know whether one is left behind.
+    -- The groups, a loose scan of `tasks_groups`: of each queue served (as
+    -- many as it has jobs waiting), or of every queue, at most 256 groups
+    -- (`limits::MAX_WALK`) from where the last claim stopped, wrapping
+    -- around; each group's due heads within its room, and one more to know
+    -- whether one is left behind.
+    SELECT c.queue, c.job INTO cq, cj FROM group_cursors c WHERE c.tenant = t;
     FOR served IN SELECT unnest(COALESCE(queues, ARRAY[NULL::TEXT])) LOOP
-        gq := COALESCE(served, '');
-        gj := '';
+        gq := COALESCE(served, cq, '');
+        gj := CASE WHEN served IS NULL THEN COALESCE(cj, '') ELSE '' END;
+        wrapped := cq IS NULL;
         LOOP
             IF served IS NULL THEN
-                SELECT q.queue, q.job INTO gq, gj FROM tasks q
+                SELECT q.queue, q.job INTO nq, nj FROM tasks q
                 WHERE q.tenant = t AND q.state IN ('queued', 'retry') AND (q.queue, q.job) > (gq, gj)
                 ORDER BY q.queue, q.job LIMIT 1;
+                IF NOT FOUND THEN
+                    EXIT WHEN wrapped;
+                    wrapped := true;
+                    gq := '';
+                    gj := '';
+                    CONTINUE;
+                END IF;
+                EXIT WHEN wrapped AND cq IS NOT NULL AND (nq, nj) > (cq, cj);
+                walked := walked + 1;
             ELSE
-                SELECT q.queue, q.job INTO gq, gj FROM tasks q
+                SELECT q.queue, q.job INTO nq, nj FROM tasks q
                 WHERE q.tenant = t AND q.state IN ('queued', 'retry') AND q.queue = served AND q.job > gj
                 ORDER BY q.queue, q.job LIMIT 1;
+                EXIT WHEN NOT FOUND;
             END IF;
-            EXIT WHEN NOT FOUND;
+            gq := nq;
+            gj := nj;
             k := array_position(queue_names, gq);
             j := array_position(job_names, gj);
             room := least(want, COALESCE(queue_rooms[k], want), COALESCE(job_rooms[j], want));
@@ -130,7 +157,16 @@ BEGIN
                 head_runs := head_runs || h.run_at;
                 taken := taken + 1;
             END LOOP;
+            IF served IS NULL AND walked >= 256 THEN
+                INSERT INTO group_cursors (tenant, queue, job) VALUES (t, gq, gj)
+                ON CONFLICT (tenant) DO UPDATE SET queue = excluded.queue, job = excluded.job;
+                truncated := true;
+                EXIT;
+            END IF;
         END LOOP;
+        IF served IS NULL AND NOT truncated AND cq IS NOT NULL THEN
+            DELETE FROM group_cursors c WHERE c.tenant = t;
+        END IF;
     END LOOP;
 
     -- The pick: in claim order, each while its job and queue have room.

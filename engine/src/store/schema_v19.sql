@@ -21,4 +21,11 @@ CREATE TABLE job_limits (
     refilled_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, job)
 );
+-- Where a tenant's last claim stopped walking its groups, when it had more
+-- than one claim walks (`limits::MAX_WALK`): the next goes on from there.
+CREATE TABLE group_cursors (
+    tenant TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    job TEXT NOT NULL
+);
 CREATE INDEX tasks_groups ON tasks (tenant, queue, job, priority DESC, run_at, id) WHERE state IN ('queued', 'retry');

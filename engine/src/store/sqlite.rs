@@ -508,61 +508,37 @@ fn claim_grouped(
         ranks.insert(queue, rank);
     }
 
-    // The groups, a loose scan of `tasks_groups`: of each queue served, or
-    // of every queue; each group's due heads within its room, and one more
-    // to know whether one is left behind.
+    // Each group's due heads within its room, and one more to know whether
+    // one is left behind.
     let mut heads = Vec::new();
-    let mut next_group = conn.prepare_cached(
-        "SELECT queue, job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
-         AND (queue, job) > (?2, ?3) ORDER BY queue, job LIMIT 1",
-    )?;
-    let mut next_job = conn.prepare_cached(
-        "SELECT queue, job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
-         AND queue = ?2 AND job > ?3 ORDER BY job LIMIT 1",
-    )?;
     let mut group_heads = conn.prepare_cached(
         "SELECT id, priority, run_at FROM tasks INDEXED BY tasks_groups \
          WHERE tenant = ?1 AND queue = ?2 AND job = ?3 AND state IN ('queued', 'retry') AND run_at <= ?4 \
            AND (expires_at IS NULL OR expires_at > ?4) ORDER BY priority DESC, run_at, id LIMIT ?5",
     )?;
-    let served: Vec<Option<&str>> = match &request.queues {
-        Some(queues) => queues.iter().map(|q| Some(q.as_str())).collect(),
-        None => vec![None],
-    };
-    for only in served {
-        let (mut queue, mut job) = (only.unwrap_or("").to_owned(), String::new());
-        loop {
-            let next = if only.is_some() { &mut next_job } else { &mut next_group };
-            let Some((q, j)) = next
-                .query_row(params![tenant, queue, job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .optional()?
-            else {
-                break;
-            };
-            (queue, job) = (q, j);
-            let room = rooms.of(&queue, &job, want);
-            let rank = ranks.get(&queue).copied().unwrap_or(0);
-            let limit = i64::try_from(room.saturating_add(1)).unwrap_or(i64::MAX);
-            let rows = group_heads.query_map(params![tenant, queue, job, now, limit], |r| {
-                Ok(Head {
-                    id: r.get(0)?,
-                    job: job.clone(),
-                    queue: queue.clone(),
-                    rank,
-                    priority: r.get(1)?,
-                    run_at: r.get(2)?,
-                })
-            })?;
-            for (taken, row) in rows.enumerate() {
-                let head = row?;
-                if taken as u64 == room {
-                    if let Some(rate) = rates.get_mut(&head.job) {
-                        rate.3 = true;
-                    }
-                    break;
+    for (queue, job) in groups(conn, tenant, request.queues.as_deref())? {
+        let room = rooms.of(&queue, &job, want);
+        let rank = ranks.get(&queue).copied().unwrap_or(0);
+        let limit = i64::try_from(room.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = group_heads.query_map(params![tenant, queue, job, now, limit], |r| {
+            Ok(Head {
+                id: r.get(0)?,
+                job: job.clone(),
+                queue: queue.clone(),
+                rank,
+                priority: r.get(1)?,
+                run_at: r.get(2)?,
+            })
+        })?;
+        for (taken, row) in rows.enumerate() {
+            let head = row?;
+            if taken as u64 == room {
+                if let Some(rate) = rates.get_mut(&head.job) {
+                    rate.3 = true;
                 }
-                heads.push(head);
+                break;
             }
+            heads.push(head);
         }
     }
 
@@ -606,6 +582,67 @@ fn claim_grouped(
         }
     }
     Ok(())
+}
+
+/// The groups (queue, job) with waiting tasks a grouped claim of `tenant`
+/// walks, by a loose scan of `tasks_groups` (PostgreSQL's `wasmjob_pick`
+/// walks the same): every job of each queue `served` names; or, of every
+/// queue, at most [`limits::MAX_WALK`] groups from where the tenant's last
+/// claim stopped (`group_cursors`), wrapping around.
+fn groups(conn: &Connection, tenant: &str, served: Option<&[String]>) -> Result<Vec<(String, String)>, StoreError> {
+    let mut groups = Vec::new();
+    if let Some(served) = served {
+        let mut next_job = conn.prepare_cached(
+            "SELECT job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
+             AND queue = ?2 AND job > ?3 ORDER BY job LIMIT 1",
+        )?;
+        for queue in served {
+            let mut job = String::new();
+            while let Some(next) = next_job.query_row(params![tenant, queue, job], |r| r.get(0)).optional()? {
+                job = next;
+                groups.push((queue.clone(), job.clone()));
+            }
+        }
+        return Ok(groups);
+    }
+    let mut next_group = conn.prepare_cached(
+        "SELECT queue, job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
+         AND (queue, job) > (?2, ?3) ORDER BY queue, job LIMIT 1",
+    )?;
+    let cursor: Option<(String, String)> = conn
+        .prepare_cached("SELECT queue, job FROM group_cursors WHERE tenant = ?1")?
+        .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let mut at = cursor.clone().unwrap_or_default();
+    let mut wrapped = cursor.is_none();
+    loop {
+        let next: Option<(String, String)> =
+            next_group.query_row(params![tenant, at.0, at.1], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let Some(next) = next else {
+            if wrapped {
+                break;
+            }
+            (wrapped, at) = (true, Default::default());
+            continue;
+        };
+        if wrapped && cursor.as_ref().is_some_and(|c| next > *c) {
+            break;
+        }
+        at = next.clone();
+        groups.push(next);
+        if groups.len() >= limits::MAX_WALK {
+            conn.prepare_cached(
+                "INSERT INTO group_cursors (tenant, queue, job) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant) DO UPDATE SET queue = excluded.queue, job = excluded.job",
+            )?
+            .execute(params![tenant, at.0, at.1])?;
+            return Ok(groups);
+        }
+    }
+    if cursor.is_some() {
+        conn.prepare_cached("DELETE FROM group_cursors WHERE tenant = ?1")?.execute([tenant])?;
+    }
+    Ok(groups)
 }
 
 /// Takes `tokens` from their bucket if it has that many (refilled at its
