@@ -154,11 +154,17 @@ async fn a_claim_walks_a_bounded_number_of_groups_and_the_next_goes_on(backend: 
     let t = crate::support::test_node(backend, clock.clone(), &[wasmjob::examples::ADDITION]).await;
     let store = &t.node.store;
     let now = clock.now_millis();
-    // Limited (a limit that holds nothing back), with a task in each of
-    // more queues than one claim walks.
+    // Limited (by a limit that holds nothing back), with more queues than
+    // one claim walks, each holding a due task and one due in an hour (so
+    // that every group keeps waiting tasks).
+    let queue = |i: usize| format!("q{i:04}");
     let groups = wasmjob::limits::MAX_WALK + 44;
-    let options: Vec<_> = (0..groups).map(|i| to(&format!("q{i:04}"))).collect();
-    let batch: Vec<_> = options.iter().map(|o| ("addition".to_owned(), "{}".to_owned(), o.clone())).collect();
+    let mut batch = Vec::new();
+    for i in 0..groups {
+        batch.push(("addition".to_owned(), "{}".to_owned(), to(&queue(i))));
+        let later = QueueOptions { queue: Some(queue(i)), ..delayed(3_600_000) };
+        batch.push(("addition".to_owned(), "{}".to_owned(), later));
+    }
     for chunk in batch.chunks(500) {
         for answer in t.node.queue.queue_many(T, chunk).await.unwrap() {
             answer.unwrap();
@@ -167,11 +173,18 @@ async fn a_claim_walks_a_bounded_number_of_groups_and_the_next_goes_on(backend: 
     let limits = JobLimits { max_concurrency: Some(1_000_000), rate: None };
     assert!(store.put_job_limits(T, "addition", &limits, now, 10).await.unwrap());
     assert_eq!(claim(store, now, 1_000).await.tasks.len(), wasmjob::limits::MAX_WALK);
-    // The next claim goes on from there, wraps around, and ends the walk.
+    // The next claim goes on from there (a walk from the start would find
+    // only the tasks due in an hour), then wraps around.
     assert_eq!(claim(store, now, 1_000).await.tasks.len(), 44);
-    assert!(claim(store, now, 1_000).await.tasks.is_empty());
-    let queued = t.node.queue.queue(T, "addition", "{}", &to("q0000"), None).await.unwrap();
-    assert_eq!(claim(store, now, 1_000).await.tasks.into_iter().map(|t| t.id).collect::<Vec<_>>(), [queued]);
+    // Either side of where it stopped (`q0211`): both are reached.
+    let mut due = Vec::new();
+    for i in [100, 250] {
+        due.push(t.node.queue.queue(T, "addition", "{}", &to(&queue(i)), None).await.unwrap());
+    }
+    let mut claimed: Vec<_> = claim(store, now, 1_000).await.tasks.into_iter().map(|t| t.id).collect();
+    claimed.sort();
+    due.sort();
+    assert_eq!(claimed, due);
 }
 
 /// The tasks' `(started_at, finished_at)`, by start.
@@ -198,7 +211,7 @@ fn most_running(
     let watching = tokio::spawn(async move {
         let filter = TaskFilter { job: Some(job.into()), state: Some(TaskState::Started), ..Default::default() };
         let mut most = 0;
-        while until.try_recv().is_err() {
+        while matches!(until.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)) {
             most = most.max(store.list_tasks(filter.clone()).await.unwrap().len());
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
