@@ -32,7 +32,8 @@ CREATE INDEX tasks_groups ON tasks_live (tenant, queue, job, priority DESC, run_
 -- it picks. `wake`: when a job with a due task left behind gets its next
 -- token, if its bucket is not full. The caller holds the tenant's claim
 -- lock, so that no other claim counts or takes meanwhile; the heads are
--- not locked (a revoke meanwhile is seen by the claim's UPDATE).
+-- read without locks, and only those picked of rate-limited tenants are
+-- locked, to spend tokens on the tasks that start.
 CREATE FUNCTION wasmjob_pick(t TEXT, want BIGINT, now BIGINT, queues TEXT[])
 RETURNS TABLE (ids BIGINT[], wake BIGINT)
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
@@ -186,6 +187,17 @@ BEGIN
         END IF;
         ids := ids || h.id;
     END LOOP;
+    -- The picked, locked: a revoke meanwhile (the heads were read without
+    -- locks) has it left out here, and spends no token.
+    IF cardinality(ids) > 0 AND EXISTS (SELECT 1 FROM unnest(job_rates) r WHERE r IS NOT NULL) THEN
+        ids := ARRAY(SELECT x.id FROM tasks x WHERE x.id = ANY(ids) AND x.state IN ('queued', 'retry')
+                     ORDER BY x.id FOR UPDATE);
+        FOR j IN 1 .. coalesce(array_length(job_names, 1), 0) LOOP
+            CONTINUE WHEN job_rates[j] IS NULL OR job_taken[j] = 0;
+            SELECT count(*) INTO taken FROM tasks x WHERE x.id = ANY(ids) AND x.job = job_names[j];
+            job_taken[j] := taken;
+        END LOOP;
+    END IF;
 
     -- The tokens taken (refilled in the statement itself: limits set since
     -- they were read are not undone), and when a job with a due task left
