@@ -440,6 +440,15 @@ fn claimed_task(r: &Row, tenant: &str) -> rusqlite::Result<ClaimedTask> {
     })
 }
 
+/// A rate-limited job's bucket in one grouped claim: its rate, its tokens
+/// now, how many it took, and whether a due task of it was left behind.
+struct Bucket {
+    rate: Rate,
+    have: f64,
+    taken: u64,
+    behind: bool,
+}
+
 /// The tasks a claim started, and when a job held back by its rate gets
 /// its next token.
 #[derive(Default)]
@@ -474,9 +483,7 @@ fn claim_grouped(
         *busy_queues.entry(queue).or_default() += n.max(0) as u64;
     }
     let mut rooms = Rooms::default();
-    // Per rate-limited job: its rate, its tokens now, how many it took, and
-    // whether a due task of it was left behind.
-    let mut rates: HashMap<String, (Rate, f64, u64, bool)> = HashMap::new();
+    let mut buckets: HashMap<String, Bucket> = HashMap::new();
     let jobs: Vec<(String, JobLimits, f64, Millis)> = conn
         .prepare_cached(
             "SELECT job, max_running, rate_tasks, rate_per_ms, tokens, refilled_at FROM job_limits WHERE tenant = ?1",
@@ -491,7 +498,7 @@ fn claim_grouped(
         if let Some(rate) = limits.rate {
             let have = rate.tokens(tokens, refilled_at, now);
             room = room.min(Rate::whole(have));
-            rates.insert(job.clone(), (rate, have, 0, false));
+            buckets.insert(job.clone(), Bucket { rate, have, taken: 0, behind: false });
         }
         rooms.jobs.insert(job, room);
     }
@@ -533,8 +540,8 @@ fn claim_grouped(
         for (taken, row) in rows.enumerate() {
             let head = row?;
             if taken as u64 == room {
-                if let Some(rate) = rates.get_mut(&head.job) {
-                    rate.3 = true;
+                if let Some(bucket) = buckets.get_mut(&head.job) {
+                    bucket.behind = true;
                 }
                 break;
             }
@@ -547,8 +554,8 @@ fn claim_grouped(
     ))?;
     let (picked, left) = limits::pick(heads, &mut rooms, want);
     for head in left {
-        if let Some(rate) = rates.get_mut(&head.job) {
-            rate.3 = true;
+        if let Some(bucket) = buckets.get_mut(&head.job) {
+            bucket.behind = true;
         }
     }
     for head in picked {
@@ -556,26 +563,24 @@ fn claim_grouped(
             .query_row(params![now, request.node, request.lease_until, head.id], |r| claimed_task(r, tenant))
             .optional()?;
         if let Some(task) = task {
-            if let Some(rate) = rates.get_mut(&task.job) {
-                rate.2 += 1;
+            if let Some(bucket) = buckets.get_mut(&task.job) {
+                bucket.taken += 1;
             }
             claimed.tasks.push(task);
         }
     }
 
-    // The tokens taken (refilled in the statement itself: limits set
-    // since they were read are not undone), and when a job with a due task
-    // left behind gets its next token, if its bucket is not full.
+    // The tokens taken (the one writer: no limits were set since they were
+    // read), and when a job with a due task left behind gets its next
+    // token, if its bucket is not full.
     let mut spend = conn.prepare_cached(
-        "UPDATE job_limits SET tokens = MIN(rate_tasks, tokens + MAX(?3 - refilled_at, 0) * 1.0 * rate_tasks / rate_per_ms) - ?4, \
-           refilled_at = MAX(refilled_at, ?3) \
-         WHERE tenant = ?1 AND job = ?2 AND rate_tasks IS NOT NULL",
+        "UPDATE job_limits SET tokens = ?3, refilled_at = MAX(refilled_at, ?4) WHERE tenant = ?1 AND job = ?2",
     )?;
-    for (job, (rate, have, taken, behind)) in rates {
-        if taken > 0 {
-            spend.execute(params![tenant, job, now, taken as i64])?;
-        }
+    for (job, Bucket { rate, have, taken, behind }) in buckets {
         let left = have - taken as f64;
+        if taken > 0 {
+            spend.execute(params![tenant, job, left, now])?;
+        }
         if behind && Rate::whole(left) < u64::from(rate.tasks) {
             let at = rate.next_token_at(left, now);
             claimed.wake = Some(claimed.wake.map_or(at, |w| w.min(at)));
