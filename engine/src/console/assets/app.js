@@ -151,6 +151,8 @@ function gather(refresh) {
 let leave = () => {};
 // How the last upload went: kept while the jobs page re-renders.
 let uploadNote = { text: "", error: false };
+// An upload from the jobs page is under way (its end renders the page).
+let uploadBusy = false;
 
 async function route() {
   leave();
@@ -506,8 +508,14 @@ async function activity() {
   leave = () => clearInterval(timer);
 }
 
-async function jobs() {
+// `fresh`: render even over a chosen file (the upload's end does).
+async function jobs(fresh = false) {
   const [list, planned] = await Promise.all([api("GET", "/v1/jobs"), api("GET", "/v1/schedules")]);
+  // Judged once the lists are in, not when asked: a render asked before a
+  // file was chosen and ending after would replace the form, losing the
+  // choice (and a submit would then send nothing).
+  const chosen = $("#upload-file");
+  if (!fresh && (uploadBusy || (chosen && chosen.files.length))) return;
   const table = (kind, items) => el("table", { id: `jobs-${kind}` },
     el("thead", {}, el("tr", {}, ["Name", "Version", "Registered", "Doc"].map((h) => el("th", {}, h)))),
     el("tbody", {}, items.map((j) => el("tr", { "data-job": j.name },
@@ -518,11 +526,10 @@ async function jobs() {
   const name = el("input", { id: "upload-name", placeholder: "optional: its job's name" });
   const status = el("p", { id: "upload-status", class: uploadNote.error ? "error" : "muted" }, uploadNote.text);
   const note = (text, error) => { uploadNote = { text, error }; status.textContent = text; status.className = error ? "error" : "muted"; };
-  let uploading = false;
   const upload = el("form", { class: "filters", id: "upload", onsubmit: async (event) => {
     event.preventDefault();
     if (!file.files.length) return;
-    uploading = true;
+    uploadBusy = true;
     note("Uploading…", false);
     try {
       const bytes = await file.files[0].arrayBuffer();
@@ -538,7 +545,8 @@ async function jobs() {
       else if (answer.state === "ready") note(`Registered ${answer.name} (version ${answer.id.slice(0, 12)}).`, false);
       else note(`Refused: ${answer.reason}`, true);
     } catch (e) { note(`Refused: ${e.message}`, true); }
-    jobs();
+    uploadBusy = false;
+    jobs(true);
   } }, el("label", {}, "Component (.wasm)", file), el("label", {}, "Name", name), el("button", { type: "submit" }, "Upload"));
   const pending = list.uploads.length ? el("table", {}, el("tbody", {}, list.uploads.map((u) => el("tr", {},
     el("td", {}, u.id.slice(0, 12)), el("td", {}, u.name || "-"), el("td", {}, badge(u.state)),
@@ -548,10 +556,9 @@ async function jobs() {
     el("h2", {}, "Periodic"), list.periodic.length ? table("periodic", list.periodic) : el("p", { class: "muted" }, "None."),
     pending ? el("h2", {}, "Uploads not ready") : null, pending,
     el("h2", {}, "Schedules"), schedulesTable(planned.schedules));
-  // Not while a file is chosen or uploading: a re-render would lose the
-  // choice (and a submit would then send an empty form); the upload's end
-  // renders the page afresh.
-  const refresh = gather(() => { if (!uploading && !file.files.length) jobs(); });
+  // Live: jobs() itself leaves the page as it is while a file is chosen or
+  // an upload is under way.
+  const refresh = gather(() => jobs());
   leave = events.on((type) => { if (type === "open" || type.startsWith("job-")) refresh(type); });
 }
 
