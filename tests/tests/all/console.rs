@@ -9,6 +9,7 @@
 //! Chromium and chromedriver are installed with apt when missing (as root,
 //! as CI and these machines are); elsewhere the test says what to install.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -30,7 +31,13 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Stops the driver and the Chromium it started: the driver leads a
+    /// process group of its own, and the group is killed (killing the
+    /// driver alone, after a failed step, left Chromium running at half a
+    /// core for every test after).
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -65,6 +72,7 @@ async fn browser() -> Browser {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let driver = Command::new(chromedriver)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
