@@ -1,5 +1,5 @@
 -- Version 20: the claim's plans hold whatever the live partition's
--- statistics say, and cost less to make.
+-- statistics say, and are made once per connection.
 --
 -- `tasks_live` swings from empty to a burst of tasks within seconds; its
 -- statistics are those of whenever autovacuum last looked (often an
@@ -12,14 +12,18 @@
 -- Each of the claim's lookups has an index that bounds it by what it
 -- takes (`tasks_claim`, `tasks_groups`, `tasks_running`, `tasks_next`):
 -- with sequential scans off, in these two functions only, the claim never
--- reads a partition from end to end.
+-- reads a partition from end to end, and the shape of its plans does not
+-- depend on its parameters or the partition's size (checked: the same
+-- index scans, empty or with 1,000,000 tasks analysed). So their plans
+-- are generic, made at a connection's first claims and kept, rather than
+-- made for each call's parameters as the store's other statements are
+-- (`plan_cache_mode`): planning cost about 0.5 ms of every claim, more
+-- than the rest of an idle claim.
 --
--- The claim reads and updates `tasks_live` itself rather than `tasks`:
--- each of its statements is planned for its parameters (the store's
--- `plan_cache_mode`), and a plan of the partitioned table, pruned to the
--- live partition on every call, cost a third of the claim's time in the
--- database. A claim only moves tasks between live states.
-ALTER FUNCTION wasmjob_pick(TEXT, BIGINT, BIGINT, TEXT[]) SET enable_seqscan = off;
+-- The claim reads and updates `tasks_live` itself rather than `tasks`,
+-- whose plans must be pruned to that partition. A claim only moves tasks
+-- between live states.
+ALTER FUNCTION wasmjob_pick(TEXT, BIGINT, BIGINT, TEXT[]) SET enable_seqscan = off SET plan_cache_mode = force_generic_plan;
 
 -- `wasmjob_claim` of version 19, reading `tasks_live`.
 CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGINT, lim INTEGER, tenants TEXT[], maxes BIGINT[],
@@ -27,7 +31,8 @@ CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGI
 RETURNS TABLE (id BIGINT, tenant TEXT, job TEXT, version TEXT, args TEXT, attempt INTEGER, max_retries INTEGER,
                root_task BIGINT, depth INTEGER, lease TEXT, contended BOOLEAN, next_run_at BIGINT, due_at BIGINT,
                workflow BOOLEAN, queue TEXT, wake_at BIGINT)
-LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     waiting TEXT;
     i INTEGER;
@@ -47,6 +52,7 @@ DECLARE
     woken BIGINT;
     wake BIGINT;
     progress BOOLEAN := true;
+    next_at BIGINT;
 BEGIN
     -- Tenants with waiting tasks: a loose index scan of `tasks_claim`.
     FOR waiting IN
@@ -117,10 +123,19 @@ BEGIN
         END LOOP;
     END LOOP;
 
+    -- The next due time, if the claim took less than asked: two statements,
+    -- as a generic plan of one for both cases walked the whole of
+    -- `tasks_groups` for every queue; the named queues' one is planned for
+    -- them each time (no index leads with the queue).
+    IF left_over > 0 THEN
+        IF queues IS NULL THEN
+            SELECT min(q.run_at) INTO next_at FROM tasks_live q WHERE q.state IN ('queued', 'retry');
+        ELSE
+            EXECUTE 'SELECT min(q.run_at) FROM tasks_live q WHERE q.state IN (''queued'', ''retry'') '
+                    'AND q.queue = ANY($1)' INTO next_at USING queues;
+        END IF;
+    END IF;
     RETURN QUERY SELECT NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::INTEGER, NULL::INTEGER,
-        NULL::BIGINT, NULL::INTEGER, NULL::TEXT, was_contended,
-        CASE WHEN left_over > 0 THEN (SELECT min(q.run_at) FROM tasks_live q WHERE q.state IN ('queued', 'retry')
-            AND (queues IS NULL OR q.queue = ANY(queues))) END,
-        NULL::BIGINT, NULL::BOOLEAN, NULL::TEXT, wake;
+        NULL::BIGINT, NULL::INTEGER, NULL::TEXT, was_contended, next_at, NULL::BIGINT, NULL::BOOLEAN, NULL::TEXT, wake;
 END
 $$;
