@@ -23,6 +23,7 @@ for rep in $(seq 1 "${REPS:-3}"); do
   "$wasmjob" bench-queue --json 2>/dev/null
   "$wasmjob" bench-queue --json --samples 50 --tasks 100000 --backlog 900000 2>/dev/null | grep burn
   "$wasmjob" bench-queue --json --store "$pg" 2>/dev/null
+  "$wasmjob" bench-queue --json --store "$pg" --finished 100000 --samples 10 2>/dev/null | grep burn
   "$wasmjob" bench-queue --json --store "$pg" --nodes 2 --tasks 100000 --samples 10 2>/dev/null | grep burn
   "$wasmjob" bench-queue --json --store "$pg" --tasks 100000 --samples 10 2>/dev/null | grep burn
 done
