@@ -11,10 +11,13 @@
 -- and the queue ran at 0.7x its speed after a history of finished tasks).
 -- Each of the claim's lookups has an index that bounds it by what it
 -- takes (`tasks_claim`, `tasks_groups`, `tasks_running`, `tasks_next`):
--- with sequential scans off, in these two functions only, the claim never
--- reads a partition from end to end, and the shape of its plans does not
--- depend on its parameters or the partition's size (checked: the same
--- index scans, empty or with 1,000,000 tasks analysed). So their plans
+-- with sequential scans and sorts off, in these two functions only, the
+-- ordered index scans are their only cheap plans, and the shape of their
+-- plans does not depend on their parameters or the partition's size
+-- (checked: the same index scans, empty or with 1,000,000 tasks analysed,
+-- and with the column statistics of a burst but a row count of zero, as
+-- autovacuum leaves them after one; with sequential scans off only, a
+-- full walk of `tasks_next` and a sort took their place). So their plans
 -- are generic, made at a connection's first claims and kept, rather than
 -- made for each call's parameters as the store's other statements are
 -- (`plan_cache_mode`): planning cost about 0.5 ms of every claim, more
@@ -23,7 +26,8 @@
 -- The claim reads and updates `tasks_live` itself rather than `tasks`,
 -- whose plans must be pruned to that partition. A claim only moves tasks
 -- between live states.
-ALTER FUNCTION wasmjob_pick(TEXT, BIGINT, BIGINT, TEXT[]) SET enable_seqscan = off SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION wasmjob_pick(TEXT, BIGINT, BIGINT, TEXT[]) SET enable_seqscan = off SET enable_sort = off
+    SET plan_cache_mode = force_generic_plan;
 
 -- `wasmjob_claim` of version 19, reading `tasks_live`.
 CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGINT, lim INTEGER, tenants TEXT[], maxes BIGINT[],
@@ -31,7 +35,7 @@ CREATE OR REPLACE FUNCTION wasmjob_claim(now BIGINT, node TEXT, lease_until BIGI
 RETURNS TABLE (id BIGINT, tenant TEXT, job TEXT, version TEXT, args TEXT, attempt INTEGER, max_retries INTEGER,
                root_task BIGINT, depth INTEGER, lease TEXT, contended BOOLEAN, next_run_at BIGINT, due_at BIGINT,
                workflow BOOLEAN, queue TEXT, wake_at BIGINT)
-LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT SET enable_seqscan = off
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT SET enable_seqscan = off SET enable_sort = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     waiting TEXT;
@@ -93,7 +97,10 @@ BEGIN
                 RETURN QUERY
                 UPDATE tasks_live t SET state = 'started', attempt = t.attempt + 1, started_at = now,
                     lease = node || ':' || t.id || ':' || (t.attempt + 1), lease_expires_at = lease_until, reason = NULL
-                WHERE t.state IN ('queued', 'retry') AND t.id = ANY(picked)
+                -- `<> 'started'`, not `IN ('queued', 'retry')`: that would
+                -- match the partial indexes' predicate, and the planner
+                -- walked one of them whole for the picked ids.
+                WHERE t.state IN ('queued', 'retry', 'started') AND t.state <> 'started' AND t.id = ANY(picked)
                 RETURNING t.id, t.tenant, t.job, t.version, t.args, t.attempt, t.max_retries,
                     COALESCE(t.root_task, t.id), t.depth, t.lease, NULL::BOOLEAN, NULL::BIGINT, t.run_at,
                     t.workflow IS NOT NULL, t.queue, NULL::BIGINT;
@@ -129,7 +136,10 @@ BEGIN
     -- them each time (no index leads with the queue).
     IF left_over > 0 THEN
         IF queues IS NULL THEN
-            SELECT min(q.run_at) INTO next_at FROM tasks_live q WHERE q.state IN ('queued', 'retry');
+            -- The first by the index, not min(): a generic plan of the
+            -- aggregate read every waiting task.
+            SELECT q.run_at INTO next_at FROM tasks_live q WHERE q.state IN ('queued', 'retry')
+            ORDER BY q.run_at LIMIT 1;
         ELSE
             EXECUTE 'SELECT min(q.run_at) FROM tasks_live q WHERE q.state IN (''queued'', ''retry'') '
                     'AND q.queue = ANY($1)' INTO next_at USING queues;
