@@ -2637,6 +2637,13 @@ mod partition_tests {
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
     }
 
+    /// The ids and leases of the tasks the claim `call` takes (its last
+    /// row, which only tells of the claim, left out).
+    async fn claim(client: &tokio_postgres::Client, call: &str) -> (Vec<i64>, Vec<String>) {
+        let claimed = client.query(&format!("SELECT id, lease FROM {call}"), &[]).await.expect("a claim");
+        claimed.iter().filter_map(|r| Some((r.get::<_, Option<i64>>(0)?, r.get(1)))).unzip()
+    }
+
     /// This backend's counts of scans (sequential, by index) of
     /// `tasks_done` and rows inserted into it, not yet reported.
     async fn history_counts(client: &tokio_postgres::Client) -> (i64, i64, i64) {
@@ -2676,12 +2683,7 @@ mod partition_tests {
         client.batch_execute("BEGIN").await.unwrap();
         let before = history_counts(&client).await;
         // As a node of the version before named queues calls it: every queue.
-        let claimed = client
-            .query("SELECT id, lease FROM wasmjob_claim(100, 'n', 1000000, 10, ARRAY['t'], ARRAY[10::bigint])", &[])
-            .await
-            .expect("a claim");
-        let (ids, leases): (Vec<i64>, Vec<String>) =
-            claimed.iter().filter_map(|r| Some((r.get::<_, Option<i64>>(0)?, r.get(1)))).unzip();
+        let (ids, leases) = claim(&client, "wasmjob_claim(100, 'n', 1000000, 10, ARRAY['t'], ARRAY[10::bigint])").await;
         assert_eq!(ids.len(), 10);
         // The odd ones end, with the plain statement; the even ones are
         // retried, with the one that keeps their attempts.
@@ -2740,12 +2742,8 @@ mod partition_tests {
     async fn claim_and_end(client: &tokio_postgres::Client) -> [(i64, i64); 2] {
         client.batch_execute("BEGIN").await.unwrap();
         let before = live_reads(client).await;
-        let claimed = client
-            .query("SELECT id, lease FROM wasmjob_claim(10000, 'n', 1000000, 20, ARRAY['t'], ARRAY[10::bigint])", &[])
-            .await
-            .expect("a claim");
-        let (ids, leases): (Vec<i64>, Vec<String>) =
-            claimed.iter().filter_map(|r| Some((r.get::<_, Option<i64>>(0)?, r.get(1)))).unzip();
+        let (ids, leases) =
+            claim(client, "wasmjob_claim(10000, 'n', 1000000, 20, ARRAY['t'], ARRAY[10::bigint])").await;
         assert_eq!(ids.len(), 10);
         let between = live_reads(client).await;
         let m = ids.len();
