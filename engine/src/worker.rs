@@ -96,10 +96,17 @@ enum Stop {
 struct Running(Mutex<HashMap<String, (TaskId, oneshot::Sender<Stop>)>>);
 
 impl Running {
-    fn add(&self, id: &str, lease: &str) -> oneshot::Receiver<Stop> {
+    /// Records an attempt starting here, and answers how it is stopped;
+    /// `None` if the attempt of that lease runs here already (see
+    /// [`Workers::run_task`]): that run stays the only one.
+    fn add(&self, id: &str, lease: &str) -> Option<oneshot::Receiver<Stop>> {
+        let mut running = self.0.lock().unwrap();
+        if running.contains_key(lease) {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
-        self.0.lock().unwrap().insert(lease.to_owned(), (id.to_owned(), tx));
-        rx
+        running.insert(lease.to_owned(), (id.to_owned(), tx));
+        Some(rx)
     }
 
     fn remove(&self, lease: &str) {
@@ -310,9 +317,9 @@ impl Workers {
                         attempt = task.attempt
                     );
                     // Boxed: the task's future (its sandbox's included)
-                    // is large, and the runtime copies a task's future or
-                    // output whole when it spawns it, ends it and reaps it
-                    // (seen: 5 % of this process's time in those copies).
+                    // is large, and the runtime copied the whole of it
+                    // when it spawned it, ended it and reaped it (seen:
+                    // 5 % of this process's time in those copies).
                     tasks.spawn(
                         Box::pin(async move {
                             this.run_task(task, &slots, &completer).await;
@@ -505,7 +512,14 @@ impl Workers {
         // Running from the claim on: the heartbeat renews the lease (and
         // hears of revokes) while the task waits for a slot and while the
         // job's version loads, which may compile.
-        let mut stop = self.running.add(&task.id, &task.lease);
+        // A lease is the node, the task and the attempt: it comes back only
+        // when a claim's commit was lost with the database (claims do not
+        // wait for the disk, `crate::store::postgres`) and this node claims
+        // the same attempt again while running it. The run here ends it.
+        let Some(mut stop) = self.running.add(&task.id, &task.lease) else {
+            tracing::warn!(task = %task.id, lease = %task.lease, "claimed again while running here: left to that run");
+            return;
+        };
         let quotas = match self.tenants.get(&task.tenant).await {
             Ok(Some(quotas)) => Ok(quotas),
             Ok(None) => Err(format!("the task's tenant `{}` does not exist", task.tenant)),
@@ -681,5 +695,22 @@ mod claim_size_tests {
         assert_eq!(claim_size(64, 63, 63), Some(1));
         assert_eq!(claim_size(64, 64, 64), None);
         assert_eq!(claim_size(0, 0, 0), None);
+    }
+}
+
+#[cfg(test)]
+mod running_tests {
+    use super::{Running, Stop};
+
+    #[test]
+    fn an_attempt_claimed_again_while_it_runs_here_is_not_run_twice() {
+        let running = Running::default();
+        let mut first = running.add("7", "n:7:1").expect("the first run");
+        assert!(running.add("7", "n:7:1").is_none(), "the same lease again: left to the run here");
+        // The run here is still the one a revoke stops.
+        assert!(running.stop_lease("n:7:1", Stop::Revoked));
+        assert_eq!(first.try_recv(), Ok(Stop::Revoked));
+        // Another attempt of the task runs beside it (a rescue's).
+        assert!(running.add("7", "n:7:2").is_some());
     }
 }

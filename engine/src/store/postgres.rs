@@ -1057,14 +1057,18 @@ async fn release_next(
 }
 
 /// A claim (`wasmjob_claim`), whose commit does not wait for its WAL to
-/// reach the disk (`synchronous_commit = off` for its transaction only): a
-/// claim lost with a crash of the server leaves its tasks waiting, to be
-/// claimed again (at least once, as when a node dies; a rate's tokens it
-/// spent are not spent); anything durable done after it (an ending, a
-/// child queued, a lease renewed) flushes it first, the log being one
-/// sequence. Queues and endings still wait for the disk. That wait was
-/// most of an idle claim (here a commit waited 1.3-3.6 ms for the disk,
-/// 0.3 ms without).
+/// reach the disk (`synchronous_commit = off` for its transaction only).
+/// Anything durable done after it (an ending, a child queued, a lease
+/// renewed) flushes it first, the log being one sequence; queues and
+/// endings still wait for the disk. A claim lost with a crash of the
+/// server (within the WAL writer's interval, 200 ms by default) leaves its
+/// tasks waiting, to be claimed again while the node that took them may
+/// still run them: at least once, as when a node dies. The same node
+/// claiming the same attempt gets the same lease, and runs it only once
+/// ([`crate::worker`]); what the lost claim spent is not spent (a job's
+/// rate tokens, the attempt, so that the expiry sweep may revoke a task
+/// that ran). On a busy disk that wait was most of a claim's time (here a
+/// commit waited 1.3-3.6 ms for the disk during a build, 0.3 ms without).
 const CLAIM: &str = "SELECT c.*, set_config('synchronous_commit', 'off', true) \
     FROM wasmjob_claim($1, $2, $3, $4, $5, $6, $7) c";
 
