@@ -2819,6 +2819,24 @@ mod partition_tests {
             .expect("the backend's counts")
     }
 
+    /// Ends the tasks `ids` (holding `leases`) in success by `statement`
+    /// ([`COMPLETE`] returning ids); answers how many it ended.
+    async fn end<T>(client: &tokio_postgres::Client, statement: &T, ids: Vec<i64>, leases: Vec<String>) -> usize
+    where
+        T: tokio_postgres::ToStatement + ?Sized,
+    {
+        let m = ids.len();
+        let texts = |s: &str| vec![s.to_owned(); m];
+        let (states, reasons, results, errors, logs) =
+            (texts("success"), texts("success"), texts("1"), texts(""), texts(""));
+        let (numbers, finished, retry_at) = (vec![1i64; m], vec![20000i64; m], vec![None::<i64>; m]);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+            &ids, &leases, &states, &reasons, &results, &errors, &numbers, &numbers, &logs, &finished, &retry_at,
+            &numbers, &numbers, &numbers,
+        ];
+        client.query(statement, &params).await.expect("the endings").len()
+    }
+
     /// Claims 10 of tenant `t`'s tasks and ends them, in one transaction;
     /// answers the sequential scans of `tasks_live` and the live rows
     /// fetched through its indexes by the claim, and by the endings.
@@ -2829,17 +2847,7 @@ mod partition_tests {
             claim(client, "wasmjob_claim(10000, 'n', 1000000, 20, ARRAY['t'], ARRAY[10::bigint])").await;
         assert_eq!(ids.len(), 10);
         let between = live_reads(client).await;
-        let m = ids.len();
-        let texts = |s: &str| vec![s.to_owned(); m];
-        let (states, reasons, results, errors, logs) =
-            (texts("success"), texts("success"), texts("1"), texts(""), texts(""));
-        let (numbers, finished, retry_at) = (vec![1i64; m], vec![20000i64; m], vec![None::<i64>; m]);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
-            &ids, &leases, &states, &reasons, &results, &errors, &numbers, &numbers, &logs, &finished, &retry_at,
-            &numbers, &numbers, &numbers,
-        ];
-        let ended = client.query(&format!("{COMPLETE} RETURNING t.id"), &params).await.expect("the endings");
-        assert_eq!(ended.len(), m);
+        assert_eq!(end(client, &format!("{COMPLETE} RETURNING t.id"), ids, leases).await, 10);
         let after = live_reads(client).await;
         client.batch_execute("COMMIT").await.unwrap();
         [(between.0 - before.0, between.1 - before.1), (after.0 - between.0, after.1 - between.1)]
@@ -2903,20 +2911,8 @@ mod partition_tests {
         }
         client.batch_execute("VACUUM ANALYZE tasks_live").await.expect("statistics of an empty partition");
         let ending = client.prepare(&format!("{COMPLETE} RETURNING t.id")).await.expect("the endings prepared");
-        let end = async |ids: Vec<i64>, leases: Vec<String>| {
-            let m = ids.len();
-            let texts = |s: &str| vec![s.to_owned(); m];
-            let (states, reasons, results, errors, logs) =
-                (texts("success"), texts("success"), texts("1"), texts(""), texts(""));
-            let (numbers, finished, retry_at) = (vec![1i64; m], vec![20000i64; m], vec![None::<i64>; m]);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
-                &ids, &leases, &states, &reasons, &results, &errors, &numbers, &numbers, &logs, &finished, &retry_at,
-                &numbers, &numbers, &numbers,
-            ];
-            client.query(&ending, &params).await.expect("the endings").len()
-        };
         // Its plan is made here, on the empty partition, and kept.
-        assert_eq!(end(Vec::new(), Vec::new()).await, 0);
+        assert_eq!(end(&client, &ending, Vec::new(), Vec::new()).await, 0);
         client
             .batch_execute(
                 "INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
@@ -2929,7 +2925,7 @@ mod partition_tests {
             claim(&client, "wasmjob_claim(10000, 'n', 1000000, 20, ARRAY['t'], ARRAY[10::bigint])").await;
         assert_eq!(ids.len(), 10);
         let before = live_reads(&client).await;
-        assert_eq!(end(ids, leases).await, 10);
+        assert_eq!(end(&client, &ending, ids, leases).await, 10);
         let after = live_reads(&client).await;
         client.batch_execute("COMMIT").await.unwrap();
         assert_eq!(after.0 - before.0, 0, "sequential scans to end 10, planned while the partition was empty");
