@@ -9,6 +9,13 @@
 //!   deadline and a memory cap, and tells the outcomes apart
 //!   ([`runtime::Outcome`]).
 
+/// The allocator of every program built on this crate (the `wasmjob`
+/// command, and the tests' copy of it): glibc's made the worker threads
+/// wait on its arena locks whenever one freed what another allocated
+/// (a task is boxed on the claiming thread and freed where it ends).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod activity;
 pub mod api;
 pub mod auth;
