@@ -114,11 +114,6 @@ pub async fn compile_isolated(program: &PathBuf, spec: &CompileSpec, bytes: &[u8
         .stderr(Stdio::piped())
         // Its stderr carries the reason it refused a component, not logs.
         .env_remove("RUST_LOG")
-        // Its allocator (mimalloc, `crate`'s) would reserve a 1 GiB arena
-        // of address space at its first allocation, before the child limits
-        // its address space (`memory_bytes`): a limit below that would
-        // refuse every compile. Without arenas it maps as it needs.
-        .env("MIMALLOC_ARENA_RESERVE", "0")
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| LoadError::Compiler(format!("cannot start the compiler {}: {e}", program.display())))?;
