@@ -16,6 +16,9 @@
 /// it ends). mimalloc removed the waits too, but with 3,000 tasks waiting
 /// on the network it held 28 % more memory, and by default spent 20-45 %
 /// more CPU faulting in the pages it had given back (`bench-egress`).
+/// Declared here, not in each `main`, so that the tests running the engine
+/// in their own process run it on the same allocator; a program with an
+/// allocator of its own cannot link this crate (none in this workspace).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

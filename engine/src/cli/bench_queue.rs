@@ -7,10 +7,13 @@
 //!    with its wall clock); queue→success until its waiter sees it end.
 //!    p50 and p99 over `--samples` tasks.
 //! 2. Throughput: `--tasks` trivial `addition` tasks are queued (in batches
-//!    of 1,000), then the nodes burn them down; the clock runs from the
-//!    start of serving until the last of them is `success` with its result
-//!    committed. `--backlog N` queues N more behind them first, so that the
-//!    rate is measured with N tasks waiting in the store.
+//!    of 1,000), then the nodes burn them down; the rate runs from the
+//!    first claim of them (the `started_at` it wrote, to the millisecond)
+//!    until the last of them is `success` with its result committed, near
+//!    graphile-worker's `proc_s` (from its first job's start until its
+//!    runner has stopped); the time from the start of serving until that
+//!    claim is apart. `--backlog N` queues N more behind them first, so that
+//!    the rate is measured with N tasks waiting in the store.
 //!
 //! `--json` prints one JSON line per measurement, with the field names of
 //! `../shared/peers/graphile/run.sh` where they mean the same
@@ -81,13 +84,16 @@ struct Burn {
     finished: usize,
     /// Tasks/s queued through `queue_many` while filling the queue.
     push_rate: f64,
-    /// Seconds from the start of serving until the first measured task
-    /// started (graphile-worker's `start_s`): starting the node, and its
-    /// first claim.
+    /// Seconds from the start of serving until the claim that started the
+    /// first measured task (its `now`, taken before the claim's round trip;
+    /// compare graphile-worker's `start_s`): starting the node. The store
+    /// records starts to the millisecond: this reads up to 1 ms low, and 0
+    /// when under it.
     start_s: f64,
-    /// Seconds from the first measured task's start until the last one's
-    /// success: the interval of graphile-worker's `proc_s`, so that the two
-    /// rates compare. (To the millisecond: the store records starts so.)
+    /// Seconds from that claim until the last measured task's success:
+    /// near the interval of graphile-worker's `proc_s` (which starts when
+    /// its first job is entered and ends once its runner has stopped), so
+    /// that the two rates compare.
     proc_s: f64,
     proc_rate: f64,
     /// `n` over `start_s + proc_s`: from the start of serving.
