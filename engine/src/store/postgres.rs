@@ -2691,13 +2691,7 @@ mod partition_tests {
     async fn a_claim_does_not_wait_for_the_disk_and_what_follows_it_does() {
         let Some((client, schema, url)) = schema("wj_claim_sync").await else { return };
         drop(PostgresStore::connect(&url, Arc::new(Signals::default())).await.expect("the store (migrated)"));
-        client
-            .batch_execute(
-                "INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
-                 SELECT 't', 'a', 'v', '{}', 'queued', g, g, 0 FROM generate_series(1, 3) g",
-            )
-            .await
-            .expect("a queue");
+        queue_raw(&client, 3, 0).await;
         let setting =
             async || -> String { client.query_one("SHOW synchronous_commit", &[]).await.expect("the setting").get(0) };
         let before = setting().await;
@@ -2756,13 +2750,12 @@ mod partition_tests {
                 "INSERT INTO tasks (tenant, job, version, args, state, reason, queued_at, run_at, started_at, \
                    finished_at, attempt, max_retries, result) \
                  SELECT 't', 'a', 'v', '{}', 'success', 'success', g, g, g, g, 1, 0, '1' \
-                 FROM generate_series(1, 20000) g; \
-                 INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
-                 SELECT 't', 'a', 'v', '{}', 'queued', g, g, 3 FROM generate_series(1, 10) g; \
-                 ANALYZE tasks_live; ANALYZE tasks_done",
+                 FROM generate_series(1, 20000) g",
             )
             .await
-            .expect("a history and a queue");
+            .expect("a history");
+        queue_raw(&client, 10, 3).await;
+        client.batch_execute("ANALYZE tasks_live; ANALYZE tasks_done").await.expect("statistics");
         client.batch_execute("BEGIN").await.unwrap();
         let before = history_counts(&client).await;
         // As a node of the version before named queues calls it: every queue.
@@ -2817,6 +2810,19 @@ mod partition_tests {
             .await
             .map(|r| (r.get(0), r.get(1)))
             .expect("the backend's counts")
+    }
+
+    /// Queues `n` tasks of tenant `t`'s job `a` straight into the table,
+    /// due at 1, 2, ... `n`, with `max_retries` each.
+    async fn queue_raw(client: &tokio_postgres::Client, n: i64, max_retries: i32) {
+        client
+            .execute(
+                "INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
+                 SELECT 't', 'a', 'v', '{}', 'queued', g, g, $2 FROM generate_series(1, $1::bigint) g",
+                &[&n, &max_retries],
+            )
+            .await
+            .expect("a queue");
     }
 
     /// Ends the tasks `ids` (holding `leases`) in success by `statement`
@@ -2913,13 +2919,7 @@ mod partition_tests {
         let ending = client.prepare(&format!("{COMPLETE} RETURNING t.id")).await.expect("the endings prepared");
         // Its plan is made here, on the empty partition, and kept.
         assert_eq!(end(&client, &ending, Vec::new(), Vec::new()).await, 0);
-        client
-            .batch_execute(
-                "INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
-                 SELECT 't', 'a', 'v', '{}', 'queued', g, g, 3 FROM generate_series(1, 3000) g",
-            )
-            .await
-            .expect("a queue");
+        queue_raw(&client, 3000, 3).await;
         client.batch_execute("BEGIN").await.unwrap();
         let (ids, leases) =
             claim(&client, "wasmjob_claim(10000, 'n', 1000000, 20, ARRAY['t'], ARRAY[10::bigint])").await;
