@@ -322,9 +322,12 @@ impl Workers {
                     // 5 % of this process's time in those copies).
                     tasks.spawn(
                         Box::pin(async move {
+                            // Its end wakes the loop through `join_next`
+                            // below; a `queued` signal here as well woke it
+                            // twice, and each wake-up claims (on an idle
+                            // queue, one empty claim per task more).
                             this.run_task(task, &slots, &completer).await;
                             drop(hold);
-                            this.signals.queued.notify_one();
                         })
                         .instrument(span),
                     );
