@@ -59,9 +59,6 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
         let events: Vec<(TaskId, String, Event)> =
             if signals.events.active() { batch.iter().map(event).collect() } else { Vec::new() };
         let started = std::time::Instant::now();
-        // Children and workflow steps released by a success are due now
-        // (or, children, after their delay).
-        let children = batch.iter().any(|c| (c.children || c.workflow) && c.state == TaskState::Success);
         let written = store.complete(std::mem::take(&mut batch)).await;
         tracing::debug!(tasks = n, took_us = started.elapsed().as_micros() as u64, "wrote endings");
         match written {
@@ -78,9 +75,14 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
                     signals.events.emit_all(events);
                 }
                 signals.finished(&ended);
-                if children {
-                    signals.queued.notify_one();
-                }
+                // The workers claim again once the ends are in the store:
+                // until then the tasks still count as started against
+                // their tenant's, job's and queue's limits, and a claim
+                // made at a task's end (its reaping wakes the claim loop)
+                // may not see the room it left. Released children and
+                // workflow steps are due now too (or, children, after
+                // their delay). One wake-up per batch.
+                signals.queued.notify_one();
             }
             // The leases will run out and the sweep will rescue the tasks.
             Err(e) => tracing::error!(error = %e, tasks = n, "cannot record tasks' ends"),

@@ -322,10 +322,11 @@ impl Workers {
                     // 5 % of this process's time in those copies).
                     tasks.spawn(
                         Box::pin(async move {
-                            // Its end wakes the loop through `join_next`
-                            // below; a `queued` signal here as well woke it
-                            // twice, and each wake-up claims (on an idle
-                            // queue, one empty claim per task more).
+                            // Its end wakes the loop through its reaping
+                            // (`join_next` below), for the room it leaves
+                            // here; the completer wakes it again once the
+                            // end is in the store, for the room it leaves
+                            // under the limits there.
                             this.run_task(task, &slots, &completer).await;
                             drop(hold);
                         })

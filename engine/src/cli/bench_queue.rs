@@ -114,8 +114,8 @@ struct Latency {
     /// queue→success: the `queue` call until its waiter sees it end.
     success_p50_ms: f64,
     success_p99_ms: f64,
-    /// The `queue` call alone (its insert committed), part of
-    /// queue→start: on PostgreSQL, half of it and most of its tail.
+    /// The `queue` call alone (until its insert committed), within
+    /// queue→start (the task may start before the call returns).
     queue_p50_ms: f64,
     queue_p99_ms: f64,
 }
