@@ -15,7 +15,8 @@
 //!
 //! Notifications: each node `LISTEN`s on a connection of its own,
 //! reconnecting when it drops, and turns notifications into [`Signals`]:
-//! `wasmjob_tasks` (tasks queued), `wasmjob_catalog` (jobs, tenants, tokens
+//! `wasmjob_tasks` (tasks queued; a node leaves its own inserts'
+//! notifications be, [`NODE_SETTING`]), `wasmjob_catalog` (jobs, tenants, tokens
 //! or schedules changed), `wasmjob_finished` (the ids of tasks that ended)
 //! and `wasmjob_revoke` (the id of a running task to stop). After a
 //! reconnect every consumer re-reads the store, since notifications sent
@@ -47,8 +48,13 @@ use crate::signals::Signals;
 
 /// Connections per node. Default 16.
 const POOL_SIZE: usize = 16;
-/// The channel inserts of tasks notify (by trigger, schema v8).
+/// The channel inserts of tasks notify (by trigger, schema v8), naming
+/// the inserting node ([`NODE_SETTING`], schema v21) or nobody.
 const CHANNEL: &str = "wasmjob_tasks";
+/// The setting by which a node's connections name it to the trigger that
+/// notifies [`CHANNEL`]: a node hears its own inserts' notifications and
+/// leaves them be, having woken its workers as it inserted.
+const NODE_SETTING: &str = "wasmjob.node";
 /// The channel catalog changes notify.
 const CATALOG: &str = "wasmjob_catalog";
 /// Channel: a named schedule was made, replaced, paused or resumed (its
@@ -69,7 +75,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 20] = [
+const MIGRATIONS: [&str; 21] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -90,6 +96,7 @@ const MIGRATIONS: [&str; 20] = [
     include_str!("postgres_schema_v18.sql"),
     include_str!("postgres_schema_v19.sql"),
     include_str!("postgres_schema_v20.sql"),
+    include_str!("postgres_schema_v21.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
@@ -255,7 +262,11 @@ impl PostgresStore {
         // database's default: the claim counts the tenant's started tasks
         // after taking its lock, and must see another node's starts
         // committed before that.
+        // This store's name for its inserts' notifications: random, so
+        // that two nodes never share one.
+        let node = format!("{:016x}", rand::random::<u64>());
         let given = config.get_options().unwrap_or_default().to_owned();
+        let given = format!("{given} -c {NODE_SETTING}={node}");
         let isolation = "-c default_transaction_isolation=read\\ committed";
         let mut ending = config.clone();
         let generic: String = GENERIC.iter().map(|(name, value)| format!(" -c {name}={value}")).collect();
@@ -273,7 +284,7 @@ impl PostgresStore {
         let ending = pool_of(ending, ENDING_POOL_SIZE)?;
         migrate(&pool).await?;
 
-        tokio::spawn(listen(config.clone(), signals.clone()));
+        tokio::spawn(listen(config.clone(), signals.clone(), node));
         let clock = Arc::new(DbClock::default());
         clock.sync(&pool).await?;
         let syncing = clock.clone();
@@ -347,7 +358,7 @@ impl PostgresStore {
 /// Listens for notifications until the process ends, reconnecting when the
 /// connection drops; after each (re)connect every consumer re-reads the
 /// store, since what was notified meanwhile is lost.
-async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>) {
+async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>, node: String) {
     let channels = format!(
         "LISTEN {CHANNEL}; LISTEN {CATALOG}; LISTEN {SCHEDULES}; LISTEN {FINISHED}; LISTEN {REVOKE}; LISTEN {EVENTS}; LISTEN {WATCHING}"
     );
@@ -367,7 +378,9 @@ async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>) {
                             }
                         }
                         message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
-                            Some(Ok(AsyncMessage::Notification(n))) => dispatch(&signals, n.channel(), n.payload()),
+                            Some(Ok(AsyncMessage::Notification(n))) => {
+                                dispatch(&signals, &node, n.channel(), n.payload())
+                            }
                             Some(Ok(_)) => {}
                             Some(Err(e)) => break tracing::warn!(error = %e, "lost the LISTEN connection"),
                             None => break,
@@ -381,9 +394,11 @@ async fn listen(config: tokio_postgres::Config, signals: Arc<Signals>) {
     }
 }
 
-/// Turns one notification into the signal it stands for.
-fn dispatch(signals: &Signals, channel: &str, payload: &str) {
+/// Turns one notification into the signal it stands for, on node `node`
+/// (which leaves its own inserts' notifications be).
+fn dispatch(signals: &Signals, node: &str, channel: &str, payload: &str) {
     match channel {
+        CHANNEL if payload == node => {}
         CHANNEL => signals.queued.notify_one(),
         CATALOG => {
             signals.catalog.notify_one();
@@ -2629,6 +2644,28 @@ mod table_tests {
 }
 
 #[cfg(test)]
+mod dispatch_tests {
+    use futures_util::FutureExt as _;
+
+    use super::{CHANNEL, dispatch};
+    use crate::signals::Signals;
+
+    /// A node wakes its workers for the inserts of other nodes and other
+    /// clients, not for its own (it woke them as it inserted).
+    #[test]
+    fn a_node_leaves_the_notifications_of_its_own_inserts_be() {
+        let signals = Signals::default();
+        let woken = |signals: &Signals| signals.queued.notified().now_or_never().is_some();
+        dispatch(&signals, "n1", CHANNEL, "n1");
+        assert!(!woken(&signals), "its own insert");
+        dispatch(&signals, "n1", CHANNEL, "n2");
+        assert!(woken(&signals), "another node's insert");
+        dispatch(&signals, "n1", CHANNEL, "");
+        assert!(woken(&signals), "another client's insert, or an explicit notification");
+    }
+}
+
+#[cfg(test)]
 mod partition_tests {
     use std::sync::Arc;
     use std::time::Duration;
@@ -2712,6 +2749,58 @@ mod partition_tests {
             .get(0);
         assert_eq!(started, 2, "the claim took its tasks");
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
+    }
+
+    /// An insert of tasks notifies naming the node whose connection made
+    /// it (`wasmjob.node`, schema v21), and an insert by another client
+    /// names nobody. Told apart by the sending backend, as other tests'
+    /// nodes notify the same channel meanwhile.
+    #[tokio::test]
+    async fn an_insert_notifies_naming_the_node_that_made_it() {
+        let Some((client, schema, url)) = schema("wj_notify_node").await else { return };
+        let store = PostgresStore::connect(&url, Arc::new(Signals::default())).await.expect("the store");
+        let (_listener, mut heard) = listening(&url).await;
+        let pid = async |c: &tokio_postgres::Client| -> i32 {
+            c.query_one("SELECT pg_backend_pid()", &[]).await.expect("the backend").get(0)
+        };
+        let connection = store.pool.get().await.expect("a connection of the store");
+        let node: String =
+            connection.query_one("SELECT current_setting('wasmjob.node')", &[]).await.expect("its name").get(0);
+        assert_eq!(node.len(), 16, "the store names itself: {node:?}");
+        let insert = "INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
+                      VALUES ('t', 'a', 'v', '{}', 'queued', 1, 1, 0)";
+        for (sender, named) in [(&**connection, node.as_str()), (&client, "")] {
+            let sender_pid = pid(sender).await;
+            sender.batch_execute(insert).await.expect("an insert");
+            let payload = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    let (from, payload) = heard.recv().await.expect("the listener");
+                    if from == sender_pid {
+                        break payload;
+                    }
+                }
+            })
+            .await
+            .expect("the insert's notification");
+            assert_eq!(payload, named, "the notification names the inserting node, or nobody");
+        }
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
+    }
+
+    /// A connection that `LISTEN`s for inserts of tasks, and what it hears:
+    /// the sending backend and the payload of each notification.
+    async fn listening(url: &str) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<(i32, String)>) {
+        let (client, mut connection) = tokio_postgres::connect(url, NoTls).await.expect("PostgreSQL");
+        let (sending, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                    let _ = sending.send((n.process_id(), n.payload().to_owned()));
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {}", super::CHANNEL)).await.expect("LISTEN");
+        (client, heard)
     }
 
     /// The ids and leases of the tasks the claim `call` takes (its last
