@@ -253,6 +253,11 @@ impl PostgresStore {
     pub async fn connect(url: &str, signals: Arc<Signals>) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        // This store's name for its inserts' notifications, on each of its
+        // connections: random, so that two nodes never share one.
+        let node = format!("{:016x}", rand::random::<u64>());
+        let given = config.get_options().unwrap_or_default().to_owned();
+        let given = format!("{given} -c {NODE_SETTING}={node}");
         // The tasks table starts empty and grows by millions: a generic plan
         // cached while it was small stays in use after it grew (seen: a
         // claim by sequential scan, 17 ms at 20,000 tasks, after 300 claims
@@ -262,11 +267,6 @@ impl PostgresStore {
         // database's default: the claim counts the tenant's started tasks
         // after taking its lock, and must see another node's starts
         // committed before that.
-        // This store's name for its inserts' notifications: random, so
-        // that two nodes never share one.
-        let node = format!("{:016x}", rand::random::<u64>());
-        let given = config.get_options().unwrap_or_default().to_owned();
-        let given = format!("{given} -c {NODE_SETTING}={node}");
         let isolation = "-c default_transaction_isolation=read\\ committed";
         let mut ending = config.clone();
         let generic: String = GENERIC.iter().map(|(name, value)| format!(" -c {name}={value}")).collect();
@@ -2765,7 +2765,7 @@ mod partition_tests {
         };
         let connection = store.pool.get().await.expect("a connection of the store");
         let node: String =
-            connection.query_one("SELECT current_setting('wasmjob.node')", &[]).await.expect("its name").get(0);
+            connection.query_one("SELECT current_setting($1)", &[&super::NODE_SETTING]).await.expect("its name").get(0);
         assert_eq!(node.len(), 16, "the store names itself: {node:?}");
         let insert = "INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
                       VALUES ('t', 'a', 'v', '{}', 'queued', 1, 1, 0)";
