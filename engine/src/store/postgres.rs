@@ -75,7 +75,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// How long the listener waits before reconnecting. Default 500 ms.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The migrations, in order; `wasmjob_schema` records the last one run.
-const MIGRATIONS: [&str; 21] = [
+const MIGRATIONS: [&str; 22] = [
     include_str!("postgres_schema.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
@@ -97,6 +97,7 @@ const MIGRATIONS: [&str; 21] = [
     include_str!("postgres_schema_v19.sql"),
     include_str!("postgres_schema_v20.sql"),
     include_str!("postgres_schema_v21.sql"),
+    include_str!("postgres_schema_v22.sql"),
 ];
 
 /// Every table of the store (the migrations' and `wasmjob_schema`), as
@@ -2990,6 +2991,46 @@ mod partition_tests {
             assert_eq!(reads.0, 0, "sequential scans to {what} 10, with statistics of dead rows");
             assert!(reads.1 <= 100, "{} live rows fetched to {what} 10, with statistics of dead rows", reads.1);
         }
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
+    }
+
+    /// A claim of a node serving only `emails`, with 3,000 tasks of one job
+    /// waiting in `default` and statistics that say so (every waiting task
+    /// of that queue and job), reads none of them: neither to pick the
+    /// heads of its groups nor to find when its own queue's next task is
+    /// due, which it answers exactly (the earliest of every job and
+    /// priority, not of each job's highest). It read every one of them
+    /// twice before (version 21).
+    #[tokio::test]
+    async fn a_claim_of_some_queues_reads_no_task_of_the_others() {
+        let Some((client, schema, url)) = schema("wj_queues").await else { return };
+        drop(PostgresStore::connect(&url, Arc::new(Signals::default())).await.expect("the store (migrated)"));
+        queue_raw(&client, 3000, 3).await;
+        client
+            .batch_execute(
+                "INSERT INTO tasks (tenant, job, version, args, state, priority, queued_at, run_at, max_retries, queue) \
+                 VALUES ('t', 'a', 'v', '{}', 'queued', 5, 1, 50000, 0, 'emails'), \
+                        ('t', 'a', 'v', '{}', 'queued', 0, 1, 30000, 0, 'emails'), \
+                        ('t', 'b', 'v', '{}', 'queued', 1, 1, 40000, 0, 'emails'); \
+                 ANALYZE tasks_live",
+            )
+            .await
+            .expect("a queue, and its statistics");
+        let call = "wasmjob_claim(10000, 'n', 1000000, 20, ARRAY['t'], ARRAY[10::bigint], ARRAY['emails'])";
+        // More than the five calls after which PostgreSQL may keep a plan.
+        for _ in 0..8 {
+            client.batch_execute(&format!("SELECT count(*) FROM {call}")).await.expect("a claim");
+        }
+        client.batch_execute("BEGIN").await.unwrap();
+        let before = live_reads(&client).await;
+        let rows = client.query(&format!("SELECT id, next_run_at FROM {call}"), &[]).await.expect("a claim");
+        let after = live_reads(&client).await;
+        client.batch_execute("COMMIT").await.unwrap();
+        let next: Vec<(Option<i64>, Option<i64>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(next, [(None, Some(30000))], "nothing taken; the next due of `emails`");
+        assert_eq!(after.0 - before.0, 0, "sequential scans of the live tasks");
+        let fetched = after.1 - before.1;
+        assert!(fetched <= 20, "{fetched} live rows fetched by a claim of a queue with 3 tasks waiting");
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
     }
 

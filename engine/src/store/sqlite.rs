@@ -589,6 +589,48 @@ fn claim_grouped(
     Ok(())
 }
 
+/// The earliest due time of the waiting tasks of the queues `served`, of
+/// the tenants `request` knows: by a loose scan of `tasks_groups` (as
+/// PostgreSQL's `wasmjob_claim` walks), one seek per tenant, queue, job and
+/// priority with waiting tasks, at most [`limits::MAX_WALK`] of those (the
+/// earliest of them if there are more: the worker polls anyway). Never a
+/// read of other queues' tasks, nor of every task of one group.
+fn next_due_of(conn: &Connection, request: &ClaimRequest, served: &[String]) -> Result<Option<Millis>, StoreError> {
+    let waiting: Vec<String> =
+        conn.prepare_cached(WAITING_TENANTS)?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+    let mut next_job = conn.prepare_cached(
+        "SELECT job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
+         AND queue = ?2 AND job > ?3 ORDER BY job LIMIT 1",
+    )?;
+    let mut next_priority = conn.prepare_cached(
+        "SELECT priority, run_at FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 \
+         AND state IN ('queued', 'retry') AND queue = ?2 AND job = ?3 AND priority < ?4 \
+         ORDER BY priority DESC, run_at LIMIT 1",
+    )?;
+    let (mut next, mut walked) = (None::<Millis>, 0);
+    for tenant in waiting.iter().filter(|t| request.max_running.contains_key(*t)) {
+        for queue in served {
+            let mut job = String::new();
+            while let Some(found) = next_job.query_row(params![tenant, queue, job], |r| r.get(0)).optional()? {
+                job = found;
+                let mut below = i64::from(i32::MAX) + 1;
+                while let Some((priority, run_at)) = next_priority
+                    .query_row(params![tenant, queue, job, below], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))
+                    .optional()?
+                {
+                    next = Some(next.map_or(run_at, |n| n.min(run_at)));
+                    below = priority;
+                    walked += 1;
+                    if walked >= limits::MAX_WALK {
+                        return Ok(next);
+                    }
+                }
+            }
+        }
+    }
+    Ok(next)
+}
+
 /// The groups (queue, job) with waiting tasks a grouped claim of `tenant`
 /// walks, by a loose scan of `tasks_groups` (PostgreSQL's `wasmjob_pick`
 /// walks the same): every job of each queue `served` names; or, of every
@@ -1049,13 +1091,7 @@ impl Store for SqliteStore {
                         "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry')",
                     )?
                     .query_row([], |r| r.get::<_, Option<i64>>(0))?,
-                (true, Some(queues)) => conn
-                    .prepare_cached(
-                        "SELECT run_at FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry') \
-                         AND queue IN (SELECT value FROM json_each(?1)) ORDER BY run_at LIMIT 1",
-                    )?
-                    .query_row([serde_json::Value::from(queues.clone()).to_string()], |r| r.get::<_, i64>(0))
-                    .optional()?,
+                (true, Some(queues)) => next_due_of(conn, &request, queues)?,
             };
             Ok(Claim { tasks, next_run_at, wake_at: wake, contended: false })
         })

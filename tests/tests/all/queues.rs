@@ -80,7 +80,48 @@ async fn a_jobs_children_go_to_its_queue(backend: Backend) {
     serving.await.unwrap();
 }
 
+/// A node serving some queues wakes for the earliest task of those
+/// queues, whatever its job and priority: not for another queue's task
+/// due sooner, nor only for the earliest of each job's highest priority.
+async fn a_node_serving_some_queues_learns_when_their_next_task_is_due(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let jobs = [wasmjob::examples::ADDITION, wasmjob::examples::TALLY];
+    let t = crate::support::test_node(backend, clock.clone(), &jobs).await;
+    let now = clock.now_millis();
+    for (job, queue, priority, delay_s) in [
+        ("addition", "default", 0, 1),
+        ("addition", "emails", 5, 8),
+        ("addition", "emails", 0, 3),
+        ("tally", "emails", 1, 4),
+        ("tally", "reports", 0, 2),
+    ] {
+        let options = QueueOptions { priority: Some(priority), delay: Some(Duration::from_secs(delay_s)), ..to(queue) };
+        t.node.queue.queue(T, job, "{}", &options, None).await.unwrap();
+    }
+    let due = |queues: &[&str]| {
+        let request = ClaimRequest {
+            node: "n".into(),
+            limit: 10,
+            now,
+            lease_until: now + 60_000,
+            max_running: [(T.to_owned(), usize::MAX)].into(),
+            queues: Some(queues.iter().map(|q| (*q).to_owned()).collect()),
+        };
+        let store = t.node.store.clone();
+        async move {
+            let claim = store.claim(request).await.unwrap();
+            assert!(claim.tasks.is_empty(), "nothing is due yet: {:?}", claim.tasks);
+            claim.next_run_at.map(|at| at - now)
+        }
+    };
+    assert_eq!(due(&["emails"]).await, Some(3000));
+    assert_eq!(due(&["emails", "reports"]).await, Some(2000));
+    assert_eq!(due(&["emails", "default"]).await, Some(1000));
+    assert_eq!(due(&["nightly"]).await, None);
+}
+
 crate::conformance!(
+    a_node_serving_some_queues_learns_when_their_next_task_is_due,
     a_claim_takes_only_from_the_queues_it_serves,
     a_queue_name_is_checked,
     a_jobs_children_go_to_its_queue
