@@ -15,7 +15,7 @@
 //!
 //! Notifications: each node `LISTEN`s on a connection of its own,
 //! reconnecting when it drops, and turns notifications into [`Signals`]:
-//! `wasmjob_tasks` (tasks queued; a node leaves its own inserts'
+//! `wasmjob_tasks` (tasks queued or due again; a node leaves its own
 //! notifications be, [`NODE_SETTING`]), `wasmjob_catalog` (jobs, tenants, tokens
 //! or schedules changed), `wasmjob_finished` (the ids of tasks that ended)
 //! and `wasmjob_revoke` (the id of a running task to stop). After a
@@ -49,12 +49,19 @@ use crate::signals::Signals;
 /// Connections per node. Default 16.
 const POOL_SIZE: usize = 16;
 /// The channel inserts of tasks notify (by trigger, schema v8), naming
-/// the inserting node ([`NODE_SETTING`], schema v21) or nobody.
+/// the inserting node ([`NODE_SETTING`], schema v21) or nobody; and
+/// [`NOTIFY_DUE`], for tasks that are due again.
 const CHANNEL: &str = "wasmjob_tasks";
-/// The setting by which a node's connections name it to the trigger that
-/// notifies [`CHANNEL`]: a node hears its own inserts' notifications and
-/// leaves them be, having woken its workers as it inserted.
+/// The setting by which a node's connections name it in what they notify
+/// on [`CHANNEL`]: a node hears its own notifications and leaves them be,
+/// having woken its workers as it wrote.
 const NODE_SETTING: &str = "wasmjob.node";
+/// Notifies [`CHANNEL`] that waiting tasks are due (children and workflow
+/// steps released, tasks retried or settled), naming this node as the
+/// insert trigger does: each caller wakes this node's workers itself.
+static NOTIFY_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT pg_notify('{CHANNEL}', coalesce(current_setting('{NODE_SETTING}', true), ''))")
+});
 /// The channel catalog changes notify.
 const CATALOG: &str = "wasmjob_catalog";
 /// Channel: a named schedule was made, replaced, paused or resumed (its
@@ -1022,9 +1029,10 @@ async fn complete_settling(
             released |= release_next(&tx, r.get(1), r.get(2), now).await? > 0;
         }
     }
-    // Released children and steps are due: every node's workers look.
+    // Released children and steps are due: every other node's workers
+    // look (the completer wakes this node's).
     if released {
-        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+        tx.batch_execute(&NOTIFY_DUE).await?;
     }
     tx.commit().await?;
     Ok(rows)
@@ -1551,7 +1559,7 @@ impl Store for PostgresStore {
             .await;
         match retried {
             Ok(1) => {
-                self.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
+                self.execute(&NOTIFY_DUE, &[]).await?;
                 Ok(Retried::Queued)
             }
             // Its overlap key is taken by a task waiting or running.
@@ -2273,7 +2281,7 @@ impl Store for PostgresStore {
         let row = self.query(SETTLE_CHILDREN, &[&ids, &attempts, &states, &now]).await?;
         let count = |i: usize| row.first().map_or(0, |r| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0));
         if count(0) > 0 {
-            self.execute(&format!("NOTIFY {CHANNEL}"), &[]).await?;
+            self.execute(&NOTIFY_DUE, &[]).await?;
         }
         Ok((count(0), count(1)))
     }
@@ -2552,7 +2560,7 @@ impl PostgresStore {
             }
         }
         if due {
-            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+            tx.batch_execute(&NOTIFY_DUE).await?;
         }
         notify_finished(&tx, &ended).await?;
         tx.commit().await?;
@@ -2673,7 +2681,7 @@ mod partition_tests {
 
     use tokio_postgres::NoTls;
 
-    use super::{CLAIM, COMPLETE, GENERIC, KEEP_RETRIED, MIGRATIONS, PostgresStore};
+    use super::{CLAIM, COMPLETE, GENERIC, KEEP_RETRIED, MIGRATIONS, NOTIFY_DUE, PostgresStore};
     use crate::signals::Signals;
     use crate::store::Store;
 
@@ -2753,11 +2761,11 @@ mod partition_tests {
     }
 
     /// An insert of tasks notifies naming the node whose connection made
-    /// it (`wasmjob.node`, schema v21), and an insert by another client
-    /// names nobody. Told apart by the sending backend, as other tests'
-    /// nodes notify the same channel meanwhile.
+    /// it (`wasmjob.node`, schema v21), and so does [`NOTIFY_DUE`]; by
+    /// another client, they name nobody. Told apart by the sending backend,
+    /// as other tests' nodes notify the same channel meanwhile.
     #[tokio::test]
-    async fn an_insert_notifies_naming_the_node_that_made_it() {
+    async fn a_notification_of_tasks_names_the_node_that_sent_it() {
         let Some((client, schema, url)) = schema("wj_notify_node").await else { return };
         let store = PostgresStore::connect(&url, Arc::new(Signals::default())).await.expect("the store");
         let (_listener, mut heard) = listening(&url).await;
@@ -2770,9 +2778,10 @@ mod partition_tests {
         assert_eq!(node.len(), 16, "the store names itself: {node:?}");
         let insert = "INSERT INTO tasks (tenant, job, version, args, state, queued_at, run_at, max_retries) \
                       VALUES ('t', 'a', 'v', '{}', 'queued', 1, 1, 0)";
-        for (sender, named) in [(&**connection, node.as_str()), (&client, "")] {
+        let senders = [(&**connection, node.as_str()), (&client, "")];
+        for ((sender, named), statement) in senders.into_iter().flat_map(|s| [(s, insert), (s, &**NOTIFY_DUE)]) {
             let sender_pid = pid(sender).await;
-            sender.batch_execute(insert).await.expect("an insert");
+            sender.batch_execute(statement).await.expect("an insert, or tasks due");
             let payload = tokio::time::timeout(Duration::from_secs(10), async {
                 loop {
                     let (from, payload) = heard.recv().await.expect("the listener");
@@ -2782,8 +2791,8 @@ mod partition_tests {
                 }
             })
             .await
-            .expect("the insert's notification");
-            assert_eq!(payload, named, "the notification names the inserting node, or nobody");
+            .expect("the notification");
+            assert_eq!(payload, named, "{statement}: the notification names the sending node, or nobody");
         }
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("the schema dropped");
     }
