@@ -13,7 +13,8 @@
 //!    graphile-worker's `proc_s` (from its first job's start until its
 //!    runner has stopped); the time from the start of serving until that
 //!    claim is apart. `--backlog N` queues N more behind them first, so that
-//!    the rate is measured with N tasks waiting in the store.
+//!    the rate is measured with N tasks waiting in the store; `--limited`
+//!    gives the job a limit, so that every claim is the grouped one.
 //!
 //! `--json` prints one JSON line per measurement, with the field names of
 //! `../shared/peers/graphile/run.sh` where they mean the same
@@ -34,6 +35,9 @@ use crate::task::QueueOptions;
 
 /// The benchmark's tenant.
 const TENANT: &str = "bench";
+/// Most of the benchmark tenant's tasks running at once, and of the job's
+/// with `--limited`: more than any node runs.
+const MAX_RUNNING: u32 = 100_000;
 /// Tasks queued per call while filling the queue.
 const QUEUE_BATCH: usize = 1000;
 
@@ -66,6 +70,10 @@ pub struct BenchQueueArgs {
     /// `wasmjob serve` processes on the same store (PostgreSQL only).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Give the measured job a limit (as many at once as the tenant may
+    /// run), so that every claim is the grouped claim that limits take.
+    #[arg(long)]
+    limited: bool,
     /// Print one JSON line per measurement instead of prose.
     #[arg(long)]
     json: bool,
@@ -76,6 +84,8 @@ pub struct BenchQueueArgs {
 struct Burn {
     kind: &'static str,
     store: &'static str,
+    /// Whether the job had a limit (`--limited`).
+    limited: bool,
     nodes: usize,
     concurrency: usize,
     n: usize,
@@ -139,11 +149,14 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     let concurrency = config.concurrency;
     let node = Arc::new(Node::open(config, true).await?);
     // A tenant with quotas high enough to measure the engine, not the door.
-    let quotas =
-        serde_json::json!({ "max_queued": 100_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": 100_000 });
+    let quotas = serde_json::json!({ "max_queued": 100_000_000, "queue_rate": 1e9, "queue_burst": 1e9, "max_running": MAX_RUNNING });
     node.tenants.create(TENANT, quotas.as_object().expect("an object").clone()).await?;
     node.registry.register(TENANT, &std::fs::read(crate::examples::ADDITION)?, usize::MAX).await?;
     node.registry.register(TENANT, &std::fs::read(crate::examples::STAMP)?, usize::MAX).await?;
+    if args.limited {
+        let limits = crate::limits::JobLimits { max_concurrency: Some(MAX_RUNNING), rate: None };
+        node.store.put_job_limits(TENANT, "addition", &limits, node.clock.now_millis(), usize::MAX).await?;
+    }
 
     finish(&node, args.finished, args.json).await?;
     if let (Some(url), true) = (&args.store, args.finished > 0) {
@@ -202,6 +215,7 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<ExitCode> {
     let burn = Burn {
         kind: "burn",
         store,
+        limited: args.limited,
         nodes: args.nodes,
         concurrency,
         n: args.tasks,
