@@ -85,7 +85,12 @@ async fn write(store: Arc<dyn Store>, signals: Arc<Signals>, mut pending: mpsc::
                 signals.queued.notify_one();
             }
             // The leases will run out and the sweep will rescue the tasks.
-            Err(e) => tracing::error!(error = %e, tasks = n, "cannot record tasks' ends"),
+            // The batch may have committed all the same (its answer lost):
+            // the workers claim again, as after any batch.
+            Err(e) => {
+                tracing::error!(error = %e, tasks = n, "cannot record tasks' ends");
+                signals.queued.notify_one();
+            }
         }
     }
 }

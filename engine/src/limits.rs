@@ -36,7 +36,12 @@ pub const MAX_PERIOD_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 /// The most groups (queue, job) with waiting tasks one claim walks for a
 /// tenant with limits and every queue: the next claim goes on from where
 /// it stopped, wrapping around, so that a tenant with tasks in many queues
-/// costs each claim a bounded walk and every group gets its turn. 256.
+/// costs each claim a bounded walk and every group gets its turn. Also
+/// the most groups (queue, job, priority) a claim of a node serving some
+/// queues walks per tenant to learn when their next task is due: past
+/// them, the earliest it saw (the worker polls in any case, so a tenant
+/// with more groups can only make its own delayed tasks start late, by
+/// [`crate::worker::POLL_FALLBACK`] at most). 256.
 pub const MAX_WALK: usize = 256;
 
 /// The most queues and the most jobs a tenant may set limits on (each).

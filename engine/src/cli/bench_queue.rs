@@ -115,6 +115,9 @@ struct Burn {
 struct Latency {
     kind: &'static str,
     store: &'static str,
+    /// Whether the tenant had a job with a limit (`--limited`): its
+    /// claims were grouped ones.
+    limited: bool,
     samples: usize,
     gap_ms: u64,
     /// queue→start: the `queue` call until the guest's call begins.
@@ -284,6 +287,7 @@ async fn measure_latency(node: &Arc<Node>, args: &BenchQueueArgs, store: &'stati
     Ok(Latency {
         kind: "latency",
         store,
+        limited: args.limited,
         samples: args.samples,
         gap_ms: args.gap,
         p50_ms: ms(percentile(&start, 0.5)),

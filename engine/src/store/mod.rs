@@ -495,7 +495,9 @@ pub struct TokenRow {
 #[derive(Debug, Clone, Default)]
 pub struct Claim {
     pub tasks: Vec<ClaimedTask>,
-    /// When the next queued task becomes due, if one is waiting.
+    /// When the next queued task becomes due, if one is waiting (of the
+    /// queues served; for a node serving some, of the tenants the request
+    /// names, and possibly later than that: [`crate::limits::MAX_WALK`]).
     pub next_run_at: Option<Millis>,
     /// When a job with a due task held back by its rate gets its next
     /// token ([`crate::limits`]), if one was.

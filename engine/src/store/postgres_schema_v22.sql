@@ -339,11 +339,15 @@ BEGIN
             -- Of the queues served, by a loose scan of `tasks_groups`: of
             -- each tenant this node knows with tasks waiting, each queue
             -- served, each job and each priority, the earliest; at most
-            -- 256 of those (`limits::MAX_WALK`), the earliest of them
-            -- if there are more. Never a read of other queues' tasks, nor
-            -- of every task of a group (a backlog held back by a limit).
+            -- 256 of those per tenant (`limits::MAX_WALK`), the earliest
+            -- of them if it has more; done at a time already due (the
+            -- worker waits for room then, not for a time). Never a read of
+            -- other queues' tasks, nor of every task of a group (a backlog
+            -- held back by a limit).
             <<walk>>
             FOREACH owner IN ARRAY known LOOP
+                walked := 0;
+                <<served>>
                 FOREACH sq IN ARRAY queues LOOP
                     gj := '';
                     LOOP
@@ -360,9 +364,10 @@ BEGIN
                             ORDER BY q.job, q.priority DESC, q.run_at LIMIT 1;
                             EXIT WHEN NOT FOUND;
                             next_at := least(next_at, nr);
+                            EXIT walk WHEN nr <= now;
                             below := np;
                             walked := walked + 1;
-                            EXIT walk WHEN walked >= 256;
+                            EXIT served WHEN walked >= 256;
                         END LOOP;
                     END LOOP;
                 END LOOP;

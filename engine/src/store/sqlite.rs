@@ -592,9 +592,10 @@ fn claim_grouped(
 /// The earliest due time of the waiting tasks of the queues `served`, of
 /// the tenants `request` knows: by a loose scan of `tasks_groups` (as
 /// PostgreSQL's `wasmjob_claim` walks), one seek per tenant, queue, job and
-/// priority with waiting tasks, at most [`limits::MAX_WALK`] of those (the
-/// earliest of them if there are more: the worker polls anyway). Never a
-/// read of other queues' tasks, nor of every task of one group.
+/// priority with waiting tasks, at most [`limits::MAX_WALK`] of those per
+/// tenant (the earliest of them if it has more); done at a time already
+/// due (the worker waits for room then, not for a time). Never a read of
+/// other queues' tasks, nor of every task of one group.
 fn next_due_of(conn: &Connection, request: &ClaimRequest, served: &[String]) -> Result<Option<Millis>, StoreError> {
     let waiting: Vec<String> =
         conn.prepare_cached(WAITING_TENANTS)?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
@@ -607,8 +608,9 @@ fn next_due_of(conn: &Connection, request: &ClaimRequest, served: &[String]) -> 
          AND state IN ('queued', 'retry') AND queue = ?2 AND job = ?3 AND priority < ?4 \
          ORDER BY priority DESC, run_at LIMIT 1",
     )?;
-    let (mut next, mut walked) = (None::<Millis>, 0);
-    for tenant in waiting.iter().filter(|t| request.max_running.contains_key(*t)) {
+    let mut next = None::<Millis>;
+    'tenants: for tenant in waiting.iter().filter(|t| request.max_running.contains_key(*t)) {
+        let mut walked = 0;
         for queue in served {
             let mut job = String::new();
             while let Some(found) = next_job.query_row(params![tenant, queue, job], |r| r.get(0)).optional()? {
@@ -619,10 +621,13 @@ fn next_due_of(conn: &Connection, request: &ClaimRequest, served: &[String]) -> 
                     .optional()?
                 {
                     next = Some(next.map_or(run_at, |n| n.min(run_at)));
+                    if run_at <= request.now {
+                        return Ok(next);
+                    }
                     below = priority;
                     walked += 1;
                     if walked >= limits::MAX_WALK {
-                        return Ok(next);
+                        continue 'tenants;
                     }
                 }
             }

@@ -88,14 +88,17 @@ async fn a_node_serving_some_queues_learns_when_their_next_task_is_due(backend: 
     let jobs = [wasmjob::examples::ADDITION, wasmjob::examples::TALLY];
     let t = crate::support::test_node(backend, clock.clone(), &jobs).await;
     let now = clock.now_millis();
-    for (job, queue, priority, delay_s) in [
-        ("addition", "default", 0, 1),
-        ("addition", "emails", 5, 8),
-        ("addition", "emails", 0, 3),
-        ("tally", "emails", 1, 4),
-        ("tally", "reports", 0, 2),
+    for (job, queue, priority, delay_ms) in [
+        ("addition", "default", 0, 1000),
+        ("addition", "emails", 5, 8000),
+        ("addition", "emails", 0, 3000),
+        ("addition", "emails", i32::MIN, 2500),
+        ("tally", "emails", 1, 4000),
+        ("tally", "emails", i32::MAX, 6000),
+        ("tally", "reports", 0, 2000),
     ] {
-        let options = QueueOptions { priority: Some(priority), delay: Some(Duration::from_secs(delay_s)), ..to(queue) };
+        let delay = Some(Duration::from_millis(delay_ms));
+        let options = QueueOptions { priority: Some(priority), delay, ..to(queue) };
         t.node.queue.queue(T, job, "{}", &options, None).await.unwrap();
     }
     let due = |queues: &[&str]| {
@@ -114,7 +117,7 @@ async fn a_node_serving_some_queues_learns_when_their_next_task_is_due(backend: 
             claim.next_run_at.map(|at| at - now)
         }
     };
-    assert_eq!(due(&["emails"]).await, Some(3000));
+    assert_eq!(due(&["emails"]).await, Some(2500));
     assert_eq!(due(&["emails", "reports"]).await, Some(2000));
     assert_eq!(due(&["emails", "default"]).await, Some(1000));
     assert_eq!(due(&["nightly"]).await, None);
