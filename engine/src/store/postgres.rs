@@ -1559,7 +1559,11 @@ impl Store for PostgresStore {
             .await;
         match retried {
             Ok(1) => {
-                self.execute(&NOTIFY_DUE, &[]).await?;
+                // Committed: a lost notification only leaves the other
+                // nodes to their poll, and the caller wakes this one.
+                if let Err(e) = self.execute(&NOTIFY_DUE, &[]).await {
+                    tracing::warn!(error = %e, "cannot tell the other nodes of a retried task");
+                }
                 Ok(Retried::Queued)
             }
             // Its overlap key is taken by a task waiting or running.
@@ -2280,8 +2284,12 @@ impl Store for PostgresStore {
         let states: Vec<Option<String>> = parents.iter().map(|r| r.get(2)).collect();
         let row = self.query(SETTLE_CHILDREN, &[&ids, &attempts, &states, &now]).await?;
         let count = |i: usize| row.first().map_or(0, |r| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0));
-        if count(0) > 0 {
-            self.execute(&NOTIFY_DUE, &[]).await?;
+        // Committed: a lost notification only leaves the other nodes to
+        // their poll, and the caller wakes this one.
+        if count(0) > 0
+            && let Err(e) = self.execute(&NOTIFY_DUE, &[]).await
+        {
+            tracing::warn!(error = %e, "cannot tell the other nodes of released children");
         }
         Ok((count(0), count(1)))
     }
