@@ -391,7 +391,7 @@ fn claim_fairly(conn: &Connection, request: &ClaimRequest) -> Result<Claimed, St
                       ORDER BY priority DESC, run_at, id LIMIT ?4) \
          RETURNING {CLAIMED_COLUMNS}"
     ))?;
-    let mut claimed = Claimed::default();
+    let mut claimed = Claimed { known: tenants.iter().map(|(t, _)| t.clone()).collect(), ..Claimed::default() };
     let mut plan = FairShares::new(tenants, request.limit);
     while let Some(asks) = plan.round() {
         for (i, want) in asks {
@@ -455,6 +455,9 @@ struct Bucket {
 struct Claimed {
     tasks: Vec<ClaimedTask>,
     wake: Option<Millis>,
+    /// The tenants with waiting tasks that the request knows, as the
+    /// claim found them.
+    known: Vec<String>,
 }
 
 /// Claims up to `want` of `tenant`'s due tasks by group (queue, job), as
@@ -589,27 +592,32 @@ fn claim_grouped(
     Ok(())
 }
 
+/// The first job after `?3` with tasks waiting in `?1`'s queue `?2`: a
+/// step of the loose scans of `tasks_groups`.
+const NEXT_JOB: &str = "SELECT job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 \
+    AND state IN ('queued', 'retry') AND queue = ?2 AND job > ?3 ORDER BY job LIMIT 1";
+
 /// The earliest due time of the waiting tasks of the queues `served`, of
-/// the tenants `request` knows: by a loose scan of `tasks_groups` (as
+/// the tenants `known` (with tasks waiting; `now`: the claim's): by a loose scan of `tasks_groups` (as
 /// PostgreSQL's `wasmjob_claim` walks), one seek per tenant, queue, job and
 /// priority with waiting tasks, at most [`limits::MAX_WALK`] of those per
 /// tenant (the earliest of them if it has more); done at a time already
 /// due (the worker waits for room then, not for a time). Never a read of
 /// other queues' tasks, nor of every task of one group.
-fn next_due_of(conn: &Connection, request: &ClaimRequest, served: &[String]) -> Result<Option<Millis>, StoreError> {
-    let waiting: Vec<String> =
-        conn.prepare_cached(WAITING_TENANTS)?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
-    let mut next_job = conn.prepare_cached(
-        "SELECT job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
-         AND queue = ?2 AND job > ?3 ORDER BY job LIMIT 1",
-    )?;
+fn next_due_of(
+    conn: &Connection,
+    now: Millis,
+    known: &[String],
+    served: &[String],
+) -> Result<Option<Millis>, StoreError> {
+    let mut next_job = conn.prepare_cached(NEXT_JOB)?;
     let mut next_priority = conn.prepare_cached(
         "SELECT priority, run_at FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 \
          AND state IN ('queued', 'retry') AND queue = ?2 AND job = ?3 AND priority < ?4 \
          ORDER BY priority DESC, run_at LIMIT 1",
     )?;
     let mut next = None::<Millis>;
-    'tenants: for tenant in waiting.iter().filter(|t| request.max_running.contains_key(*t)) {
+    'tenants: for tenant in known {
         let mut walked = 0;
         for queue in served {
             let mut job = String::new();
@@ -621,7 +629,7 @@ fn next_due_of(conn: &Connection, request: &ClaimRequest, served: &[String]) -> 
                     .optional()?
                 {
                     next = Some(next.map_or(run_at, |n| n.min(run_at)));
-                    if run_at <= request.now {
+                    if run_at <= now {
                         return Ok(next);
                     }
                     below = priority;
@@ -644,10 +652,7 @@ fn next_due_of(conn: &Connection, request: &ClaimRequest, served: &[String]) -> 
 fn groups(conn: &Connection, tenant: &str, served: Option<&[String]>) -> Result<Vec<(String, String)>, StoreError> {
     let mut groups = Vec::new();
     if let Some(served) = served {
-        let mut next_job = conn.prepare_cached(
-            "SELECT job FROM tasks INDEXED BY tasks_groups WHERE tenant = ?1 AND state IN ('queued', 'retry') \
-             AND queue = ?2 AND job > ?3 ORDER BY job LIMIT 1",
-        )?;
+        let mut next_job = conn.prepare_cached(NEXT_JOB)?;
         for queue in served {
             let mut job = String::new();
             while let Some(next) = next_job.query_row(params![tenant, queue, job], |r| r.get(0)).optional()? {
@@ -1086,7 +1091,7 @@ impl Store for SqliteStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.op(move |conn| {
-            let Claimed { tasks, wake } = claim_fairly(conn, &request)?;
+            let Claimed { tasks, wake, known } = claim_fairly(conn, &request)?;
             // Of the queues served: a task of another queue is none of
             // this node's waiting.
             let next_run_at = match (tasks.len() < request.limit, &request.queues) {
@@ -1096,7 +1101,7 @@ impl Store for SqliteStore {
                         "SELECT MIN(run_at) FROM tasks INDEXED BY tasks_next WHERE state IN ('queued', 'retry')",
                     )?
                     .query_row([], |r| r.get::<_, Option<i64>>(0))?,
-                (true, Some(queues)) => next_due_of(conn, &request, queues)?,
+                (true, Some(queues)) => next_due_of(conn, request.now, &known, queues)?,
             };
             Ok(Claim { tasks, next_run_at, wake_at: wake, contended: false })
         })
